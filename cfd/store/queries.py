@@ -1,0 +1,201 @@
+"""The query side: history, open positions and orders, ledger statements, ticks.
+
+All served from the query tables, as plain dict rows (the API turns them into MT5 records).
+Time ranges are inclusive at both ends, in milliseconds, as MT5's ``*_get(date_from,
+date_to)`` calls select.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, or_, select
+
+from cfd.constants import OrderState
+from cfd.money import PRICE_SCALE
+from cfd.store import models as m
+
+Row = dict[str, Any]
+
+#: Order states of an order still working (MT5's "current orders").
+ACTIVE_ORDER_STATES = (
+    OrderState.STARTED, OrderState.PLACED, OrderState.PARTIAL, OrderState.REQUEST_ADD,
+    OrderState.REQUEST_MODIFY, OrderState.REQUEST_CANCEL,
+)
+_ACTIVE = [int(s) for s in ACTIVE_ORDER_STATES]
+
+
+def symbol_in_group(symbol: str, group: str | None) -> bool:
+    """MT5's ``group`` filter: comma-separated masks, ``*`` wildcard, ``!`` excludes.
+
+    ``symbol_in_group("AAPL", "*,!AAPL") is False``; ``symbol_in_group("AAPL", "AA*")``.
+    With only exclusions (``"!TSLA"``) everything else is included.
+    """
+    if not group:
+        return True
+    masks = [g.strip() for g in group.split(",") if g.strip()]
+    includes = [g for g in masks if not g.startswith("!")]
+    excludes = [g[1:] for g in masks if g.startswith("!")]
+    if any(fnmatchcase(symbol, g) for g in excludes):
+        return False
+    return not includes or any(fnmatchcase(symbol, g) for g in includes)
+
+
+def _rows(conn: Connection, stmt: Select[Any], group: str | None = None) -> list[Row]:
+    rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    if group:
+        rows = [r for r in rows if symbol_in_group(r["symbol"] or "", group)]
+    return rows
+
+
+def history_deals(conn: Connection, login: int, date_from_msc: int, date_to_msc: int,
+                  group: str | None = None) -> list[Row]:
+    t = m.Deal.__table__
+    stmt = (select(t).where(t.c.login == login, t.c.time_msc >= date_from_msc,
+                            t.c.time_msc <= date_to_msc)
+            .order_by(t.c.time_msc, t.c.ticket))
+    return _rows(conn, stmt, group)
+
+
+def deals_by_ticket(conn: Connection, ticket: int) -> list[Row]:
+    t = m.Deal.__table__
+    return _rows(conn, select(t).where(t.c.ticket == ticket))
+
+
+def deals_by_order(conn: Connection, order: int) -> list[Row]:
+    t = m.Deal.__table__
+    return _rows(conn, select(t).where(t.c.order == order).order_by(t.c.time_msc, t.c.ticket))
+
+
+def deals_by_position(conn: Connection, position_id: int) -> list[Row]:
+    t = m.Deal.__table__
+    stmt = select(t).where(t.c.position_id == position_id).order_by(t.c.time_msc, t.c.ticket)
+    return _rows(conn, stmt)
+
+
+def history_orders(conn: Connection, login: int, date_from_msc: int, date_to_msc: int,
+                   group: str | None = None) -> list[Row]:
+    """Finished orders of ``login`` set up in the range (``time_setup_msc``)."""
+    t = m.Order.__table__
+    stmt = (select(t).where(t.c.login == login, t.c.time_setup_msc >= date_from_msc,
+                            t.c.time_setup_msc <= date_to_msc, t.c.state.not_in(_ACTIVE))
+            .order_by(t.c.time_setup_msc, t.c.ticket))
+    return _rows(conn, stmt, group)
+
+
+def orders_by_ticket(conn: Connection, ticket: int) -> list[Row]:
+    """The finished order ``ticket`` (empty while it is active: see :func:`open_orders`)."""
+    t = m.Order.__table__
+    return _rows(conn, select(t).where(t.c.ticket == ticket, t.c.state.not_in(_ACTIVE)))
+
+
+def orders_by_position(conn: Connection, position_id: int) -> list[Row]:
+    t = m.Order.__table__
+    stmt = (select(t).where(t.c.position_id == position_id, t.c.state.not_in(_ACTIVE))
+            .order_by(t.c.time_setup_msc, t.c.ticket))
+    return _rows(conn, stmt)
+
+
+def open_positions(conn: Connection, login: int | None = None, symbol: str | None = None,
+                   group: str | None = None) -> list[Row]:
+    t = m.Position.__table__
+    stmt = select(t).order_by(t.c.time_msc, t.c.ticket)
+    if login is not None:
+        stmt = stmt.where(t.c.login == login)
+    if symbol is not None:
+        stmt = stmt.where(t.c.symbol == symbol)
+    return _rows(conn, stmt, group)
+
+
+def open_orders(conn: Connection, login: int | None = None, symbol: str | None = None,
+                group: str | None = None) -> list[Row]:
+    t = m.Order.__table__
+    stmt = select(t).where(t.c.state.in_(_ACTIVE)).order_by(t.c.time_setup_msc, t.c.ticket)
+    if login is not None:
+        stmt = stmt.where(t.c.login == login)
+    if symbol is not None:
+        stmt = stmt.where(t.c.symbol == symbol)
+    return _rows(conn, stmt, group)
+
+
+def account(conn: Connection, login: int) -> Row | None:
+    t = m.Account.__table__
+    row = conn.execute(select(t).where(t.c.login == login)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def ledger_statement(conn: Connection, login: int, date_from_msc: int,
+                     date_to_msc: int) -> Row:
+    """Postings that moved ``client:<login>`` in the range, with running balance.
+
+    A posting moves ``amount`` from its ``debit`` account to its ``credit`` account, so the
+    client's balance changes by ``+amount`` when it is the credit side and ``-amount`` when
+    it is the debit side. Returns ``{"login", "opening_balance", "closing_balance",
+    "postings": [posting row + "change" + "balance"]}``, money in minor units.
+    """
+    t = m.Posting.__table__
+    code = f"client:{login}"
+    touches = or_(t.c.debit == code, t.c.credit == code)
+    opening = 0
+    before = select(t.c.debit, t.c.credit, t.c.amount).where(
+        and_(t.c.login == login, t.c.time_msc < date_from_msc, touches))
+    for r in conn.execute(before):
+        opening += _change(code, r.debit, r.credit, r.amount)
+    stmt = (select(t).where(t.c.login == login, t.c.time_msc >= date_from_msc,
+                            t.c.time_msc <= date_to_msc, touches)
+            .order_by(t.c.time_msc, t.c.id))
+    balance = opening
+    rows = []
+    for r in conn.execute(stmt).mappings():
+        row = dict(r)
+        row["change"] = _change(code, r["debit"], r["credit"], r["amount"])
+        balance += row["change"]
+        row["balance"] = balance
+        rows.append(row)
+    return {"login": login, "opening_balance": opening, "closing_balance": balance,
+            "postings": rows}
+
+
+def _change(code: str, debit: str, credit: str, amount: int) -> int:
+    return (amount if credit == code else 0) - (amount if debit == code else 0)
+
+
+def ticks_range(conn: Connection, symbol: str, date_from_msc: int, date_to_msc: int,
+                limit: int | None = None) -> list[Row]:
+    """Stored ticks in the range, prices as floats (MT5 tick records carry doubles)."""
+    t = m.Tick.__table__
+    stmt = (select(t.c.symbol, t.c.time_msc, t.c.bid, t.c.ask, t.c.last, t.c.volume,
+                   t.c.flags)
+            .where(t.c.symbol == symbol, t.c.time_msc >= date_from_msc,
+                   t.c.time_msc <= date_to_msc)
+            .order_by(t.c.time_msc, t.c.id))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    out = []
+    for r in conn.execute(stmt).mappings():
+        row = dict(r)
+        for k in ("bid", "ask", "last"):
+            row[k] = 0.0 if row[k] is None else row[k] / PRICE_SCALE
+        out.append(row)
+    return out
+
+
+def tick_stats(conn: Connection, symbol: str) -> Row | None:
+    t = m.TickStat.__table__
+    row = conn.execute(select(t).where(t.c.symbol == symbol)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def symbols(conn: Connection) -> dict[str, Row]:
+    t = m.Symbol.__table__
+    return {r.name: r.spec for r in conn.execute(select(t.c.name, t.c.spec))}
+
+
+def events(conn: Connection, login: int | None = None, after_id: int = 0,
+           limit: int = 1000) -> list[Row]:
+    t = m.Event.__table__
+    stmt = select(t).where(t.c.id > after_id).order_by(t.c.id).limit(limit)
+    if login is not None:
+        stmt = stmt.where(t.c.login == login)
+    return _rows(conn, stmt)

@@ -1,0 +1,461 @@
+"""The store: journal (group commit), snapshots and the query tables, on SQLite or PostgreSQL.
+
+::
+
+    store = Store.open()                        # ./cfd.sqlite, or $CFD_DATABASE_URL
+    stored = store.append_batch(entries, effects)   # one durable transaction
+    for entry in store.read_journal(after_seq=snap.seq): ...
+    store.history_deals(1001, t0, t1)
+
+One process writes (the writer lease); any number may open read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+
+from cfd.effects import Effects
+from cfd.store import models as m
+from cfd.store import queries, schema
+from cfd.store.errors import (
+    SnapshotSchemaMismatch,
+    StoreCorrupted,
+    StoreError,
+    StoreLeaseLost,
+    StoreReadOnly,
+)
+from cfd.store.journal import GENESIS_HASH, JournalEntry, chain_hash
+from cfd.store.writes import apply_effects
+
+#: Layout version of snapshots written by default (callers may pass their own).
+SNAPSHOT_SCHEMA_VERSION = 1
+SNAPSHOT_CHUNK_BYTES = 64 * 1024 * 1024
+_READ_PAGE = 5_000
+
+
+def _now_msc() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    seq: int
+    state_hash: str
+    schema_version: int
+    created_msc: int
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+def encode_arrays(arrays: dict[str, np.ndarray]) -> bytes:
+    """Arrays -> uncompressed ``.npz`` bytes (no pickles)."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def decode_arrays(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+class Store:
+    """Open with :meth:`open`; close with :meth:`close` (or use as a context manager)."""
+
+    def __init__(self, engine: Engine, url: str, *, read_only: bool,
+                 lock: schema.WriterLock | None, owner: str | None) -> None:
+        self.engine = engine
+        self.url = url
+        self.read_only = read_only
+        self._lock = lock
+        self.owner = owner
+        self._head_seq = 0
+        self._head_hash = GENESIS_HASH
+        if not read_only:
+            self._head_seq, self._head_hash = self.head()
+
+    # -- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | None = None, *, read_only: bool = False) -> Store:
+        """Open (creating or migrating it if needed) the store at ``url``.
+
+        ``url``: the argument, else ``$CFD_DATABASE_URL``, else ``sqlite:///./cfd.sqlite``.
+        A writer takes the writer lease and refuses with :class:`StoreLocked` if another
+        engine holds it; ``read_only=True`` takes no lease and never writes.
+        """
+        url = schema.resolve_url(url)
+        eng = schema.make_engine(url, writer=not read_only)
+        safe_url = eng.url.render_as_string(hide_password=True)
+        if read_only:
+            schema.check_revision(eng)
+            return cls(eng, safe_url, read_only=True, lock=None, owner=None)
+        owner = uuid.uuid4().hex
+        lock = schema.WriterLock(eng)
+        holder = f"{owner} {socket.gethostname()} {os.getpid()}"
+        try:
+            if not lock.acquire(holder):
+                lease = _read_lease(eng)
+                raise schema.refuse_second_writer(safe_url, lease, lock.description)
+            schema.migrate(eng)
+            _take_lease(eng, owner, safe_url, lock)
+        except BaseException:
+            lock.release()
+            eng.dispose()
+            raise
+        return cls(eng, safe_url, read_only=False, lock=lock, owner=owner)
+
+    def close(self) -> None:
+        """Give up the lease (if writing) and the connections."""
+        if not self.read_only and self.owner is not None:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(update(m.StoreMeta.__table__)
+                                 .where(m.StoreMeta.id == 1, m.StoreMeta.lease_owner == self.owner)
+                                 .values(lease_owner=None, lease_heartbeat_msc=None))
+            finally:
+                self.owner = None
+                if self._lock is not None:
+                    self._lock.release()
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- journal -------------------------------------------------------------------------
+
+    @property
+    def head_seq(self) -> int:
+        """The last durable journal seq (as this writer knows it)."""
+        return self._head_seq if not self.read_only else self.head()[0]
+
+    def head(self) -> tuple[int, str]:
+        """The journal head (seq, hash) as recorded in ``store_meta``."""
+        with self.engine.connect() as conn:
+            return _head(conn)
+
+    def append_batch(self, entries: list[JournalEntry], effects: Effects | None = None
+                     ) -> list[JournalEntry]:
+        """Journal ``entries`` and write ``effects`` in ONE durable transaction.
+
+        Entries get contiguous seqs after the head and their chain hashes; returned as
+        stored. When this returns, the batch is committed (WAL fsync on SQLite): the
+        caller may acknowledge its results. On error nothing of the batch is stored.
+        """
+        self._check_writer()
+        seq, prev = self._head_seq, self._head_hash
+        rows = []
+        stored = []
+        for e in entries:
+            seq += 1
+            if e.seq and e.seq != seq:
+                raise StoreError(f"journal entry carries seq {e.seq}, the next seq is {seq}")
+            actor = e.actor or ""
+            prev = chain_hash(prev, seq, int(e.time_msc), e.kind, actor, e.payload)
+            rows.append({"seq": seq, "time_msc": int(e.time_msc), "kind": e.kind,
+                         "actor": actor, "payload": e.payload, "hash": prev})
+            stored.append(replace(e, seq=seq, actor=actor, hash=prev))
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(insert(m.JournalRow.__table__), rows)
+            if effects is not None and not effects.is_empty():
+                apply_effects(conn, effects, seq)
+            self._move_head(conn, seq, prev)
+        self._head_seq, self._head_hash = seq, prev
+        return stored
+
+    def _move_head(self, conn: Connection, seq: int, hash_: str) -> None:
+        meta = m.StoreMeta.__table__
+        res = conn.execute(
+            update(meta)
+            .where(meta.c.id == 1, meta.c.head_seq == self._head_seq,
+                   meta.c.lease_owner == self.owner)
+            .values(head_seq=seq, head_hash=hash_, lease_heartbeat_msc=_now_msc()))
+        if res.rowcount != 1:
+            raise StoreLeaseLost(
+                f"the store {self.url} changed under this writer (lease taken over or journal "
+                f"head moved from seq {self._head_seq}): stop this engine and restart it; "
+                "it will recover from the journal"
+            )
+
+    def read_journal(self, after_seq: int = 0) -> Iterator[JournalEntry]:
+        """Entries after ``after_seq`` in order, each checked against the hash chain.
+
+        Raises :class:`StoreCorrupted` on an edited row, a gap, a missing tail or rows past
+        the head, naming the seq.
+        """
+        t = m.JournalRow.__table__
+        with self.engine.connect() as conn:
+            head_seq, head_hash = _head(conn)
+            if after_seq > head_seq:
+                raise StoreCorrupted(
+                    f"asked to read after seq {after_seq}, but the journal head is "
+                    f"{head_seq} (journal truncated, or a snapshot newer than the journal)",
+                    head_seq)
+            if after_seq == 0:
+                prev = GENESIS_HASH
+            else:
+                prev = conn.execute(select(t.c.hash).where(t.c.seq == after_seq)).scalar()
+                if prev is None:
+                    raise StoreCorrupted("journal row missing", after_seq)
+        expected = after_seq + 1
+        while True:
+            with self.engine.connect() as conn:
+                page = conn.execute(
+                    select(t).where(t.c.seq >= expected).order_by(t.c.seq).limit(_READ_PAGE)
+                ).all()
+            for r in page:
+                if r.seq != expected:
+                    raise StoreCorrupted(
+                        f"journal gap: expected seq {expected}, next row is {r.seq}", expected)
+                if r.seq > head_seq:
+                    raise StoreCorrupted(f"journal row {r.seq} lies past the recorded head "
+                                         f"{head_seq}", r.seq)
+                payload = bytes(r.payload)
+                h = chain_hash(prev, r.seq, r.time_msc, r.kind, r.actor, payload)
+                if h != r.hash:
+                    raise StoreCorrupted("journal row does not match its hash chain (edited, "
+                                         "or an earlier row was)", r.seq)
+                prev = h
+                expected += 1
+                yield JournalEntry(kind=r.kind, payload=payload, time_msc=r.time_msc,
+                                   actor=r.actor, seq=r.seq, hash=h)
+            if len(page) < _READ_PAGE:
+                break
+        last = expected - 1
+        if last != head_seq:
+            raise StoreCorrupted(
+                f"journal ends at seq {last} but its head says {head_seq} (truncated journal)",
+                last + 1)
+        if prev != head_hash:
+            raise StoreCorrupted("the last journal row does not match the head's hash", last)
+
+    def verify(self) -> dict[str, Any]:
+        """Check the whole chain, the head and the snapshots' seqs; raise or summarize."""
+        n = 0
+        for _ in self.read_journal(0):
+            n += 1
+        head_seq, _ = self.head()
+        s = m.SnapshotRow.__table__
+        with self.engine.connect() as conn:
+            bad = conn.execute(select(s.c.seq).where(s.c.seq > head_seq).limit(1)).scalar()
+            n_snap = conn.execute(select(func.count()).select_from(s)).scalar_one()
+        if bad is not None:
+            raise StoreCorrupted(f"a snapshot at seq {bad} lies past the journal head "
+                                 f"{head_seq}", bad)
+        return {"journal_rows": n, "head_seq": head_seq, "snapshots": n_snap}
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def save_snapshot(self, seq: int, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                      state_hash: str, schema_version: int = SNAPSHOT_SCHEMA_VERSION) -> int:
+        """Store the state at journal ``seq`` (arrays as ``.npz``, chunked); returns its id."""
+        self._check_writer()
+        if seq > self._head_seq:
+            raise StoreError(f"snapshot at seq {seq} is past the journal head {self._head_seq}")
+        blob = encode_arrays(arrays)
+        chunks = [blob[i:i + SNAPSHOT_CHUNK_BYTES]
+                  for i in range(0, len(blob), SNAPSHOT_CHUNK_BYTES)] or [b""]
+        s = m.SnapshotRow.__table__
+        with self.engine.begin() as conn:
+            snap_id = conn.execute(insert(s).values(
+                seq=seq, state_hash=state_hash, schema_version=schema_version,
+                created_msc=_now_msc(), meta=meta, n_chunks=len(chunks), size=len(blob),
+                blob_sha256=hashlib.sha256(blob).hexdigest(),
+            ).returning(s.c.id)).scalar_one()
+            for i, chunk in enumerate(chunks):
+                conn.execute(insert(m.SnapshotChunk.__table__),
+                             {"snapshot_id": snap_id, "idx": i, "data": chunk})
+        return snap_id
+
+    def latest_snapshot(self, schema_version: int = SNAPSHOT_SCHEMA_VERSION
+                        ) -> Snapshot | None:
+        """The newest snapshot, checked; None if there is none.
+
+        Refuses (:class:`SnapshotSchemaMismatch`) one written with another schema version,
+        and (:class:`StoreCorrupted`) one past the journal head or whose blob changed.
+        """
+        s = m.SnapshotRow.__table__
+        c = m.SnapshotChunk.__table__
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s).order_by(s.c.seq.desc(), s.c.id.desc()).limit(1)
+                               ).mappings().first()
+            if row is None:
+                return None
+            if row["schema_version"] != schema_version:
+                raise SnapshotSchemaMismatch(
+                    f"the latest snapshot (seq {row['seq']}) has state schema version "
+                    f"{row['schema_version']}, this engine reads version {schema_version}. "
+                    "Start the engine version that wrote it, or delete the snapshots "
+                    "(Store.drop_snapshots()) so that start-up replays the whole journal."
+                )
+            head_seq, _ = _head(conn)
+            if row["seq"] > head_seq:
+                raise StoreCorrupted(f"the latest snapshot is at seq {row['seq']}, past the "
+                                     f"journal head {head_seq} (journal truncated)", head_seq)
+            parts = conn.execute(select(c.c.idx, c.c.data).where(c.c.snapshot_id == row["id"])
+                                 .order_by(c.c.idx)).all()
+        blob = b"".join(bytes(p.data) for p in parts)
+        if (len(parts) != row["n_chunks"] or len(blob) != row["size"]
+                or hashlib.sha256(blob).hexdigest() != row["blob_sha256"]):
+            raise StoreCorrupted(f"snapshot {row['id']} blob does not match its checksum",
+                                 row["seq"])
+        return Snapshot(seq=row["seq"], state_hash=row["state_hash"],
+                        schema_version=row["schema_version"], created_msc=row["created_msc"],
+                        arrays=decode_arrays(blob), meta=row["meta"])
+
+    def snapshot_list(self) -> list[dict[str, Any]]:
+        s = m.SnapshotRow.__table__
+        cols = [s.c.id, s.c.seq, s.c.state_hash, s.c.schema_version, s.c.created_msc, s.c.size]
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(*cols).order_by(s.c.seq)).mappings()]
+
+    def load_snapshot(self, snapshot_id: int) -> Snapshot:
+        """One snapshot by id, whatever its schema version (for checks and tools)."""
+        s = m.SnapshotRow.__table__
+        c = m.SnapshotChunk.__table__
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s).where(s.c.id == snapshot_id)).mappings().one()
+            parts = conn.execute(select(c.c.data).where(c.c.snapshot_id == snapshot_id)
+                                 .order_by(c.c.idx)).scalars().all()
+        blob = b"".join(bytes(p) for p in parts)
+        if hashlib.sha256(blob).hexdigest() != row["blob_sha256"]:
+            raise StoreCorrupted(f"snapshot {snapshot_id} blob does not match its checksum",
+                                 row["seq"])
+        return Snapshot(seq=row["seq"], state_hash=row["state_hash"],
+                        schema_version=row["schema_version"], created_msc=row["created_msc"],
+                        arrays=decode_arrays(blob), meta=row["meta"])
+
+    def drop_snapshots(self, keep_last: int = 0) -> int:
+        """Delete snapshots (all, or all but the newest ``keep_last``); returns how many."""
+        self._check_writer()
+        s = m.SnapshotRow.__table__
+        c = m.SnapshotChunk.__table__
+        with self.engine.begin() as conn:
+            ids = conn.execute(select(s.c.id).order_by(s.c.seq.desc(), s.c.id.desc())
+                               ).scalars().all()[keep_last:]
+            if ids:
+                conn.execute(delete(c).where(c.c.snapshot_id.in_(ids)))
+                conn.execute(delete(s).where(s.c.id.in_(ids)))
+        return len(ids)
+
+    # -- query side ----------------------------------------------------------------------
+
+    def _query(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.engine.connect() as conn:
+            return fn(conn, *args, **kwargs)
+
+    def history_deals(self, login: int, date_from_msc: int, date_to_msc: int,
+                      group: str | None = None) -> list[dict[str, Any]]:
+        return self._query(queries.history_deals, login, date_from_msc, date_to_msc, group)
+
+    def deals_by_ticket(self, ticket: int) -> list[dict[str, Any]]:
+        return self._query(queries.deals_by_ticket, ticket)
+
+    def deals_by_order(self, order: int) -> list[dict[str, Any]]:
+        return self._query(queries.deals_by_order, order)
+
+    def deals_by_position(self, position_id: int) -> list[dict[str, Any]]:
+        return self._query(queries.deals_by_position, position_id)
+
+    def history_orders(self, login: int, date_from_msc: int, date_to_msc: int,
+                       group: str | None = None) -> list[dict[str, Any]]:
+        return self._query(queries.history_orders, login, date_from_msc, date_to_msc, group)
+
+    def orders_by_ticket(self, ticket: int) -> list[dict[str, Any]]:
+        return self._query(queries.orders_by_ticket, ticket)
+
+    def orders_by_position(self, position_id: int) -> list[dict[str, Any]]:
+        return self._query(queries.orders_by_position, position_id)
+
+    def open_positions(self, login: int | None = None, symbol: str | None = None,
+                       group: str | None = None) -> list[dict[str, Any]]:
+        return self._query(queries.open_positions, login, symbol, group)
+
+    def open_orders(self, login: int | None = None, symbol: str | None = None,
+                    group: str | None = None) -> list[dict[str, Any]]:
+        return self._query(queries.open_orders, login, symbol, group)
+
+    def account(self, login: int) -> dict[str, Any] | None:
+        return self._query(queries.account, login)
+
+    def ledger_statement(self, login: int, date_from_msc: int, date_to_msc: int
+                         ) -> dict[str, Any]:
+        return self._query(queries.ledger_statement, login, date_from_msc, date_to_msc)
+
+    def ticks_range(self, symbol: str, date_from_msc: int, date_to_msc: int,
+                    limit: int | None = None) -> list[dict[str, Any]]:
+        return self._query(queries.ticks_range, symbol, date_from_msc, date_to_msc, limit)
+
+    def tick_stats(self, symbol: str) -> dict[str, Any] | None:
+        return self._query(queries.tick_stats, symbol)
+
+    def symbols(self) -> dict[str, dict[str, Any]]:
+        return self._query(queries.symbols)
+
+    def events(self, login: int | None = None, after_id: int = 0, limit: int = 1000
+               ) -> list[dict[str, Any]]:
+        return self._query(queries.events, login, after_id, limit)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _check_writer(self) -> None:
+        if self.read_only:
+            raise StoreReadOnly(f"the store {self.url} is open read-only")
+        if self.owner is None:
+            raise StoreError(f"the store {self.url} is closed")
+
+
+def _head(conn: Connection) -> tuple[int, str]:
+    meta = m.StoreMeta.__table__
+    row = conn.execute(select(meta.c.head_seq, meta.c.head_hash).where(meta.c.id == 1)).first()
+    if row is None:
+        raise StoreCorrupted("the store_meta row (journal head) is missing")
+    return int(row.head_seq), row.head_hash
+
+
+def _read_lease(eng: Engine) -> dict[str, Any] | None:
+    meta = m.StoreMeta.__table__
+    try:
+        with eng.connect() as conn:
+            row = conn.execute(select(meta).where(meta.c.id == 1)).mappings().first()
+    except Exception:  # the first writer may still be creating the schema
+        return None
+    return None if row is None else dict(row)
+
+
+def _take_lease(eng: Engine, owner: str, url: str, lock: schema.WriterLock) -> None:
+    """Record this process as the writer. With an OS-backed lock held, any earlier lease is
+    stale (its holder died); without one, a lease with a recent heartbeat refuses us."""
+    meta = m.StoreMeta.__table__
+    now = _now_msc()
+    with eng.begin() as conn:
+        row = conn.execute(select(meta).where(meta.c.id == 1).with_for_update()
+                           ).mappings().first()
+        if row is None:
+            raise StoreCorrupted("the store_meta row (journal head) is missing")
+        fresh = (row["lease_owner"] is not None and row["lease_heartbeat_msc"] is not None
+                 and now - row["lease_heartbeat_msc"] < LEASE_TTL_MS)
+        if fresh and not lock.os_backed:
+            raise schema.refuse_second_writer(url, dict(row), "lease row")
+        conn.execute(update(meta).where(meta.c.id == 1).values(
+            lease_owner=owner, lease_host=socket.gethostname(), lease_pid=os.getpid(),
+            lease_acquired_msc=now, lease_heartbeat_msc=now))
+
+
+#: Without an OS-backed lock, a lease whose heartbeat is older than this is taken over.
+LEASE_TTL_MS = 30_000

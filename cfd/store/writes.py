@@ -1,0 +1,189 @@
+"""Writing a batch's :class:`cfd.effects.Effects` into the query tables (one connection,
+inside the caller's transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, Float, Integer, String, Table, delete, insert
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cfd.effects import Effects, Row
+from cfd.money import PRICE_SCALE
+from cfd.store import models as m
+
+_CHUNK = 500  # rows per IN (...) list
+
+
+def _int(v: Any) -> int:
+    return int(v)
+
+
+def _float(v: Any) -> float:
+    return float(v)
+
+
+def _str(v: Any) -> str:
+    return str(v)
+
+
+def _converters(table: Table) -> list[tuple[str, Callable[[Any], Any] | None]]:
+    out: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for col in table.columns:
+        t = col.type
+        conv: Callable[[Any], Any] | None = None
+        if isinstance(t, (BigInteger, Integer)):
+            conv = _int
+        elif isinstance(t, Float):
+            conv = _float
+        elif isinstance(t, String):
+            conv = _str
+        out.append((col.key, conv))
+    return out
+
+
+_CONV = {t.name: _converters(t) for t in m.Base.metadata.sorted_tables}
+_SKIP_AUTO = {"ticks": {"id"}, "events": {"id"}}
+
+
+def normalize(table: Table, row: Row) -> dict[str, Any]:
+    """Every column of ``table`` from ``row`` (missing: None), as plain Python values.
+
+    numpy scalars become ``int``/``float``/``str`` (drivers do not bind numpy types); keys
+    that are not columns are dropped.
+    """
+    skip = _SKIP_AUTO.get(table.name, ())
+    out: dict[str, Any] = {}
+    for key, conv in _CONV[table.name]:
+        if key in skip:
+            continue
+        v = row.get(key)
+        out[key] = v if v is None or conv is None else conv(v)
+    return out
+
+
+def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace rows by primary key (``ON CONFLICT DO UPDATE``)."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table)
+    else:  # portable fallback: delete then insert
+        pk = list(table.primary_key.columns)[0]
+        for chunk in _chunks([r[pk.key] for r in rows]):
+            conn.execute(delete(table).where(pk.in_(chunk)))
+        conn.execute(insert(table), rows)
+        return
+    pk_names = [c.name for c in table.primary_key.columns]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=pk_names,
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk_names},
+    )
+    conn.execute(stmt, rows)
+
+
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i:i + _CHUNK]
+
+
+def _price_units(v: Any) -> int | None:
+    """A tick price: floats (as MT5 records ticks) go onto the integer grid; ints are units."""
+    if v is None:
+        return None
+    if isinstance(v, float) or (hasattr(v, "dtype") and v.dtype.kind == "f"):
+        return round(float(v) * PRICE_SCALE)
+    return int(v)
+
+
+def tick_rows(ticks: list[Row]) -> list[dict[str, Any]]:
+    return [
+        {
+            "symbol": str(t["symbol"]),
+            "time_msc": int(t["time_msc"]),
+            "bid": _price_units(t.get("bid")),
+            "ask": _price_units(t.get("ask")),
+            "last": _price_units(t.get("last")),
+            "volume": None if t.get("volume") is None else int(t["volume"]),
+            "flags": None if t.get("flags") is None else int(t["flags"]),
+        }
+        for t in ticks
+    ]
+
+
+def _merge_stat(stat: dict[str, Any], tick: dict[str, Any]) -> None:
+    if tick["time_msc"] >= stat["time_msc"]:
+        stat["time_msc"] = tick["time_msc"]
+        for k in ("bid", "ask", "last"):
+            if tick[k]:
+                stat[k] = tick[k]
+    for side in ("bid", "ask"):
+        p = tick[side]
+        if p:
+            hi, lo = stat[f"{side}_high"], stat[f"{side}_low"]
+            stat[f"{side}_high"] = p if hi is None else max(hi, p)
+            stat[f"{side}_low"] = p if lo is None else min(lo, p)
+    stat["tick_count"] += 1
+
+
+def update_tick_stats(conn: Connection, ticks: list[dict[str, Any]]) -> None:
+    """Fold a batch's ticks into ``tick_stats`` (read the symbols' rows, merge, upsert)."""
+    if not ticks:
+        return
+    table = m.TickStat.__table__
+    symbols = sorted({t["symbol"] for t in ticks})
+    stats: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(symbols):
+        for row in conn.execute(table.select().where(table.c.symbol.in_(chunk))).mappings():
+            stats[row["symbol"]] = dict(row)
+    for t in ticks:
+        stat = stats.get(t["symbol"])
+        if stat is None:
+            stat = stats[t["symbol"]] = {
+                "symbol": t["symbol"], "time_msc": t["time_msc"], "bid": None, "ask": None,
+                "last": None, "bid_high": None, "bid_low": None, "ask_high": None,
+                "ask_low": None, "tick_count": 0,
+            }
+        _merge_stat(stat, t)
+    upsert(conn, table, list(stats.values()))
+
+
+def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
+    """Write ``effects`` (those of the batch ending at journal ``seq``)."""
+    t_acc = m.Account.__table__
+    t_pos = m.Position.__table__
+    t_ord = m.Order.__table__
+    upsert(conn, t_acc, [normalize(t_acc, r) for r in effects.accounts.values()])
+    if effects.closed_positions:
+        for chunk in _chunks(sorted(effects.closed_positions)):
+            conn.execute(delete(t_pos).where(t_pos.c.ticket.in_(chunk)))
+    upsert(conn, t_pos, [normalize(t_pos, r) for r in effects.positions.values()])
+    upsert(conn, t_ord, [normalize(t_ord, r) for r in effects.orders.values()])
+    for model, rows in ((m.Deal, effects.deals), (m.Posting, effects.postings)):
+        if rows:
+            table = model.__table__
+            conn.execute(insert(table), [normalize(table, r) for r in rows])
+    if effects.ticks:
+        ticks = tick_rows(effects.ticks)
+        conn.execute(insert(m.Tick.__table__), ticks)
+        update_tick_stats(conn, ticks)
+    if effects.symbols:
+        upsert(conn, m.Symbol.__table__, [
+            {"name": str(name), "spec": dict(spec), "updated_seq": seq}
+            for name, spec in effects.symbols.items()
+        ])
+    if effects.events:
+        conn.execute(insert(m.Event.__table__), [
+            {
+                "seq": seq,
+                "time_msc": None if e.get("time_msc") is None else int(e["time_msc"]),
+                "kind": str(e.get("kind", "")),
+                "login": None if e.get("login") is None else int(e["login"]),
+                "data": dict(e),
+            }
+            for e in effects.events
+        ])
