@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+from cfd.errors import CfdError
 
-class StoreError(Exception):
+
+class StoreError(CfdError):
     """Base class of the store's errors."""
 
 

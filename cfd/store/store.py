@@ -211,7 +211,9 @@ class Store:
             else:
                 prev = conn.execute(select(t.c.hash).where(t.c.seq == after_seq)).scalar()
                 if prev is None:
-                    raise StoreCorrupted("journal row missing", after_seq)
+                    raise StoreCorrupted(
+                        f"journal row missing below the head {head_seq} (truncated journal)",
+                        after_seq)
         expected = after_seq + 1
         while True:
             with self.engine.connect() as conn:
