@@ -1,0 +1,93 @@
+"""Trading accounts in USDT: settings, money (mirrored from the ledger) and the figures the
+kernels re-derive (floating profit, margin).
+
+MT5's account figures:
+  * equity       = balance + credit + floating profit
+  * margin_free  = equity - margin
+  * margin_level = equity / margin * 100, and 0.0 when margin is 0 (no open positions)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cfd.constants import MarginMode, StopOutMode
+from cfd.kernels.formulas import RULE_ESMA, RULE_MT5_MONEY, RULE_MT5_PERCENT
+from cfd.money import MINOR_SCALE
+from cfd.soa import Columns
+
+ACCOUNT_COLUMNS = {
+    "login": np.int64,
+    "balance": np.int64,  # minor units, = ledger balance of client:<login>
+    "credit": np.int64,  # minor units
+    "leverage": np.int32,
+    "margin_mode": np.int8,  # 0 netting, 2 hedging
+    "so_mode": np.int8,  # 0 percent, 1 money
+    "so_rule": np.int8,  # kernels.formulas RULE_*
+    "so_call": np.float64,  # margin-call level (percent, or money in account currency)
+    "so_so": np.float64,  # stop-out level
+    "so_end": np.float64,  # hysteresis: once stopping out, close until level > so_end
+    "trade_mode": np.int8,  # ACCOUNT_TRADE_MODE
+    "trade_allowed": np.bool_,
+    "profit": np.float64,  # floating profit, account currency (re-derived)
+    "margin": np.float64,  # initial margin of positions (re-derived)
+    "margin_maint": np.float64,  # maintenance margin of positions (re-derived)
+    "margin_orders": np.float64,  # margin reserved by pending orders
+    "mc_flag": np.bool_,  # at or below the margin-call level (an event on each crossing)
+}
+
+
+@dataclass(frozen=True)
+class AccountGroup:
+    """Settings shared by a group of accounts (MT5 keeps these per group)."""
+
+    name: str = "demo\\usdt"
+    margin_mode: int = MarginMode.RETAIL_HEDGING
+    so_mode: int = StopOutMode.PERCENT
+    margin_call: float = 100.0
+    stop_out: float = 50.0
+    esma: bool = False  # close out when equity < 50% of initial margin
+    stop_out_end: float = 0.0  # hysteresis end level (0: none, stop once above stop_out)
+    leverage: int = 1  # used by CFDLEVERAGE symbols only
+    limit_orders: int = 200
+
+    @property
+    def rule(self) -> int:
+        if self.esma:
+            return RULE_ESMA
+        return RULE_MT5_MONEY if self.so_mode == StopOutMode.MONEY else RULE_MT5_PERCENT
+
+
+class AccountTable:
+    def __init__(self, capacity: int = 1024) -> None:
+        self.cols = Columns(ACCOUNT_COLUMNS, capacity)
+        self.index: dict[int, int] = {}
+        self.names: list[str] = []
+        self.groups: list[str] = []
+
+    def __len__(self) -> int:
+        return self.cols.size
+
+    def find(self, login: int) -> int | None:
+        return self.index.get(login)
+
+    def add(self, login: int, name: str, group: AccountGroup, leverage: int,
+            trade_mode: int) -> int:
+        c = self.cols
+        i = c.append_row()
+        c.login[i], c.leverage[i] = login, leverage
+        c.margin_mode[i], c.so_mode[i] = group.margin_mode, group.so_mode
+        c.so_rule[i] = group.rule
+        c.so_call[i], c.so_so[i] = group.margin_call, group.stop_out
+        c.so_end[i] = group.stop_out_end
+        c.trade_mode[i], c.trade_allowed[i] = trade_mode, True
+        self.index[login] = i
+        self.names.append(name)
+        self.groups.append(group.name)
+        return i
+
+    def equity(self, i: int) -> float:
+        c = self.cols
+        return (int(c.balance[i]) + int(c.credit[i])) / MINOR_SCALE + float(c.profit[i])

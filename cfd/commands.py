@@ -1,0 +1,185 @@
+"""Commands: everything that changes the engine's state.
+
+A command is a frozen dataclass with a ``kind``, the time it was accepted (``time_msc``,
+stamped by whoever hands it to the engine, so replay needs no clock) and the ``actor`` who
+issued it (a login, an admin name, a feed). ``to_payload()`` gives the bytes the journal
+stores and :func:`decode` turns them back into the same command.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Command:
+    kind: ClassVar[str] = ""
+    time_msc: int
+    actor: str = ""
+
+    def to_payload(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Command:
+        return cls(**json.loads(payload))
+
+
+@dataclass(frozen=True)
+class CreateAccount(Command):
+    kind: ClassVar[str] = "create_account"
+    login: int = 0
+    name: str = ""
+    group: str = "demo\\usdt"
+    leverage: int = 1
+    trade_mode: int = 0
+
+
+@dataclass(frozen=True)
+class Deposit(Command):
+    kind: ClassVar[str] = "deposit"
+    login: int = 0
+    amount: int = 0  # minor units
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Withdraw(Command):
+    kind: ClassVar[str] = "withdraw"
+    login: int = 0
+    amount: int = 0
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class AdjustCredit(Command):
+    kind: ClassVar[str] = "credit"
+    login: int = 0
+    amount: int = 0  # signed minor units
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class SendOrder(Command):
+    """``order_send``: an MT5 trade request dict for account ``login``."""
+
+    kind: ClassVar[str] = "order_send"
+    login: int = 0
+    request: dict[str, Any] = field(default_factory=dict)
+    request_id: int = 0
+    reason: int = 3  # ORDER_REASON_EXPERT: placed through the API
+
+
+@dataclass(frozen=True)
+class Ticks(Command):
+    """A tick batch: new bid/ask for some symbols (by index)."""
+
+    kind: ClassVar[str] = "ticks"
+    symbols: tuple[int, ...] = ()
+    bid: tuple[float, ...] = ()
+    ask: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, time_msc: int, quotes: dict[int, tuple[float, float]], actor: str = "feed"
+           ) -> Ticks:
+        syms = tuple(quotes)
+        return cls(time_msc=time_msc, actor=actor, symbols=syms,
+                   bid=tuple(float(quotes[s][0]) for s in syms),
+                   ask=tuple(float(quotes[s][1]) for s in syms))
+
+    def to_payload(self) -> bytes:
+        head = np.array([self.time_msc, len(self.symbols)], dtype=np.int64).tobytes()
+        actor = self.actor.encode()
+        return (head + np.array([len(actor)], dtype=np.int64).tobytes() + actor
+                + np.asarray(self.symbols, dtype=np.int32).tobytes()
+                + np.asarray(self.bid, dtype=np.float64).tobytes()
+                + np.asarray(self.ask, dtype=np.float64).tobytes())
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Ticks:
+        time_msc, n, alen = np.frombuffer(payload[:24], dtype=np.int64)
+        off = 24 + int(alen)
+        actor = payload[24:off].decode()
+        n = int(n)
+        syms = np.frombuffer(payload[off : off + 4 * n], dtype=np.int32)
+        off += 4 * n
+        bid = np.frombuffer(payload[off : off + 8 * n], dtype=np.float64)
+        ask = np.frombuffer(payload[off + 8 * n : off + 16 * n], dtype=np.float64)
+        return cls(time_msc=int(time_msc), actor=actor, symbols=tuple(int(s) for s in syms),
+                   bid=tuple(float(x) for x in bid), ask=tuple(float(x) for x in ask))
+
+
+@dataclass(frozen=True)
+class SetSymbol(Command):
+    """Admin: change fields of a symbol spec (margin rates, trade mode, ...) or add one."""
+
+    kind: ClassVar[str] = "set_symbol"
+    name: str = ""
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetMarket(Command):
+    """Sessions or an admin: open/close or halt/resume trading in symbols."""
+
+    kind: ClassVar[str] = "set_market"
+    symbols: tuple[str, ...] = ()
+    market_open: bool | None = None
+    halted: bool | None = None
+
+
+@dataclass(frozen=True)
+class TopUpInsurance(Command):
+    kind: ClassVar[str] = "insurance_topup"
+    amount: int = 0  # minor units, from broker P/L (negative: back to broker P/L)
+
+
+@dataclass(frozen=True)
+class ForceStopOut(Command):
+    """Risk officer: liquidate an account now (stop-out regardless of its level)."""
+
+    kind: ClassVar[str] = "force_stop_out"
+    login: int = 0
+
+
+@dataclass(frozen=True)
+class SetAccountLevels(Command):
+    """Change margin-call / stop-out settings of one account or of every account in a group."""
+
+    kind: ClassVar[str] = "set_levels"
+    login: int = 0
+    group: str = ""
+    margin_call: float | None = None
+    stop_out: float | None = None
+    stop_out_end: float | None = None
+
+
+COMMANDS: dict[str, type[Command]] = {
+    c.kind: c for c in (CreateAccount, Deposit, Withdraw, AdjustCredit, SendOrder, Ticks,
+                        SetSymbol, SetMarket, TopUpInsurance, ForceStopOut, SetAccountLevels)
+}
+
+
+def register(cls: type[Command]) -> type[Command]:
+    """Register another command type (used by extensions such as pending orders)."""
+    COMMANDS[cls.kind] = cls
+    return cls
+
+
+def decode(kind: str, payload: bytes) -> Command:
+    try:
+        cls = COMMANDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown command kind {kind!r}") from None
+    cmd = cls.from_payload(payload)
+    if isinstance(cmd, SetMarket):
+        object.__setattr__(cmd, "symbols", tuple(cmd.symbols))
+    return cmd
+
+
+def field_names(cls: type[Command]) -> list[str]:
+    return [f.name for f in fields(cls)]

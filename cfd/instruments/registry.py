@@ -1,0 +1,89 @@
+"""The symbol table: specs, name -> int32 index, and the per-symbol arrays kernels read."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+import numpy as np
+
+from cfd.errors import SpecError
+from cfd.instruments.spec import SESSION_KINDS, SymbolSpec, profit_factor
+from cfd.money import MINOR_SCALE, PRICE_DIGITS, PRICE_SCALE, VOLUME_SCALE
+from cfd.soa import Columns
+
+SYMBOL_COLUMNS = {
+    "bid": np.int64,  # price units; 0 = no quote yet
+    "ask": np.int64,
+    "last": np.int64,
+    "tick_msc": np.int64,
+    "has_quote": np.bool_,
+    "market_open": np.bool_,  # sessions decide; admin halts override
+    "halted": np.bool_,
+    "calc_mode": np.int32,
+    "session": np.int8,
+    "k_profit": np.float64,
+    "k_margin": np.float64,
+    "k_margin_maint": np.float64,
+    "k_num": np.int64,
+    "k_den": np.int64,
+}
+
+
+class SymbolTable:
+    """Specs by name and index plus their arrays; conversion rates into the account currency
+    (``rates``: currency -> Decimal USDT per unit; USD 1:1 unless configured)."""
+
+    def __init__(self, specs: list[SymbolSpec], rates: dict[str, Decimal] | None = None) -> None:
+        self.rates = {"USD": Decimal(1), "USDT": Decimal(1)}
+        self.rates.update(rates or {})
+        self.specs: list[SymbolSpec] = []
+        self.index: dict[str, int] = {}
+        self.k_exact: list[Fraction] = []
+        self.cols = Columns(SYMBOL_COLUMNS, max(len(specs), 16), fill={"market_open": 1})
+        for spec in specs:
+            self.add(spec)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def rate(self, currency: str, spec: SymbolSpec) -> Decimal:
+        try:
+            return self.rates[currency]
+        except KeyError:
+            raise SpecError(spec.name, "currency_profit",
+                            f"no conversion rate configured for {currency}") from None
+
+    def add(self, spec: SymbolSpec) -> int:
+        if spec.name in self.index:
+            raise SpecError(spec.name, "name", "duplicate symbol")
+        i = self.cols.append_row()
+        self.specs.append(spec)
+        self.k_exact.append(Fraction(0))
+        self.index[spec.name] = i
+        self._load(i, spec)
+        return i
+
+    def replace(self, i: int, spec: SymbolSpec) -> None:
+        self.specs[i] = spec
+        self._load(i, spec)
+
+    def _load(self, i: int, spec: SymbolSpec) -> None:
+        c = self.cols
+        kp = profit_factor(spec, self.rate(spec.currency_profit, spec))
+        self.k_exact[i] = kp
+        c.k_num[i], c.k_den[i] = kp.numerator, kp.denominator
+        c.k_profit[i] = float(kp / MINOR_SCALE)
+        conv = self.rate(spec.currency_margin, spec)
+        base = Fraction(spec.contract_size) * Fraction(conv) / (PRICE_SCALE * VOLUME_SCALE)
+        c.k_margin[i] = float(base * Fraction(spec.margin_initial_rate))
+        c.k_margin_maint[i] = float(base * Fraction(spec.margin_maintenance_rate))
+        c.calc_mode[i] = spec.calc_mode
+        c.session[i] = SESSION_KINDS.index(spec.session)
+
+    def get(self, name: str) -> int | None:
+        return self.index.get(name)
+
+    def point_units(self, i: int) -> int:
+        """Price units per point of symbol ``i``."""
+        return 10 ** (PRICE_DIGITS - self.specs[i].digits)
