@@ -20,6 +20,8 @@ from cfd.store.errors import RecoveryMismatch, StoreError
 from cfd.store.journal import JournalEntry
 from cfd.store.store import SNAPSHOT_SCHEMA_VERSION, Store
 
+_DRAIN_EVERY = 10_000  # replayed commands between dropping the engine's collected effects
+
 
 def _engine_api() -> tuple[Callable[[], Any], Callable[[Any, Any], Any],
                            Callable[[str, bytes], Any], int]:
@@ -113,16 +115,16 @@ class DurableEngine:
         self.store.close()
 
 
-def replay(engine: Any, entries: Iterable[JournalEntry], decode: Callable[[str, bytes], Any],
-           upto_seq: int | None = None) -> int:
-    """Apply journaled commands to ``engine`` (up to ``upto_seq``); returns the last seq."""
+def replay(engine: Any, entries: Iterable[JournalEntry], decode: Callable[[str, bytes], Any]
+           ) -> int:
+    """Apply journaled commands to ``engine``; returns the last seq (0 if none)."""
     last = 0
-    for e in entries:
-        if upto_seq is not None and e.seq > upto_seq:
-            break
+    for n, e in enumerate(entries, 1):
         engine.apply(decode(e.kind, e.payload))
         last = e.seq
-    engine.take_effects()  # already in the query tables
+        if n % _DRAIN_EVERY == 0:
+            engine.take_effects()  # already in the query tables: drop them
+    engine.take_effects()
     return last
 
 
@@ -160,25 +162,28 @@ def verify_replay(store: Store, api: EngineApi | None = None) -> dict[str, Any]:
     api = api or EngineApi()
     engine = api.new()
     checkpoints = sorted((s["seq"], s["state_hash"]) for s in store.snapshot_list())
-    entries = iter(store.read_journal(0))
-    seq = 0
     checked = 0
-    for snap_seq, recorded in checkpoints:
-        if snap_seq > seq:
-            seq = max(seq, replay(engine, entries, api.decode, upto_seq=snap_seq - 1))
-            nxt = next(entries, None)
-            if nxt is not None:
-                engine.apply(api.decode(nxt.kind, nxt.payload))
-                seq = nxt.seq
+
+    def check(seq: int) -> None:
+        nonlocal checked
+        while checked < len(checkpoints) and checkpoints[checked][0] <= seq:
+            snap_seq, recorded = checkpoints[checked]
+            got = engine.state_hash()
+            if got != recorded:
+                raise RecoveryMismatch(
+                    f"replaying the journal to seq {snap_seq} gives state hash {got}, but the "
+                    f"live engine recorded {recorded} there: replay is not deterministic (an "
+                    "engine bug), or the journal/snapshot was altered. Run Store.verify().")
+            checked += 1
+
+    check(0)
+    for n, e in enumerate(store.read_journal(0), 1):
+        engine.apply(api.decode(e.kind, e.payload))
+        if n % _DRAIN_EVERY == 0:
             engine.take_effects()
-        got = engine.state_hash()
-        if got != recorded:
-            raise RecoveryMismatch(
-                f"replaying the journal to seq {snap_seq} gives state hash {got}, but the "
-                f"live engine recorded {recorded} there: replay is not deterministic (an "
-                "engine bug), or the journal/snapshot was altered. Run Store.verify().")
-        checked += 1
-    seq = max(seq, replay(engine, entries, api.decode))
+        if checked < len(checkpoints) and checkpoints[checked][0] == e.seq:
+            check(e.seq)
+    engine.take_effects()
     return {"head_seq": store.head_seq, "state_hash": engine.state_hash(),
             "snapshots_checked": checked, "engine": engine}
 
