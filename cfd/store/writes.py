@@ -152,6 +152,14 @@ def update_tick_stats(conn: Connection, ticks: list[dict[str, Any]]) -> None:
     upsert(conn, table, list(stats.values()))
 
 
+def _posting(row: Row) -> Row:
+    """Postings as ``cfd.effects`` names them (debit -> credit) or as the ledger does
+    (src -> dst: the same direction)."""
+    if "debit" in row or "src" not in row:
+        return row
+    return {**row, "debit": row["src"], "credit": row["dst"]}
+
+
 def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
     """Write ``effects`` (those of the batch ending at journal ``seq``)."""
     t_acc = m.Account.__table__
@@ -163,10 +171,12 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
             conn.execute(delete(t_pos).where(t_pos.c.ticket.in_(chunk)))
     upsert(conn, t_pos, [normalize(t_pos, r) for r in effects.positions.values()])
     upsert(conn, t_ord, [normalize(t_ord, r) for r in effects.orders.values()])
-    for model, rows in ((m.Deal, effects.deals), (m.Posting, effects.postings)):
-        if rows:
-            table = model.__table__
-            conn.execute(insert(table), [normalize(table, r) for r in rows])
+    if effects.deals:
+        table = m.Deal.__table__
+        conn.execute(insert(table), [normalize(table, r) for r in effects.deals])
+    if effects.postings:
+        table = m.Posting.__table__
+        conn.execute(insert(table), [normalize(table, _posting(r)) for r in effects.postings])
     if effects.ticks:
         ticks = tick_rows(effects.ticks)
         conn.execute(insert(m.Tick.__table__), ticks)
