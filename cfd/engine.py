@@ -51,7 +51,7 @@ from cfd.effects import Effects
 from cfd.errors import Rejected, SpecError
 from cfd.instruments.registry import SymbolTable
 from cfd.instruments.spec import SymbolSpec, load_catalogue
-from cfd.kernels.formulas import is_margin_call, margin_level
+from cfd.kernels.formulas import is_margin_call, margin_level, position_margin
 from cfd.kernels.margin import recompute_account, recompute_all, tick_update
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.trading import market
@@ -535,6 +535,45 @@ class Engine:
             "name": self.accounts.names[a], "server": self.config.server,
             "currency": self.config.currency, "company": self.config.company,
         }
+
+    def order_calc_margin(self, order_type: int, symbol: str, volume: float, price: float,
+                          login: int | None = None) -> float:
+        """MT5's order_calc_margin: margin in account currency for ``volume`` lots at
+        ``price``, ignoring open positions (CFDLEVERAGE uses the account's leverage)."""
+        s, vol, px = self._calc_args(order_type, symbol, volume, price, "price")
+        sc = self.symbols.cols
+        lev = int(self.accounts.cols.leverage[self._acc(login)]) if login is not None else 1
+        return round(position_margin(int(sc.calc_mode[s]), vol, px, float(sc.k_margin[s]),
+                                     lev), 2)
+
+    def order_calc_profit(self, order_type: int, symbol: str, volume: float, price_open: float,
+                          price_close: float) -> float:
+        """MT5's order_calc_profit: ``(close - open) * contract_size * lots`` for a BUY,
+        negated for a SELL, converted into the account currency, rounded to cents exactly."""
+        if order_type not in (OrderType.BUY, OrderType.SELL):
+            raise Rejected(Retcode.INVALID, "order_calc_profit takes ORDER_TYPE_BUY or SELL")
+        s, vol, po = self._calc_args(order_type, symbol, volume, price_open, "price_open")
+        _, _, pc = self._calc_args(order_type, symbol, volume, price_close, "price_close")
+        signed = vol if order_type == OrderType.BUY else -vol
+        return market.realised_profit(self, s, signed, po, pc) / MINOR_SCALE
+
+    def _calc_args(self, order_type: int, symbol: str, volume: float, price: float,
+                   what: str) -> tuple[int, int, int]:
+        if not isinstance(order_type, int) or not 0 <= order_type <= 7:
+            raise Rejected(Retcode.INVALID, f"order type {order_type!r} is not 0..7")
+        s = market.symbol_index(self, symbol)
+        if not isinstance(volume, (int, float)) or not math.isfinite(volume) or volume <= 0:
+            raise Rejected(Retcode.INVALID_VOLUME, f"volume {volume!r} must be a positive "
+                                                   f"finite number")
+        if volume > float(self.symbols.specs[s].volume_max):
+            raise Rejected(Retcode.INVALID_VOLUME, f"volume {volume!r} exceeds the maximum")
+        if not isinstance(price, (int, float)) or not math.isfinite(price) or price <= 0 \
+                or price > 1e9:
+            raise Rejected(Retcode.INVALID_PRICE, f"{what} {price!r} must be a positive "
+                                                  f"finite number")
+        vol = market.to_units(volume, VOLUME_SCALE)
+        px = market.to_units(price, PRICE_SCALE)
+        return s, vol, px
 
     def was_position(self, acc: int, ticket: int) -> bool:
         return self.closed_tickets.get(ticket) == acc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -186,6 +187,12 @@ def commission_minor(eng: Engine, sym: int, volume: int) -> int:
     rate = eng.symbols.rate(spec.currency_profit, spec)
     amount = Fraction(spec.commission_per_lot) * Fraction(volume, VOLUME_SCALE) * Fraction(rate)
     return max(to_minor(amount), to_minor(Fraction(spec.commission_min) * Fraction(rate)))
+
+
+def to_units(value: float, scale: int) -> int:
+    """A float typed by a client -> grid units, rounding half to even past the grid."""
+    dec = parse_decimal(float(value), "value") * scale
+    return int(dec.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def netting_average(v1: int, p1: int, v2: int, p2: int) -> int:
