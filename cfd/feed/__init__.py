@@ -6,6 +6,19 @@
 * :mod:`cfd.feed.sources` -- :class:`SyntheticFeed`, :class:`ReplayFeed`, :class:`PushSource`.
 """
 
+from cfd.feed.hygiene import HygieneResult, MarkAggregator, PriceHygiene, TickReject
+from cfd.feed.sources import PushSource, ReplayFeed, SyntheticFeed, paced
 from cfd.feed.ticks import FLAG_QUOTE, TickBatch
 
-__all__ = ["FLAG_QUOTE", "TickBatch"]
+__all__ = [
+    "FLAG_QUOTE",
+    "HygieneResult",
+    "MarkAggregator",
+    "PriceHygiene",
+    "PushSource",
+    "ReplayFeed",
+    "SyntheticFeed",
+    "TickBatch",
+    "TickReject",
+    "paced",
+]
