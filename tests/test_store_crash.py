@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-import store_fixtures
 
 from cfd.store import Store
 from cfd.store.runner import recover, verify_replay
+from tests import store_fixtures
 
 pytest.importorskip("cfd.engine")
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import store_fixtures
 from sqlalchemy import create_engine, delete, text, update
-from store_fixtures import account, deal, entry
 
 from cfd.effects import Effects
 from cfd.store import GENESIS_HASH, JournalEntry, Store, StoreCorrupted, chain_hash
 from cfd.store.models import JournalRow, StoreMeta
+from tests import store_fixtures
+from tests.store_fixtures import account, deal, entry
 
 store_url = store_fixtures.store_url
 

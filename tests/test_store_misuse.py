@@ -7,11 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-import store_fixtures
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, update
-from store_fixtures import entry
 
 from cfd.store import (
     SnapshotSchemaMismatch,
@@ -23,6 +21,8 @@ from cfd.store import (
 )
 from cfd.store.models import SCHEMA_REVISION, Base, SnapshotChunk
 from cfd.store.store import decode_arrays, encode_arrays
+from tests import store_fixtures
+from tests.store_fixtures import entry
 
 store_url = store_fixtures.store_url
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import store_fixtures
-from store_fixtures import account, deal, entry, order, position, posting
 
 from cfd.effects import Effects
 from cfd.store import Store
 from cfd.store.queries import symbol_in_group
+from tests import store_fixtures
+from tests.store_fixtures import account, deal, entry, order, position, posting
 
 store_url = store_fixtures.store_url
 

@@ -9,11 +9,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-import store_fixtures
 
 from cfd.effects import Effects
 from cfd.store import RecoveryMismatch, SnapshotSchemaMismatch, Store, StoreError
 from cfd.store.runner import DurableEngine, EngineApi, recover, verify_replay
+from tests import store_fixtures
 
 store_url = store_fixtures.store_url
 
