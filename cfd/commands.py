@@ -114,6 +114,28 @@ class Ticks(Command):
 
 
 @dataclass(frozen=True)
+class TickBatchCommand(Command):
+    """A feed's tick batch (each tick with its own time), journaled in binary."""
+
+    kind: ClassVar[str] = "tick_batch"
+    batch: Any = None  # cfd.feed.ticks.TickBatch
+
+    def to_payload(self) -> bytes:
+        actor = self.actor.encode()
+        head = np.array([self.time_msc, len(actor)], dtype=np.int64).tobytes()
+        return head + actor + self.batch.to_bytes()
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> TickBatchCommand:
+        from cfd.feed.ticks import TickBatch
+
+        time_msc, alen = (int(x) for x in np.frombuffer(payload[:16], dtype=np.int64))
+        actor = payload[16 : 16 + alen].decode()
+        return cls(time_msc=time_msc, actor=actor,
+                   batch=TickBatch.from_bytes(payload[16 + alen :]))
+
+
+@dataclass(frozen=True)
 class SetSymbol(Command):
     """Admin: change fields of a symbol spec (margin rates, trade mode, ...) or add one."""
 
@@ -160,6 +182,7 @@ class SetAccountLevels(Command):
 
 COMMANDS: dict[str, type[Command]] = {
     c.kind: c for c in (CreateAccount, Deposit, Withdraw, AdjustCredit, SendOrder, Ticks,
+                        TickBatchCommand,
                         SetSymbol, SetMarket, TopUpInsurance, ForceStopOut, SetAccountLevels)
 }
 

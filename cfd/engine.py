@@ -49,7 +49,10 @@ from cfd.constants import (
 )
 from cfd.effects import Effects
 from cfd.errors import Rejected, SpecError
+from cfd.feed.hygiene import PriceHygiene
+from cfd.feed.ticks import TickBatch
 from cfd.instruments.registry import SymbolTable
+from cfd.instruments.sessions import default_calendar
 from cfd.instruments.spec import SymbolSpec, load_catalogue
 from cfd.kernels.formulas import is_margin_call, margin_level, position_margin
 from cfd.kernels.margin import recompute_account, recompute_all, tick_update
@@ -89,7 +92,10 @@ class EngineConfig:
     currency: str = "USDT"
     company: str = "CFD Engine"
     server: str = "CFD-Demo"
-    stale_after_ms: int = 0  # 0: quotes never go stale (until feeds report)
+    stale_after_ms: int = 0  # 0: quotes never go stale
+    outlier_pct: float = 10.0  # a jump beyond this needs confirmation before stop-outs
+    confirm_ticks: int = 2  # further ticks that confirm an outlier
+    sessions: bool = False  # follow each symbol's trading session (else always open)
     record_ticks: bool = True
     groups: dict[str, AccountGroup] = field(default_factory=lambda: {
         "demo\\usdt": AccountGroup(),
@@ -118,6 +124,8 @@ class Engine:
         self.seq = 0
         self.now_msc = 0
         self.rejected_ticks = 0
+        self.hygiene = self._new_hygiene(len(self.symbols))
+        self.calendar = default_calendar() if self.config.sessions else None
         self._effects = Effects()
         self.extensions: list[Any] = []
         self._handlers: dict[type, Callable[[Any], Result]] = {
@@ -127,6 +135,7 @@ class Engine:
             C.AdjustCredit: self._credit,
             C.SendOrder: self._order_send,
             C.Ticks: self._ticks,
+            C.TickBatchCommand: self._tick_batch,
             C.SetSymbol: self._set_symbol,
             C.SetMarket: self._set_market,
             C.TopUpInsurance: self._insurance_topup,
@@ -143,13 +152,17 @@ class Engine:
             raise TypeError(f"no handler for command {type(cmd).__name__}")
         self.seq += 1
         self.now_msc = max(self.now_msc, int(cmd.time_msc))
+        opened = self._follow_sessions() if self.calendar is not None else None
         try:
-            return handler(cmd)
+            result = handler(cmd)
         except Rejected as exc:
             data = None
             if isinstance(cmd, C.SendOrder):
                 data = self._send_result(exc.retcode, exc.comment, cmd)
-            return Result(exc.retcode, exc.comment, data)
+            result = Result(exc.retcode, exc.comment, data)
+        if opened is not None and len(opened):
+            result.events.extend(self._markets_opened(opened))
+        return result
 
     def register(self, cmd_type: type, handler: Callable[[Any], Result]) -> None:
         self._handlers[cmd_type] = handler
@@ -584,6 +597,9 @@ class Engine:
             return False
         return self.now_msc - int(self.symbols.cols.tick_msc[sym]) > limit
 
+    def is_unconfirmed(self, sym: int) -> bool:
+        return not bool(self.symbols.cols.confirmed[sym])
+
     # ------------------------------------------------------------------ rows (effects)
     def account_row(self, a: int) -> dict:
         ac = self.accounts.cols
@@ -636,41 +652,72 @@ class Engine:
         return row
 
     # ------------------------------------------------------------------ prices
+    def _new_hygiene(self, n: int) -> PriceHygiene:
+        cfg = self.config
+        return PriceHygiene(max(n, 1), outlier_pct=cfg.outlier_pct,
+                            stale_after_ms=cfg.stale_after_ms or 2**62,
+                            confirm_ticks=cfg.confirm_ticks)
+
+    def _grow_hygiene(self) -> None:
+        old = self.hygiene.snapshot()
+        self.hygiene = self._new_hygiene(len(self.symbols))
+        new = self.hygiene.snapshot()
+        for k, v in old.items():
+            if np.ndim(v) == 0:
+                new[k] = v
+            else:
+                new[k][: len(v)] = v
+        self.hygiene.restore(new)
+
     def _ticks(self, cmd: C.Ticks) -> Result:
         n = len(cmd.symbols)
         if not (len(cmd.bid) == n and len(cmd.ask) == n):
             raise Rejected(Retcode.INVALID, "symbols, bid and ask must have the same length")
+        if any(isinstance(s, bool) or not isinstance(s, int) for s in cmd.symbols):
+            raise Rejected(Retcode.INVALID, "symbol indices must be integers")
+        try:
+            batch = TickBatch.from_arrays(np.asarray(cmd.symbols, dtype=np.int64),
+                                          np.full(n, cmd.time_msc, dtype=np.int64),
+                                          np.asarray(cmd.bid, dtype=np.float64),
+                                          np.asarray(cmd.ask, dtype=np.float64))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise Rejected(Retcode.INVALID, f"bad tick batch: {exc}") from None
+        return self.on_ticks(batch)
+
+    def _tick_batch(self, cmd: C.TickBatchCommand) -> Result:
+        return self.on_ticks(cmd.batch)
+
+    def on_ticks(self, batch: TickBatch) -> Result:
+        """Stage 1 of the tick pipeline: price hygiene, then mark accepted quotes."""
         sc = self.symbols.cols
+        res = self.hygiene.screen(batch)
         changed: dict[int, tuple[int, int]] = {}
-        rejected = 0
-        for s, b, k in zip(cmd.symbols, cmd.bid, cmd.ask, strict=True):
-            q = self._quote(s, b, k)
-            if q is None:
-                rejected += 1
+        accepted = np.nonzero(res.accepted)[0]
+        for i in accepted:
+            s = int(batch.symbol[i])
+            q = self._quote(s, float(batch.bid[i]), float(batch.ask[i]))
+            if q is None:  # off the price range the engine can hold
                 continue
             if s not in changed:
                 changed[s] = (int(sc.bid[s]), int(sc.ask[s]))
             sc.bid[s], sc.ask[s] = q
-            sc.tick_msc[s] = cmd.time_msc
+            sc.tick_msc[s] = int(batch.time_msc[i])
             if self.config.record_ticks:
                 self._effects.ticks.append({
-                    "symbol": self.symbols.specs[s].name, "time_msc": cmd.time_msc,
-                    "bid": q[0] / PRICE_SCALE, "ask": q[1] / PRICE_SCALE, "last": 0.0,
-                    "volume": 0, "flags": 6})
+                    "symbol": self.symbols.specs[s].name, "time_msc": int(batch.time_msc[i]),
+                    "bid": q[0] / PRICE_SCALE, "ask": q[1] / PRICE_SCALE,
+                    "last": float(batch.last[i]), "volume": int(batch.volume[i]),
+                    "flags": int(batch.flags[i])})
+        rejected = len(batch) - len(accepted)
         self.rejected_ticks += rejected
+        sc.confirmed[: len(self.symbols)] = res.confirmed[: len(self.symbols)]
         events = self.on_prices(changed)
         return Result(Retcode.DONE, f"{len(changed)} symbols moved, {rejected} ticks rejected",
-                      {"accepted": n - rejected, "rejected": rejected}, events)
+                      {"accepted": len(accepted), "rejected": rejected}, events)
 
-    def _quote(self, s: Any, bid: Any, ask: Any) -> tuple[int, int] | None:
-        """A tick's bid/ask on the symbol's point grid, or None if the tick is unusable."""
-        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < len(self.symbols):
-            return None
-        if not (isinstance(bid, float) and isinstance(ask, float)):
-            return None
-        if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask <= 0:
-            return None
-        if bid > ask or ask > 1e9:
+    def _quote(self, s: int, bid: float, ask: float) -> tuple[int, int] | None:
+        """A screened tick's bid/ask snapped to the symbol's point grid."""
+        if not (0 < bid <= ask <= 1e9):
             return None
         pt = self.symbols.point_units(s)
         b = int(round(bid * PRICE_SCALE / pt)) * pt
@@ -678,6 +725,24 @@ class Engine:
         if b <= 0 or b > k:
             return None
         return b, k
+
+    def _follow_sessions(self) -> np.ndarray:
+        """Open and close markets by their sessions at the command's time; returns the
+        symbols that have just opened."""
+        sc = self.symbols.cols
+        n = len(self.symbols)
+        was = sc.market_open[:n].copy()
+        sc.session_open[:n] = self.calendar.open_mask(sc.session[:n], self.now_msc)
+        sc.market_open[:n] = sc.session_open[:n] & sc.admin_open[:n]
+        return np.nonzero(sc.market_open[:n] & ~was)[0]
+
+    def _markets_opened(self, syms: np.ndarray) -> list[dict]:
+        """A stop-out left waiting by a closed market proceeds when the market opens."""
+        pos = self.positions
+        accs = [pos.cols.acc[pos.of_symbol(int(s))] for s in syms]
+        if not accs:
+            return []
+        return self._check_levels(np.unique(np.concatenate(accs)).astype(np.int64))
 
     def on_prices(self, changed: dict[int, tuple[int, int]]) -> list[dict]:
         """Stages 2-4 of the tick pipeline for the symbols whose quotes changed."""
@@ -695,7 +760,12 @@ class Engine:
             events.extend(ext.on_prices(syms))
         # 3. incremental recompute
         touched = self.incremental(syms, old_bid, old_ask, first)
-        # 4. stop-out sweep and margin-call flags
+        # 4. stop-out sweep and margin-call flags; no stop-out on an unconfirmed outlier
+        unconfirmed = syms[~sc.confirmed[syms]]
+        if len(unconfirmed) and len(touched):
+            held = np.concatenate([self.positions.cols.acc[self.positions.of_symbol(int(s))]
+                                   for s in unconfirmed])
+            touched = np.setdiff1d(touched, held)
         events.extend(self._check_levels(touched))
         return events
 
@@ -754,6 +824,7 @@ class Engine:
                 spec = SymbolSpec.from_dict({"name": cmd.name, **cmd.changes})
                 i = self.symbols.add(spec)
                 self.positions.by_sym.ensure_groups(len(self.symbols))
+                self._grow_hygiene()
             else:
                 spec = self.symbols.specs[i].with_changes(**cmd.changes)
                 self.symbols.replace(i, spec)
@@ -778,7 +849,8 @@ class Engine:
             idx.append(i)
         for i in idx:
             if cmd.market_open is not None:
-                sc.market_open[i] = bool(cmd.market_open)
+                sc.admin_open[i] = bool(cmd.market_open)
+                sc.market_open[i] = sc.admin_open[i] and sc.session_open[i]
             if cmd.halted is not None:
                 sc.halted[i] = bool(cmd.halted)
         self._effects.events.append({"kind": "set_market", "symbols": list(cmd.symbols),

@@ -54,6 +54,10 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
             yield f"{log_name}.{k}", getattr(log.cols, k)[: log.cols.size]
     yield "counters", np.array([eng.next_order, eng.next_deal, eng.ledger.next_id],
                                dtype=np.int64)
+    hyg = eng.hygiene.snapshot()
+    for k in ("bid", "ask", "time", "has", "ref_mid", "confirmed", "pending_mid",
+              "pending_count"):
+        yield f"hygiene.{k}", hyg[k]
     for ext in eng.extensions:
         yield from ext.canonical_arrays()
 
@@ -75,6 +79,7 @@ def take(eng: Engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     arrays["posting.comments"] = _strings(eng.ledger.comments)
     arrays["closed_tickets"] = np.array(list(eng.closed_tickets.items()),
                                         dtype=np.int64).reshape(-1, 2)
+    arrays.update({f"hygiene.{k}": v for k, v in eng.hygiene.snapshot().items()})
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "seq": eng.seq,
@@ -141,6 +146,8 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
     eng.next_order, eng.next_deal = int(meta["next_order"]), int(meta["next_deal"])
     eng.seq, eng.now_msc = int(meta["seq"]), int(meta["now_msc"])
     eng.rejected_ticks = int(meta.get("rejected_ticks", 0))
+    eng.hygiene.restore({k[len("hygiene."):]: v for k, v in arrays.items()
+                         if k.startswith("hygiene.")})
     for ext in eng.extensions:
         ext.restore(arrays, meta)
     eng.recompute_all()

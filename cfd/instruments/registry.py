@@ -18,8 +18,11 @@ SYMBOL_COLUMNS = {
     "last": np.int64,
     "tick_msc": np.int64,
     "has_quote": np.bool_,
-    "market_open": np.bool_,  # sessions decide; admin halts override
+    "market_open": np.bool_,  # effective: session_open and admin_open
+    "session_open": np.bool_,  # the symbol's trading session is open
+    "admin_open": np.bool_,  # not closed by an admin (SetMarket)
     "halted": np.bool_,
+    "confirmed": np.bool_,  # last quote is not an unconfirmed outlier
     "calc_mode": np.int32,
     "session": np.int8,
     "k_profit": np.float64,
@@ -40,7 +43,8 @@ class SymbolTable:
         self.specs: list[SymbolSpec] = []
         self.index: dict[str, int] = {}
         self.k_exact: list[Fraction] = []
-        self.cols = Columns(SYMBOL_COLUMNS, max(len(specs), 16), fill={"market_open": 1})
+        flags_on = {"market_open": 1, "session_open": 1, "admin_open": 1, "confirmed": 1}
+        self.cols = Columns(SYMBOL_COLUMNS, max(len(specs), 16), fill=flags_on)
         for spec in specs:
             self.add(spec)
 

@@ -347,6 +347,9 @@ def check_market(eng: Engine, acc: int, sym: int) -> None:
         raise Rejected(Retcode.PRICE_OFF, f"no quote for {spec.name}")
     if eng.is_stale(sym):
         raise Rejected(Retcode.PRICE_OFF, f"the quote for {spec.name} is stale")
+    if eng.is_unconfirmed(sym):
+        raise Rejected(Retcode.PRICE_OFF, f"the quote for {spec.name} jumped and awaits "
+                                          f"confirmation")
 
 
 def check_direction(eng: Engine, sym: int, plan: Plan) -> None:
