@@ -127,6 +127,7 @@ class Engine:
         self.hygiene = self._new_hygiene(len(self.symbols))
         self.calendar = default_calendar() if self.config.sessions else None
         self._effects = Effects()
+        self.collect_effects = True  # False while replaying a journal: rows already stored
         self.extensions: list[Any] = []
         self._handlers: dict[type, Callable[[Any], Result]] = {
             C.CreateAccount: self._create_account,
@@ -142,7 +143,9 @@ class Engine:
             C.ForceStopOut: self._force_stop_out,
             C.SetAccountLevels: self._set_levels,
         }
-        self.stop_out: Callable[[np.ndarray, bool], list[dict]] = self._stop_out_python
+        # stop-out sweep: the numba kernel with bulk booking; ``_stop_out_python`` is the
+        # reference (same state hash)
+        self.stop_out: Callable[[np.ndarray, bool], list[dict]] = self._stop_out_kernel
 
     # ------------------------------------------------------------------ commands
     def apply(self, cmd: C.Command) -> Result:
@@ -210,7 +213,8 @@ class Engine:
                           time_msc=self.now_msc, type=dtype, entry=DealEntry.IN, magic=0,
                           position_id=0, reason=DealReason.CLIENT, volume=0, price=0,
                           commission=0, swap=0, profit=amount, fee=0)
-        self._effects.deals.append(self.deal_row(len(self.deals) - 1))
+        if self.collect_effects:
+            self._effects.deals.append(self.deal_row(len(self.deals) - 1))
         return ticket
 
     def _deposit(self, cmd: C.Deposit) -> Result:
@@ -285,8 +289,9 @@ class Engine:
         if amount == 0:
             return
         self.ledger.post(self.now_msc, src, dst, amount, kind, deal, comment)
-        self._effects.postings.append(self.ledger.row(self.ledger.postings.size - 1,
-                                                      self.accounts.cols.login))
+        if self.collect_effects:
+            self._effects.postings.append(self.ledger.row(self.ledger.postings.size - 1,
+                                                          self.accounts.cols.login))
         for lid in (src, dst):
             if lid >= 4 and (lid - 4) % 2 == 0:
                 a = (lid - 4) // 2
@@ -298,11 +303,13 @@ class Engine:
 
     # ------------------------------------------------------------------ trading
     def _send_result(self, retcode: int, comment: str, cmd: C.SendOrder, deal: int = 0,
-                     order: int = 0, volume: float = 0.0, price: float = 0.0) -> OrderSendResult:
-        try:
-            req = TradeRequest.from_dict(cmd.request)
-        except RequestFormatError:
-            req = TradeRequest()
+                     order: int = 0, volume: float = 0.0, price: float = 0.0,
+                     req: TradeRequest | None = None) -> OrderSendResult:
+        if req is None:
+            try:
+                req = TradeRequest.from_dict(cmd.request)
+            except RequestFormatError:
+                req = TradeRequest()
         bid = ask = 0.0
         sym = self.symbols.get(req.symbol)
         if sym is not None and self.symbols.cols.has_quote[sym]:
@@ -335,7 +342,8 @@ class Engine:
         order, deal = self.execute(plan, reason=cmd.reason, comment=req.comment)
         volume = plan.volume / VOLUME_SCALE
         res = self._send_result(Retcode.DONE, "Request executed", cmd, deal=deal, order=order,
-                                volume=volume, price=plan.legs[0].price / PRICE_SCALE)
+                                volume=volume, price=plan.legs[0].price / PRICE_SCALE,
+                                req=req)
         return Result(Retcode.DONE, res.comment, res)
 
     def _plan_close_by(self, a: int, req: TradeRequest) -> market.Plan:
@@ -406,7 +414,8 @@ class Engine:
             if leg.slot < 0:
                 p = pos.open(a, s, leg.new_volume, leg.new_price, order, t, plan.sl, plan.tp,
                              req.magic, min(reason, 3), comment)
-                self._effects.position_upsert(self.position_row(p))
+                if self.collect_effects:
+                    self._effects.position_upsert(self.position_row(p))
             else:
                 p = leg.slot
             position_id = int(pc.identifier[p])
@@ -417,7 +426,8 @@ class Engine:
                 type=leg.deal_type, entry=leg.entry, magic=req.magic, position_id=position_id,
                 reason=d_reason, volume=leg.volume, price=leg.price, commission=-leg.commission,
                 swap=0, profit=leg.profit, fee=0)
-            self._effects.deals.append(self.deal_row(len(self.deals) - 1))
+            if self.collect_effects:
+                self._effects.deals.append(self.deal_row(len(self.deals) - 1))
             self._book(a, leg.profit, PostingKind.PROFIT, deal)
             self._book(a, -leg.commission, PostingKind.COMMISSION, deal)
             if leg.slot >= 0:
@@ -432,7 +442,8 @@ class Engine:
             position_by_id=by_id, reason=reason, volume_initial=plan.volume, volume_current=0,
             price_open=plan.legs[0].price, sl=plan.sl, tp=plan.tp,
             price_current=plan.legs[0].price, price_stoplimit=0)
-        self._effects.orders[order] = self.order_row(len(self.orders) - 1)
+        if self.collect_effects:
+            self._effects.orders[order] = self.order_row(len(self.orders) - 1)
         self._touch_account(a)
         return order, deal
 
@@ -466,7 +477,8 @@ class Engine:
             pos.retick(p, order)
             self.closed_tickets[old_ticket] = int(pc.acc[p])
             self._effects.position_closed(old_ticket)
-        self._effects.position_upsert(self.position_row(p))
+        if self.collect_effects:
+            self._effects.position_upsert(self.position_row(p))
 
     def _touch_account(self, a: int) -> None:
         """Re-derive one account's floating profit and margin from its positions."""
@@ -479,7 +491,8 @@ class Engine:
                                       sc.k_margin_maint, sc.calc_mode, int(ac.leverage[a]),
                                       pc.profit)
         ac.profit[a], ac.margin[a], ac.margin_maint[a] = pr, m, mm
-        self._effects.accounts[int(ac.login[a])] = self.account_row(a)
+        if self.collect_effects:
+            self._effects.accounts[int(ac.login[a])] = self.account_row(a)
 
     # ------------------------------------------------------------------ queries
     def order_check(self, login: int, request: dict) -> OrderCheckResult:
@@ -815,6 +828,11 @@ class Engine:
         from cfd.trading.stopout import sweep_python
 
         return sweep_python(self, accs, force)
+
+    def _stop_out_kernel(self, accs: np.ndarray, force: bool = False) -> list[dict]:
+        from cfd.trading.stopout import sweep_kernel
+
+        return sweep_kernel(self, accs, force)
 
     # ------------------------------------------------------------------ admin
     def _set_symbol(self, cmd: C.SetSymbol) -> Result:

@@ -7,18 +7,27 @@ above the level (above ``so_end`` with hysteresis) or has nothing left that can 
 (6) and the comment ``so: <level>%/<equity>/<margin>``. A balance left below zero on a flat
 account is brought to zero from the insurance fund, then from broker P/L (negative balance
 protection), by a posting.
+
+Two implementations with one result (the same state hash): :func:`sweep_python`, the
+reference, closes positions one at a time through ``Engine.execute``; :func:`sweep_kernel`
+runs the numba sweep (``cfd.kernels.sweep``) over all accounts at once and books its output
+in bulk (:func:`bulk_close`): deals, orders, postings and index updates as array
+operations.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cfd.accounts.ledger import BROKER_PL, INSURANCE_FUND, PostingKind, client_ledger
-from cfd.constants import DealType, OrderReason
+from cfd.constants import DealEntry, DealReason, DealType, OrderReason, OrderState
+from cfd.kernels import sweep as K
 from cfd.kernels.formulas import is_stop_out, margin_level
-from cfd.money import MINOR_SCALE
+from cfd.money import MINOR_SCALE, VOLUME_SCALE, to_minor
 from cfd.trading import market
 
 if TYPE_CHECKING:
@@ -122,4 +131,338 @@ def compensate(eng: Engine, a: int) -> int:
     return need
 
 
-__all__ = ["sweep_python", "close_position", "compensate", "MINOR_SCALE"]
+
+
+# ---------------------------------------------------------------------- kernel path
+COMMENT_WIDTH = 31
+_FUND_COMMENT = "negative balance protection"
+_BROKER_COMMENT = "negative balance protection (fund empty)"
+
+
+@dataclass
+class SweepOut:
+    """The kernel's output for ``accs`` (accounts swept, in order)."""
+
+    accs: np.ndarray
+    base: np.ndarray
+    n: np.ndarray
+    status: np.ndarray
+    slot: np.ndarray
+    price: np.ndarray
+    volume: np.ndarray
+    profit: np.ndarray
+    comm: np.ndarray
+    level: np.ndarray
+    equity: np.ndarray
+    margin: np.ndarray
+    balance: np.ndarray
+    acc_profit: np.ndarray
+    acc_margin: np.ndarray
+    acc_maint: np.ndarray
+    left: np.ndarray
+
+
+@dataclass
+class Booked:
+    """What :func:`bulk_close` appended: row ranges of the logs, for effects and events."""
+
+    deals: tuple[int, int]
+    orders: tuple[int, int]
+    postings: tuple[int, int]
+    closed_tickets: np.ndarray
+    accs: np.ndarray
+    events: list[dict] = field(default_factory=list)
+
+
+_COMM_CACHE: dict[int, tuple[tuple, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def commission_terms(eng: Engine) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per symbol ``(num, den, min)`` with ``commission_minor(volume) ==
+    max(round_half_even(volume * num / den), min)`` (see ``market.commission_minor``)."""
+    key = tuple(map(id, eng.symbols.specs))
+    hit = _COMM_CACHE.get(id(eng.symbols))
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2], hit[3]
+    n = len(eng.symbols)
+    num = np.zeros(max(n, 1), np.int64)
+    den = np.ones(max(n, 1), np.int64)
+    mn = np.zeros(max(n, 1), np.int64)
+    for s, spec in enumerate(eng.symbols.specs):
+        if spec.commission_per_lot == 0 and spec.commission_min == 0:
+            continue
+        rate = Fraction(eng.symbols.rate(spec.currency_profit, spec))
+        per_unit = Fraction(spec.commission_per_lot) * rate * MINOR_SCALE / VOLUME_SCALE
+        if per_unit.numerator >= 2**62 or per_unit.denominator >= 2**62:
+            raise OverflowError(f"commission of {spec.name} does not fit int64")
+        num[s], den[s] = per_unit.numerator, per_unit.denominator
+        mn[s] = to_minor(Fraction(spec.commission_min) * rate)
+    _COMM_CACHE[id(eng.symbols)] = (key, num, den, mn)
+    return num, den, mn
+
+
+def run_kernel(eng: Engine, accs: np.ndarray, force: bool = False) -> SweepOut:
+    """Run the numba sweep over ``accs`` (all of which should need it: see ``detect``)."""
+    ac, sc, pc = eng.accounts.cols, eng.symbols.cols, eng.positions.cols
+    idx = eng.positions.by_acc
+    accs = np.ascontiguousarray(accs, dtype=np.int64)
+    m = len(accs)
+    cnt = idx.cnt[accs].astype(np.int64)
+    base = np.zeros(m, np.int64)
+    if m:
+        np.cumsum(cnt[:-1], out=base[1:])
+    rows = max(int(cnt.sum()), 1)
+    num, den, mn = commission_terms(eng)
+    closable = sc.market_open & sc.has_quote & ~sc.halted
+    out = SweepOut(accs, base, np.zeros(m, np.int64), np.zeros(m, np.int8),
+                   np.empty(rows, np.int32), np.empty(rows, np.int64), np.empty(rows, np.int64),
+                   np.empty(rows, np.int64), np.empty(rows, np.int64),
+                   np.empty(rows, np.float64), np.empty(rows, np.float64),
+                   np.empty(rows, np.float64), np.empty(m, np.int64), np.empty(m, np.float64),
+                   np.empty(m, np.float64), np.empty(m, np.float64), np.empty(m, np.int64))
+    work = np.empty(rows, np.int32)
+    K.sweep(accs, force, float(MINOR_SCALE), idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
+            pc.price_open, pc.ticket, pc.profit, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
+            sc.k_margin_maint, sc.calc_mode, sc.k_num, sc.k_den, closable, num, den, mn,
+            ac.balance, ac.credit, ac.profit, ac.margin, ac.margin_maint, ac.leverage,
+            ac.so_rule, ac.so_so, ac.so_end, base, work, out.n, out.status, out.slot,
+            out.price, out.volume, out.profit, out.comm, out.level, out.equity, out.margin,
+            out.balance, out.acc_profit, out.acc_margin, out.acc_maint, out.left)
+    return out
+
+
+def needing_sweep(eng: Engine, accs: np.ndarray, force: bool = False) -> np.ndarray:
+    """The accounts of ``accs`` (in order) at or below their stop-out level."""
+    ac = eng.accounts.cols
+    accs = np.ascontiguousarray(accs, dtype=np.int64)
+    flag = np.zeros(len(accs), np.bool_)
+    if len(accs):
+        K.detect(accs, force, float(MINOR_SCALE), eng.positions.by_acc.cnt, ac.balance,
+                 ac.credit, ac.profit, ac.margin, ac.so_rule, ac.so_so, ac.so_end, flag)
+    return accs[flag]
+
+
+def sweep_kernel(eng: Engine, accs: np.ndarray, force: bool = False,
+                 effects: bool = True) -> list[dict]:
+    """The stop-out sweep through the numba kernel and the bulk booking path; same result
+    as :func:`sweep_python`. ``effects=False`` skips the per-row effect dicts (benchmarks)."""
+    todo = needing_sweep(eng, accs, force)
+    if len(todo) == 0:
+        return []
+    out = run_kernel(eng, todo, force)
+    events: list[dict] = []
+    bad = np.nonzero(out.status == K.SO_OVERFLOW)[0]
+    start = 0
+    for j in [*bad.tolist(), len(todo)]:
+        if j > start:
+            booked = bulk_close(eng, out, np.arange(start, j))
+            if effects:
+                emit_effects(eng, booked)
+            events.extend(booked.events)
+        if j < len(todo):
+            events.extend(sweep_python(eng, todo[j:j + 1], force))
+        start = j + 1
+    return events
+
+
+def so_comments(level: np.ndarray, equity: np.ndarray, margin: np.ndarray) -> list[str]:
+    """``so_comment`` for many rows at once (numba formatting, Python for odd values)."""
+    n = len(level)
+    if n == 0:
+        return []
+    buf = np.zeros((n, 72), np.uint8)
+    ok = np.zeros(n, np.bool_)
+    K.format_so_comments(level, equity, margin, buf, ok)
+    out = np.ascontiguousarray(buf[:, :COMMENT_WIDTH]).view(f"S{COMMENT_WIDTH}").ravel()
+    texts = out.astype(f"U{COMMENT_WIDTH}").tolist()
+    for i in np.nonzero(~ok)[0].tolist():
+        texts[i] = so_comment(float(level[i]), float(equity[i]), float(margin[i]))
+    return texts
+
+
+def _append(log_cols, n: int, **values) -> int:
+    i0 = log_cols.size
+    log_cols.reserve(i0 + n)
+    for k, v in values.items():
+        getattr(log_cols, k)[i0:i0 + n] = v
+    log_cols.size = i0 + n
+    return i0
+
+
+def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
+    """Book the kernel's closes for accounts ``out.accs[which]`` (in order) as array
+    operations: deals, orders, postings, compensation, positions and indices; exactly what
+    :func:`sweep_python` books for them one close at a time."""
+    ac, pc = eng.accounts.cols, eng.positions.cols
+    accs = out.accs[which]
+    n = out.n[which]
+    has = n > 0
+    accs, n, which = accs[has], n[has], which[has]
+    n_close = int(n.sum())
+    # rows of the kernel output, in account order
+    first = np.repeat(out.base[which], n)
+    within = np.arange(n_close, dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    rows = first + within
+    slot = out.slot[rows].astype(np.int64)
+    vol = out.volume[rows]
+    price = out.price[rows]
+    profit = out.profit[rows]
+    comm = out.comm[rows]
+    acc_c = np.repeat(accs, n)
+    sym_c = pc.sym[slot]
+    pos_id = pc.identifier[slot]
+    tickets = pc.ticket[slot]
+    # negative balance protection: a flat account left below zero, in order
+    bal = out.balance[which]
+    need = np.where((bal < 0) & (out.left[which] == 0), -bal, 0)
+    comp = need > 0
+    fund0 = max(int(eng.ledger.balance[INSURANCE_FUND]), 0)
+    from_fund = np.clip(fund0 - (np.cumsum(need) - need), 0, need)
+    from_broker = need - from_fund
+    # deal sequence: each account's closes, then its compensation deal
+    per_acc = n + comp
+    n_deals = int(per_acc.sum())
+    acc_start = np.cumsum(per_acc) - per_acc
+    close_pos = np.repeat(acc_start, n) + within
+    comp_pos = (acc_start + n)[comp]
+    d0 = eng.next_deal
+    o0 = eng.next_order
+    t = eng.now_msc
+    deal_ticket = d0 + np.arange(n_deals, dtype=np.int64)
+    order_ticket = o0 + np.arange(n_close, dtype=np.int64)
+
+    def deal_col(close_v, comp_v, dtype=np.int64):
+        col = np.empty(n_deals, dtype)
+        col[close_pos] = close_v
+        col[comp_pos] = comp_v
+        return col
+
+    is_long = vol > 0
+    side = np.where(is_long, 1, 0).astype(np.int8)
+    comments = so_comments(out.level[rows], out.equity[rows], out.margin[rows])
+    deal_comments: list[str] = [""] * n_deals
+    for i, p in enumerate(close_pos.tolist()):
+        deal_comments[p] = comments[i]
+    for p in comp_pos.tolist():
+        deal_comments[p] = "so compensation"
+    dl = eng.deals
+    i_d = _append(dl.cols, n_deals, ticket=deal_ticket,
+                  order=deal_col(order_ticket, 0), acc=deal_col(acc_c, accs[comp], np.int32),
+                  sym=deal_col(sym_c, -1, np.int32), time_msc=t,
+                  type=deal_col(side, int(DealType.SO_COMPENSATION), np.int8),
+                  entry=deal_col(int(DealEntry.OUT), int(DealEntry.IN), np.int8), magic=0,
+                  position_id=deal_col(pos_id, 0), reason=deal_col(int(OrderReason.SO),
+                                                                   int(DealReason.CLIENT),
+                                                                   np.int8),
+                  volume=deal_col(np.abs(vol), 0), price=deal_col(price, 0),
+                  commission=deal_col(-comm, 0), swap=0, profit=deal_col(profit, need[comp]),
+                  fee=0)
+    dl.comments.extend(deal_comments)
+    dl.by_ticket.update(zip(deal_ticket.tolist(), range(i_d, i_d + n_deals), strict=True))
+    ol = eng.orders
+    i_o = _append(ol.cols, n_close, ticket=order_ticket, acc=acc_c, sym=sym_c,
+                  time_setup_msc=t, time_done_msc=t, time_expiration=0, type=side, type_time=0,
+                  type_filling=0, state=int(OrderState.FILLED), magic=0, position_id=pos_id,
+                  position_by_id=0, reason=int(OrderReason.SO), volume_initial=np.abs(vol),
+                  volume_current=0, price_open=price, sl=0, tp=0, price_current=price,
+                  price_stoplimit=0)
+    ol.comments.extend(comments)
+    ol.by_ticket.update(zip(order_ticket.tolist(), range(i_o, i_o + n_close), strict=True))
+    # postings: per close deal (profit, commission), per compensation deal (fund, broker)
+    client_c = client_ledger(0) + 2 * acc_c
+    client_a = (client_ledger(0) + 2 * accs[comp]).astype(np.int64)
+    src = np.zeros((n_deals, 2), np.int64)
+    dst = np.zeros((n_deals, 2), np.int64)
+    amt = np.zeros((n_deals, 2), np.int64)
+    kind = np.zeros((n_deals, 2), np.int8)
+    src[close_pos, 0] = np.where(profit > 0, BROKER_PL, client_c)
+    dst[close_pos, 0] = np.where(profit > 0, client_c, BROKER_PL)
+    amt[close_pos, 0] = np.abs(profit)
+    kind[close_pos, 0] = int(PostingKind.PROFIT)
+    src[close_pos, 1] = client_c
+    dst[close_pos, 1] = BROKER_PL
+    amt[close_pos, 1] = comm
+    kind[close_pos, 1] = int(PostingKind.COMMISSION)
+    src[comp_pos, 0] = INSURANCE_FUND
+    src[comp_pos, 1] = BROKER_PL
+    dst[comp_pos, 0] = client_a
+    dst[comp_pos, 1] = client_a
+    amt[comp_pos, 0] = from_fund[comp]
+    amt[comp_pos, 1] = from_broker[comp]
+    kind[comp_pos, :] = int(PostingKind.SO_COMPENSATION)
+    flat = amt.ravel() > 0
+    p_src, p_dst, p_amt = src.ravel()[flat], dst.ravel()[flat], amt.ravel()[flat]
+    n_post = len(p_amt)
+    led = eng.ledger
+    post_ids = led.next_id + np.arange(n_post, dtype=np.int64)
+    i_p = _append(led.postings, n_post, id=post_ids, time_msc=t, src=p_src, dst=p_dst,
+                  amount=p_amt, kind=kind.ravel()[flat],
+                  deal=np.repeat(deal_ticket, 2)[flat])
+    led.next_id += n_post
+    is_comp = np.zeros((n_deals, 2), np.int8)
+    is_comp[comp_pos, 0] = 1
+    is_comp[comp_pos, 1] = 2
+    tags = is_comp.ravel()[flat]
+    if comp.any():
+        led.comments.extend(["", _FUND_COMMENT, _BROKER_COMMENT][k] for k in tags.tolist())
+    else:
+        led.comments.extend([""] * n_post)
+    np.subtract.at(led.balance, p_src, p_amt)
+    np.add.at(led.balance, p_dst, p_amt)
+    ac.balance[accs] = led.balance[client_ledger(0) + 2 * accs]
+    eng.next_deal += n_deals
+    eng.next_order += n_close
+    # positions: indices (in close order), slots, tickets
+    bi, bs = eng.positions.by_acc, eng.positions.by_sym
+    K.remove_positions(slot, pc.acc, pc.sym, pc.acc_place, pc.sym_place, bi.off, bi.cnt,
+                       bi.pool, bs.off, bs.cnt, bs.pool)
+    pc.active[slot] = False
+    pc.volume[slot] = 0
+    pc.profit[slot] = 0.0
+    pos = eng.positions
+    tl = tickets.tolist()
+    for tk in tl:
+        del pos.by_ticket[tk]
+    pos.free.extend(slot.tolist())
+    eng.closed_tickets.update(zip(tl, acc_c.tolist(), strict=True))
+    # the accounts as the engine re-derives them
+    ac.profit[accs] = out.acc_profit[which]
+    ac.margin[accs] = out.acc_margin[which]
+    ac.margin_maint[accs] = out.acc_maint[which]
+    sc = eng.symbols.cols
+    K.refresh_profit(accs, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
+                     sc.ask, sc.k_profit, pc.profit)
+    # events
+    first_row = out.base[which]
+    events = []
+    logins = ac.login[accs].tolist()
+    for lg, k, lv, eq, mg, left, nd in zip(logins, n.tolist(), out.level[first_row].tolist(),
+                                           out.equity[first_row].tolist(),
+                                           out.margin[first_row].tolist(),
+                                           out.left[which].tolist(), need.tolist(),
+                                           strict=True):
+        ev = {"kind": "stop_out", "login": lg, "time_msc": t, "positions_closed": k,
+              "margin_level": lv, "equity": eq, "margin": mg, "remaining": left}
+        if nd:
+            ev["compensation"] = nd
+        events.append(ev)
+    return Booked((i_d, i_d + n_deals), (i_o, i_o + n_close), (i_p, i_p + n_post),
+                  tickets, accs, events)
+
+
+def emit_effects(eng: Engine, booked: Booked) -> None:
+    """The effect rows (and events) of a :func:`bulk_close`, as the store takes them."""
+    eff = eng._effects
+    eff.deals.extend(eng.deal_row(i) for i in range(*booked.deals))
+    logins = eng.accounts.cols.login
+    eff.postings.extend(eng.ledger.row(i, logins) for i in range(*booked.postings))
+    for i in range(*booked.orders):
+        eff.orders[int(eng.orders.cols.ticket[i])] = eng.order_row(i)
+    tl = booked.closed_tickets.tolist()
+    if eff.positions:
+        for tk in tl:
+            eff.positions.pop(tk, None)
+    eff.closed_positions.update(tl)
+    for a in booked.accs.tolist():
+        eff.accounts[int(logins[a])] = eng.account_row(a)
+    eff.events.extend(booked.events)

@@ -1,0 +1,319 @@
+"""Stop-out sweep kernel (MT5 semantics), one thread per account.
+
+For each account of ``accs`` at or below its stop-out level (``formulas.is_stop_out``; with
+hysteresis, until above ``so_end``; ``force`` closes everything closable): pick the most
+loss-making closable position (market open, quoted, not halted; ties -> the lowest ticket),
+close it at bid (long) / ask (short) with an exact realised profit in minor units
+(``formulas.deal_profit_minor``) and commission, update the account's balance in the kernel's
+working copy, re-derive floating profit and margin over the remaining positions, repeat.
+
+The kernel mirrors the engine's Python sweep (``cfd.trading.stopout.sweep_python``) step by
+step, floats included: it keeps a working copy of the account's segment of the by-account
+pool and removes closed positions from it the way ``SegmentedIndex.remove`` does (the last
+item moves into the hole), so the sums run in the same order and give the same bits.
+
+Outputs (preallocated by the caller; account ``accs[i]`` owns rows
+``out_base[i] : out_base[i] + acc_cnt[accs[i]]``): per close, the position slot, price,
+signed volume, profit and commission (minor units), and the margin level, equity and margin
+the decision was taken on; per account, the number of closes, the status code, the final
+balance, floating profit, margin, maintenance margin and the positions left.
+"""
+
+import math
+
+import numba as nb
+import numpy as np
+
+from cfd.kernels.formulas import (
+    RULE_MT5_MONEY,
+    deal_profit_minor,
+    div_round_half_even,
+    is_stop_out,
+    margin_level,
+    margin_price,
+    position_margin,
+    position_profit,
+)
+
+#: Status codes per account.
+SO_NONE = 0  # not at or below the level: nothing done
+SO_DONE = 1  # closed positions; now above the level (or flat)
+SO_PENDING = 2  # still at or below the level, nothing closable left (closed markets)
+SO_OVERFLOW = 3  # an amount does not fit int64: the caller redoes the account in Python
+
+_INT64_SAFE = 9.0e18
+
+
+@nb.njit(cache=True, inline="always")
+def must_close(force, rule, so_level, so_end, equity, margin, n_left, started):
+    """The sweep's loop condition (``stopout.must_close`` in Python)."""
+    if force:
+        return margin > 0.0 or n_left > 0
+    if is_stop_out(rule, so_level, equity, margin):
+        return True
+    if started and so_end > so_level and margin > 0.0:
+        if rule != RULE_MT5_MONEY:
+            return margin_level(equity, margin) <= so_end
+        return equity <= so_end
+    return False
+
+
+@nb.njit(cache=True, inline="always")
+def commission(volume, num, den, minimum):
+    """Commission in minor units for ``volume`` units: ``max(round(volume * num / den),
+    minimum)``; -1 when it would overflow."""
+    if num == 0 and minimum == 0:
+        return np.int64(0)
+    if float(volume) * float(num) >= _INT64_SAFE:
+        return np.int64(-1)
+    c = div_round_half_even(volume * num, den)
+    return c if c > minimum else minimum
+
+
+@nb.njit(cache=True)
+def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
+                  pos_price, pos_ticket, pos_profit, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm,
+                  sym_mode, sym_knum, sym_kden, sym_closable, sym_cnum, sym_cden, sym_cmin,
+                  acc_balance, acc_credit, acc_profit, acc_margin, acc_maint, acc_lev, acc_rule,
+                  acc_so, acc_end, out_base, work, out_n, out_status, out_slot, out_price,
+                  out_volume, out_profit, out_comm, out_level, out_equity, out_margin,
+                  out_balance, out_acc_profit, out_acc_margin, out_acc_maint, out_left):
+    base = out_base[i]
+    n_left = acc_cnt[a]
+    off = acc_off[a]
+    bal = acc_balance[a]
+    cred = acc_credit[a]
+    pr = acc_profit[a]
+    m = acc_margin[a]
+    mm = acc_maint[a]
+    lev = acc_lev[a]
+    rule = acc_rule[a]
+    so = acc_so[a]
+    end = acc_end[a]
+    status = SO_NONE
+    closed = 0
+    eq = (bal + cred) / minor_scale + pr
+    if must_close(force, rule, so, end, eq, m, n_left, False):
+        for k in range(n_left):
+            work[base + k] = pool[off + k]
+        while True:
+            eq = (bal + cred) / minor_scale + pr
+            if not must_close(force, rule, so, end, eq, m, n_left, closed > 0):
+                status = SO_DONE
+                break
+            best = -1
+            best_p = 0.0
+            best_t = np.int64(0)
+            for k in range(n_left):
+                p = work[base + k]
+                s = pos_sym[p]
+                if not sym_closable[s]:
+                    continue
+                if closed == 0:
+                    pp = pos_profit[p]
+                else:
+                    pp = position_profit(pos_vol[p], pos_price[p], sym_bid[s], sym_ask[s],
+                                         sym_kp[s])
+                t = pos_ticket[p]
+                if best < 0 or pp < best_p or (pp == best_p and t < best_t):
+                    best = k
+                    best_p = pp
+                    best_t = t
+            if best < 0:
+                status = SO_PENDING
+                break
+            p = work[base + best]
+            s = pos_sym[p]
+            v = pos_vol[p]
+            price = sym_bid[s] if v > 0 else sym_ask[s]
+            ok, minor = deal_profit_minor(v, pos_price[p], price, sym_knum[s], sym_kden[s])
+            c = commission(abs(v), sym_cnum[s], sym_cden[s], sym_cmin[s])
+            if not ok or c < 0:
+                status = SO_OVERFLOW
+                break
+            r = base + closed
+            out_slot[r] = p
+            out_price[r] = price
+            out_volume[r] = v
+            out_profit[r] = minor
+            out_comm[r] = c
+            out_level[r] = margin_level(eq, m)
+            out_equity[r] = eq
+            out_margin[r] = m
+            closed += 1
+            bal += minor - c
+            last = n_left - 1
+            work[base + best] = work[base + last]
+            n_left = last
+            pr = 0.0
+            m = 0.0
+            mm = 0.0
+            for k in range(n_left):
+                q = work[base + k]
+                s = pos_sym[q]
+                v = pos_vol[q]
+                bid = sym_bid[s]
+                ask = sym_ask[s]
+                pr += position_profit(v, pos_price[q], bid, ask, sym_kp[s])
+                mp = margin_price(sym_mode[s], v, pos_price[q], bid, ask)
+                m += position_margin(sym_mode[s], v, mp, sym_km[s], lev)
+                mm += position_margin(sym_mode[s], v, mp, sym_kmm[s], lev)
+    out_n[i] = closed
+    out_status[i] = status
+    out_balance[i] = bal
+    out_acc_profit[i] = pr
+    out_acc_margin[i] = m
+    out_acc_maint[i] = mm
+    out_left[i] = n_left
+
+
+@nb.njit(cache=True, parallel=True)
+def sweep(accs, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
+          pos_ticket, pos_profit, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, sym_knum,
+          sym_kden, sym_closable, sym_cnum, sym_cden, sym_cmin, acc_balance, acc_credit,
+          acc_profit, acc_margin, acc_maint, acc_lev, acc_rule, acc_so, acc_end, out_base, work,
+          out_n, out_status, out_slot, out_price, out_volume, out_profit, out_comm, out_level,
+          out_equity, out_margin, out_balance, out_acc_profit, out_acc_margin, out_acc_maint,
+          out_left):
+    """Stop-out sweep over ``accs`` (one thread per account); see the module docstring.
+    Reads the engine's arrays, writes only the ``out_*`` arrays and ``work``."""
+    for i in nb.prange(len(accs)):
+        sweep_account(i, accs[i], force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
+                      pos_price, pos_ticket, pos_profit, sym_bid, sym_ask, sym_kp, sym_km,
+                      sym_kmm, sym_mode, sym_knum, sym_kden, sym_closable, sym_cnum, sym_cden,
+                      sym_cmin, acc_balance, acc_credit, acc_profit, acc_margin, acc_maint,
+                      acc_lev, acc_rule, acc_so, acc_end, out_base, work, out_n, out_status,
+                      out_slot, out_price, out_volume, out_profit, out_comm, out_level,
+                      out_equity, out_margin, out_balance, out_acc_profit, out_acc_margin,
+                      out_acc_maint, out_left)
+
+
+@nb.njit(cache=True, parallel=True)
+def detect(accs, force, minor_scale, acc_cnt, acc_balance, acc_credit, acc_profit, acc_margin,
+           acc_rule, acc_so, acc_end, out_flag):
+    """``out_flag[i]``: account ``accs[i]`` must be swept now. Returns how many."""
+    n = 0
+    for i in nb.prange(len(accs)):
+        a = accs[i]
+        eq = (acc_balance[a] + acc_credit[a]) / minor_scale + acc_profit[a]
+        f = must_close(force, acc_rule[a], acc_so[a], acc_end[a], eq, acc_margin[a],
+                       acc_cnt[a], False)
+        out_flag[i] = f
+        if f:
+            n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def remove_positions(slots, pos_acc, pos_sym, acc_place, sym_place, acc_off, acc_cnt,
+                     acc_pool, sym_off, sym_cnt, sym_pool):
+    """Remove closed positions from the by-account and by-symbol indices, in order, exactly
+    as ``PositionTable.close`` does one at a time (the last item moves into the hole)."""
+    for j in range(len(slots)):
+        p = slots[j]
+        a = pos_acc[p]
+        place = acc_place[p]
+        last = acc_cnt[a] - 1
+        base = acc_off[a]
+        if place != last:
+            moved = acc_pool[base + last]
+            acc_pool[base + place] = moved
+            acc_place[moved] = place
+        acc_pool[base + last] = -1
+        acc_cnt[a] = last
+        s = pos_sym[p]
+        place = sym_place[p]
+        last = sym_cnt[s] - 1
+        base = sym_off[s]
+        if place != last:
+            moved = sym_pool[base + last]
+            sym_pool[base + place] = moved
+            sym_place[moved] = place
+        sym_pool[base + last] = -1
+        sym_cnt[s] = last
+
+
+@nb.njit(cache=True, parallel=True)
+def refresh_profit(accs, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid, sym_ask,
+                   sym_kp, pos_profit):
+    """Re-derive the floating profit of every position of ``accs`` (one thread per
+    account), as the engine's per-account touch does."""
+    for i in nb.prange(len(accs)):
+        a = accs[i]
+        base = acc_off[a]
+        for k in range(acc_cnt[a]):
+            p = pool[base + k]
+            s = pos_sym[p]
+            pos_profit[p] = position_profit(pos_vol[p], pos_price[p], sym_bid[s], sym_ask[s],
+                                            sym_kp[s])
+
+
+@nb.njit(cache=True, inline="always")
+def _put_fixed2(x, buf, row, pos):
+    """Write ``f"{x:.2f}"`` (Python's exact, round-half-even formatting) into ``buf[row]``
+    from ``pos``; returns the new position, or -1 when ``x`` is out of range."""
+    if not np.isfinite(x) or abs(x) >= 1.0e15:
+        return -1
+    neg = math.copysign(1.0, x) < 0.0
+    ax = abs(x)
+    q = np.int64(0)
+    if ax != 0.0:
+        mf, ex = math.frexp(ax)
+        mant = np.int64(mf * 9007199254740992.0)  # 2**53: exact
+        e = ex - 53
+        if e >= 0:
+            q = (mant << e) * 100
+        else:
+            sh = -e
+            if sh <= 62:
+                num = mant * 100
+                q = num >> sh
+                r = num - (q << sh)
+                half = np.int64(1) << (sh - 1)
+                if r > half or (r == half and q % 2 == 1):
+                    q += 1
+    if neg:
+        buf[row, pos] = 45  # '-'
+        pos += 1
+    ip = q // 100
+    fp = q % 100
+    digits = np.empty(20, dtype=np.uint8)
+    nd = 0
+    while True:
+        digits[nd] = 48 + ip % 10
+        nd += 1
+        ip //= 10
+        if ip == 0:
+            break
+    for k in range(nd):
+        buf[row, pos] = digits[nd - 1 - k]
+        pos += 1
+    buf[row, pos] = 46  # '.'
+    buf[row, pos + 1] = 48 + fp // 10
+    buf[row, pos + 2] = 48 + fp % 10
+    return pos + 3
+
+
+@nb.njit(cache=True)
+def format_so_comments(level, equity, margin, out_buf, out_ok):
+    """``f"so: {level:.2f}%/{equity:.2f}/{margin:.2f}"`` into rows of ``out_buf`` (uint8,
+    zero-filled; the caller cuts to the comment width); ``out_ok[i]`` False when a value
+    is out of range (the caller formats that row in Python)."""
+    w = out_buf.shape[1]
+    for i in range(len(level)):
+        out_buf[i, 0] = 115  # 's'
+        out_buf[i, 1] = 111  # 'o'
+        out_buf[i, 2] = 58  # ':'
+        out_buf[i, 3] = 32  # ' '
+        pos = _put_fixed2(level[i], out_buf, i, 4)
+        ok = pos >= 0 and pos + 2 <= w
+        if ok:
+            out_buf[i, pos] = 37  # '%'
+            out_buf[i, pos + 1] = 47  # '/'
+            pos = _put_fixed2(equity[i], out_buf, i, pos + 2)
+            ok = pos >= 0 and pos + 1 <= w
+        if ok:
+            out_buf[i, pos] = 47
+            pos = _put_fixed2(margin[i], out_buf, i, pos + 1)
+            ok = pos >= 0
+        out_ok[i] = ok
