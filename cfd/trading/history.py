@@ -64,8 +64,9 @@ class RecordLog:
     def append(self, comment: str = "", **fields: int) -> int:
         c = self.cols
         i = c.append_row()
+        d = c.__dict__
         for k, v in fields.items():
-            getattr(c, k)[i] = v
+            d[k][i] = v
         self.comments.append(comment)
-        self.by_ticket[int(c.ticket[i])] = i
+        self.by_ticket[int(fields["ticket"])] = i
         return i
