@@ -117,13 +117,22 @@ class DurableEngine:
 
 def replay(engine: Any, entries: Iterable[JournalEntry], decode: Callable[[str, bytes], Any]
            ) -> int:
-    """Apply journaled commands to ``engine``; returns the last seq (0 if none)."""
+    """Apply journaled commands to ``engine``; returns the last seq (0 if none).
+
+    Effect rows are not built while replaying (they are in the query tables already)."""
     last = 0
-    for n, e in enumerate(entries, 1):
-        engine.apply(decode(e.kind, e.payload))
-        last = e.seq
-        if n % _DRAIN_EVERY == 0:
-            engine.take_effects()  # already in the query tables: drop them
+    collecting = getattr(engine, "collect_effects", None)
+    if collecting is not None:
+        engine.collect_effects = False
+    try:
+        for n, e in enumerate(entries, 1):
+            engine.apply(decode(e.kind, e.payload))
+            last = e.seq
+            if n % _DRAIN_EVERY == 0:
+                engine.take_effects()  # already in the query tables: drop them
+    finally:
+        if collecting is not None:
+            engine.collect_effects = collecting
     engine.take_effects()
     return last
 
