@@ -59,6 +59,7 @@ from cfd.kernels.margin import recompute_account, recompute_all, tick_update
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.trading import market
 from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
+from cfd.trading.orders import PendingOrders
 from cfd.trading.positions import PositionTable
 from cfd.trading.request import (
     OrderCheckResult,
@@ -129,6 +130,7 @@ class Engine:
         self._effects = Effects()
         self.collect_effects = True  # False while replaying a journal: rows already stored
         self.extensions: list[Any] = []
+        self.extensions.append(PendingOrders(self))  # pending orders and SL/TP
         self._handlers: dict[type, Callable[[Any], Result]] = {
             C.CreateAccount: self._create_account,
             C.Deposit: self._deposit,
