@@ -1,0 +1,1 @@
+"""Trade-request validation, fills, positions, pending orders, deals."""
