@@ -16,9 +16,9 @@ without a row uses all three pooled (``POOLED``).
 A scenario draws one historical date for the whole market (the cross-section of that date,
 so the three series move together as they did), and each symbol takes its series' gap on that
 date with probability ``correlation``, otherwise the gap of an independent draw from its
-series. Each symbol's marginal distribution is therefore its series' empirical one (dates a series lacks
-are replaced by dates all series share),
-and ``correlation`` sets how often names move together (1: all names of a series move as one).
+series. Each symbol's marginal distribution is therefore its series' empirical one (dates a
+series lacks are replaced by dates all series share), and ``correlation`` sets how often
+names move together (1: all names of a series move as one).
 """
 
 from __future__ import annotations
@@ -107,10 +107,7 @@ class GapTable:
 
     @classmethod
     def load(cls, path: Path | None = None) -> GapTable:
-        if path is None:
-            text = _data_file("gaps.csv").read_text()
-        else:
-            text = Path(path).read_text()
+        text = _data_file("gaps.csv").read_text() if path is None else Path(path).read_text()
         rows = list(csv.reader(text.splitlines()))
         head, body = rows[0], rows[1:]
         series = head[2:]
@@ -191,17 +188,17 @@ class GapResult:
     seconds: float
 
     def summary(self) -> dict[str, float]:
-        L = self.losses
+        loss = self.losses
         return {
-            "scenarios": len(L), "accounts_at_risk": self.accounts_at_risk,
-            "expected_loss": float(L.mean()),
-            "p_loss": float((L > 0).mean()),
-            "var_99": float(np.quantile(L, 0.99)),
-            "var_99_9": float(np.quantile(L, 0.999)),
-            "es_99": float(L[L >= np.quantile(L, 0.99)].mean()),
-            "worst": float(L.max()),
+            "scenarios": len(loss), "accounts_at_risk": self.accounts_at_risk,
+            "expected_loss": float(loss.mean()),
+            "p_loss": float((loss > 0).mean()),
+            "var_99": float(np.quantile(loss, 0.99)),
+            "var_99_9": float(np.quantile(loss, 0.999)),
+            "es_99": float(loss[loss >= np.quantile(loss, 0.99)].mean()),
+            "worst": float(loss.max()),
             "insurance_fund": self.fund,
-            "p_fund_exhausted": float((L > self.fund).mean()),
+            "p_fund_exhausted": float((loss > self.fund).mean()),
             "seconds": round(self.seconds, 3),
         }
 

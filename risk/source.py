@@ -1,0 +1,189 @@
+"""Where the book comes from and where actions go.
+
+* a running server (default): ``GET /admin/snapshot`` (an ``.npz`` of the engine's snapshot
+  arrays plus the meta dict, JSON in the uint8 array ``__meta__``), rebuilt with
+  ``Engine.from_snapshot`` into a private copy; actions are admin API calls;
+* a database (``--db URL``): opened read-only, the engine recovered from the latest snapshot
+  plus the journal after it (``cfd.store.runner.recover``);
+* a snapshot file (``--snapshot FILE.npz``, the same format as the endpoint).
+
+The server is ``CFD_SERVER`` (default ``http://127.0.0.1:8000``), the admin key
+``CFD_ADMIN_KEY``, else the demo server's ``GET /demo/credentials`` (loopback only).
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+
+class SourceError(RuntimeError):
+    """The book or the server could not be reached or read; the message says how to fix it."""
+
+
+def encode_npz(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    payload = dict(arrays)
+    payload["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(buf, **payload)
+    return buf.getvalue()
+
+
+def decode_npz(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if "__meta__" not in arrays:
+        raise SourceError("the snapshot has no __meta__ array: not an engine snapshot")
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    return arrays, meta
+
+
+def officer_name() -> str:
+    return os.environ.get("CFD_OFFICER") or getpass.getuser()
+
+
+class AdminClient:
+    """The admin endpoints of a running server, with the officer's identity on each call
+    (the server journals actions under the admin key's identity; ``X-Officer`` names the
+    person at the keyboard)."""
+
+    def __init__(self, base_url: str, key: str | None = None, officer: str | None = None,
+                 transport: httpx.BaseTransport | None = None, timeout: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.officer = officer or officer_name()
+        self._http = httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout)
+        self._key = key or os.environ.get("CFD_ADMIN_KEY") or None
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def key(self) -> str:
+        if not self._key:
+            try:
+                r = self._http.get("/demo/credentials")
+            except httpx.HTTPError as exc:
+                raise SourceError(f"cannot reach {self.base_url} ({exc}); start the server "
+                                  "or set CFD_SERVER") from None
+            if r.status_code != 200:
+                raise SourceError(f"no admin key: set CFD_ADMIN_KEY (the server at "
+                                  f"{self.base_url} gives no demo credentials: HTTP "
+                                  f"{r.status_code})")
+            self._key = str(r.json()["admin_key"])
+        return self._key
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.key}", "X-Officer": self.officer}
+        try:
+            r = self._http.request(method, path, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"{method} {self.base_url}{path} failed: {exc}") from None
+        if r.status_code >= 400:
+            try:
+                detail = r.json()
+            except ValueError:
+                detail = r.text[:300]
+            raise SourceError(f"{method} {path}: HTTP {r.status_code}: {detail}")
+        return r
+
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return decode_npz(self._call("GET", "/admin/snapshot").content)
+
+    def halt(self, symbol: str) -> Any:
+        return self._call("POST", f"/admin/symbols/{symbol}/halt").json()
+
+    def resume(self, symbol: str) -> Any:
+        return self._call("POST", f"/admin/symbols/{symbol}/resume").json()
+
+    def set_symbol(self, symbol: str, changes: dict[str, Any]) -> Any:
+        return self._call("PATCH", f"/admin/symbols/{symbol}", changes).json()
+
+    def stop_out(self, login: int) -> Any:
+        return self._call("POST", f"/admin/accounts/{login}/stop_out").json()
+
+    def set_levels(self, body: dict[str, Any]) -> Any:
+        return self._call("POST", "/admin/levels", body).json()
+
+    def topup(self, amount: str) -> Any:
+        return self._call("POST", "/admin/insurance/topup", {"amount": amount}).json()
+
+    def insurance(self) -> Any:
+        return self._call("GET", "/admin/insurance").json()
+
+
+@dataclass
+class Source:
+    server: str | None = None
+    db: str | None = None
+    snapshot: Path | None = None
+    key: str | None = None
+    officer: str | None = None
+    transport: httpx.BaseTransport | None = None  # tests
+
+    @property
+    def url(self) -> str:
+        return self.server or os.environ.get("CFD_SERVER") or DEFAULT_SERVER
+
+    def describe(self) -> str:
+        if self.db:
+            return f"database {self.db} (read-only)"
+        if self.snapshot:
+            return f"snapshot file {self.snapshot}"
+        return f"server {self.url}"
+
+    def admin(self) -> AdminClient:
+        if self.db or self.snapshot:
+            raise SourceError("actions go through a running server's admin API: drop --db / "
+                              "--snapshot (and set CFD_SERVER if needed)")
+        return AdminClient(self.url, self.key, self.officer, self.transport)
+
+    def load(self) -> tuple[Any, dict[str, np.ndarray] | None]:
+        """A private engine copy of the book, and the raw snapshot arrays when there are
+        any (for the ledger history)."""
+        from cfd.engine import Engine
+
+        if self.db:
+            return self._from_db(), None
+        if self.snapshot:
+            try:
+                blob = Path(self.snapshot).read_bytes()
+            except OSError as exc:
+                raise SourceError(f"cannot read {self.snapshot}: {exc}") from None
+            arrays, meta = decode_npz(blob)
+        else:
+            client = self.admin()
+            try:
+                arrays, meta = client.snapshot()
+            finally:
+                client.close()
+        return Engine.from_snapshot(arrays, meta), arrays
+
+    def _from_db(self) -> Any:
+        from cfd.store import Store
+        from cfd.store.runner import recover
+
+        try:
+            store = Store.open(self.db, read_only=True)
+        except Exception as exc:  # noqa: BLE001 - any driver error: say which database
+            raise SourceError(f"cannot open {self.db} read-only: {exc}") from None
+        try:
+            return recover(store)
+        finally:
+            store.close()
+
+    def open_store(self) -> Any:
+        from cfd.store import Store
+
+        if not self.db:
+            raise SourceError("a clean replay needs the database: pass --db URL")
+        return Store.open(self.db, read_only=True)
