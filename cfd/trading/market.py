@@ -399,7 +399,8 @@ def project(eng: Engine, plan: Plan) -> None:
 
 
 def check_money(eng: Engine, plan: Plan) -> None:
-    free = plan.equity_after - plan.margin_after
+    # pending orders keep their reserved margin (margin_initial) out of the free margin
+    free = plan.equity_after - plan.margin_after - float(eng.accounts.cols.margin_orders[plan.acc])
     if free < 0:
         raise Rejected(Retcode.NO_MONEY,
                        f"not enough money: margin {fmt(plan.margin_after * MINOR_SCALE)} "

@@ -183,7 +183,20 @@ class PendingOrders:
         return [self.row(s) for s in slots]
 
     def _emit(self, slot: int) -> None:
-        self.eng._effects.orders[int(self.cols.ticket[slot])] = self.row(slot)
+        if self.eng.collect_effects:
+            self.eng._effects.orders[int(self.cols.ticket[slot])] = self.row(slot)
+
+    def _emit_done(self, i: int) -> None:
+        """Effects row of history row ``i`` (an order that left the book)."""
+        eng = self.eng
+        if eng.collect_effects:
+            eng._effects.orders[int(eng.orders.cols.ticket[i])] = eng.order_row(i)
+
+    def _publish(self, ev: dict, events: list[dict] | None) -> None:
+        if events is not None:
+            events.append(ev)
+        if self.eng.collect_effects:
+            self.eng._effects.events.append(ev)
 
     def _finish(self, slot: int, state: int) -> int:
         """Move an order to the history with ``state`` (CANCELED, EXPIRED); returns its
@@ -195,7 +208,7 @@ class PendingOrders:
         comment = self.comments[slot]
         self._remove(slot)
         i = eng.orders.append(comment, **fields)
-        eng._effects.orders[fields["ticket"]] = eng.order_row(i)
+        self._emit_done(i)
         return i
 
     def cancel_account(self, acc: int, comment: str = "") -> list[int]:
@@ -244,7 +257,8 @@ class PendingOrders:
             pc = eng.positions.cols
             pc.sl[p], pc.tp[p] = sl, tp
             pc.time_update_msc[p] = eng.now_msc
-            eng._effects.position_upsert(eng.position_row(p))
+            if eng.collect_effects:
+                eng._effects.position_upsert(eng.position_row(p))
             res = eng._send_result(Retcode.DONE, "Request executed", cmd)
             return Result(Retcode.DONE, res.comment, res)
         return None
@@ -361,9 +375,7 @@ class PendingOrders:
               "symbol": self.eng.symbols.specs[int(c.sym[slot])].name,
               "order": int(c.ticket[slot]), "type": int(c.type[slot]),
               "time_msc": self.eng.now_msc, **extra}
-        if events is not None:
-            events.append(ev)
-        self.eng._effects.events.append(ev)
+        self._publish(ev, events)
         return ev
 
     def _stop(self, kind: int, p: int, ticket: int, price: int, events: list[dict]) -> None:
@@ -392,8 +404,7 @@ class PendingOrders:
         ev = {"kind": "sl" if is_sl else "tp", "login": int(eng.accounts.cols.login[a]),
               "symbol": spec.name, "position": ticket, "order": order, "deal": deal,
               "level": level, "price": price, "profit": leg.profit, "time_msc": eng.now_msc}
-        events.append(ev)
-        eng._effects.events.append(ev)
+        self._publish(ev, events)
 
     def _activate(self, slot: int, ticket: int, price: int, events: list[dict]) -> None:
         """A pending order reached its price: fill it at the market ``price`` (a STOP LIMIT
@@ -425,13 +436,12 @@ class PendingOrders:
             fields.update(state=OrderState.CANCELED, time_done_msc=eng.now_msc,
                           price_current=price)
             i = eng.orders.append(comment, **fields)
-            eng._effects.orders[ticket] = eng.order_row(i)
+            self._emit_done(i)
             ev = {"kind": "order_canceled", "login": int(eng.accounts.cols.login[a]),
                   "symbol": eng.symbols.specs[s].name, "order": ticket, "type": terms.type,
                   "time_msc": eng.now_msc, "retcode": int(Retcode.REJECT_CANCEL),
                   "cause": int(exc.retcode), "comment": exc.comment}
-            events.append(ev)
-            eng._effects.events.append(ev)
+            self._publish(ev, events)
             return
         plan.order_type = terms.type
         plan.sl, plan.tp = terms.sl, terms.tp
@@ -442,13 +452,12 @@ class PendingOrders:
                   "price_open", "price_stoplimit", "reason"):
             getattr(h, k)[i] = fields[k]
         h.price_current[i] = price
-        eng._effects.orders[ticket] = eng.order_row(i)
+        self._emit_done(i)
         ev = {"kind": "order_filled", "login": int(eng.accounts.cols.login[a]),
               "symbol": eng.symbols.specs[s].name, "order": ticket, "type": terms.type,
               "deal": deal, "order_price": terms.price, "price": plan.legs[0].price,
               "volume": terms.volume, "time_msc": eng.now_msc}
-        events.append(ev)
-        eng._effects.events.append(ev)
+        self._publish(ev, events)
 
     def _fill_request(self, s: int, terms: chk.OrderTerms, fields: dict, comment: str,
                       price: int) -> TradeRequest:
