@@ -4,7 +4,15 @@ incremental (only positions of symbols that moved)."""
 import numba as nb
 import numpy as np
 
-from cfd.kernels.formulas import margin_price, position_margin, position_profit
+from cfd.kernels.formulas import (
+    RULE_ESMA,
+    RULE_MT5_PERCENT,
+    is_margin_call,
+    is_stop_out,
+    margin_price,
+    position_margin,
+    position_profit,
+)
 
 
 @nb.njit(cache=True)
@@ -87,3 +95,44 @@ def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, sym_pool, pos_acc, 
 
 def empty_touched(n: int) -> np.ndarray:
     return np.zeros(max(n, 1), dtype=np.bool_)
+
+
+#: Account states from :func:`recompute_detect`.
+STATE_OK = 0
+STATE_MARGIN_CALL = 1
+STATE_STOP_OUT = 2
+
+
+@nb.njit(cache=True, inline="always")
+def account_state(rule, so_level, call_level, equity, margin):
+    """STATE_STOP_OUT when the stop-out rule fires, else STATE_MARGIN_CALL at or below the
+    margin-call level (ESMA accounts use the percent margin call), else STATE_OK."""
+    if is_stop_out(rule, so_level, equity, margin):
+        return STATE_STOP_OUT
+    if is_margin_call(rule if rule != RULE_ESMA else RULE_MT5_PERCENT, call_level, equity,
+                      margin):
+        return STATE_MARGIN_CALL
+    return STATE_OK
+
+
+@nb.njit(cache=True, parallel=True)
+def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
+                     sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, acc_lev, acc_balance,
+                     acc_credit, acc_rule, acc_so, acc_call, out_pos_profit, out_profit,
+                     out_margin, out_margin_maint, out_state):
+    """Full recompute and stop-out / margin-call detection in one pass over the book (one
+    thread per account). Returns the number of accounts at or below stop-out."""
+    n_so = 0
+    for a in nb.prange(n_acc):
+        pr, m, mm = recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
+                                      sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
+                                      acc_lev[a], out_pos_profit)
+        out_profit[a] = pr
+        out_margin[a] = m
+        out_margin_maint[a] = mm
+        eq = (acc_balance[a] + acc_credit[a]) / minor_scale + pr
+        st = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, m)
+        out_state[a] = st
+        if st == STATE_STOP_OUT:
+            n_so += 1
+    return n_so

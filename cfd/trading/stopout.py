@@ -257,7 +257,7 @@ def sweep_kernel(eng: Engine, accs: np.ndarray, force: bool = False,
         if j > start:
             booked = bulk_close(eng, out, np.arange(start, j))
             if effects:
-                emit_effects(eng, booked)
+                emit_effects(eng, booked, rows=getattr(eng, "collect_effects", True))
             events.extend(booked.events)
         if j < len(todo):
             events.extend(sweep_python(eng, todo[j:j + 1], force))
@@ -450,19 +450,22 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
                   tickets, accs, events)
 
 
-def emit_effects(eng: Engine, booked: Booked) -> None:
-    """The effect rows (and events) of a :func:`bulk_close`, as the store takes them."""
+def emit_effects(eng: Engine, booked: Booked, rows: bool = True) -> None:
+    """The effects of a :func:`bulk_close`, as the store takes them: closed positions and
+    events, and (``rows``; not while replaying) the deal, posting, order and account rows."""
     eff = eng._effects
-    eff.deals.extend(eng.deal_row(i) for i in range(*booked.deals))
-    logins = eng.accounts.cols.login
-    eff.postings.extend(eng.ledger.row(i, logins) for i in range(*booked.postings))
-    for i in range(*booked.orders):
-        eff.orders[int(eng.orders.cols.ticket[i])] = eng.order_row(i)
     tl = booked.closed_tickets.tolist()
     if eff.positions:
         for tk in tl:
             eff.positions.pop(tk, None)
     eff.closed_positions.update(tl)
+    eff.events.extend(booked.events)
+    if not rows:
+        return
+    eff.deals.extend(eng.deal_row(i) for i in range(*booked.deals))
+    logins = eng.accounts.cols.login
+    eff.postings.extend(eng.ledger.row(i, logins) for i in range(*booked.postings))
+    for i in range(*booked.orders):
+        eff.orders[int(eng.orders.cols.ticket[i])] = eng.order_row(i)
     for a in booked.accs.tolist():
         eff.accounts[int(logins[a])] = eng.account_row(a)
-    eff.events.extend(booked.events)

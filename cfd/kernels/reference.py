@@ -1,0 +1,186 @@
+"""Plain references for the margin kernels: pure Python (loops, the kernels' order of
+operations, so results agree to the bit) and numpy (vectorised over positions).
+
+Used by the tests (kernel == reference on random books) and by the benchmark suite (checked
+before timing, and timed against). Arguments are the kernels' arrays, in the kernels' order.
+"""
+
+import numpy as np
+
+CALC_CFDLEVERAGE = 4
+CALC_EXCH_STOCKS = 32
+RULE_MT5_PERCENT = 0
+RULE_MT5_MONEY = 1
+STATE_OK, STATE_MARGIN_CALL, STATE_STOP_OUT = 0, 1, 2
+
+
+# ------------------------------------------------------------------ pure Python
+def _position(v, po, bid, ask, kp, km, kmm, mode, lev):
+    close = bid if v > 0 else ask
+    pp = float(close - po) * float(v) * kp
+    mp = close if mode == CALC_EXCH_STOCKS else po
+    m = float(abs(v)) * float(mp) * km
+    mm = float(abs(v)) * float(mp) * kmm
+    if mode == CALC_CFDLEVERAGE:
+        m = m / lev
+        mm = mm / lev
+    return pp, m, mm
+
+
+def state_python(rule, so, call, equity, margin):
+    """``margin.account_state`` in Python."""
+    if margin <= 0.0:
+        return STATE_OK
+    if rule == RULE_MT5_PERCENT:
+        so_hit = equity / margin * 100.0 <= so
+    elif rule == RULE_MT5_MONEY:
+        so_hit = equity <= so
+    else:
+        so_hit = equity < 0.5 * margin
+    if so_hit:
+        return STATE_STOP_OUT
+    if rule == RULE_MT5_MONEY:
+        return STATE_MARGIN_CALL if equity <= call else STATE_OK
+    return STATE_MARGIN_CALL if equity / margin * 100.0 <= call else STATE_OK
+
+
+def recompute_detect_python(accounts, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
+                            pos_price, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
+                            acc_lev, acc_balance, acc_credit, acc_rule, acc_so, acc_call):
+    """Full recompute and detection for the account indices ``accounts`` (a sample, or all).
+    Returns ``(profit, margin, margin_maint, state)`` lists, one entry per account given."""
+    sym_bid, sym_ask = sym_bid.tolist(), sym_ask.tolist()
+    sym_kp, sym_km, sym_kmm = sym_kp.tolist(), sym_km.tolist(), sym_kmm.tolist()
+    sym_mode = sym_mode.tolist()
+    profits, margins, maints, states = [], [], [], []
+    for a in accounts:
+        a = int(a)
+        lev = int(acc_lev[a])
+        pr = m = mm = 0.0
+        base = int(acc_off[a])
+        for k in range(int(acc_cnt[a])):
+            p = int(pool[base + k])
+            s = int(pos_sym[p])
+            dp, dm, dmm = _position(int(pos_vol[p]), int(pos_price[p]), sym_bid[s],
+                                    sym_ask[s], sym_kp[s], sym_km[s], sym_kmm[s],
+                                    sym_mode[s], lev)
+            pr += dp
+            m += dm
+            mm += dmm
+        eq = (int(acc_balance[a]) + int(acc_credit[a])) / minor_scale + pr
+        profits.append(pr)
+        margins.append(m)
+        maints.append(mm)
+        states.append(state_python(int(acc_rule[a]), float(acc_so[a]), float(acc_call[a]), eq,
+                                   m))
+    return profits, margins, maints, states
+
+
+def tick_python(symbols, old_bid, old_ask, sym_off, sym_cnt, sym_pool, pos_acc, pos_vol,
+                pos_price, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, acc_lev,
+                pos_profit, acc_profit, acc_margin, acc_margin_maint):
+    """``margin.tick_update`` in Python (updates the arrays in place); returns the touched
+    account indices (sorted)."""
+    touched = set()
+    for j, s in enumerate(symbols):
+        s = int(s)
+        bid, ask = int(sym_bid[s]), int(sym_ask[s])
+        for k in range(int(sym_cnt[s])):
+            p = int(sym_pool[int(sym_off[s]) + k])
+            a = int(pos_acc[p])
+            v = int(pos_vol[p])
+            lev = int(acc_lev[a])
+            pp, _, _ = _position(v, int(pos_price[p]), bid, ask, float(sym_kp[s]), 0.0, 0.0,
+                                 int(sym_mode[s]), lev)
+            acc_profit[a] += pp - pos_profit[p]
+            pos_profit[p] = pp
+            if int(sym_mode[s]) == CALC_EXCH_STOCKS:
+                old = int(old_bid[j]) if v > 0 else int(old_ask[j])
+                new = bid if v > 0 else ask
+                km, kmm = float(sym_km[s]), float(sym_kmm[s])
+                acc_margin[a] += (float(abs(v)) * float(new) * km
+                                  - float(abs(v)) * float(old) * km)
+                acc_margin_maint[a] += (float(abs(v)) * float(new) * kmm
+                                        - float(abs(v)) * float(old) * kmm)
+            touched.add(a)
+    return sorted(touched)
+
+
+# ------------------------------------------------------------------ numpy
+def positions_in_account_order(acc_off, acc_cnt, pool, n_acc):
+    """``(account of each row, position slot of each row)`` walking every account's
+    segment in order."""
+    cnt = acc_cnt[:n_acc].astype(np.int64)
+    acc = np.repeat(np.arange(n_acc, dtype=np.int64), cnt)
+    within = np.arange(len(acc), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    return acc, pool[acc_off[:n_acc][acc] + within]
+
+
+def recompute_detect_numpy(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
+                           pos_price, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
+                           acc_lev, acc_balance, acc_credit, acc_rule, acc_so, acc_call,
+                           rows=None):
+    """Full recompute and detection, vectorised: per-position terms as whole-array
+    expressions, per-account sums with ``np.bincount`` (which adds in row order, as the
+    kernel does). ``rows`` may pass ``positions_in_account_order`` precomputed. Returns
+    ``(pos_profit_rows, profit, margin, margin_maint, state)``."""
+    acc, p = rows if rows is not None else positions_in_account_order(acc_off, acc_cnt, pool,
+                                                                      n_acc)
+    s = pos_sym[p]
+    v = pos_vol[p]
+    po = pos_price[p]
+    close = np.where(v > 0, sym_bid[s], sym_ask[s])
+    pp = (close - po).astype(np.float64) * v.astype(np.float64) * sym_kp[s]
+    mode = sym_mode[s]
+    mp = np.where(mode == CALC_EXCH_STOCKS, close, po)
+    base = np.abs(v).astype(np.float64) * mp.astype(np.float64)
+    lev = np.where(mode == CALC_CFDLEVERAGE, acc_lev[acc].astype(np.float64), 1.0)
+    m = base * sym_km[s] / lev
+    mm = base * sym_kmm[s] / lev
+    profit = np.bincount(acc, weights=pp, minlength=n_acc)
+    margin = np.bincount(acc, weights=m, minlength=n_acc)
+    maint = np.bincount(acc, weights=mm, minlength=n_acc)
+    state = detect_numpy(minor_scale, acc_balance[:n_acc], acc_credit[:n_acc], profit, margin,
+                         acc_rule[:n_acc], acc_so[:n_acc], acc_call[:n_acc])
+    return pp, profit, margin, maint, state
+
+
+def detect_numpy(minor_scale, balance, credit, profit, margin, rule, so, call):
+    """Account states (``STATE_*``) from equity and margin, vectorised."""
+    eq = (balance + credit) / minor_scale + profit
+    has = margin > 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.where(has, eq / margin * 100.0, 0.0)
+    so_hit = np.where(rule == RULE_MT5_PERCENT, level <= so,
+                      np.where(rule == RULE_MT5_MONEY, eq <= so, eq < 0.5 * margin)) & has
+    mc = np.where(rule == RULE_MT5_MONEY, eq <= call, level <= call) & has
+    return np.where(so_hit, STATE_STOP_OUT, np.where(mc, STATE_MARGIN_CALL, STATE_OK)
+                    ).astype(np.int8)
+
+
+def tick_numpy(symbols, old_bid, old_ask, sym_off, sym_cnt, sym_pool, pos_acc, pos_vol,
+               pos_price, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, acc_lev,
+               pos_profit, acc_profit, acc_margin, acc_margin_maint):
+    """``margin.tick_update`` vectorised (in place); returns the touched account indices.
+    Sums per account with ``np.add.at`` (unbuffered, in row order)."""
+    symbols = np.asarray(symbols, dtype=np.int64)
+    cnt = sym_cnt[symbols].astype(np.int64)
+    j = np.repeat(np.arange(len(symbols)), cnt)
+    within = np.arange(len(j), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    p = sym_pool[sym_off[symbols][j] + within]
+    s = symbols[j]
+    a = pos_acc[p]
+    v = pos_vol[p]
+    close = np.where(v > 0, sym_bid[s], sym_ask[s])
+    pp = (close - pos_price[p]).astype(np.float64) * v.astype(np.float64) * sym_kp[s]
+    np.add.at(acc_profit, a, pp - pos_profit[p])
+    pos_profit[p] = pp
+    ex = sym_mode[s] == CALC_EXCH_STOCKS
+    if ex.any():
+        old = np.where(v > 0, old_bid[j], old_ask[j])[ex].astype(np.float64)
+        new = close[ex].astype(np.float64)
+        av = np.abs(v[ex]).astype(np.float64)
+        km, kmm = sym_km[s[ex]], sym_kmm[s[ex]]
+        np.add.at(acc_margin, a[ex], av * new * km - av * old * km)
+        np.add.at(acc_margin_maint, a[ex], av * new * kmm - av * old * kmm)
+    return np.unique(a)
