@@ -1,0 +1,67 @@
+"""The FastAPI application: routers, metrics middleware, error mapping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.routers import admin, mt5, streams
+from api.service import EngineService
+
+
+def create_app(service: EngineService, demo: dict | None = None,
+               on_shutdown: Any = None) -> FastAPI:
+    """The app around a started :class:`EngineService` (``demo``: the demo credentials)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            on_shutdown()
+
+    app = FastAPI(title="CFD engine: MT5-compatible API", version="0.1.0", lifespan=lifespan,
+                  description="USDT-margined stock CFDs with MetaTrader 5's request shapes, "
+                              "enum numbers, retcodes and result records.")
+    app.state.service = service
+    app.state.demo = demo
+    app.include_router(mt5.router)
+    app.include_router(admin.router)
+    app.include_router(streams.router)
+    metrics = service.metrics
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Any) -> Response:
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics.requests.labels(request.method, path, str(status)).inc()
+            metrics.latency.labels(path).observe(time.perf_counter() - t0)
+
+    @app.exception_handler(RuntimeError)
+    async def engine_stopped(_: Request, exc: RuntimeError) -> JSONResponse:
+        if service.failed is None:
+            raise exc
+        return JSONResponse({"detail": "the engine stopped after a store failure; the server "
+                                       "must restart and recover"}, status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict:
+        return {"ok": service.failed is None}
+
+    return app

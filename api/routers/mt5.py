@@ -1,0 +1,279 @@
+"""One endpoint per function of the MetaTrader5 package, for the logged-in account.
+
+Queries read the engine between batches (``service.read``); order_send goes through the
+writer (journaled, durable before the answer). Business rejections are results with a
+retcode; ill-formed input is a 422.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query
+
+from api import bars, records
+from api import schemas as S
+from api.deps import ClientDep, ServiceDep
+from cfd.engine import Engine
+from cfd.errors import Rejected
+
+router = APIRouter(prefix="/v1", tags=["mt5"])
+
+VERSION = (500, 5000, "01 Jan 2026")
+MAX_ROWS = 100_000
+Seconds = Annotated[int, Query(ge=0, le=2**40)]
+Ticket = Annotated[int, Query(ge=0, le=2**63 - 1)]
+Sym = Annotated[str, Query(max_length=64)]
+Group = Annotated[str, Query(max_length=256)]
+
+
+def _symbol(eng: Engine, name: str) -> int:
+    s = eng.symbols.get(name)
+    if s is None:
+        raise HTTPException(404, f"unknown symbol {name!r}")
+    return s
+
+
+@router.get("/version", response_model=S.Version)
+def version(_: ClientDep) -> S.Version:
+    return S.Version(terminal_version=VERSION[0], build=VERSION[1], release_date=VERSION[2])
+
+
+@router.get("/terminal_info", response_model=S.TerminalInfo)
+def terminal_info(_: ClientDep, svc: ServiceDep) -> Any:
+    return {
+        "community_account": False, "community_connection": False,
+        "connected": svc.failed is None, "dlls_allowed": False, "trade_allowed": True,
+        "tradeapi_disabled": False, "email_enabled": False, "ftp_enabled": False,
+        "notifications_enabled": False, "mqid": False, "build": VERSION[1],
+        "maxbars": MAX_ROWS, "codepage": 0, "ping_last": 0, "community_balance": 0.0,
+        "retransmission": 0.0, "company": svc.engine.config.company,
+        "name": "CFD Engine API", "language": "English", "path": "", "data_path": "",
+        "commondata_path": "",
+    }
+
+
+@router.get("/account_info", response_model=S.AccountInfo)
+def account_info(me: ClientDep, svc: ServiceDep) -> Any:
+    return svc.read(lambda eng: eng.account_info(me.login))
+
+
+@router.get("/symbols_total", response_model=S.Total)
+def symbols_total(_: ClientDep, svc: ServiceDep) -> S.Total:
+    return S.Total(total=svc.read(lambda eng: len(eng.symbols)))
+
+
+@router.get("/symbols_get", response_model=list[S.SymbolInfo])
+def symbols_get(me: ClientDep, svc: ServiceDep, group: Group | None = None) -> Any:
+    hidden = svc.hidden_symbols(me.login)
+
+    def q(eng: Engine) -> list[dict]:
+        return [records.symbol_info(eng, i, svc.ticks.day.get(s.name), s.name not in hidden)
+                for i, s in enumerate(eng.symbols.specs) if records.in_group(s.name, group)]
+    return svc.read(q)
+
+
+@router.get("/symbol_info/{symbol}", response_model=S.SymbolInfo)
+def symbol_info(symbol: str, me: ClientDep, svc: ServiceDep) -> Any:
+    hidden = svc.hidden_symbols(me.login)
+    return svc.read(lambda eng: records.symbol_info(
+        eng, _symbol(eng, symbol), svc.ticks.day.get(symbol), symbol not in hidden))
+
+
+@router.get("/symbol_info_tick/{symbol}", response_model=S.Tick)
+def symbol_info_tick(symbol: str, _: ClientDep, svc: ServiceDep) -> Any:
+    return svc.read(lambda eng: records.tick(eng, _symbol(eng, symbol)))
+
+
+@router.post("/symbol_select", response_model=S.Selected)
+def symbol_select(body: S.SymbolSelect, me: ClientDep, svc: ServiceDep) -> S.Selected:
+    known = svc.read(lambda eng: eng.symbols.get(body.symbol) is not None)
+    if known:
+        svc.select_symbol(me.login, body.symbol, body.enable)
+    return S.Selected(ok=known)
+
+
+def _calc(fn: Any) -> S.Value:
+    try:
+        return S.Value(value=fn())
+    except Rejected as exc:
+        return S.Value(value=None, retcode=int(exc.retcode), comment=exc.comment)
+
+
+@router.get("/order_calc_margin", response_model=S.Value)
+def order_calc_margin(me: ClientDep, svc: ServiceDep,
+                      action: Annotated[int, Query(ge=-(2**31), le=2**31)], symbol: Sym,
+                      volume: Annotated[float, Query(allow_inf_nan=False)],
+                      price: Annotated[float, Query(allow_inf_nan=False)]) -> S.Value:
+    return svc.read(lambda eng: _calc(lambda: eng.order_calc_margin(
+        action, symbol, volume, price, login=me.login)))
+
+
+@router.get("/order_calc_profit", response_model=S.Value)
+def order_calc_profit(_: ClientDep, svc: ServiceDep,
+                      action: Annotated[int, Query(ge=-(2**31), le=2**31)], symbol: Sym,
+                      volume: Annotated[float, Query(allow_inf_nan=False)],
+                      price_open: Annotated[float, Query(allow_inf_nan=False)],
+                      price_close: Annotated[float, Query(allow_inf_nan=False)]) -> S.Value:
+    return svc.read(lambda eng: _calc(lambda: eng.order_calc_profit(
+        action, symbol, volume, price_open, price_close)))
+
+
+def _request_dict(req: S.TradeRequest) -> dict:
+    return req.model_dump(exclude_unset=True)
+
+
+@router.post("/order_check", response_model=S.OrderCheckResult)
+def order_check(req: S.TradeRequest, me: ClientDep, svc: ServiceDep) -> Any:
+    body = _request_dict(req)
+    if not svc.rate.allow(me.login):
+        svc.metrics.too_many.inc()
+        return svc.too_many(body, check=True)
+
+    def q(eng: Engine) -> dict:
+        try:
+            return eng.order_check(me.login, body).to_dict()
+        except Exception:  # an engine bug: answer it as MT5's processing error
+            svc.metrics.engine_errors.inc()
+            return svc.error_result(body, check=True)
+    return svc.read(q)
+
+
+@router.post("/order_send", response_model=S.OrderSendResult)
+async def order_send(req: S.TradeRequest, me: ClientDep, svc: ServiceDep,
+                     x_request_id: Annotated[int | None, Header(
+                         alias="X-Request-Id", ge=1, le=2**63 - 1,
+                         description="client request id: a retry with the same id returns "
+                                     "the first result instead of trading twice")] = None,
+                     ) -> Any:
+    body = _request_dict(req)
+    rid = x_request_id or 0
+    if not (rid and svc.results.get((me.login, rid))) and not svc.rate.allow(me.login):
+        svc.metrics.too_many.inc()
+        return svc.too_many(body, request_id=rid)
+    try:
+        return await svc.order_send(me.login, body, rid)
+    except Exception:
+        svc.metrics.engine_errors.inc()
+        return svc.error_result(body, request_id=rid)
+
+
+def _pick(rows: list[dict], symbol: str | None, group: str | None, ticket: int | None,
+          ticket_key: str = "ticket") -> list[dict]:
+    """MT5's selection: ``symbol`` wins over ``group``, which wins over ``ticket``."""
+    if symbol is not None:
+        return [r for r in rows if r["symbol"] == symbol]
+    if group is not None:
+        return [r for r in rows if records.in_group(r["symbol"], group)]
+    if ticket is not None:
+        return [r for r in rows if r[ticket_key] == ticket]
+    return rows
+
+
+@router.get("/orders_total", response_model=S.Total)
+def orders_total(me: ClientDep, svc: ServiceDep) -> S.Total:
+    return S.Total(total=len(svc.read(lambda eng: records.orders_of(eng, me.login))))
+
+
+@router.get("/orders_get", response_model=list[S.TradeOrder])
+def orders_get(me: ClientDep, svc: ServiceDep, symbol: Sym | None = None,
+               group: Group | None = None, ticket: Ticket | None = None) -> Any:
+    return _pick(svc.read(lambda eng: records.orders_of(eng, me.login)), symbol, group, ticket)
+
+
+@router.get("/positions_total", response_model=S.Total)
+def positions_total(me: ClientDep, svc: ServiceDep) -> S.Total:
+    return S.Total(total=len(svc.read(lambda eng: records.positions_of(eng, me.login))))
+
+
+@router.get("/positions_get", response_model=list[S.TradePosition])
+def positions_get(me: ClientDep, svc: ServiceDep, symbol: Sym | None = None,
+                  group: Group | None = None, ticket: Ticket | None = None) -> Any:
+    return _pick(svc.read(lambda eng: records.positions_of(eng, me.login)), symbol, group,
+                 ticket)
+
+
+def _range(date_from: int | None, date_to: int | None) -> tuple[int, int]:
+    if date_from is None or date_to is None:
+        raise HTTPException(422, "give date_from and date_to (seconds), or ticket, or position")
+    return date_from * 1000, date_to * 1000 + 999
+
+
+@router.get("/history_orders_total", response_model=S.Total)
+def history_orders_total(me: ClientDep, svc: ServiceDep, date_from: Seconds,
+                         date_to: Seconds) -> S.Total:
+    t0, t1 = _range(date_from, date_to)
+    return S.Total(total=len(svc.read(lambda eng: records.history_orders(eng, me.login, t0,
+                                                                         t1))))
+
+
+@router.get("/history_orders_get", response_model=list[S.TradeOrder])
+def history_orders_get(me: ClientDep, svc: ServiceDep, date_from: Seconds | None = None,
+                       date_to: Seconds | None = None, group: Group | None = None,
+                       ticket: Ticket | None = None, position: Ticket | None = None) -> Any:
+    if ticket is not None or position is not None:
+        rows = svc.read(lambda eng: records.orders_of(eng, me.login, active=False))
+        if ticket is not None:
+            return [r for r in rows if r["ticket"] == ticket]
+        return [r for r in rows if r["position_id"] == position]
+    t0, t1 = _range(date_from, date_to)
+    rows = svc.read(lambda eng: records.history_orders(eng, me.login, t0, t1))
+    return _pick(rows, None, group, None)
+
+
+@router.get("/history_deals_total", response_model=S.Total)
+def history_deals_total(me: ClientDep, svc: ServiceDep, date_from: Seconds,
+                        date_to: Seconds) -> S.Total:
+    t0, t1 = _range(date_from, date_to)
+    return S.Total(total=len(svc.read(lambda eng: records.history_deals(eng, me.login, t0,
+                                                                        t1))))
+
+
+@router.get("/history_deals_get", response_model=list[S.TradeDeal])
+def history_deals_get(me: ClientDep, svc: ServiceDep, date_from: Seconds | None = None,
+                      date_to: Seconds | None = None, group: Group | None = None,
+                      ticket: Annotated[int | None, Query(
+                          ge=0, le=2**63 - 1, description="an ORDER ticket: deals of that "
+                          "order (MT5's behaviour)")] = None,
+                      position: Ticket | None = None) -> Any:
+    if ticket is not None:
+        return svc.read(lambda eng: records.history_deals(eng, me.login, order_ticket=ticket))
+    if position is not None:
+        return svc.read(lambda eng: records.history_deals(eng, me.login,
+                                                          position_id=position))
+    t0, t1 = _range(date_from, date_to)
+    rows = svc.read(lambda eng: records.history_deals(eng, me.login, t0, t1))
+    return _pick(rows, None, group, None)
+
+
+def _ticks(svc: Any, symbol: str, date_from: int, date_to: int) -> list[dict]:
+    svc.read(lambda eng: _symbol(eng, symbol))
+    t0, t1 = date_from * 1000, date_to * 1000 + 999
+    if svc.reader is not None:
+        return svc.reader.ticks_range(symbol, t0, t1, limit=MAX_ROWS)
+    return svc.ticks.range(symbol, t0, t1, MAX_ROWS)
+
+
+@router.get("/copy_ticks_range", response_model=list[S.TickRow])
+def copy_ticks_range(_: ClientDep, svc: ServiceDep, symbol: Sym, date_from: Seconds,
+                     date_to: Seconds, flags: Annotated[int, Query(ge=-1, le=2)] = -1) -> Any:
+    rows = _ticks(svc, symbol, date_from, date_to)
+    if flags == 2:  # COPY_TICKS_TRADE: ticks with last/volume changes; quotes carry none
+        rows = [r for r in rows if int(r["flags"]) & 0x18]
+    return [{"time": int(r["time_msc"]) // 1000, "bid": r["bid"], "ask": r["ask"],
+             "last": r["last"] or 0.0, "volume": int(r["volume"] or 0),
+             "time_msc": int(r["time_msc"]), "flags": int(r["flags"]), "volume_real": 0.0}
+            for r in rows]
+
+
+@router.get("/copy_rates_range", response_model=list[S.RateRow])
+def copy_rates_range(_: ClientDep, svc: ServiceDep, symbol: Sym,
+                     timeframe: Annotated[int, Query(ge=1, le=0xFFFF)], date_from: Seconds,
+                     date_to: Seconds) -> Any:
+    if timeframe not in bars.TIMEFRAMES:
+        raise HTTPException(422, f"timeframe {timeframe} is not an MT5 TIMEFRAME_*")
+    point = svc.read(lambda eng: float(eng.symbols.specs[_symbol(eng, symbol)].point))
+    return bars.rates(_ticks(svc, symbol, date_from, date_to), timeframe, point)
+
+
+

@@ -1,0 +1,410 @@
+"""The engine service: one writer thread owns the Engine; everything else submits commands.
+
+HTTP handlers put commands on a queue and await their results. The writer drains the queue
+in batches: it stamps each command's ``time_msc``, applies the batch, writes journal rows and
+effects in ONE store transaction (group commit), and only then resolves the futures, so a
+result is durable before anyone sees it. Queries take the same lock as the writer, so they
+see a state between batches, never half a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from api.auth import KeyRing
+from api.metrics import Metrics
+from cfd import commands as C
+from cfd.constants import Retcode
+from cfd.engine import Engine, Result
+from cfd.store.journal import JournalEntry
+from cfd.trading.request import (
+    OrderCheckResult,
+    OrderSendResult,
+    RequestFormatError,
+    TradeRequest,
+)
+
+log = logging.getLogger("cfd.api")
+
+_TICK_HISTORY = 200_000  # ticks kept in memory per symbol (the store keeps them all)
+
+
+def now_msc() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclasses.dataclass
+class _Item:
+    cmd: C.Command | None
+    future: cf.Future
+    events: list[dict] = dataclasses.field(default_factory=list)  # journaled if ok
+    after: Callable[[Result], None] | None = None  # run after the commit if ok
+
+
+class TickRecorder:
+    """Recent ticks per symbol (copy_ticks_range without a store) and the day's range."""
+
+    def __init__(self) -> None:
+        self._ticks: dict[str, deque] = {}
+        self.day: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, rows: list[dict]) -> None:
+        with self._lock:
+            for r in rows:
+                name, t, bid, ask = r["symbol"], int(r["time_msc"]), r["bid"], r["ask"]
+                self._ticks.setdefault(name, deque(maxlen=_TICK_HISTORY)).append(
+                    (t, bid, ask, r.get("last", 0.0), r.get("volume", 0), r.get("flags", 6)))
+                d = self.day.get(name)
+                day_no = t // 86_400_000
+                if d is None or d["day"] != day_no:
+                    self.day[name] = {"day": day_no, "first_bid": bid, "bidhigh": bid,
+                                      "bidlow": bid, "askhigh": ask, "asklow": ask}
+                else:
+                    d["bidhigh"] = max(d["bidhigh"], bid)
+                    d["bidlow"] = min(d["bidlow"], bid)
+                    d["askhigh"] = max(d["askhigh"], ask)
+                    d["asklow"] = min(d["asklow"], ask)
+
+    def range(self, symbol: str, t0: int, t1: int, limit: int) -> list[dict]:
+        with self._lock:
+            rows = list(self._ticks.get(symbol, ()))
+        out = []
+        for t, bid, ask, last, vol, flags in rows:
+            if t0 <= t <= t1:
+                out.append({"time_msc": t, "bid": bid, "ask": ask, "last": last,
+                            "volume": vol, "flags": flags})
+                if len(out) >= limit:
+                    break
+        return out
+
+
+class RateLimiter:
+    """Token bucket per account: ``rate`` requests a second, bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = float(rate), float(burst)
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, login: int) -> bool:
+        t = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(login, (self.burst, t))
+            tokens = min(self.burst, tokens + (t - last) * self.rate)
+            if tokens < 1.0:
+                self._buckets[login] = (tokens, t)
+                return False
+            self._buckets[login] = (tokens - 1.0, t)
+            return True
+
+
+class _Subscriber:
+    def __init__(self, loop: asyncio.AbstractEventLoop, login: int | None,
+                 symbols: set[str] | None) -> None:
+        self.loop = loop
+        self.login = login
+        self.symbols = symbols
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        self.dropped = 0
+
+    def put(self, msg: dict) -> None:
+        def _put() -> None:
+            try:
+                self.queue.put_nowait(msg)
+            except asyncio.QueueFull:
+                self.dropped += 1
+        with contextlib.suppress(RuntimeError):  # the loop closed
+            self.loop.call_soon_threadsafe(_put)
+
+
+class EngineService:
+    """Owns the engine (and the durable store, when there is one)."""
+
+    def __init__(self, engine: Engine, *, durable: Any = None, metrics: Metrics | None = None,
+                 keys: KeyRing | None = None, batch_max: int = 1024,
+                 rate_limit: RateLimiter | None = None,
+                 clock: Callable[[], int] = now_msc) -> None:
+        self.engine = engine
+        self.durable = durable  # cfd.store.runner.DurableEngine or None (in memory)
+        self.store = durable.store if durable is not None else None
+        self.metrics = metrics or Metrics()
+        self.keys = keys or KeyRing()
+        self.batch_max = batch_max
+        self.rate = rate_limit or RateLimiter(200.0, 400)
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.ticks = TickRecorder()
+        self.results: dict[tuple[int, int], Any] = {}  # (login, request id) -> result dict
+        self._inflight: dict[tuple[int, int], cf.Future] = {}
+        self._q: queue.Queue[_Item | None] = queue.Queue()
+        self._subs: set[_Subscriber] = set()
+        self._subs_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._last_t = 0
+        self._since_snapshot = 0
+        self.snapshot_every = 0
+        self.failed: BaseException | None = None
+        self._next_login = 0
+        self.reader: Any = None  # a read-only Store for tick history, when there is a store
+        self._hidden: dict[int, set[str]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="cfd-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._q.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self.durable is not None:
+            self.durable.close()
+            self.durable = None
+
+    # ------------------------------------------------------------------ commands
+    def submit(self, cmd: C.Command, events: list[dict] | None = None,
+               after: Callable[[Result], None] | None = None) -> cf.Future:
+        fut: cf.Future = cf.Future()
+        if self.failed is not None:
+            fut.set_exception(RuntimeError(f"engine stopped: {self.failed!r}"))
+            return fut
+        self._q.put(_Item(cmd, fut, events or [], after))
+        return fut
+
+    def submit_events(self, events: list[dict],
+                      after: Callable[[Result], None] | None = None) -> cf.Future:
+        """Record events (no engine command) in the next batch's transaction."""
+        fut: cf.Future = cf.Future()
+        self._q.put(_Item(None, fut, events, after))
+        return fut
+
+    async def call(self, cmd: C.Command, events: list[dict] | None = None,
+                   after: Callable[[Result], None] | None = None) -> Result:
+        return await asyncio.wrap_future(self.submit(cmd, events, after))
+
+    def call_sync(self, cmd: C.Command, timeout: float = 30.0, **kw: Any) -> Result:
+        return self.submit(cmd, **kw).result(timeout)
+
+    def read(self, fn: Callable[[Engine], Any]) -> Any:
+        """Run a query on a consistent engine state (between batches)."""
+        with self.lock:
+            return fn(self.engine)
+
+    def next_login(self) -> int:
+        with self.lock:
+            n = len(self.engine.accounts)
+            top = int(self.engine.accounts.cols.login[:n].max()) if n else 1000
+            self._next_login = max(self._next_login, top) + 1
+            return self._next_login
+
+    def hidden_symbols(self, login: int) -> set[str]:
+        return self._hidden.get(login, set())
+
+    def select_symbol(self, login: int, symbol: str, enable: bool) -> None:
+        """symbol_select: the account's Market Watch (a terminal setting, not journaled)."""
+        hidden = self._hidden.setdefault(login, set())
+        if enable:
+            hidden.discard(symbol)
+        else:
+            hidden.add(symbol)
+
+    def too_many(self, body: dict, request_id: int = 0, check: bool = False) -> dict:
+        return _local_result(Retcode.TOO_MANY_REQUESTS, "Too frequent requests", body,
+                             request_id, check)
+
+    def error_result(self, body: dict, request_id: int = 0, check: bool = False) -> dict:
+        return _local_result(Retcode.ERROR, "Request processing error", body, request_id,
+                             check)
+
+    # ------------------------------------------------------------------ idempotent order_send
+    async def order_send(self, login: int, request: dict, request_id: int) -> dict:
+        """Send a trade request; a request id seen before returns the first result."""
+        key = (login, request_id)
+        if request_id:
+            done = self.results.get(key)
+            if done is not None:
+                return done
+            pending = self._inflight.get(key)
+            if pending is not None:
+                return await asyncio.wrap_future(pending)
+        cmd = C.SendOrder(time_msc=0, actor=f"client:{login}", login=login, request=request,
+                          request_id=request_id)
+        fut = self.submit(cmd)
+        outer: cf.Future = cf.Future()
+        if request_id:
+            self._inflight[key] = outer
+        try:
+            res = await asyncio.wrap_future(fut)
+            out = send_result_dict(res)
+            outer.set_result(out)
+            return out
+        except BaseException as exc:
+            outer.set_exception(exc)
+            raise
+        finally:
+            self._inflight.pop(key, None)
+
+    # ------------------------------------------------------------------ the writer
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self.batch_max:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            try:
+                self._run_batch(batch)
+            except BaseException as exc:  # the store failed: memory is ahead of it
+                log.exception("batch failed; the engine stops taking commands")
+                self.failed = exc
+                for it in batch:
+                    if not it.future.done():
+                        it.future.set_exception(exc)
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        m = self.metrics
+        t_start = time.perf_counter()
+        done: list[tuple[_Item, Result]] = []
+        with self.lock:
+            entries = []
+            extra: list[dict] = []
+            for it in batch:
+                if it.cmd is None:  # events only (key rotation): journaled with the batch
+                    extra.extend(it.events)
+                    done.append((it, Result(Retcode.DONE, "recorded")))
+                    continue
+                t = max(self.clock(), self._last_t)
+                self._last_t = t
+                cmd = it.cmd if it.cmd.time_msc else dataclasses.replace(it.cmd, time_msc=t)
+                try:
+                    res = self.engine.apply(cmd)
+                except Exception as exc:  # an engine bug: answer, do not journal
+                    log.exception("command %s raised", cmd.kind)
+                    m.engine_errors.inc()
+                    it.future.set_exception(exc)
+                    continue
+                m.commands.labels(cmd.kind, str(res.ok)).inc()
+                entries.append(JournalEntry(kind=cmd.kind, payload=cmd.to_payload(),
+                                            time_msc=int(cmd.time_msc), actor=cmd.actor or ""))
+                if isinstance(cmd, C.SendOrder) and cmd.request_id and res.data is not None:
+                    extra.append({"kind": "order_result", "login": cmd.login,
+                                  "time_msc": cmd.time_msc, "request_id": cmd.request_id,
+                                  "result": send_result_dict(res)})
+                if res.ok:
+                    extra.extend(it.events)
+                done.append((it, res))
+            effects = self.engine.take_effects()
+            effects.events.extend(extra)
+            if self.durable is not None and (entries or extra):
+                self.store.append_batch(entries, effects)
+                self._since_snapshot += len(entries)
+                if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
+                    self.durable.snapshot_now()
+                    self._since_snapshot = 0
+            for e in extra:
+                if e["kind"] == "order_result":
+                    self.results[(e["login"], e["request_id"])] = e["result"]
+            for it, res in done:
+                if res.ok and it.after is not None:
+                    it.after(res)
+            m.rejected_ticks.set(self.engine.rejected_ticks)
+        m.cycle.observe(time.perf_counter() - t_start)
+        m.batch_size.observe(len(batch))
+        for it, res in done:
+            if not it.future.done():
+                it.future.set_result(res)
+        self._publish(effects)
+
+    # ------------------------------------------------------------------ streams
+    def subscribe(self, login: int | None, symbols: set[str] | None) -> _Subscriber:
+        sub = _Subscriber(asyncio.get_running_loop(), login, symbols)
+        with self._subs_lock:
+            self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: _Subscriber) -> None:
+        with self._subs_lock:
+            self._subs.discard(sub)
+
+    def _publish(self, effects: Any) -> None:
+        from api import records
+
+        if effects.ticks:
+            self.ticks.add(effects.ticks)
+        for ev in effects.events:
+            if ev.get("kind") == "stop_out":
+                self.metrics.stop_outs.inc()
+            elif ev.get("kind") == "margin_call":
+                self.metrics.margin_calls.inc()
+        with self._subs_lock:
+            subs = list(self._subs)
+        if not subs:
+            return
+        for sub in subs:
+            if sub.symbols is not None:
+                for r in effects.ticks:
+                    if r["symbol"] in sub.symbols:
+                        t = int(r["time_msc"])
+                        sub.put({"type": "tick", "symbol": r["symbol"], "time": t // 1000,
+                                 "bid": r["bid"], "ask": r["ask"], "last": r.get("last", 0.0),
+                                 "volume": r.get("volume", 0), "time_msc": t,
+                                 "flags": r.get("flags", 6), "volume_real": 0.0})
+            if sub.login is not None:
+                for d in effects.deals:
+                    if d["login"] == sub.login:
+                        sub.put({"type": "deal", **records.deal(d)})
+                for o in effects.orders.values():
+                    if o["login"] == sub.login:
+                        sub.put({"type": "order", **records.order(o)})
+                for ev in effects.events:
+                    if ev.get("login") == sub.login and ev.get("kind") in (
+                            "margin_call", "stop_out"):
+                        sub.put({"type": ev["kind"], **{k: v for k, v in ev.items()
+                                                        if k != "kind"}})
+
+
+def _local_result(retcode: int, comment: str, body: dict, request_id: int,
+                  check: bool) -> dict:
+    """A result the service answers itself (rate limit, internal error), never journaled."""
+    try:
+        req = TradeRequest.from_dict(body)
+    except RequestFormatError:
+        req = TradeRequest()
+    if check:
+        return OrderCheckResult(int(retcode), comment=comment, request=req).to_dict()
+    return OrderSendResult(int(retcode), comment=comment, request_id=request_id,
+                           request=req).to_dict()
+
+
+def send_result_dict(res: Result) -> dict:
+    """OrderSendResult as a JSON-ready dict (whatever the engine put in ``data``)."""
+    data = res.data
+    if data is None:
+        return {"retcode": int(res.retcode), "comment": res.comment}
+    if hasattr(data, "to_dict"):
+        return data.to_dict()
+    return dict(data)
