@@ -110,13 +110,15 @@ def _positions(eng: Engine, spec: BookSpec, rng: np.random.Generator) -> None:
     start = np.cumsum(cnt) - cnt
     within = np.arange(npos, dtype=np.int64) - np.repeat(start, cnt)
     # netting accounts: one position per symbol (consecutive symbols from a random start)
+    # (a netting account drawn with more positions than symbols becomes a hedging one)
+    crowded = np.nonzero((ac.margin_mode[:na] != 2) & (cnt > ns))[0]
+    ac.margin_mode[crowded] = 2
+    for a in crowded.tolist():
+        eng.accounts.groups[a] = GROUPS[0]
     first = rng.integers(0, ns, na)
     sym = rng.integers(0, ns, npos)
     netting = ac.margin_mode[:na][acc] != 2
     sym = np.where(netting, (first[acc] + within) % ns, sym).astype(np.int32)
-    keep = ~netting | (within < ns)
-    if not keep.all():
-        raise ValueError("a netting account holds more positions than there are symbols")
     sc = eng.symbols.cols
     cent = PRICE_SCALE // 100
     mid = sc.bid[sym]

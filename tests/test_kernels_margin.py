@@ -1,0 +1,145 @@
+"""Margin kernels against their references on random books: full recompute + detection
+(numba == pure Python == numpy, to the bit), incremental ticks (numba == Python == numpy),
+and full recompute agreeing with the incremental state after random tick sequences."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from benchmarks.book import BookSpec, build, kernel_args
+from cfd.kernels import reference as R
+from cfd.kernels.margin import STATE_STOP_OUT, recompute_detect, tick_update
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+books = st.builds(
+    BookSpec,
+    positions=st.integers(0, 300),
+    accounts=st.integers(1, 40),
+    symbols=st.integers(1, 12),
+    long_frac=st.sampled_from([0.0, 0.5, 0.8, 1.0]),
+    leverage=st.sampled_from([1.0, 2.0, 5.0, 20.0]),
+    seed=st.integers(0, 2**31),
+    level_lo=st.just(20.0),
+    level_hi=st.just(300.0),
+    calc_modes=st.sampled_from([(2,), (4,), (32,), (2, 4, 32)]),
+    hedging_frac=st.sampled_from([0.0, 0.5, 1.0]),
+    esma_frac=st.sampled_from([0.0, 0.3]),
+)
+
+
+def run_kernel(eng):
+    a = kernel_args(eng)
+    n = a["n_acc"]
+    pp = eng.positions.cols.profit.copy()
+    out = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int8))
+    n_so = recompute_detect(**a, out_pos_profit=pp, out_profit=out[0], out_margin=out[1],
+                            out_margin_maint=out[2], out_state=out[3])
+    return n_so, pp, out
+
+
+def test_reference_states_by_rule():
+    # percent: 50 / 100 * 100 = 50% <= 50: stop-out; 80% <= 100: margin call
+    assert R.state_python(0, 50.0, 100.0, 50.0, 100.0) == R.STATE_STOP_OUT
+    assert R.state_python(0, 50.0, 100.0, 80.0, 100.0) == R.STATE_MARGIN_CALL
+    assert R.state_python(0, 50.0, 100.0, 100.01, 100.0) == R.STATE_OK
+    # money: equity 30 <= 30 stop-out
+    assert R.state_python(1, 30.0, 60.0, 30.0, 100.0) == R.STATE_STOP_OUT
+    # ESMA: 49.99 < 0.5 * 100; 50 is not below
+    assert R.state_python(2, 50.0, 100.0, 49.99, 100.0) == R.STATE_STOP_OUT
+    assert R.state_python(2, 50.0, 100.0, 50.0, 100.0) == R.STATE_MARGIN_CALL
+    # no margin: never
+    assert R.state_python(0, 50.0, 100.0, -5.0, 0.0) == R.STATE_OK
+
+
+@SETTINGS
+@given(spec=books, at_level=st.integers(0, 5))
+def test_recompute_detect_equals_references(spec, at_level):
+    eng = build(spec)
+    ac = eng.accounts.cols
+    n = len(eng.accounts)
+    # accounts exactly at their level: stop-out level := the current level
+    idx = eng.positions.by_acc
+    with_pos = np.nonzero(idx.cnt[:n] > 0)[0][:at_level]
+    for a in with_pos:
+        eq = eng.accounts.equity(int(a))
+        if ac.so_rule[a] == 1:
+            ac.so_so[a] = eq
+        elif ac.so_rule[a] == 0:
+            ac.so_so[a] = eq / ac.margin[a] * 100.0
+    n_so, pp, (pr, m, mm, state) = run_kernel(eng)
+    args = kernel_args(eng)
+    npr = R.recompute_detect_numpy(**args)
+    args.pop("n_acc")
+    ppr = R.recompute_detect_python(range(n), **args)
+    assert list(pr) == ppr[0] and list(m) == ppr[1] and list(mm) == ppr[2]
+    assert list(state) == ppr[3]
+    assert np.array_equal(npr[1], pr) and np.array_equal(npr[2], m)
+    assert np.array_equal(npr[3], mm) and np.array_equal(npr[4], state)
+    assert n_so == int((state == STATE_STOP_OUT).sum())
+    for a in with_pos:
+        if ac.so_rule[a] != 2:
+            assert state[a] == STATE_STOP_OUT  # exactly at the level: <= fires
+    assert (state[idx.cnt[:n] == 0] == 0).all()  # zero margin: never stopped out
+
+
+@SETTINGS
+@given(spec=books, ticks=st.lists(st.tuples(st.integers(0, 2**31), st.floats(0.8, 1.25)),
+                                  min_size=1, max_size=8))
+def test_incremental_ticks_equal_references_and_full_recompute(spec, ticks):
+    eng = build(spec)
+    ac, sc, pc = eng.accounts.cols, eng.symbols.cols, eng.positions.cols
+    bs = eng.positions.by_sym
+    ns, n = len(eng.symbols), len(eng.accounts)
+    py = [pc.profit.copy(), ac.profit.copy(), ac.margin.copy(), ac.margin_maint.copy()]
+    npy = [x.copy() for x in py]
+    for seed, factor in ticks:
+        rng = np.random.default_rng(seed)
+        syms = np.unique(rng.integers(0, ns, rng.integers(1, ns + 1))).astype(np.int32)
+        old_bid, old_ask = sc.bid[syms].copy(), sc.ask[syms].copy()
+        sc.bid[syms] = np.maximum(old_bid * factor // 10_000 * 10_000, 10_000)
+        sc.ask[syms] = sc.bid[syms] + rng.integers(0, 5, len(syms)) * 10_000
+        touched = eng.incremental(syms, old_bid, old_ask)
+        common = (syms, old_bid, old_ask, bs.off, bs.cnt, bs.pool, pc.acc, pc.volume,
+                  pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
+                  sc.calc_mode, ac.leverage)
+        t_py = R.tick_python(*common, *py)
+        t_np = R.tick_numpy(*common, *npy)
+        assert list(touched) == t_py == list(t_np)
+        for ref in (py, npy):
+            assert np.array_equal(ref[0], pc.profit)
+            assert np.array_equal(ref[1], ac.profit)
+            assert np.array_equal(ref[2], ac.margin)
+            assert np.array_equal(ref[3], ac.margin_maint)
+    inc = ac.profit[:n].copy(), ac.margin[:n].copy(), ac.margin_maint[:n].copy()
+    _, pp, (pr, m, mm, _) = run_kernel(eng)
+    scale = 1.0 + np.abs(m)
+    assert np.allclose(inc[0], pr, rtol=1e-9, atol=1e-9 * scale.max())
+    assert np.allclose(inc[1], m, rtol=1e-9, atol=1e-9 * scale.max())
+    assert np.allclose(inc[2], mm, rtol=1e-9, atol=1e-9 * scale.max())
+    live = pc.active[: pc.size]
+    assert np.array_equal(pp[: pc.size][live], pc.profit[: pc.size][live])
+
+
+def test_incremental_touches_only_the_ticked_symbol():
+    eng = build(BookSpec(positions=2_000, accounts=200, symbols=20, seed=3))
+    sc, pc = eng.symbols.cols, eng.positions.cols
+    bs = eng.positions.by_sym
+    s = 7
+    before = pc.profit.copy()
+    old_bid, old_ask = sc.bid[[s]].copy(), sc.ask[[s]].copy()
+    sc.bid[s] += 10_000
+    sc.ask[s] += 10_000
+    touched = tick_update(np.array([s], np.int32), old_bid, old_ask, bs.off, bs.cnt, bs.pool,
+                          pc.acc, pc.volume, pc.price_open, sc.bid, sc.ask, sc.k_profit,
+                          sc.k_margin, sc.k_margin_maint, sc.calc_mode,
+                          eng.accounts.cols.leverage, pc.profit, eng.accounts.cols.profit,
+                          eng.accounts.cols.margin, eng.accounts.cols.margin_maint,
+                          np.zeros(200, np.bool_))
+    assert touched == bs.cnt[s]
+    changed = np.nonzero(pc.profit != before)[0]
+    assert set(changed) <= set(bs.items(s).tolist())
+    assert len(changed) > 0
