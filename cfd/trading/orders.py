@@ -326,23 +326,9 @@ class PendingOrders:
         """The firing sequence for the moved symbols ``syms``, by the numba kernel."""
         eng = self.eng
         sc, pc, c = eng.symbols.cols, eng.positions.cols, self.cols
-        pidx = eng.positions.by_sym
         self.by_sym.ensure_groups(len(eng.symbols))
-        oidx = self.by_sym
-        bound = int(pidx.cnt[syms].sum()) + int(oidx.cnt[syms].sum())
-        if bound == 0:
-            return []
-        kind = np.empty(bound, dtype=np.int8)
-        item = np.empty(bound, dtype=np.int64)
-        price = np.empty(bound, dtype=np.int64)
-        n = scan_triggers(syms, sc.bid, sc.ask, pidx.off, pidx.cnt, pidx.pool, pc.volume, pc.sl,
-                          pc.tp, oidx.off, oidx.cnt, oidx.pool, c.type, c.price_open, kind,
-                          item, price)
-        kind, item, price = kind[:n], item[:n], price[:n]
-        is_order = kind == FIRE_ORDER
-        tickets = np.where(is_order, c.ticket[item], pc.ticket[item])
-        seq = np.lexsort((tickets, is_order))
-        return [(int(kind[j]), int(item[j]), int(price[j]), int(tickets[j])) for j in seq]
+        return fire_sequence(syms, sc.bid, sc.ask, eng.positions.by_sym, pc.volume, pc.sl,
+                             pc.tp, pc.ticket, self.by_sym, c.type, c.price_open, c.ticket)
 
     def scan_reference(self, syms: np.ndarray) -> list[Fire]:
         """The same sequence by the plain reference (a flat scan of every row)."""
@@ -508,3 +494,28 @@ class PendingOrders:
             self._reserve(a)
         live = c.active[: c.size] & (c.expire_msc[: c.size] > 0)
         self.next_expiry = int(c.expire_msc[: c.size][live].min()) if live.any() else NEVER
+
+
+def fire_sequence(syms: np.ndarray, bid: np.ndarray, ask: np.ndarray, pos_index: SegmentedIndex,
+                  pos_vol: np.ndarray, pos_sl: np.ndarray, pos_tp: np.ndarray,
+                  pos_ticket: np.ndarray, ord_index: SegmentedIndex, ord_type: np.ndarray,
+                  ord_price: np.ndarray, ord_ticket: np.ndarray) -> list[Fire]:
+    """Run the trigger kernel over the moved symbols and put what fires in MT5's sequence:
+    SL/TP by position ticket, then activations by order ticket."""
+    syms = np.ascontiguousarray(syms, dtype=np.int32)
+    bound = int(pos_index.cnt[syms].sum()) + int(ord_index.cnt[syms].sum())
+    if bound == 0:
+        return []
+    kind = np.empty(bound, dtype=np.int8)
+    item = np.empty(bound, dtype=np.int64)
+    price = np.empty(bound, dtype=np.int64)
+    n = scan_triggers(syms, bid, ask, pos_index.off, pos_index.cnt, pos_index.pool, pos_vol,
+                      pos_sl, pos_tp, ord_index.off, ord_index.cnt, ord_index.pool, ord_type,
+                      ord_price, kind, item, price)
+    kind, item, price = kind[:n], item[:n], price[:n]
+    is_order = kind == FIRE_ORDER
+    tickets = np.empty(n, dtype=np.int64)
+    tickets[is_order] = ord_ticket[item[is_order]]
+    tickets[~is_order] = pos_ticket[item[~is_order]]
+    seq = np.lexsort((tickets, is_order))
+    return [(int(kind[j]), int(item[j]), int(price[j]), int(tickets[j])) for j in seq]
