@@ -148,6 +148,10 @@ class Engine:
         # stop-out sweep: the numba kernel with bulk booking; ``_stop_out_python`` is the
         # reference (same state hash)
         self.stop_out: Callable[[np.ndarray, bool], list[dict]] = self._stop_out_kernel
+        # periodic check: on tick commands whose sequence number is a multiple of this, a full
+        # recompute is compared with the incremental state and re-anchors it (0: never)
+        self.recheck_every = 1000
+        self.drift = 0.0  # largest difference the last check found (account currency)
 
     # ------------------------------------------------------------------ commands
     def apply(self, cmd: C.Command) -> Result:
@@ -775,6 +779,8 @@ class Engine:
             events.extend(ext.on_prices(syms))
         # 3. incremental recompute
         touched = self.incremental(syms, old_bid, old_ask, first)
+        if self.recheck_every and self.seq % self.recheck_every == 0:
+            self.check_recompute()
         # 4. stop-out sweep and margin-call flags; no stop-out on an unconfirmed outlier
         unconfirmed = syms[~sc.confirmed[syms]]
         if len(unconfirmed) and len(touched):
@@ -808,6 +814,22 @@ class Engine:
         recompute_all(n, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
                       sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
                       ac.leverage, pc.profit, ac.profit, ac.margin, ac.margin_maint)
+
+    def check_recompute(self) -> float:
+        """Compare a full recompute with the incremental state and re-anchor to it; returns
+        the largest difference (profit, margin or maintenance margin of any account, in
+        account currency), kept in ``self.drift``; above 1e-6 it is reported as an event."""
+        ac = self.accounts.cols
+        n = len(self.accounts)
+        before = [ac.profit[:n].copy(), ac.margin[:n].copy(), ac.margin_maint[:n].copy()]
+        self.recompute_all()
+        after = [ac.profit[:n], ac.margin[:n], ac.margin_maint[:n]]
+        self.drift = max((float(np.max(np.abs(x - y), initial=0.0))
+                          for x, y in zip(before, after, strict=True)), default=0.0)
+        if self.drift > 1e-6:
+            self._effects.events.append({"kind": "recompute_drift", "drift": self.drift,
+                                         "seq": self.seq, "time_msc": self.now_msc})
+        return self.drift
 
     def _check_levels(self, accs: np.ndarray, force: bool = False) -> list[dict]:
         events = self.stop_out(accs, force)

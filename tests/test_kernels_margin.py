@@ -143,3 +143,23 @@ def test_incremental_touches_only_the_ticked_symbol():
     changed = np.nonzero(pc.profit != before)[0]
     assert set(changed) <= set(bs.items(s).tolist())
     assert len(changed) > 0
+
+
+def test_engine_periodic_check_reports_drift_and_reanchors():
+    from tests.helpers import Book
+
+    b = Book()
+    b.quote(AAPL=(100.0, 100.02))
+    b.account(1, 1_000_000)
+    assert b.buy(1, "AAPL", 10.0).ok
+    eng = b.eng
+    eng.recheck_every = 1  # every tick command
+    for px in (100.5, 101.0, 100.25):
+        b.quote(AAPL=(px, px + 0.02))
+        assert eng.drift < 1e-9
+    eng.accounts.cols.profit[0] += 0.5  # corrupt the incremental state
+    b.quote(AAPL=(100.75, 100.77))
+    assert abs(eng.drift - 0.5) < 1e-9
+    assert any(e["kind"] == "recompute_drift" for e in eng.take_effects().events)
+    # re-anchored: (100.75 - 100.02) x 10 lots x 1 share = 7.30 USDT
+    assert abs(float(eng.accounts.cols.profit[0]) - 7.30) < 1e-9
