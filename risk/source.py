@@ -147,13 +147,13 @@ class Source:
                               "--snapshot (and set CFD_SERVER if needed)")
         return AdminClient(self.url, self.key, self.officer, self.transport)
 
-    def load(self) -> tuple[Any, dict[str, np.ndarray] | None]:
-        """A private engine copy of the book, and the raw snapshot arrays when there are
-        any (for the ledger history)."""
+    def load(self) -> tuple[Any, dict[str, np.ndarray] | None, dict[str, Any] | None]:
+        """A private engine copy of the book, and the raw snapshot arrays and meta when
+        there are any (for the ledger history and the hash check)."""
         from cfd.engine import Engine
 
         if self.db:
-            return self._from_db(), None
+            return self._from_db(), None, None
         if self.snapshot:
             try:
                 blob = Path(self.snapshot).read_bytes()
@@ -166,7 +166,7 @@ class Source:
                 arrays, meta = client.snapshot()
             finally:
                 client.close()
-        return Engine.from_snapshot(arrays, meta), arrays
+        return Engine.from_snapshot(arrays, meta), arrays, meta
 
     def _from_db(self) -> Any:
         from cfd.store import Store
