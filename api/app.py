@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -48,6 +49,13 @@ def create_app(service: EngineService, demo: dict | None = None,
             path = getattr(route, "path", "unmatched")
             metrics.requests.labels(request.method, path, str(status)).inc()
             metrics.latency.labels(path).observe(time.perf_counter() - t0)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # without the offending input: it may be NaN or bytes, which JSON cannot carry
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(RuntimeError)
     async def engine_stopped(_: Request, exc: RuntimeError) -> JSONResponse:
