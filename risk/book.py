@@ -178,7 +178,7 @@ def synthetic_book(n_accounts: int, n_positions: int, n_symbols: int = 25, seed:
     """A random book built directly as arrays (benchmarks): CFD symbols at 20% initial
     margin, one lot = one share, accounts at a margin level drawn log-uniformly from
     ``target_level`` (percent), stop-out at 50%, positions long or short at a few percent
-    from the current price."""
+    from the current price, 85% of them on their account's side (65% of accounts lean long)."""
     rng = np.random.default_rng(seed)
     price = np.round(rng.uniform(20, 900, n_symbols), 2)
     bid = (price * PRICE_SCALE).astype(np.int64)
@@ -196,7 +196,8 @@ def synthetic_book(n_accounts: int, n_positions: int, n_symbols: int = 25, seed:
     off = np.zeros(n_accounts + 1, dtype=np.int64)
     off[1:] = np.cumsum(np.bincount(pos_acc, minlength=n_accounts))
     pos_sym = rng.integers(0, n_symbols, n_positions).astype(np.int32)
-    side = np.where(rng.random(n_positions) < 0.6, 1, -1)
+    bias = np.where(rng.random(n_accounts) < 0.65, 1, -1)[pos_acc]  # mostly-long accounts
+    side = np.where(rng.random(n_positions) < 0.85, bias, -bias)
     pos_vol = side * rng.integers(1, 200, n_positions) * 1_000  # 0.1 .. 19.9 lots
     drift = rng.normal(0.0, 0.03, n_positions)
     pos_open = (np.round(bid[pos_sym] * (1 + drift) / 10_000) * 10_000).astype(np.int64)
