@@ -7,8 +7,9 @@ commands (:meth:`Engine.state_hash`).
 
 Per tick batch, in this order (as MT5 servers do):
   1. accept or reject ticks, update bid/ask arrays, mark changed symbols;
-  2. (pending orders, SL/TP: ``cfd.trading.orders`` hooks ``on_prices``);
-  3. recompute equity and margin incrementally for positions of changed symbols;
+  2. recompute equity and margin incrementally for positions of changed symbols;
+  3. expire pending orders, trigger SL/TP, activate pending orders (``cfd.trading.orders``
+     hooks ``on_prices``); gaps fill at the market; a fill re-derives its account;
   4. stop-out sweep for accounts at or below their stop-out level; margin-call flags;
   5. deals -> ledger postings -> effects (the store journals them as one batch).
 """
@@ -239,9 +240,10 @@ class Engine:
         if amount > int(ac.balance[a]):
             raise Rejected(Retcode.NO_MONEY, f"withdrawal {market.fmt(amount)} exceeds the "
                            f"balance {market.fmt(int(ac.balance[a]))}")
-        free_after = self.accounts.equity(a) - amount / MINOR_SCALE - float(ac.margin[a])
+        used = float(ac.margin[a]) + float(ac.margin_orders[a])
+        free_after = self.accounts.equity(a) - amount / MINOR_SCALE - used
         if free_after < 0:
-            free = self.accounts.equity(a) - float(ac.margin[a])
+            free = self.accounts.equity(a) - used
             raise Rejected(Retcode.NO_MONEY, f"withdrawal {market.fmt(amount)} would leave "
                            f"free margin below zero (free margin "
                            f"{market.fmt(free * MINOR_SCALE)})")
@@ -260,7 +262,8 @@ class Engine:
         if int(ac.credit[a]) + amt < 0:
             raise Rejected(Retcode.NO_MONEY, f"credit {market.fmt(int(ac.credit[a]))} cannot "
                            f"be reduced by {market.fmt(-amt)}")
-        if amt < 0 and self.accounts.equity(a) + amt / MINOR_SCALE < float(ac.margin[a]):
+        used = float(ac.margin[a]) + float(ac.margin_orders[a])
+        if amt < 0 and self.accounts.equity(a) + amt / MINOR_SCALE < used:
             raise Rejected(Retcode.NO_MONEY, "removing the credit would leave free margin "
                                              "below zero")
         deal = self._balance_deal(a, DealType.CREDIT, amt, cmd.comment or "credit")
@@ -774,11 +777,12 @@ class Engine:
         old_ask = np.array([changed[s][1] for s in changed], dtype=np.int64)
         first = ~sc.has_quote[syms]
         sc.has_quote[syms] = True
+        # 3. incremental recompute (before the triggers, so that a fill re-derives its
+        # account at the new prices once and the increment is not applied twice)
+        touched = self.incremental(syms, old_bid, old_ask, first)
         # 2. pending orders and SL/TP (extensions)
         for ext in self.extensions:
             events.extend(ext.on_prices(syms))
-        # 3. incremental recompute
-        touched = self.incremental(syms, old_bid, old_ask, first)
         if self.recheck_every and self.seq % self.recheck_every == 0:
             self.check_recompute()
         # 4. stop-out sweep and margin-call flags; no stop-out on an unconfirmed outlier

@@ -361,3 +361,13 @@ def test_deterministic_replay_gives_same_hash():
     e3 = Engine.from_snapshot(arrays, meta)
     assert e3.state_hash() == e1.state_hash()
     assert math.isclose(e3.account_info(2)["equity"], e1.account_info(2)["equity"])
+
+
+def test_withdrawal_counts_margin_reserved_by_pending_orders(book):
+    r = book.send(1001, action=5, symbol="AAPL", volume=200.0, type=2, price=200.0,
+                  type_filling=2)
+    assert r.retcode == Retcode.PLACED
+    # reserved: 200 * 200.00 * 0.2 = 8,000.00; free margin 10,000.00 - 8,000.00 = 2,000.00
+    assert book.info(1001)["margin_initial"] == 8_000.00
+    assert book.apply(C.Withdraw, login=1001, amount=200_001).retcode == Retcode.NO_MONEY
+    assert book.apply(C.Withdraw, login=1001, amount=200_000).retcode == Retcode.DONE
