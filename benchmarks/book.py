@@ -41,6 +41,7 @@ class BookSpec:
     hedging_frac: float = 0.6
     esma_frac: float = 0.2
     insurance_fund: int = 10**9  # minor units
+    symbol_skew: float = 0.0  # hedging positions pick symbol k with weight 1 / (k + 1)**skew
 
 
 def make_specs(n: int, leverage: float, calc_modes: tuple[int, ...], seed: int
@@ -116,7 +117,11 @@ def _positions(eng: Engine, spec: BookSpec, rng: np.random.Generator) -> None:
     for a in crowded.tolist():
         eng.accounts.groups[a] = GROUPS[0]
     first = rng.integers(0, ns, na)
-    sym = rng.integers(0, ns, npos)
+    if spec.symbol_skew:
+        w = 1.0 / np.arange(1, ns + 1) ** spec.symbol_skew
+        sym = rng.choice(ns, npos, p=w / w.sum())
+    else:
+        sym = rng.integers(0, ns, npos)
     netting = ac.margin_mode[:na][acc] != 2
     sym = np.where(netting, (first[acc] + within) % ns, sym).astype(np.int32)
     sc = eng.symbols.cols

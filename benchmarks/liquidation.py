@@ -1,0 +1,182 @@
+"""The liquidation-loop benchmark: full recompute + stop-out detection (numba, numpy, pure
+Python, bandwidth floor), incremental ticks, and crash cascades through the engine's bulk
+stop-out path. Every timed kernel is first checked against its reference on the same book."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from benchmarks.book import BookSpec, build, kernel_args, shock
+from cfd.kernels import reference as R
+from cfd.kernels.bandwidth import stream
+from cfd.kernels.margin import recompute_detect, tick_update
+from cfd.kernels.sweep import SO_OVERFLOW
+from cfd.trading import stopout
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    a = np.array(runs)
+    return {"median_s": float(np.median(a)), "min_s": float(a.min()), "max_s": float(a.max()),
+            "runs": len(runs)}
+
+
+def book_spec(positions: int, args) -> BookSpec:
+    accounts = max(1, positions // args.positions_per_account)
+    symbols = args.symbols or min(5_000, max(1, positions // args.positions_per_symbol))
+    return BookSpec(positions=positions, accounts=accounts, symbols=symbols,
+                    long_frac=args.long_frac, leverage=args.leverage, seed=args.seed,
+                    level_lo=args.level_lo, level_hi=args.level_hi)
+
+
+# ------------------------------------------------------------------ full recompute
+def bench_recompute(eng, repeats: int, py_sample: int) -> dict:
+    a = kernel_args(eng)
+    n = a["n_acc"]
+    n_pos = len(eng.positions)
+    pp = np.zeros(eng.positions.cols.capacity)
+    out = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int8))
+
+    def kernel():
+        return recompute_detect(**a, out_pos_profit=pp, out_profit=out[0], out_margin=out[1],
+                                out_margin_maint=out[2], out_state=out[3])
+
+    n_so = kernel()
+    # check before timing: numpy reference (whole book, to the bit), pure Python (sample)
+    rows = R.positions_in_account_order(a["acc_off"], a["acc_cnt"], a["pool"], n)
+    ref = R.recompute_detect_numpy(**a, rows=rows)
+    for got, want, what in ((out[0], ref[1], "profit"), (out[1], ref[2], "margin"),
+                            (out[2], ref[3], "maintenance margin"), (out[3], ref[4], "state")):
+        if not np.array_equal(got, want):
+            raise AssertionError(f"kernel != numpy reference ({what})")
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(n, min(py_sample, n), replace=False))
+    pa = dict(a)
+    pa.pop("n_acc")
+    py = R.recompute_detect_python(sample, **pa)
+    if py[0] != out[0][sample].tolist() or py[3] != out[3][sample].tolist():
+        raise AssertionError("kernel != pure Python reference")
+    sample_pos = int(a["acc_cnt"][sample].sum())
+    res = {"stop_out_accounts": int(n_so), "checked": "numpy (all), python (sample)"}
+    res["numba"] = timed(kernel, repeats)
+    res["numpy"] = timed(lambda: R.recompute_detect_numpy(**a, rows=rows), max(1, repeats // 3))
+    res["numpy_incl_gather"] = timed(lambda: R.recompute_detect_numpy(**a),
+                                     max(1, repeats // 3), warmup=0)
+    t = timed(lambda: R.recompute_detect_python(sample, **pa), 1, warmup=0)
+    scale = n_pos / max(sample_pos, 1)
+    res["python_scaled"] = {k: v * scale if k.endswith("_s") else v for k, v in t.items()}
+    res["python_scaled"]["sample_positions"] = sample_pos
+    out_pos = np.zeros(max(n_pos, 1))
+    sb = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int8))
+
+    def floor():
+        return stream(n_pos, n, a["pool"], a["pos_sym"], a["pos_vol"], a["pos_price"],
+                      a["acc_off"], a["acc_cnt"], a["acc_lev"], a["acc_balance"],
+                      a["acc_credit"], a["acc_rule"], a["acc_so"], a["acc_call"], out_pos,
+                      *sb)
+
+    res["floor"] = timed(floor, repeats)
+    moved = n_pos * (4 + 4 + 8 + 8 + 8) + n * (8 + 4 + 4 + 8 + 8 + 1 + 8 + 8 + 8 * 3 + 1)
+    res["bytes"] = moved
+    res["floor_gbps"] = moved / res["floor"]["median_s"] / 1e9
+    med = res["numba"]["median_s"]
+    res["x_floor"] = med / res["floor"]["median_s"]
+    res["speedup_numpy"] = res["numpy"]["median_s"] / med
+    res["speedup_python"] = res["python_scaled"]["median_s"] / med
+    return res
+
+
+# ------------------------------------------------------------------ incremental tick
+def tick_cost(eng, s: int, repeats: int) -> dict:
+    ac, sc, pc = eng.accounts.cols, eng.symbols.cols, eng.positions.cols
+    bs = eng.positions.by_sym
+    syms = np.array([s], np.int32)
+    touched = np.zeros(max(len(eng.accounts), 1), np.bool_)
+    step = 10_000
+    times = []
+    for i in range(repeats + 3):
+        old_b, old_a = sc.bid[syms].copy(), sc.ask[syms].copy()
+        d = step if i % 2 == 0 else -step
+        sc.bid[s] += d
+        sc.ask[s] += d
+        t0 = time.perf_counter_ns()
+        tick_update(syms, old_b, old_a, bs.off, bs.cnt, bs.pool, pc.acc, pc.volume,
+                    pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
+                    sc.calc_mode, ac.leverage, pc.profit, ac.profit, ac.margin,
+                    ac.margin_maint, touched)
+        if i >= 3:
+            times.append(time.perf_counter_ns() - t0)
+    a = np.array(times) / 1e3
+    return {"symbol_positions": int(bs.cnt[s]), "median_us": float(np.median(a)),
+            "min_us": float(a.min()), "max_us": float(a.max())}
+
+
+def nearest_symbol(eng, target: int) -> int:
+    cnt = eng.positions.by_sym.cnt[: len(eng.symbols)]
+    return int(np.argmin(np.abs(cnt.astype(np.int64) - target)))
+
+
+def bench_ticks_vs_symbol(spec: BookSpec, targets: list[int], repeats: int) -> list[dict]:
+    eng = build(replace(spec, symbol_skew=1.1))
+    out = []
+    for t in targets:
+        r = tick_cost(eng, nearest_symbol(eng, t), repeats)
+        r["target"] = t
+        r["book_positions"] = spec.positions
+        out.append(r)
+    return out
+
+
+# ------------------------------------------------------------------ crash cascade
+def bench_cascade(spec: BookSpec, factor: float, effects: bool, check: bool) -> dict:
+    eng = build(spec)
+    if check:
+        twin = build(spec)
+        for e in (eng, twin):
+            syms, ob, oa = shock(e, factor)
+            e.incremental(syms, ob, oa)
+        stopout.sweep_python(twin, np.arange(len(twin.accounts)))
+        stopout.sweep_kernel(eng, np.arange(len(eng.accounts)))
+        if twin.state_hash() != eng.state_hash():
+            raise AssertionError("cascade: kernel path != Python path")
+        del twin
+        eng = build(spec)
+    gc.collect()
+    fund0 = eng.insurance_fund
+    n_deals0 = len(eng.deals)
+    syms, ob, oa = shock(eng, factor)
+    t0 = time.perf_counter()
+    touched = eng.incremental(syms, ob, oa)
+    t1 = time.perf_counter()
+    todo = stopout.needing_sweep(eng, touched)
+    out = stopout.run_kernel(eng, todo)
+    t2 = time.perf_counter()
+    if (out.status == SO_OVERFLOW).any():
+        raise AssertionError("cascade: an amount overflowed int64 (the engine would use Python)")
+    booked = stopout.bulk_close(eng, out, np.arange(len(todo)))
+    t3 = time.perf_counter()
+    if effects:
+        stopout.emit_effects(eng, booked)
+    t4 = time.perf_counter()
+    closes = booked.orders[1] - booked.orders[0]
+    comp = sum(e.get("compensation", 0) for e in booked.events)
+    return {"shock": factor, "positions": spec.positions, "accounts": spec.accounts,
+            "accounts_stopped_out": len(booked.events),
+            "deals": len(eng.deals) - n_deals0, "closing_deals": closes,
+            "compensated_accounts": sum("compensation" in e for e in booked.events),
+            "compensation": comp, "insurance_fund_draw": fund0 - eng.insurance_fund,
+            "broker_pl_draw": comp - (fund0 - eng.insurance_fund),
+            "incremental_s": t1 - t0, "sweep_kernel_s": t2 - t1, "bulk_booking_s": t3 - t2,
+            "deals_total_s": t3 - t0, "effect_rows_s": (t4 - t3) if effects else None,
+            "ledger_total": eng.ledger_total(), "checked": check}

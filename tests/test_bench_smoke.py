@@ -1,0 +1,33 @@
+"""The benchmark suite runs end to end on a tiny book (checks included) and reports."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.__main__ import main, parse_args, report, run
+
+
+def test_suite_runs_on_a_tiny_book(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    png = tmp_path / "bench.png"
+    assert main(["--sizes", "3000", "6000", "--repeats", "2", "--python-sample", "200",
+                 "--tick-targets", "10", "100", "--quiet", "--json", str(out),
+                 "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "full recompute + stop-out detection" in text
+    assert "crash cascade" in text
+    res = json.loads(out.read_text())
+    assert [r["book"]["positions"] for r in res["recompute"]] == [3000, 6000]
+    assert all(r["checked"] for r in res["cascade"])  # kernel path == Python path
+    assert {r["shock"] for r in res["cascade"]} == {0.9, 0.7}
+    assert all(r["ledger_total"] == 0 for r in res["cascade"])
+    assert png.stat().st_size > 1000
+
+
+def test_report_shows_each_size():
+    args = parse_args(["--sizes", "2000", "--repeats", "1", "--python-sample", "50",
+                       "--tick-targets", "5", "--shocks", "-30", "--quiet"])
+    res = run(args)
+    text = report(res)
+    assert "2,000 positions / 200 accounts / 1 symbols" in text
+    assert "-30% on 2,000" in text
