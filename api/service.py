@@ -369,21 +369,21 @@ class EngineService:
                 for r in effects.ticks:
                     if r["symbol"] in sub.symbols:
                         t = int(r["time_msc"])
-                        sub.put({"type": "tick", "symbol": r["symbol"], "time": t // 1000,
+                        sub.put({"event": "tick", "symbol": r["symbol"], "time": t // 1000,
                                  "bid": r["bid"], "ask": r["ask"], "last": r.get("last", 0.0),
                                  "volume": r.get("volume", 0), "time_msc": t,
                                  "flags": r.get("flags", 6), "volume_real": 0.0})
             if sub.login is not None:
                 for d in effects.deals:
                     if d["login"] == sub.login:
-                        sub.put({"type": "deal", **records.deal(d)})
+                        sub.put({"event": "deal", **records.deal(d)})
                 for o in effects.orders.values():
                     if o["login"] == sub.login:
-                        sub.put({"type": "order", **records.order(o)})
+                        sub.put({"event": "order", **records.order(o)})
                 for ev in effects.events:
                     if ev.get("login") == sub.login and ev.get("kind") in (
                             "margin_call", "stop_out"):
-                        sub.put({"type": ev["kind"], **{k: v for k, v in ev.items()
+                        sub.put({"event": ev["kind"], **{k: v for k, v in ev.items()
                                                         if k != "kind"}})
 
 
