@@ -710,32 +710,45 @@ class Engine:
         return self.on_ticks(cmd.batch)
 
     def on_ticks(self, batch: TickBatch) -> Result:
-        """Stage 1 of the tick pipeline: price hygiene, then mark accepted quotes."""
+        """Stage 1 of the tick pipeline: price hygiene, then mark accepted quotes.
+
+        A batch is processed in rounds in which each symbol appears at most once (its 1st
+        accepted tick, then its 2nd, ...), so that every accepted tick of a symbol runs the
+        rest of the pipeline (triggers, recompute, stop-out) in order, as tick-by-tick
+        processing would."""
         sc = self.symbols.cols
         res = self.hygiene.screen(batch)
-        changed: dict[int, tuple[int, int]] = {}
-        accepted = np.nonzero(res.accepted)[0]
-        for i in accepted:
-            s = int(batch.symbol[i])
-            q = self._quote(s, float(batch.bid[i]), float(batch.ask[i]))
-            if q is None:  # off the price range the engine can hold
-                continue
-            if s not in changed:
-                changed[s] = (int(sc.bid[s]), int(sc.ask[s]))
-            sc.bid[s], sc.ask[s] = q
-            sc.tick_msc[s] = int(batch.time_msc[i])
-            if self.config.record_ticks:
-                self._effects.ticks.append({
-                    "symbol": self.symbols.specs[s].name, "time_msc": int(batch.time_msc[i]),
-                    "bid": q[0] / PRICE_SCALE, "ask": q[1] / PRICE_SCALE,
-                    "last": float(batch.last[i]), "volume": int(batch.volume[i]),
-                    "flags": int(batch.flags[i])})
-        rejected = len(batch) - len(accepted)
+        idx = np.nonzero(res.accepted)[0]
+        sym = batch.symbol[idx].astype(np.int64)
+        pt = self.symbols.point_array()[sym]
+        bid_u = np.rint(batch.bid[idx] * PRICE_SCALE / pt).astype(np.int64) * pt
+        ask_u = np.rint(batch.ask[idx] * PRICE_SCALE / pt).astype(np.int64) * pt
+        ok = (bid_u > 0) & (bid_u <= ask_u) & (batch.ask[idx] <= 1e9)
+        idx, sym, bid_u, ask_u = idx[ok], sym[ok], bid_u[ok], ask_u[ok]
+        if self.config.record_ticks and len(idx):
+            names = [self.symbols.specs[s].name for s in sym.tolist()]
+            for n, t, b, k, la, v, f in zip(
+                    names, batch.time_msc[idx].tolist(), (bid_u / PRICE_SCALE).tolist(),
+                    (ask_u / PRICE_SCALE).tolist(), batch.last[idx].tolist(),
+                    batch.volume[idx].tolist(), batch.flags[idx].tolist(), strict=True):
+                self._effects.ticks.append({"symbol": n, "time_msc": t, "bid": b, "ask": k,
+                                            "last": la, "volume": v, "flags": f})
+        rejected = len(batch) - len(idx)
         self.rejected_ticks += rejected
-        sc.confirmed[: len(self.symbols)] = res.confirmed[: len(self.symbols)]
-        events = self.on_prices(changed)
-        return Result(Retcode.DONE, f"{len(changed)} symbols moved, {rejected} ticks rejected",
-                      {"accepted": len(accepted), "rejected": rejected}, events)
+        n_sym = len(self.symbols)
+        sc.confirmed[:n_sym] = res.confirmed[:n_sym]
+        events: list[dict] = []
+        moved = 0
+        for r in _rounds(sym):
+            s_r = sym[r]
+            old = {int(s): (int(b), int(k)) for s, b, k in zip(
+                s_r.tolist(), sc.bid[s_r].tolist(), sc.ask[s_r].tolist(), strict=True)}
+            sc.bid[s_r], sc.ask[s_r] = bid_u[r], ask_u[r]
+            sc.tick_msc[s_r] = batch.time_msc[idx[r]]
+            moved += len(r)
+            events.extend(self.on_prices(old))
+        return Result(Retcode.DONE, f"{moved} quotes marked, {rejected} ticks rejected",
+                      {"accepted": len(idx), "rejected": rejected}, events)
 
     def _quote(self, s: int, bid: float, ask: float) -> tuple[int, int] | None:
         """A screened tick's bid/ask snapped to the symbol's point grid."""
@@ -979,6 +992,25 @@ class Engine:
 
     def ledger_total(self) -> int:
         return self.ledger.total()
+
+
+def _rounds(sym: np.ndarray) -> list[np.ndarray]:
+    """Split tick positions into rounds where each symbol occurs at most once, keeping the
+    ticks' order: round k holds the k-th tick of every symbol that has one."""
+    n = len(sym)
+    if n == 0:
+        return []
+    order = np.argsort(sym, kind="stable")
+    s_sorted = sym[order]
+    starts = np.r_[0, np.nonzero(s_sorted[1:] != s_sorted[:-1])[0] + 1]
+    group_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - group_start
+    if rank.max() == 0:
+        return [np.arange(n)]
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(1, rank.max() + 1))
+    return np.split(by_rank, bounds)
 
 
 def round_half_even_float(x: float) -> int:

@@ -83,3 +83,28 @@ def test_sessions_close_markets_and_stop_out_waits_for_the_open():
     res = eng.apply(C.Ticks.of(t_next, {aapl: (84.0, 84.0)}))
     assert len(eng.positions) == 0
     assert any(e["kind"] == "stop_out" for e in res.events)
+
+
+def test_rounds_keep_each_symbols_ticks_in_order():
+    from cfd.engine import _rounds
+
+    sym = np.array([3, 1, 3, 3, 2, 1])
+    rounds = [r.tolist() for r in _rounds(sym)]
+    # round 0: first tick of 3, 1, 2; round 1: second of 3 and 1; round 2: third of 3
+    assert rounds == [[0, 1, 4], [2, 5], [3]]
+    assert _rounds(np.array([], dtype=np.int64)) == []
+
+
+def test_every_tick_in_a_batch_runs_the_pipeline():
+    b = Book()
+    b.account(1, 1_000_000)
+    b.quote(AAPL=(100.0, 100.0))
+    assert b.buy(1, "AAPL", 1.0, sl=95.0).ok
+    s = b.eng.symbols.get("AAPL")
+    # one batch: the price dips through the stop loss and comes back
+    batch = TickBatch.from_arrays([s, s, s], [b.t + 1] * 3, [99.0, 94.9, 99.0],
+                                  [99.0, 94.9, 99.0])
+    b.eng.apply(C.TickBatchCommand(time_msc=b.t + 1, batch=batch))
+    assert b.positions(1) == []
+    # closed at the dip's bid: (94.90 - 100.00) * 1 = -5.10
+    assert b.info(1)["balance"] == 10_000.00 - 5.10

@@ -43,6 +43,7 @@ class SymbolTable:
         self.specs: list[SymbolSpec] = []
         self.index: dict[str, int] = {}
         self.k_exact: list[Fraction] = []
+        self._points: np.ndarray | None = None
         flags_on = {"market_open": 1, "session_open": 1, "admin_open": 1, "confirmed": 1}
         self.cols = Columns(SYMBOL_COLUMNS, max(len(specs), 16), fill=flags_on)
         for spec in specs:
@@ -73,6 +74,7 @@ class SymbolTable:
         self._load(i, spec)
 
     def _load(self, i: int, spec: SymbolSpec) -> None:
+        self._points = None
         c = self.cols
         kp = profit_factor(spec, self.rate(spec.currency_profit, spec))
         self.k_exact[i] = kp
@@ -87,6 +89,13 @@ class SymbolTable:
 
     def get(self, name: str) -> int | None:
         return self.index.get(name)
+
+    def point_array(self) -> np.ndarray:
+        """Price units per point, per symbol (int64)."""
+        if self._points is None or len(self._points) != len(self.specs):
+            self._points = np.array([10 ** (PRICE_DIGITS - s.digits) for s in self.specs],
+                                    dtype=np.int64)
+        return self._points
 
     def point_units(self, i: int) -> int:
         """Price units per point of symbol ``i``."""
