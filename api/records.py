@@ -205,7 +205,13 @@ def _order_indices(eng: Engine, login: int, active: bool) -> np.ndarray:
 
 
 def orders_of(eng: Engine, login: int, active: bool = True) -> list[dict[str, Any]]:
-    """Active (pending) orders, or finished ones (history), in the order they were set up."""
+    """Active (pending) orders, by ticket, from the pending-orders extension; or finished
+    ones (history, ``Engine.orders``), in the order they were set up."""
+    if active:
+        a = eng.accounts.find(login)
+        book = next((x for x in eng.extensions if hasattr(x, "orders_of")), None)
+        if a is not None and book is not None:
+            return [order(r) for r in book.orders_of(a)]
     return [order(eng.order_row(int(i))) for i in _order_indices(eng, login, active)]
 
 
