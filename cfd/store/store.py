@@ -36,7 +36,7 @@ from cfd.store.errors import (
     StoreReadOnly,
 )
 from cfd.store.journal import GENESIS_HASH, JournalEntry, chain_hash
-from cfd.store.writes import apply_effects
+from cfd.store.writes import JOURNAL, apply_effects, fast_supported
 
 #: Layout version of snapshots written by default (callers may pass their own).
 SNAPSHOT_SCHEMA_VERSION = 1
@@ -166,12 +166,15 @@ class Store:
                 raise StoreError(f"journal entry carries seq {e.seq}, the next seq is {seq}")
             actor = e.actor or ""
             prev = chain_hash(prev, seq, int(e.time_msc), e.kind, actor, e.payload)
-            rows.append({"seq": seq, "time_msc": int(e.time_msc), "kind": e.kind,
-                         "actor": actor, "payload": e.payload, "hash": prev})
+            rows.append((seq, int(e.time_msc), e.kind, actor, e.payload, prev))
             stored.append(replace(e, seq=seq, actor=actor, hash=prev))
         with self.engine.begin() as conn:
             if rows:
-                conn.execute(insert(m.JournalRow.__table__), rows)
+                if fast_supported(conn):
+                    JOURNAL.insert_tuples(conn, rows)
+                else:
+                    conn.execute(insert(m.JournalRow.__table__),
+                                 [dict(zip(JOURNAL.keys, r, strict=True)) for r in rows])
             if effects is not None and not effects.is_empty():
                 apply_effects(conn, effects, seq)
             self._move_head(conn, seq, prev)

@@ -63,6 +63,96 @@ def normalize(table: Table, row: Row) -> dict[str, Any]:
     return out
 
 
+def _tuple_fn(table: Table, keys: list[str], rename: dict[str, str] | None = None
+              ) -> Callable[[Row], tuple[Any, ...]]:
+    """A generated ``row -> tuple`` for ``keys`` of ``table``: ``normalize`` without the
+    per-value Python loop (missing keys give None; ints, floats and strings are coerced, so
+    numpy scalars bind)."""
+    rename = rename or {}
+    parts = []
+    for key in keys:
+        t = table.c[key].type
+        fn = ("int" if isinstance(t, (BigInteger, Integer)) else "float"
+              if isinstance(t, Float) else "str" if isinstance(t, String) else "")
+        get = f"g({rename.get(key, key)!r})"
+        parts.append(f"(None if (v := {get}) is None else {fn}(v))" if fn else get)
+    src = f"def f(r):\n    g = r.get\n    return ({', '.join(parts)},)\n"
+    ns: dict[str, Any] = {}
+    exec(compile(src, f"<rows {table.name}>", "exec"), ns)  # noqa: S102 - column names only
+    return ns["f"]
+
+
+class FastTable:
+    """Bulk writes of one table through the DBAPI cursor (``executemany`` of prebuilt
+    tuples): no statement compilation and no per-row SQLAlchemy parameter processing."""
+
+    def __init__(self, table: Table, rename: dict[str, str] | None = None) -> None:
+        self.table = table
+        skip = _SKIP_AUTO.get(table.name, ())
+        self.keys = [c.key for c in table.columns if c.key not in skip]
+        self.pk = [c.name for c in table.primary_key.columns]
+        self.to_tuple = _tuple_fn(table, self.keys, rename)
+        self._sql: dict[tuple[str, str], str] = {}
+
+    def sql(self, conn: Connection, op: str) -> str:
+        dialect = conn.dialect
+        key = (dialect.name, op)
+        got = self._sql.get(key)
+        if got is None:
+            q = dialect.identifier_preparer.quote
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            cols = ", ".join(q(k) for k in self.keys)
+            name = q(self.table.name)
+            if op == "delete":
+                got = f"DELETE FROM {name} WHERE {q(self.pk[0])} = {mark}"
+            else:
+                got = f"INSERT INTO {name} ({cols}) VALUES ({', '.join([mark] * len(self.keys))})"
+                if op == "upsert":
+                    sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys
+                                     if k not in self.pk)
+                    got += f" ON CONFLICT ({', '.join(q(k) for k in self.pk)}) DO UPDATE SET {sets}"
+            self._sql[key] = got
+        return got
+
+    def _run(self, conn: Connection, op: str, params: list[tuple[Any, ...]]) -> None:
+        if not params:
+            return
+        if conn.dialect.paramstyle not in ("qmark", "format", "pyformat"):
+            raise NotImplementedError(conn.dialect.paramstyle)
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(self.sql(conn, op), params)
+        finally:
+            cur.close()
+
+    def insert(self, conn: Connection, rows: Iterable[Row]) -> None:
+        self._run(conn, "insert", list(map(self.to_tuple, rows)))
+
+    def insert_tuples(self, conn: Connection, params: list[tuple[Any, ...]]) -> None:
+        self._run(conn, "insert", params)
+
+    def upsert(self, conn: Connection, rows: Iterable[Row]) -> None:
+        self._run(conn, "upsert", list(map(self.to_tuple, rows)))
+
+    def delete(self, conn: Connection, keys: Iterable[Any]) -> None:
+        self._run(conn, "delete", [(int(k),) for k in keys])
+
+
+def fast_supported(conn: Connection) -> bool:
+    return (conn.dialect.name in ("sqlite", "postgresql")
+            and conn.dialect.paramstyle in ("qmark", "format", "pyformat"))
+
+
+JOURNAL = FastTable(m.JournalRow.__table__)
+ACCOUNTS = FastTable(m.Account.__table__)
+POSITIONS = FastTable(m.Position.__table__)
+ORDERS = FastTable(m.Order.__table__)
+DEALS = FastTable(m.Deal.__table__)
+POSTINGS = FastTable(m.Posting.__table__)
+TICKS = FastTable(m.Tick.__table__)
+TICK_STATS = FastTable(m.TickStat.__table__)
+
+
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert or replace rows by primary key (``ON CONFLICT DO UPDATE``)."""
     if not rows:
@@ -149,7 +239,10 @@ def update_tick_stats(conn: Connection, ticks: list[dict[str, Any]]) -> None:
                 "ask_low": None, "tick_count": 0,
             }
         _merge_stat(stat, t)
-    upsert(conn, table, list(stats.values()))
+    if fast_supported(conn):
+        TICK_STATS.upsert(conn, stats.values())
+    else:
+        upsert(conn, table, list(stats.values()))
 
 
 def _posting(row: Row) -> Row:
@@ -160,8 +253,61 @@ def _posting(row: Row) -> Row:
     return {**row, "debit": row["src"], "credit": row["dst"]}
 
 
+_POSTING_SRC_DST = _tuple_fn(m.Posting.__table__, POSTINGS.keys,
+                             {"debit": "src", "credit": "dst"})
+
+
+def _postings_tuples(rows: list[Row]) -> list[tuple[Any, ...]]:
+    """Postings named src/dst (the ledger's) or debit/credit (see :func:`_posting`)."""
+    by_ledger, by_effects = _POSTING_SRC_DST, POSTINGS.to_tuple
+    return [by_effects(r) if "debit" in r or "src" not in r else by_ledger(r) for r in rows]
+
+
 def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
     """Write ``effects`` (those of the batch ending at journal ``seq``)."""
+    if not fast_supported(conn):
+        _apply_effects_portable(conn, effects, seq)
+        return
+    if effects.accounts:
+        ACCOUNTS.upsert(conn, effects.accounts.values())
+    if effects.closed_positions:
+        POSITIONS.delete(conn, sorted(effects.closed_positions))
+    if effects.positions:
+        POSITIONS.upsert(conn, effects.positions.values())
+    if effects.orders:
+        ORDERS.upsert(conn, effects.orders.values())
+    if effects.deals:
+        DEALS.insert(conn, effects.deals)
+    if effects.postings:
+        POSTINGS.insert_tuples(conn, _postings_tuples(effects.postings))
+    if effects.ticks:
+        ticks = tick_rows(effects.ticks)
+        TICKS.insert(conn, ticks)
+        update_tick_stats(conn, ticks)
+    _apply_rare(conn, effects, seq)
+
+
+def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
+    if effects.symbols:
+        upsert(conn, m.Symbol.__table__, [
+            {"name": str(name), "spec": dict(spec), "updated_seq": seq}
+            for name, spec in effects.symbols.items()
+        ])
+    if effects.events:
+        conn.execute(insert(m.Event.__table__), [
+            {
+                "seq": seq,
+                "time_msc": None if e.get("time_msc") is None else int(e["time_msc"]),
+                "kind": str(e.get("kind", "")),
+                "login": None if e.get("login") is None else int(e["login"]),
+                "data": dict(e),
+            }
+            for e in effects.events
+        ])
+
+
+def _apply_effects_portable(conn: Connection, effects: Effects, seq: int) -> None:
+    """Through SQLAlchemy Core (any dialect)."""
     t_acc = m.Account.__table__
     t_pos = m.Position.__table__
     t_ord = m.Order.__table__
@@ -181,19 +327,4 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
         ticks = tick_rows(effects.ticks)
         conn.execute(insert(m.Tick.__table__), ticks)
         update_tick_stats(conn, ticks)
-    if effects.symbols:
-        upsert(conn, m.Symbol.__table__, [
-            {"name": str(name), "spec": dict(spec), "updated_seq": seq}
-            for name, spec in effects.symbols.items()
-        ])
-    if effects.events:
-        conn.execute(insert(m.Event.__table__), [
-            {
-                "seq": seq,
-                "time_msc": None if e.get("time_msc") is None else int(e["time_msc"]),
-                "kind": str(e.get("kind", "")),
-                "login": None if e.get("login") is None else int(e["login"]),
-                "data": dict(e),
-            }
-            for e in effects.events
-        ])
+    _apply_rare(conn, effects, seq)
