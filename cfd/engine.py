@@ -55,7 +55,7 @@ from cfd.feed.ticks import TickBatch
 from cfd.instruments.registry import SymbolTable
 from cfd.instruments.sessions import default_calendar
 from cfd.instruments.spec import SymbolSpec, load_catalogue
-from cfd.kernels.formulas import is_margin_call, margin_level, position_margin
+from cfd.kernels.formulas import margin_level, position_margin
 from cfd.kernels.margin import recompute_account, recompute_all, tick_update
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.trading import market
@@ -98,6 +98,7 @@ class EngineConfig:
     outlier_pct: float = 10.0  # a jump beyond this needs confirmation before stop-outs
     confirm_ticks: int = 2  # further ticks that confirm an outlier
     sessions: bool = False  # follow each symbol's trading session (else always open)
+    conflate_ticks: bool = False  # mark only each symbol's last tick of a batch
     record_ticks: bool = True
     groups: dict[str, AccountGroup] = field(default_factory=lambda: {
         "demo\\usdt": AccountGroup(),
@@ -739,7 +740,10 @@ class Engine:
         sc.confirmed[:n_sym] = res.confirmed[:n_sym]
         events: list[dict] = []
         moved = 0
-        for r in _rounds(sym):
+        rounds = _rounds(sym)
+        if self.config.conflate_ticks and len(rounds) > 1:
+            rounds = [_last_per_symbol(sym)]
+        for r in rounds:
             s_r = sym[r]
             old = {int(s): (int(b), int(k)) for s, b, k in zip(
                 s_r.tolist(), sc.bid[s_r].tolist(), sc.ask[s_r].tolist(), strict=True)}
@@ -849,21 +853,48 @@ class Engine:
         return self.drift
 
     def _check_levels(self, accs: np.ndarray, force: bool = False) -> list[dict]:
-        events = self.stop_out(accs, force)
+        """Stage 4: stop-out for the given accounts at or below their level (all of them
+        when ``force``), then margin-call flags, an event on each crossing."""
+        accs = np.asarray(accs, dtype=np.int64)
+        if len(accs) == 0:
+            return []
+        if force:
+            events = self.stop_out(accs, True)
+        else:
+            hit = accs[self._below_stop_out(accs)]
+            events = self.stop_out(hit, False) if len(hit) else []
         ac = self.accounts.cols
-        for a in accs:
-            a = int(a)
-            eq = self.accounts.equity(a)
-            mc = is_margin_call(int(ac.so_rule[a]) if ac.so_rule[a] != 2 else 0,
-                                float(ac.so_call[a]), eq, float(ac.margin[a]))
-            if mc and not ac.mc_flag[a]:
-                ev = {"kind": "margin_call", "login": int(ac.login[a]), "time_msc": self.now_msc,
-                      "equity": round(eq, 2), "margin": round(float(ac.margin[a]), 2),
-                      "margin_level": margin_level(eq, float(ac.margin[a]))}
-                events.append(ev)
-                self._effects.events.append(ev)
-            ac.mc_flag[a] = mc
+        eq = self._equity(accs)
+        m = ac.margin[accs]
+        rule = ac.so_rule[accs]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mc = np.where(rule == 1, eq <= ac.so_call[accs], eq / m * 100.0 <= ac.so_call[accs])
+        mc &= m > 0
+        for a in accs[mc & ~ac.mc_flag[accs]].tolist():
+            e, mg = self.accounts.equity(a), float(ac.margin[a])
+            ev = {"kind": "margin_call", "login": int(ac.login[a]), "time_msc": self.now_msc,
+                  "equity": round(e, 2), "margin": round(mg, 2),
+                  "margin_level": margin_level(e, mg)}
+            events.append(ev)
+            self._effects.events.append(ev)
+        ac.mc_flag[accs] = mc
         return events
+
+    def _equity(self, accs: np.ndarray) -> np.ndarray:
+        ac = self.accounts.cols
+        return (ac.balance[accs] + ac.credit[accs]) / MINOR_SCALE + ac.profit[accs]
+
+    def _below_stop_out(self, accs: np.ndarray) -> np.ndarray:
+        """Vectorised ``formulas.is_stop_out`` (same float operations, same answers)."""
+        ac = self.accounts.cols
+        eq = self._equity(accs)
+        m = ac.margin[accs]
+        so = ac.so_so[accs]
+        rule = ac.so_rule[accs]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pct = eq / m * 100.0 <= so
+        hit = np.where(rule == 0, pct, np.where(rule == 1, eq <= so, eq < 0.5 * m))
+        return hit & (m > 0)
 
     def _stop_out_python(self, accs: np.ndarray, force: bool = False) -> list[dict]:
         from cfd.trading.stopout import sweep_python
@@ -1011,6 +1042,13 @@ def _rounds(sym: np.ndarray) -> list[np.ndarray]:
     by_rank = np.argsort(rank, kind="stable")
     bounds = np.searchsorted(rank[by_rank], np.arange(1, rank.max() + 1))
     return np.split(by_rank, bounds)
+
+
+def _last_per_symbol(sym: np.ndarray) -> np.ndarray:
+    """Positions of each symbol's last tick, in the order of those ticks."""
+    rev = sym[::-1]
+    _, first = np.unique(rev, return_index=True)
+    return np.sort(len(sym) - 1 - first)
 
 
 def round_half_even_float(x: float) -> int:

@@ -1,0 +1,123 @@
+"""Tick replay through the whole engine pipeline (issue: feeds, pending orders, stops).
+
+A book of ``positions`` positions over ``accounts`` accounts and ``symbols`` symbols, with
+``pending`` pending orders, then ``ticks`` synthetic ticks (``SyntheticFeed``, seeded) applied
+as ``TickBatchCommand`` batches: hygiene, triggers, incremental margin and stop-out. Reports
+ticks per second with every tick processed in order, and with conflation (each symbol's last
+tick per batch).
+
+    python -m benchmarks.ticks --positions 1000000 --symbols 500 --pending 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from decimal import Decimal
+
+import numpy as np
+
+from cfd import commands as C
+from cfd.engine import Engine, EngineConfig
+from cfd.feed.sources import SyntheticFeed
+from cfd.instruments.spec import SymbolSpec
+
+
+def build(positions: int, accounts: int, symbols: int, pending: int, seed: int = 7,
+          conflate: bool = False) -> tuple[Engine, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    prices = np.round(rng.uniform(20, 500, symbols), 2)
+    specs = [SymbolSpec(name=f"S{i:04d}", reference_price=Decimal(str(prices[i])),
+                        session="ALWAYS") for i in range(symbols)]
+    eng = Engine(specs, config=EngineConfig(record_ticks=False, conflate_ticks=conflate))
+    eng.collect_effects = False
+    t = 1_767_000_000_000
+    for a in range(accounts):
+        eng.apply(C.CreateAccount(time_msc=t, login=100_000 + a, name=""))
+        eng.apply(C.Deposit(time_msc=t, login=100_000 + a, amount=10_000_000))
+    eng.apply(C.Ticks(time_msc=t, symbols=tuple(range(symbols)),
+                      bid=tuple(float(p) for p in prices),
+                      ask=tuple(float(round(p + 0.01, 2)) for p in prices)))
+    # positions straight into the tables (the per-command path is measured elsewhere)
+    acc = np.repeat(np.arange(accounts), -(-positions // accounts))[:positions]
+    sym = rng.integers(0, symbols, positions)
+    side = np.where(rng.random(positions) < 0.7, 1, -1)
+    vol = side * rng.integers(1, 20, positions) * 1_000
+    pos = eng.positions
+    pos.by_acc.ensure_groups(accounts)
+    ticket = 1_000_000_000
+    for p in range(positions):
+        s = int(sym[p])
+        px = int(eng.symbols.cols.ask[s] if vol[p] > 0 else eng.symbols.cols.bid[s])
+        pos.open(int(acc[p]), s, int(vol[p]), px, ticket + p, t, 0, 0, 0, 3, "")
+    eng.recompute_all()
+    # pending orders far from the market: BUY LIMIT 30% below
+    n = 0
+    a = 0
+    while n < pending:
+        s = int(rng.integers(0, symbols))
+        px = round(float(prices[s]) * 0.7, 2)
+        r = eng.apply(C.SendOrder(time_msc=t, login=100_000 + a % accounts, request={
+            "action": 5, "symbol": specs[s].name, "volume": 0.1, "type": 2, "price": px,
+            "type_filling": 2}))
+        a += 1
+        n += 1 if r.ok else 0
+    return eng, prices
+
+
+def run(positions: int = 200_000, accounts: int = 20_000, symbols: int = 500,
+        pending: int = 20_000, ticks: int = 500_000, batch: int = 10_000, seed: int = 7,
+        conflate: bool = False) -> dict:
+    t0 = time.perf_counter()
+    eng, prices = build(positions, accounts, symbols, pending, seed, conflate)
+    built = time.perf_counter() - t0
+    feed = SyntheticFeed([s.name for s in eng.symbols.specs], prices + 0.005, seed=seed,
+                         vol_annual=0.4, tick_interval_ms=1, start_msc=eng.now_msc + 1)
+    batches = []
+    made = 0
+    while made < ticks:
+        b = feed.next_batch(max(1, batch // symbols))
+        batches.append(b)
+        made += len(b)
+    eng.apply(C.TickBatchCommand(time_msc=int(batches[0].time_msc[-1]), batch=batches[0]))
+    t1 = time.perf_counter()
+    n = 0
+    for b in batches[1:]:
+        eng.apply(C.TickBatchCommand(time_msc=int(b.time_msc[-1]), batch=b))
+        n += len(b)
+    dt = time.perf_counter() - t1
+    return {"positions": positions, "accounts": accounts, "symbols": symbols,
+            "pending": len(eng.extensions[0]), "ticks": n, "batch": batch,
+            "conflate": conflate, "seconds": round(dt, 3), "ticks_per_s": round(n / dt),
+            "build_s": round(built, 1), "open_positions_after": len(eng.positions)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ticks", description=__doc__)
+    p.add_argument("--positions", type=int, default=200_000)
+    p.add_argument("--accounts", type=int, default=0, help="default: positions / 10")
+    p.add_argument("--symbols", type=int, default=500)
+    p.add_argument("--pending", type=int, default=20_000)
+    p.add_argument("--ticks", type=int, default=500_000)
+    p.add_argument("--batch", type=int, default=10_000)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    out = []
+    for conflate in (False, True):
+        out.append(run(args.positions, args.accounts or max(args.positions // 10, 1),
+                       args.symbols, args.pending, args.ticks, args.batch, conflate=conflate))
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for r in out:
+            mode = "conflated (last tick per symbol per batch)" if r["conflate"] \
+                else "every tick in order"
+            print(f"{r['ticks']:,} ticks, {r['symbols']} symbols, {r['positions']:,} positions, "
+                  f"{r['pending']:,} pending orders, batches of {r['batch']:,}: "
+                  f"{r['ticks_per_s']:,} ticks/s ({mode})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
