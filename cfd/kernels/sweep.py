@@ -277,17 +277,15 @@ def _put_fixed2(x, buf, row, pos):
         pos += 1
     ip = q // 100
     fp = q % 100
-    digits = np.empty(20, dtype=np.uint8)
-    nd = 0
-    while True:
-        digits[nd] = 48 + ip % 10
+    nd = 1
+    t = ip // 10
+    while t > 0:
         nd += 1
+        t //= 10
+    for k in range(nd - 1, -1, -1):
+        buf[row, pos + k] = 48 + ip % 10
         ip //= 10
-        if ip == 0:
-            break
-    for k in range(nd):
-        buf[row, pos] = digits[nd - 1 - k]
-        pos += 1
+    pos += nd
     buf[row, pos] = 46  # '.'
     buf[row, pos + 1] = 48 + fp // 10
     buf[row, pos + 2] = 48 + fp % 10
@@ -317,3 +315,11 @@ def format_so_comments(level, equity, margin, out_buf, out_ok):
             pos = _put_fixed2(margin[i], out_buf, i, pos + 1)
             ok = pos >= 0
         out_ok[i] = ok
+
+
+@nb.njit(cache=True)
+def apply_postings(balance, src, dst, amount):
+    """``balance[src] -= amount; balance[dst] += amount`` for each posting, in order."""
+    for i in range(len(amount)):
+        balance[src[i]] -= amount[i]
+        balance[dst[i]] += amount[i]

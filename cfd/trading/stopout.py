@@ -340,11 +340,10 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
     is_long = vol > 0
     side = np.where(is_long, 1, 0).astype(np.int8)
     comments = so_comments(out.level[rows], out.equity[rows], out.margin[rows])
-    deal_comments: list[str] = [""] * n_deals
-    for i, p in enumerate(close_pos.tolist()):
-        deal_comments[p] = comments[i]
-    for p in comp_pos.tolist():
-        deal_comments[p] = "so compensation"
+    texts = np.empty(n_deals, dtype=object)
+    texts[close_pos] = comments
+    texts[comp_pos] = "so compensation"
+    deal_comments = texts.tolist()
     dl = eng.deals
     i_d = _append(dl.cols, n_deals, ticket=deal_ticket,
                   order=deal_col(order_ticket, 0), acc=deal_col(acc_c, accs[comp], np.int32),
@@ -404,11 +403,11 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
     is_comp[comp_pos, 1] = 2
     tags = is_comp.ravel()[flat]
     if comp.any():
-        led.comments.extend(["", _FUND_COMMENT, _BROKER_COMMENT][k] for k in tags.tolist())
+        led.comments.extend(np.array(["", _FUND_COMMENT, _BROKER_COMMENT], dtype=object)[tags]
+                            .tolist())
     else:
         led.comments.extend([""] * n_post)
-    np.subtract.at(led.balance, p_src, p_amt)
-    np.add.at(led.balance, p_dst, p_amt)
+    K.apply_postings(led.balance, p_src, p_dst, p_amt)
     ac.balance[accs] = led.balance[client_ledger(0) + 2 * accs]
     eng.next_deal += n_deals
     eng.next_order += n_close
