@@ -26,6 +26,7 @@ DEFAULT_SQLITE_FILE = "cfd.sqlite"
 URL_ENV = "CFD_DATABASE_URL"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_CACHE_KIB = 64 * 1024  # page cache per connection (KiB)
 
 
 def resolve_url(url: str | None) -> str:
@@ -67,6 +68,8 @@ def make_engine(url: str, *, writer: bool) -> Engine:
             if sqlite_file(eng) is not None:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
+            # a writer's batches touch index pages all over growing tables: keep them cached
+            cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()

@@ -6,7 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Float, Integer, String, Table, delete, insert
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Float,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    delete,
+    insert,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cfd.effects import Effects, Row
@@ -82,6 +92,10 @@ def _tuple_fn(table: Table, keys: list[str], rename: dict[str, str] | None = Non
     return ns["f"]
 
 
+_COPY_TYPES = {"bigint": "int8", "integer": "int4", "double precision": "float8",
+               "text": "text", "bytea": "bytea"}
+
+
 class FastTable:
     """Bulk writes of one table through the DBAPI cursor (``executemany`` of prebuilt
     tuples): no statement compilation and no per-row SQLAlchemy parameter processing."""
@@ -93,35 +107,76 @@ class FastTable:
         self.pk = [c.name for c in table.primary_key.columns]
         self.to_tuple = _tuple_fn(table, self.keys, rename)
         self._sql: dict[tuple[str, str], str] = {}
+        self._copy_types = [_COPY_TYPES[self._pg_type(k)] for k in self.keys]
+
+    def _pg_type(self, key: str) -> str:
+        t = self.table.c[key].type
+        if isinstance(t, BigInteger):
+            return "bigint"
+        if isinstance(t, Integer):
+            return "integer"
+        if isinstance(t, Float):
+            return "double precision"
+        if isinstance(t, String):
+            return "text"
+        if isinstance(t, LargeBinary):
+            return "bytea"
+        raise NotImplementedError(f"{self.table.name}.{key}: {t!r}")
 
     def sql(self, conn: Connection, op: str) -> str:
+        """The statement for ``op`` on this connection's dialect (cached).
+
+        SQLite: one ``executemany`` of a row statement. PostgreSQL: ``COPY`` for inserts,
+        one ``INSERT ... SELECT FROM unnest(arrays)`` per upsert and ``= ANY(array)`` for
+        deletes (one round trip each)."""
         dialect = conn.dialect
         key = (dialect.name, op)
         got = self._sql.get(key)
         if got is None:
             q = dialect.identifier_preparer.quote
+            pg = dialect.name == "postgresql"
             mark = "?" if dialect.paramstyle == "qmark" else "%s"
             cols = ", ".join(q(k) for k in self.keys)
             name = q(self.table.name)
             if op == "delete":
-                got = f"DELETE FROM {name} WHERE {q(self.pk[0])} = {mark}"
+                got = (f"DELETE FROM {name} WHERE {q(self.pk[0])} = ANY(%b::"
+                       f"{self._pg_type(self.pk[0])}[])" if pg
+                       else f"DELETE FROM {name} WHERE {q(self.pk[0])} = {mark}")
+            elif op == "insert" and pg:
+                got = f"COPY {name} ({cols}) FROM STDIN (FORMAT BINARY)"
             else:
-                got = f"INSERT INTO {name} ({cols}) VALUES ({', '.join([mark] * len(self.keys))})"
+                if pg:
+                    arrays = ", ".join(f"%b::{self._pg_type(k)}[]" for k in self.keys)
+                    got = f"INSERT INTO {name} ({cols}) SELECT * FROM unnest({arrays})"
+                else:
+                    got = (f"INSERT INTO {name} ({cols}) "
+                           f"VALUES ({', '.join([mark] * len(self.keys))})")
                 if op == "upsert":
                     sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys
                                      if k not in self.pk)
-                    got += f" ON CONFLICT ({', '.join(q(k) for k in self.pk)}) DO UPDATE SET {sets}"
+                    got += (f" ON CONFLICT ({', '.join(q(k) for k in self.pk)}) "
+                            f"DO UPDATE SET {sets}")
             self._sql[key] = got
         return got
 
     def _run(self, conn: Connection, op: str, params: list[tuple[Any, ...]]) -> None:
         if not params:
             return
-        if conn.dialect.paramstyle not in ("qmark", "format", "pyformat"):
-            raise NotImplementedError(conn.dialect.paramstyle)
+        sql = self.sql(conn, op)
         cur = conn.connection.cursor()
         try:
-            cur.executemany(self.sql(conn, op), params)
+            if conn.dialect.name != "postgresql":
+                cur.executemany(sql, params)
+            elif op == "insert":
+                with cur.copy(sql) as copy:
+                    copy.set_types(self._copy_types)
+                    write = copy.write_row
+                    for row in params:
+                        write(row)
+            elif op == "delete":
+                cur.execute(sql, ([r[0] for r in params],))
+            else:
+                cur.execute(sql, [list(col) for col in zip(*params, strict=True)])
         finally:
             cur.close()
 
@@ -139,8 +194,10 @@ class FastTable:
 
 
 def fast_supported(conn: Connection) -> bool:
-    return (conn.dialect.name in ("sqlite", "postgresql")
-            and conn.dialect.paramstyle in ("qmark", "format", "pyformat"))
+    """SQLite through the stdlib driver, PostgreSQL through psycopg 3 (COPY, arrays)."""
+    d = conn.dialect
+    return ((d.name == "sqlite" and d.paramstyle == "qmark")
+            or (d.name == "postgresql" and d.driver == "psycopg"))
 
 
 JOURNAL = FastTable(m.JournalRow.__table__)
