@@ -479,6 +479,7 @@ class Engine:
         pc.price_open[p] = leg.new_price
         pc.time_update_msc[p] = t
         if leg.action in (market.ADD, market.REVERSE):
+            pos.mark_stops(int(pc.sym[p]))
             if plan.sl or leg.action == market.REVERSE:
                 pc.sl[p] = plan.sl
             if plan.tp or leg.action == market.REVERSE:

@@ -88,6 +88,11 @@ class PendingOrders:
         self.free: list[int] = []
         self.comments: list[str] = []
         self.next_expiry = NEVER
+        # per symbol: conservative price bounds inside which nothing can fire (see
+        # kernels.triggers.scan_triggers); recomputed when dirty
+        self.pos_bounds = np.zeros((0, 4), dtype=np.int64)
+        self.ord_bounds = np.zeros((0, 4), dtype=np.int64)
+        self.ord_dirty = np.ones(0, dtype=np.bool_)
         self.scan: Callable[[np.ndarray], list[Fire]] = self.scan_kernel
 
     def __len__(self) -> int:
@@ -119,6 +124,7 @@ class PendingOrders:
         c.acc_place[slot] = self.by_acc.add(acc, slot)
         c.sym_place[slot] = self.by_sym.add(terms.sym, slot)
         self.by_ticket[ticket] = slot
+        self._mark(terms.sym)
         if terms.expire_msc:
             self.next_expiry = min(self.next_expiry, terms.expire_msc)
         self._reserve(acc)
@@ -256,6 +262,7 @@ class PendingOrders:
             p, sl, tp = chk.check_sltp(eng, acc, req)
             pc = eng.positions.cols
             pc.sl[p], pc.tp[p] = sl, tp
+            eng.positions.mark_stops(int(pc.sym[p]))
             pc.time_update_msc[p] = eng.now_msc
             if eng.collect_effects:
                 eng._effects.position_upsert(eng.position_row(p))
@@ -295,6 +302,7 @@ class PendingOrders:
     def _modify(self, slot: int, new: chk.OrderTerms) -> None:
         c = self.cols
         c.price_open[slot], c.price_stoplimit[slot] = new.price, new.stoplimit
+        self._mark(int(c.sym[slot]))
         c.sl[slot], c.tp[slot] = new.sl, new.tp
         c.type_time[slot], c.expire_msc[slot] = new.type_time, new.expire_msc
         c.time_expiration[slot], c.margin[slot] = new.expiration, new.margin
@@ -322,13 +330,30 @@ class PendingOrders:
                 self._stop(kind, item, ticket, price, events)
         return events
 
+    def _mark(self, sym: int) -> None:
+        """Orders of ``sym`` changed: its trigger bounds must be recomputed."""
+        if sym < len(self.ord_dirty):
+            self.ord_dirty[sym] = True
+
+    def _bounds(self, n: int) -> None:
+        if len(self.ord_dirty) < n:
+            self.pos_bounds = np.zeros((n, 4), dtype=np.int64)
+            self.ord_bounds = np.zeros((n, 4), dtype=np.int64)
+            self.ord_dirty = np.ones(n, dtype=np.bool_)
+            self.eng.positions.stops_dirty_for(n)[:n] = True
+
     def scan_kernel(self, syms: np.ndarray) -> list[Fire]:
         """The firing sequence for the moved symbols ``syms``, by the numba kernel."""
         eng = self.eng
         sc, pc, c = eng.symbols.cols, eng.positions.cols, self.cols
-        self.by_sym.ensure_groups(len(eng.symbols))
+        n = len(eng.symbols)
+        self.by_sym.ensure_groups(n)
+        self._bounds(n)
+        bounds = (eng.positions.stops_dirty_for(n), self.pos_bounds, self.ord_dirty,
+                  self.ord_bounds)
         return fire_sequence(syms, sc.bid, sc.ask, eng.positions.by_sym, pc.volume, pc.sl,
-                             pc.tp, pc.ticket, self.by_sym, c.type, c.price_open, c.ticket)
+                             pc.tp, pc.ticket, self.by_sym, c.type, c.price_open, c.ticket,
+                             bounds)
 
     def scan_reference(self, syms: np.ndarray) -> list[Fire]:
         """The same sequence by the plain reference (a flat scan of every row)."""
@@ -403,6 +428,7 @@ class PendingOrders:
         if otype in chk.STOP_LIMITS:
             c.type[slot] = OrderType.BUY_LIMIT if otype % 2 == 0 else OrderType.SELL_LIMIT
             c.price_open[slot] = c.price_stoplimit[slot]
+            self._mark(int(c.sym[slot]))
             c.price_stoplimit[slot] = 0
             c.price_current[slot] = price
             self._emit(slot)
@@ -499,19 +525,26 @@ class PendingOrders:
 def fire_sequence(syms: np.ndarray, bid: np.ndarray, ask: np.ndarray, pos_index: SegmentedIndex,
                   pos_vol: np.ndarray, pos_sl: np.ndarray, pos_tp: np.ndarray,
                   pos_ticket: np.ndarray, ord_index: SegmentedIndex, ord_type: np.ndarray,
-                  ord_price: np.ndarray, ord_ticket: np.ndarray) -> list[Fire]:
+                  ord_price: np.ndarray, ord_ticket: np.ndarray,
+                  bounds: tuple | None = None) -> list[Fire]:
     """Run the trigger kernel over the moved symbols and put what fires in MT5's sequence:
-    SL/TP by position ticket, then activations by order ticket."""
+    SL/TP by position ticket, then activations by order ticket. ``bounds`` (dirty flags and
+    per-symbol price bounds for positions and orders) lets the kernel skip symbols whose
+    price is inside the bounds; without it every position and order is visited."""
     syms = np.ascontiguousarray(syms, dtype=np.int32)
     bound = int(pos_index.cnt[syms].sum()) + int(ord_index.cnt[syms].sum())
     if bound == 0:
         return []
+    if bounds is None:
+        n_sym = len(bid)
+        bounds = (np.ones(n_sym, np.bool_), np.zeros((n_sym, 4), np.int64),
+                  np.ones(n_sym, np.bool_), np.zeros((n_sym, 4), np.int64))
     kind = np.empty(bound, dtype=np.int8)
     item = np.empty(bound, dtype=np.int64)
     price = np.empty(bound, dtype=np.int64)
     n = scan_triggers(syms, bid, ask, pos_index.off, pos_index.cnt, pos_index.pool, pos_vol,
                       pos_sl, pos_tp, ord_index.off, ord_index.cnt, ord_index.pool, ord_type,
-                      ord_price, kind, item, price)
+                      ord_price, *bounds, kind, item, price)
     kind, item, price = kind[:n], item[:n], price[:n]
     is_order = kind == FIRE_ORDER
     tickets = np.empty(n, dtype=np.int64)

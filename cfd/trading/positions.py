@@ -39,6 +39,8 @@ class PositionTable:
         self.by_sym = SegmentedIndex(0, capacity)
         self.by_ticket: dict[int, int] = {}
         self.free: list[int] = []
+        # symbols whose SL/TP bounds (kernels.triggers) must be recomputed
+        self.stops_dirty = np.ones(64, dtype=np.bool_)
         self.comments: list[str] = [""] * self.cols.capacity
         self.external_ids: list[str] = [""] * self.cols.capacity
 
@@ -70,7 +72,22 @@ class PositionTable:
         c.acc_place[p] = self.by_acc.add(acc, p)
         c.sym_place[p] = self.by_sym.add(sym, p)
         self.by_ticket[ticket] = p
+        if sl or tp:
+            self.mark_stops(sym)
         return p
+
+    def mark_stops(self, sym: int) -> None:
+        """The SL/TP (or the side) of a position in ``sym`` changed."""
+        if sym >= len(self.stops_dirty):
+            grow = np.ones(max(sym + 1, 2 * len(self.stops_dirty)), dtype=np.bool_)
+            grow[: len(self.stops_dirty)] = self.stops_dirty
+            self.stops_dirty = grow
+        self.stops_dirty[sym] = True
+
+    def stops_dirty_for(self, n_symbols: int) -> np.ndarray:
+        if n_symbols > len(self.stops_dirty):
+            self.mark_stops(n_symbols - 1)
+        return self.stops_dirty
 
     def close(self, p: int) -> None:
         c = self.cols
