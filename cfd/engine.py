@@ -859,11 +859,10 @@ class Engine:
         accs = np.asarray(accs, dtype=np.int64)
         if len(accs) == 0:
             return []
-        if force:
-            events = self.stop_out(accs, True)
-        else:
-            hit = accs[self._below_stop_out(accs)]
-            events = self.stop_out(hit, False) if len(hit) else []
+        hit = accs if force else accs[self._below_stop_out(accs)]
+        events = self._remove_pending(hit) if len(hit) else []
+        if len(hit):
+            events.extend(self.stop_out(hit, force))
         ac = self.accounts.cols
         eq = self._equity(accs)
         m = ac.margin[accs]
@@ -879,6 +878,18 @@ class Engine:
             events.append(ev)
             self._effects.events.append(ev)
         ac.mc_flag[accs] = mc
+        return events
+
+    def _remove_pending(self, accs: np.ndarray) -> list[dict]:
+        """Stop-out, first step: remove the pending orders (they reserve margin)."""
+        events: list[dict] = []
+        for ext in self.extensions:
+            cancel = getattr(ext, "cancel_account", None)
+            if cancel is None:
+                continue
+            for a in accs.tolist():
+                if cancel(a, comment="stop out"):
+                    self._touch_account(a)
         return events
 
     def _equity(self, accs: np.ndarray) -> np.ndarray:

@@ -371,3 +371,16 @@ def test_withdrawal_counts_margin_reserved_by_pending_orders(book):
     assert book.info(1001)["margin_initial"] == 8_000.00
     assert book.apply(C.Withdraw, login=1001, amount=200_001).retcode == Retcode.NO_MONEY
     assert book.apply(C.Withdraw, login=1001, amount=200_000).retcode == Retcode.DONE
+
+
+def test_stop_out_removes_pending_orders_first(book):
+    assert book.send(1001, action=5, symbol="NVDA", volume=1.0, type=2, price=100.0,
+                     type_filling=2).retcode == Retcode.PLACED
+    assert book.buy(1001, "AAPL", 200.0).ok  # margin 200 * 230.10 * 0.2 = 9,204.00
+    # equity falls to 50% of the margin: 10,000 - 200 * (230.10 - bid) <= 4,602 -> bid 203.11
+    book.quote(AAPL=(207.0, 207.1))
+    book.quote(AAPL=(207.0, 207.1))
+    book.quote(AAPL=(203.0, 203.1))
+    assert book.positions(1001) == []
+    assert len(book.eng.extensions[0]) == 0
+    assert book.info(1001)["margin_initial"] == 0.0
