@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    uvicorn.run(rt.app, host=settings.host, port=settings.port, log_level="warning")
+    try:
+        uvicorn.run(rt.app, host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        rt.close()
     return 0
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,20 +11,13 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.routers import admin, mt5, streams
-from api.service import EngineService
+from api.service import EngineService, ServiceStopped
 
 
-def create_app(service: EngineService, demo: dict | None = None,
-               on_shutdown: Any = None) -> FastAPI:
-    """The app around a started :class:`EngineService` (``demo``: the demo credentials)."""
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        if on_shutdown is not None:
-            on_shutdown()
-
-    app = FastAPI(title="CFD engine: MT5-compatible API", version="0.1.0", lifespan=lifespan,
+def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
+    """The app around a started :class:`EngineService` (``demo``: the demo credentials).
+    The app does not own the service: whoever built it stops it (``Runtime.close``)."""
+    app = FastAPI(title="CFD engine: MT5-compatible API", version="0.1.0",
                   description="USDT-margined stock CFDs with MetaTrader 5's request shapes, "
                               "enum numbers, retcodes and result records.")
     app.state.service = service
@@ -57,12 +48,10 @@ def create_app(service: EngineService, demo: dict | None = None,
                    "type": str(e.get("type", ""))} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    @app.exception_handler(RuntimeError)
-    async def engine_stopped(_: Request, exc: RuntimeError) -> JSONResponse:
-        if service.failed is None:
-            raise exc
-        return JSONResponse({"detail": "the engine stopped after a store failure; the server "
-                                       "must restart and recover"}, status_code=503)
+    @app.exception_handler(ServiceStopped)
+    async def engine_stopped(_: Request, exc: ServiceStopped) -> JSONResponse:
+        return JSONResponse({"detail": f"{exc}; restart the server to recover"},
+                            status_code=503)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

@@ -69,7 +69,7 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
         rt.feed = FeedLoop(svc, settings.feed, settings.sessions, settings.feed_interval_ms,
                            settings.feed_seed)
         rt.feed.start()
-    rt.app = create_app(svc, rt.demo, on_shutdown=rt.close)
+    rt.app = create_app(svc, rt.demo)
     return rt
 
 

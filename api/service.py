@@ -43,6 +43,10 @@ def now_msc() -> int:
     return time.time_ns() // 1_000_000
 
 
+class ServiceStopped(RuntimeError):
+    """The writer is not running (stopped, or halted after a store failure)."""
+
+
 @dataclasses.dataclass
 class _Item:
     cmd: C.Command | None
@@ -177,19 +181,21 @@ class EngineService:
     # ------------------------------------------------------------------ commands
     def submit(self, cmd: C.Command, events: list[dict] | None = None,
                after: Callable[[Result], None] | None = None) -> cf.Future:
-        fut: cf.Future = cf.Future()
-        if self.failed is not None:
-            fut.set_exception(RuntimeError(f"engine stopped: {self.failed!r}"))
-            return fut
-        self._q.put(_Item(cmd, fut, events or [], after))
-        return fut
+        return self._put(_Item(cmd, cf.Future(), events or [], after))
+
+    def _put(self, item: _Item) -> cf.Future:
+        if self.failed is not None or self._thread is None:
+            why = f"after a store failure: {self.failed!r}" if self.failed else "(stopped)"
+            item.future.set_exception(ServiceStopped(f"the engine service is not running "
+                                                     f"{why}"))
+            return item.future
+        self._q.put(item)
+        return item.future
 
     def submit_events(self, events: list[dict],
                       after: Callable[[Result], None] | None = None) -> cf.Future:
         """Record events (no engine command) in the next batch's transaction."""
-        fut: cf.Future = cf.Future()
-        self._q.put(_Item(None, fut, events, after))
-        return fut
+        return self._put(_Item(None, cf.Future(), events, after))
 
     async def call(self, cmd: C.Command, events: list[dict] | None = None,
                    after: Callable[[Result], None] | None = None) -> Result:
