@@ -17,13 +17,46 @@ SCHEMA_VERSION = 1
 
 
 def _strings(values: list[str]) -> np.ndarray:
+    """Strings (without NUL) joined by NUL, as bytes; all-empty lists in bulk."""
+    if not any(values):
+        return np.zeros(max(len(values) - 1, 0), dtype=np.uint8)
     return np.frombuffer("\x00".join(values).encode(), dtype=np.uint8).copy()
 
 
 def _unstrings(arr: np.ndarray, n: int) -> list[str]:
     if n == 0:
         return []
+    if len(arr) == n - 1 and not arr.any():  # n empty strings
+        return [""] * n
     return arr.tobytes().decode().split("\x00")
+
+
+def _load_columns(cols: Any, arrays: dict[str, np.ndarray], prefix: str) -> None:
+    """``Columns.load`` in one pass: each column allocated once at its final capacity
+    (doubling from the current one, as ``reserve`` would), the tail set to the fill."""
+    n = len(arrays[f"{prefix}.{next(iter(cols._schema))}"])
+    cap = cols.capacity
+    while cap < max(n, 16):
+        cap *= 2
+    for k, dtype in cols._schema.items():
+        col = np.empty(cap, dtype=dtype)
+        col[:n] = arrays[f"{prefix}.{k}"]
+        col[n:] = cols._fill.get(k, 0)
+        setattr(cols, k, col)
+    cols.capacity = cap
+    cols.size = n
+
+
+def _active_by_ticket(active: np.ndarray, tickets: np.ndarray) -> np.ndarray | slice:
+    """Active slots in ticket order: a slice when the table is already in that order (no
+    copies), else the sorting index."""
+    n = len(tickets)
+    if n and len(active) == n and (n == 1 or bool((tickets[1:] > tickets[:-1]).all())):
+        return slice(0, n)
+    at = tickets[active] if len(active) != n else tickets
+    if len(at) < 2 or bool((at[1:] > at[:-1]).all()):
+        return active
+    return active[np.argsort(at, kind="stable")]
 
 
 def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
@@ -38,8 +71,8 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
     for k in ("id", "src", "dst", "amount", "kind", "deal"):
         yield f"posting.{k}", getattr(lp, k)[: lp.size]
     pc = eng.positions.cols
-    active = np.nonzero(pc.active[: pc.size])[0]
-    order = active[np.argsort(pc.ticket[active], kind="stable")]
+    active = np.flatnonzero(pc.active[: pc.size])
+    order = _active_by_ticket(active, pc.ticket[: pc.size])
     for k in ("ticket", "identifier", "acc", "sym", "volume", "price_open", "sl", "tp",
               "time_msc", "time_update_msc", "magic", "reason", "swap"):
         yield f"pos.{k}", getattr(pc, k)[order]
@@ -79,6 +112,9 @@ def take(eng: Engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     arrays["posting.comments"] = _strings(eng.ledger.comments)
     arrays["closed_tickets"] = np.array(list(eng.closed_tickets.items()),
                                         dtype=np.int64).reshape(-1, 2)
+    arrays["acc.names"] = _strings(eng.accounts.names)
+    arrays["acc.groups"] = _strings(eng.accounts.groups)
+    arrays["pos.free"] = np.array(eng.positions.free, dtype=np.int64)
     arrays.update({f"hygiene.{k}": v for k, v in eng.hygiene.snapshot().items()})
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -90,9 +126,6 @@ def take(eng: Engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "rejected_ticks": eng.rejected_ticks,
         "symbols": [s.to_dict() for s in eng.symbols.specs],
         "rates": {k: str(v) for k, v in eng.symbols.rates.items()},
-        "account_names": eng.accounts.names,
-        "account_groups": eng.accounts.groups,
-        "free_slots": eng.positions.free,
         "state_hash": eng.state_hash(),
     }
     for ext in eng.extensions:
@@ -104,6 +137,9 @@ def take(eng: Engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, Any],
             config: EngineConfig | None) -> Engine:
+    """The engine a snapshot describes, built in bulk (no per-position Python loops).
+
+    Also reads snapshots that kept account names, groups and free slots in ``meta``."""
     from decimal import Decimal
 
     from cfd.trading.segments import SegmentedIndex
@@ -114,35 +150,46 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
                          f"{SCHEMA_VERSION}: replay the journal from the start instead")
     specs = [SymbolSpec.from_dict(d) for d in meta["symbols"]]
     eng = cls(specs, {k: Decimal(v) for k, v in meta["rates"].items()}, config)
-    eng.accounts.cols.load(arrays, "acc")
-    eng.accounts.names = list(meta["account_names"])
-    eng.accounts.groups = list(meta["account_groups"])
-    eng.accounts.index = {int(x): i for i, x in enumerate(eng.accounts.cols.login[
-        : eng.accounts.cols.size])}
-    eng.ledger.ensure_clients(len(eng.accounts))
+    ac = eng.accounts.cols
+    _load_columns(ac, arrays, "acc")
+    n_acc = ac.size
+    if "acc.names" in arrays:
+        eng.accounts.names = _unstrings(arrays["acc.names"], n_acc)
+        eng.accounts.groups = _unstrings(arrays["acc.groups"], n_acc)
+    else:
+        eng.accounts.names = list(meta["account_names"])
+        eng.accounts.groups = list(meta["account_groups"])
+    eng.accounts.index = dict(zip(ac.login[:n_acc].tolist(), range(n_acc), strict=True))
+    eng.ledger.ensure_clients(n_acc)
     bal = arrays["ledger.balance"]
     eng.ledger.balance[: len(bal)] = bal
-    eng.ledger.postings.load(arrays, "posting")
+    _load_columns(eng.ledger.postings, arrays, "posting")
     eng.ledger.comments = _unstrings(arrays["posting.comments"], eng.ledger.postings.size)
     eng.ledger.next_id = int(meta["next_posting"])
     pos = eng.positions
-    pos.cols.load(arrays, "pos")
+    pc = pos.cols
+    _load_columns(pc, arrays, "pos")
     pos.by_acc = SegmentedIndex.from_state(arrays, "pos.by_acc")
     pos.by_sym = SegmentedIndex.from_state(arrays, "pos.by_sym")
-    pos.by_acc.ensure_groups(len(eng.accounts))
+    pos.by_acc.ensure_groups(n_acc)
     pos.by_sym.ensure_groups(len(eng.symbols))
-    pos.free = [int(x) for x in meta["free_slots"]]
-    comments = _unstrings(arrays["pos.comments"], pos.cols.size)
-    pos.comments = comments + [""] * (pos.cols.capacity - len(comments))
-    pos.external_ids = [""] * pos.cols.capacity
-    active = np.nonzero(pos.cols.active[: pos.cols.size])[0]
-    pos.by_ticket = {int(pos.cols.ticket[p]): int(p) for p in active}
-    eng.symbols.cols.load(arrays, "sym")
+    free = arrays["pos.free"] if "pos.free" in arrays else meta["free_slots"]
+    pos.free = np.asarray(free, dtype=np.int64).tolist()
+    comments = _unstrings(arrays["pos.comments"], pc.size)
+    comments.extend([""] * (pc.capacity - len(comments)))
+    pos.comments = comments
+    pos.external_ids = [""] * pc.capacity
+    active = np.flatnonzero(pc.active[: pc.size])
+    slots = range(pc.size) if len(active) == pc.size else active.tolist()
+    pos.by_ticket = dict(zip(pc.ticket[active].tolist(), slots, strict=True))
+    _load_columns(eng.symbols.cols, arrays, "sym")
     for log_name, log in (("deal", eng.deals), ("order", eng.orders)):
-        log.cols.load(arrays, log_name)
-        log.comments = _unstrings(arrays[f"{log_name}.comments"], log.cols.size)
-        log.by_ticket = {int(t): i for i, t in enumerate(log.cols.ticket[: log.cols.size])}
-    eng.closed_tickets = {int(t): int(a) for t, a in arrays["closed_tickets"]}
+        _load_columns(log.cols, arrays, log_name)
+        n = log.cols.size
+        log.comments = _unstrings(arrays[f"{log_name}.comments"], n)
+        log.by_ticket = dict(zip(log.cols.ticket[:n].tolist(), range(n), strict=True))
+    closed = arrays["closed_tickets"].reshape(-1, 2)
+    eng.closed_tickets = dict(zip(closed[:, 0].tolist(), closed[:, 1].tolist(), strict=True))
     eng.next_order, eng.next_deal = int(meta["next_order"]), int(meta["next_deal"])
     eng.seq, eng.now_msc = int(meta["seq"]), int(meta["now_msc"])
     eng.rejected_ticks = int(meta.get("rejected_ticks", 0))

@@ -145,8 +145,10 @@ class DurableEngine:
         if self._failed is not None:
             raise StoreError("no snapshot of an engine that is ahead of its store")
         arrays, meta = self.engine.snapshot()
+        state_hash = meta.get("state_hash") if isinstance(meta, dict) else None
         snap_id = self.store.save_snapshot(self.store.head_seq, arrays, meta,
-                                           self.engine.state_hash(), self._schema_version)
+                                           state_hash or self.engine.state_hash(),
+                                           self._schema_version)
         self._since_snapshot = 0
         return snap_id
 

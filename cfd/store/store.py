@@ -12,14 +12,17 @@ One process writes (the writer lease); any number may open read-only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import json
 import os
 import socket
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,8 +61,67 @@ class Snapshot:
     meta: dict[str, Any]
 
 
+#: A snapshot chunk that names a file beside the SQLite database holding the raw blob.
+FILE_MAGIC = b"CFDFILE1\n"
+#: On SQLite file stores, snapshot blobs at least this big go to a file (see save_snapshot).
+SNAPSHOT_FILE_MIN_BYTES = 32 * 1024 * 1024
+
+#: First bytes of a raw snapshot blob (see :func:`blob_parts`); older blobs are ``.npz``.
+RAW_MAGIC = b"CFDSNAP2\n"
+
+
+def blob_parts(arrays: dict[str, np.ndarray], chunk_bytes: int) -> list[Any]:
+    """A snapshot blob as a list of chunks, without copying the arrays' data.
+
+    Chunk 0 is :data:`RAW_MAGIC`, a 4-byte little-endian length and a JSON header listing
+    ``[name, dtype, shape]`` per array; then each array's raw bytes (C order) follow in
+    chunks of at most ``chunk_bytes`` (memoryviews of the arrays: an array never shares a
+    chunk with another). No compression, no pickles.
+    """
+    items = []
+    parts: list[Any] = []
+    for name, value in arrays.items():
+        a = np.asarray(value)
+        if not a.flags.c_contiguous:  # (ascontiguousarray would make 0-d arrays 1-d)
+            a = a.copy(order="C")
+        if a.dtype.hasobject:
+            raise TypeError(f"snapshot array {name!r} holds Python objects")
+        items.append([name, a.dtype.str, list(a.shape)])
+        raw = memoryview(a.reshape(-1).view(np.uint8)) if a.size else memoryview(b"")
+        for i in range(0, len(raw), chunk_bytes):
+            parts.append(raw[i:i + chunk_bytes])
+    header = json.dumps({"arrays": items, "chunk_bytes": chunk_bytes}).encode()
+    return [RAW_MAGIC + len(header).to_bytes(4, "little") + header, *parts]
+
+
+def arrays_from_parts(parts: Iterator[bytes]) -> dict[str, np.ndarray]:
+    """The inverse of :func:`blob_parts` (one copy of each array's data, writable)."""
+    it = iter(parts)
+    head = bytes(next(it))
+    if not head.startswith(RAW_MAGIC):
+        raise ValueError("not a raw snapshot blob")
+    off = len(RAW_MAGIC)
+    n = int.from_bytes(head[off:off + 4], "little")
+    header = json.loads(head[off + 4: off + 4 + n])
+    out: dict[str, np.ndarray] = {}
+    for name, dtype, shape in header["arrays"]:
+        dt = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        buf = np.empty(count * dt.itemsize, dtype=np.uint8)
+        pos = 0
+        while pos < len(buf):
+            chunk = next(it)
+            buf[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            pos += len(chunk)
+        out[name] = buf.view(dt).reshape(shape)
+    if next(it, None) is not None:
+        raise ValueError("raw snapshot blob has trailing chunks")
+    return out
+
+
 def encode_arrays(arrays: dict[str, np.ndarray]) -> bytes:
-    """Arrays -> uncompressed ``.npz`` bytes (no pickles)."""
+    """Arrays -> uncompressed ``.npz`` bytes (no pickles). Legacy snapshot format; new
+    snapshots use :func:`blob_parts`."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     return buf.getvalue()
@@ -266,26 +328,128 @@ class Store:
 
     # -- snapshots -----------------------------------------------------------------------
 
+    def snapshot_dir(self) -> Path | None:
+        """Where a SQLite store keeps big snapshot blobs (``<db>.snapshots/``), else None."""
+        path = schema.sqlite_file(self.engine)
+        return None if path is None else path.with_name(path.name + ".snapshots")
+
     def save_snapshot(self, seq: int, arrays: dict[str, np.ndarray], meta: dict[str, Any],
                       state_hash: str, schema_version: int = SNAPSHOT_SCHEMA_VERSION) -> int:
-        """Store the state at journal ``seq`` (arrays as ``.npz``, chunked); returns its id."""
+        """Store the state at journal ``seq``; returns its id.
+
+        The arrays go in raw, uncompressed (:func:`blob_parts`), streamed from the arrays'
+        memory with no whole-blob copy: in chunk rows (one ``INSERT`` per chunk of at most
+        :data:`SNAPSHOT_CHUNK_BYTES`), or, on a SQLite file store and from
+        :data:`SNAPSHOT_FILE_MIN_BYTES` up, in a file beside the database (written and
+        fsynced before the row that names it commits: SQLite writes big blobs through its
+        WAL twice, a file once). Size and sha256 are recorded and checked on load.
+        """
         self._check_writer()
         if seq > self._head_seq:
             raise StoreError(f"snapshot at seq {seq} is past the journal head {self._head_seq}")
-        blob = encode_arrays(arrays)
-        chunks = [blob[i:i + SNAPSHOT_CHUNK_BYTES]
-                  for i in range(0, len(blob), SNAPSHOT_CHUNK_BYTES)] or [b""]
+        parts = blob_parts(arrays, SNAPSHOT_CHUNK_BYTES)
+        size = sum(len(p) for p in parts)
+        digest = hashlib.sha256()
+        folder = self.snapshot_dir()
+        file: Path | None = None
+        if folder is not None and size >= SNAPSHOT_FILE_MIN_BYTES:
+            file = folder / f"{seq:012d}-{uuid.uuid4().hex}.snap"
+            _write_file(file, parts, digest)
+            parts = [FILE_MAGIC + json.dumps({"file": file.name}).encode()]
+        else:
+            for part in parts:
+                digest.update(part)
         s = m.SnapshotRow.__table__
-        with self.engine.begin() as conn:
-            snap_id = conn.execute(insert(s).values(
-                seq=seq, state_hash=state_hash, schema_version=schema_version,
-                created_msc=_now_msc(), meta=meta, n_chunks=len(chunks), size=len(blob),
-                blob_sha256=hashlib.sha256(blob).hexdigest(),
-            ).returning(s.c.id)).scalar_one()
-            for i, chunk in enumerate(chunks):
-                conn.execute(insert(m.SnapshotChunk.__table__),
-                             {"snapshot_id": snap_id, "idx": i, "data": chunk})
+        c = m.SnapshotChunk.__table__
+        try:
+            with self.engine.begin() as conn:
+                snap_id = conn.execute(insert(s).values(
+                    seq=seq, state_hash=state_hash, schema_version=schema_version,
+                    created_msc=_now_msc(), meta=meta, n_chunks=len(parts), size=size,
+                    blob_sha256=digest.hexdigest(),
+                ).returning(s.c.id)).scalar_one()
+                if fast_supported(conn):
+                    mark = "?" if conn.dialect.paramstyle == "qmark" else "%b"
+                    sql = (f"INSERT INTO snapshot_chunks (snapshot_id, idx, data) "
+                           f"VALUES ({mark}, {mark}, {mark})")
+                    cur = conn.connection.cursor()
+                    try:
+                        for i, part in enumerate(parts):
+                            cur.execute(sql, (snap_id, i, part))
+                    finally:
+                        cur.close()
+                else:
+                    for i, part in enumerate(parts):
+                        conn.execute(insert(c), {"snapshot_id": snap_id, "idx": i,
+                                                 "data": bytes(part)})
+        except BaseException:
+            if file is not None:
+                file.unlink(missing_ok=True)
+            raise
         return snap_id
+
+    def _snapshot_arrays(self, conn: Connection, row: Any) -> dict[str, np.ndarray]:
+        """Stream the chunks of snapshot ``row`` (checking count, size and sha256)."""
+        c = m.SnapshotChunk.__table__
+        digest = hashlib.sha256()
+        seen = {"n": 0, "size": 0}
+
+        def chunks() -> Iterator[bytes]:
+            if fast_supported(conn):
+                mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                cur = conn.connection.cursor()
+                sql = ("SELECT data FROM snapshot_chunks "
+                       f"WHERE snapshot_id = {mark} AND idx = {mark}")
+                try:
+                    for i in range(row["n_chunks"]):
+                        if conn.dialect.name == "postgresql":
+                            cur.execute(sql, (row["id"], i), binary=True)
+                        else:
+                            cur.execute(sql, (row["id"], i))
+                        got = cur.fetchone()
+                        if got is None:
+                            return
+                        yield got[0]
+                finally:
+                    cur.close()
+            else:
+                yield from conn.execute(select(c.c.data).where(c.c.snapshot_id == row["id"])
+                                        .order_by(c.c.idx)).scalars()
+
+        def checked() -> Iterator[bytes]:
+            for data in chunks():
+                digest.update(data)
+                seen["n"] += 1
+                seen["size"] += len(data)
+                yield data
+
+        bad = StoreCorrupted(f"snapshot {row['id']} blob does not match its checksum",
+                             row["seq"])
+        it = checked()
+        first = next(it, b"")
+        if bytes(first[:len(FILE_MAGIC)]) == FILE_MAGIC:
+            it.close()
+            return self._file_arrays(bytes(first), row, bad)
+        try:
+            if bytes(first[:len(RAW_MAGIC)]) == RAW_MAGIC:
+                arrays = arrays_from_parts(_prepend(first, it))
+            else:  # legacy .npz snapshot: the whole blob at once
+                arrays = None
+                blob = b"".join([bytes(first), *(bytes(x) for x in it)])
+        except (ValueError, KeyError, StopIteration, TypeError) as exc:
+            it.close()
+            raise bad from exc
+        for _ in it:  # drain (counts a surplus chunk)
+            pass
+        if (seen["n"] != row["n_chunks"] or seen["size"] != row["size"]
+                or digest.hexdigest() != row["blob_sha256"]):
+            raise bad
+        if arrays is None:
+            try:
+                arrays = decode_arrays(blob)
+            except Exception as exc:
+                raise bad from exc
+        return arrays
 
     def latest_snapshot(self, schema_version: int = SNAPSHOT_SCHEMA_VERSION
                         ) -> Snapshot | None:
@@ -295,7 +459,6 @@ class Store:
         and (:class:`StoreCorrupted`) one past the journal head or whose blob changed.
         """
         s = m.SnapshotRow.__table__
-        c = m.SnapshotChunk.__table__
         with self.engine.connect() as conn:
             row = conn.execute(select(s).order_by(s.c.seq.desc(), s.c.id.desc()).limit(1)
                                ).mappings().first()
@@ -312,16 +475,10 @@ class Store:
             if row["seq"] > head_seq:
                 raise StoreCorrupted(f"the latest snapshot is at seq {row['seq']}, past the "
                                      f"journal head {head_seq} (journal truncated)", head_seq)
-            parts = conn.execute(select(c.c.idx, c.c.data).where(c.c.snapshot_id == row["id"])
-                                 .order_by(c.c.idx)).all()
-        blob = b"".join(bytes(p.data) for p in parts)
-        if (len(parts) != row["n_chunks"] or len(blob) != row["size"]
-                or hashlib.sha256(blob).hexdigest() != row["blob_sha256"]):
-            raise StoreCorrupted(f"snapshot {row['id']} blob does not match its checksum",
-                                 row["seq"])
+            arrays = self._snapshot_arrays(conn, row)
         return Snapshot(seq=row["seq"], state_hash=row["state_hash"],
                         schema_version=row["schema_version"], created_msc=row["created_msc"],
-                        arrays=decode_arrays(blob), meta=row["meta"])
+                        arrays=arrays, meta=row["meta"])
 
     def snapshot_list(self) -> list[dict[str, Any]]:
         s = m.SnapshotRow.__table__
@@ -332,18 +489,43 @@ class Store:
     def load_snapshot(self, snapshot_id: int) -> Snapshot:
         """One snapshot by id, whatever its schema version (for checks and tools)."""
         s = m.SnapshotRow.__table__
-        c = m.SnapshotChunk.__table__
         with self.engine.connect() as conn:
             row = conn.execute(select(s).where(s.c.id == snapshot_id)).mappings().one()
-            parts = conn.execute(select(c.c.data).where(c.c.snapshot_id == snapshot_id)
-                                 .order_by(c.c.idx)).scalars().all()
-        blob = b"".join(bytes(p) for p in parts)
-        if hashlib.sha256(blob).hexdigest() != row["blob_sha256"]:
-            raise StoreCorrupted(f"snapshot {snapshot_id} blob does not match its checksum",
-                                 row["seq"])
+            arrays = self._snapshot_arrays(conn, row)
         return Snapshot(seq=row["seq"], state_hash=row["state_hash"],
                         schema_version=row["schema_version"], created_msc=row["created_msc"],
-                        arrays=decode_arrays(blob), meta=row["meta"])
+                        arrays=arrays, meta=row["meta"])
+
+    def _file_ref(self, data: bytes) -> Path | None:
+        folder = self.snapshot_dir()
+        if folder is None or not data.startswith(FILE_MAGIC):
+            return None
+        name = json.loads(data[len(FILE_MAGIC):])["file"]
+        if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"bad snapshot file name {name!r}")
+        return folder / name
+
+    def _file_arrays(self, ref: bytes, row: Any, bad: StoreCorrupted) -> dict[str, np.ndarray]:
+        try:
+            path = self._file_ref(ref)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise bad from exc
+        if path is None:
+            raise StoreCorrupted(
+                f"snapshot {row['id']} lives in a file beside a SQLite database, but this "
+                f"store is {self.url}", row["seq"])
+        if not path.exists():
+            raise StoreCorrupted(
+                f"snapshot {row['id']} (seq {row['seq']}): its file {path} is missing. Put "
+                "it back, or drop the snapshots (Store.drop_snapshots()) so that start-up "
+                "replays the whole journal.", row["seq"])
+        try:
+            arrays, size, digest = _read_file(path)
+        except (ValueError, KeyError, TypeError, EOFError) as exc:
+            raise bad from exc
+        if size != row["size"] or digest != row["blob_sha256"]:
+            raise bad
+        return arrays
 
     def drop_snapshots(self, keep_last: int = 0) -> int:
         """Delete snapshots (all, or all but the newest ``keep_last``); returns how many."""
@@ -353,9 +535,17 @@ class Store:
         with self.engine.begin() as conn:
             ids = conn.execute(select(s.c.id).order_by(s.c.seq.desc(), s.c.id.desc())
                                ).scalars().all()[keep_last:]
+            files = []
             if ids:
+                for data in conn.execute(select(c.c.data).where(c.c.snapshot_id.in_(ids),
+                                                                c.c.idx == 0)).scalars():
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        files.append(self._file_ref(bytes(data[:4096])))
                 conn.execute(delete(c).where(c.c.snapshot_id.in_(ids)))
                 conn.execute(delete(s).where(s.c.id.in_(ids)))
+        for f in files:
+            if f is not None:
+                f.unlink(missing_ok=True)
         return len(ids)
 
     # -- query side ----------------------------------------------------------------------
@@ -423,6 +613,75 @@ class Store:
             raise StoreReadOnly(f"the store {self.url} is open read-only")
         if self.owner is None:
             raise StoreError(f"the store {self.url} is closed")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, parts: list[Any], digest: Any) -> None:
+    """Write ``parts`` to ``path`` durably (temp file, fsync, rename, fsync the folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb", buffering=0) as f:
+            for part in parts:
+                digest.update(part)
+                view = memoryview(part)
+                while len(view):
+                    view = view[f.write(view):]
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _read_file(path: Path) -> tuple[dict[str, np.ndarray], int, str]:
+    """A raw snapshot blob from a file: (arrays, size in bytes, sha256 hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+
+        def take(n: int) -> np.ndarray:
+            buf = np.empty(n, dtype=np.uint8)
+            view = memoryview(buf)
+            got = 0
+            while got < n:
+                k = f.readinto(view[got:])
+                if not k:
+                    raise EOFError(f"{path} ends early")
+                got += k
+            digest.update(view)
+            return buf
+
+        head = take(len(RAW_MAGIC) + 4).tobytes()
+        if not head.startswith(RAW_MAGIC):
+            raise ValueError("not a raw snapshot file")
+        n = int.from_bytes(head[len(RAW_MAGIC):], "little")
+        header = json.loads(take(n).tobytes())
+        size = len(head) + n
+        out: dict[str, np.ndarray] = {}
+        for name, dtype, shape in header["arrays"]:
+            dt = np.dtype(dtype)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+            out[name] = take(nbytes).view(dt).reshape(shape)
+            size += nbytes
+        if f.read(1):
+            raise ValueError(f"{path} has trailing bytes")
+    return out, size, digest.hexdigest()
+
+
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
 
 
 def _head(conn: Connection) -> tuple[int, str]:
