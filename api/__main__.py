@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--in-memory", action="store_true", help="no store (state is lost)")
     p.add_argument("--settings", help="settings file (default ./cfd-server.env)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("cfd").setLevel(logging.INFO)
 
     from api.server import build
     from api.settings import load_settings
