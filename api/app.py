@@ -14,6 +14,35 @@ from api.routers import admin, mt5, streams
 from api.service import EngineService, ServiceStopped
 
 
+class MeasureRequests:
+    """Pure ASGI middleware: request counts and latencies by route (no per-request task or
+    body copy, unlike ``@app.middleware("http")``)."""
+
+    def __init__(self, app: Any, metrics: Any) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], path, str(status[0])).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - t0)
+
+
 def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
     """The app around a started :class:`EngineService` (``demo``: the demo credentials).
     The app does not own the service: whoever built it stops it (``Runtime.close``)."""
@@ -27,19 +56,7 @@ def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
     app.include_router(streams.router)
     metrics = service.metrics
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            metrics.requests.labels(request.method, path, str(status)).inc()
-            metrics.latency.labels(path).observe(time.perf_counter() - t0)
+    app.add_middleware(MeasureRequests, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

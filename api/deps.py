@@ -10,7 +10,7 @@ from api.auth import Admin, Client
 from api.service import EngineService
 
 
-def get_service(request: Request) -> EngineService:
+async def get_service(request: Request) -> EngineService:
     return request.app.state.service
 
 
@@ -30,7 +30,7 @@ def _unauthorized(why: str) -> HTTPException:
     return HTTPException(401, why, headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_client(
+async def current_client(
     svc: ServiceDep,
     x_cfd_login: Annotated[str | None, Header(alias="X-CFD-Login")] = None,
     authorization: Annotated[str | None, Header()] = None,
@@ -48,7 +48,7 @@ def current_client(
     return who
 
 
-def current_admin(
+async def current_admin(
     svc: ServiceDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Admin:
