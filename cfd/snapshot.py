@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -95,17 +96,44 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
         yield from ext.canonical_arrays()
 
 
-def take(eng: Engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def state_hash(eng: Engine) -> str:
+    """``Engine.state_hash()``, byte for byte, hashing the canonical arrays in place (no
+    ``tobytes`` copies)."""
+    h = hashlib.sha256()
+    for name, arr in canonical_arrays(eng):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def _cols(cols: Any, prefix: str, copy: bool) -> dict[str, np.ndarray]:
+    if copy:
+        return cols.dump(prefix)
+    return {f"{prefix}.{k}": getattr(cols, k)[: cols.size] for k in cols._schema}
+
+
+def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The engine's state as arrays and a JSON-able meta dict (with its state hash).
+
+    ``copy=False`` returns views of the engine's columns where it can (no 1+ GB of copies
+    at 10M positions): only for a caller that stores them before the engine moves on."""
     arrays: dict[str, np.ndarray] = {}
-    arrays.update(eng.accounts.cols.dump("acc"))
-    arrays["ledger.balance"] = eng.ledger.balance[: eng.ledger.n_accounts].copy()
-    arrays.update(eng.ledger.postings.dump("posting"))
-    arrays.update(eng.positions.cols.dump("pos"))
-    arrays.update(eng.positions.by_acc.state("pos.by_acc"))
-    arrays.update(eng.positions.by_sym.state("pos.by_sym"))
-    arrays.update(eng.symbols.cols.dump("sym"))
-    arrays.update(eng.deals.cols.dump("deal"))
-    arrays.update(eng.orders.cols.dump("order"))
+    arrays.update(_cols(eng.accounts.cols, "acc", copy))
+    bal = eng.ledger.balance[: eng.ledger.n_accounts]
+    arrays["ledger.balance"] = bal.copy() if copy else bal
+    arrays.update(_cols(eng.ledger.postings, "posting", copy))
+    arrays.update(_cols(eng.positions.cols, "pos", copy))
+    for name, idx in (("pos.by_acc", eng.positions.by_acc), ("pos.by_sym", eng.positions.by_sym)):
+        if copy:
+            arrays.update(idx.state(name))
+        else:
+            arrays.update({f"{name}.off": idx.off[: idx.n_groups],
+                           f"{name}.cnt": idx.cnt[: idx.n_groups],
+                           f"{name}.cap": idx.cap[: idx.n_groups],
+                           f"{name}.pool": idx.pool[: idx.end]})
+    arrays.update(_cols(eng.symbols.cols, "sym", copy))
+    arrays.update(_cols(eng.deals.cols, "deal", copy))
+    arrays.update(_cols(eng.orders.cols, "order", copy))
     arrays["pos.comments"] = _strings(eng.positions.comments[: eng.positions.cols.size])
     arrays["deal.comments"] = _strings(eng.deals.comments)
     arrays["order.comments"] = _strings(eng.orders.comments)
@@ -126,7 +154,7 @@ def take(eng: Engine) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "rejected_ticks": eng.rejected_ticks,
         "symbols": [s.to_dict() for s in eng.symbols.specs],
         "rates": {k: str(v) for k, v in eng.symbols.rates.items()},
-        "state_hash": eng.state_hash(),
+        "state_hash": state_hash(eng),
     }
     for ext in eng.extensions:
         ext_arrays, ext_meta = ext.snapshot()

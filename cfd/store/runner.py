@@ -144,7 +144,7 @@ class DurableEngine:
         """Snapshot the engine at the current journal head; returns the snapshot id."""
         if self._failed is not None:
             raise StoreError("no snapshot of an engine that is ahead of its store")
-        arrays, meta = self.engine.snapshot()
+        arrays, meta = _take_snapshot(self.engine)
         state_hash = meta.get("state_hash") if isinstance(meta, dict) else None
         snap_id = self.store.save_snapshot(self.store.head_seq, arrays, meta,
                                            state_hash or self.engine.state_hash(),
@@ -154,6 +154,29 @@ class DurableEngine:
 
     def close(self) -> None:
         self.store.close()
+
+
+def state_hash_of(engine: Any) -> str:
+    """``engine.state_hash()`` (for the real engine: the same digest, without copies)."""
+    from cfd.engine import Engine
+
+    if isinstance(engine, Engine) and type(engine).state_hash is Engine.state_hash:
+        from cfd.snapshot import state_hash
+
+        return state_hash(engine)
+    return engine.state_hash()
+
+
+def _take_snapshot(engine: Any) -> tuple[Any, Any]:
+    """``engine.snapshot()``; for the real engine, views instead of copies (the arrays are
+    stored before the engine applies anything else)."""
+    from cfd.engine import Engine
+
+    if isinstance(engine, Engine) and type(engine).snapshot is Engine.snapshot:
+        from cfd.snapshot import take
+
+        return take(engine, copy=False)
+    return engine.snapshot()
 
 
 def replay(engine: Any, entries: Iterable[JournalEntry], decode: Callable[[str, bytes], Any]
@@ -189,16 +212,17 @@ def recover(store: Store, api: EngineApi | None = None) -> Any:
     if snap is None:
         engine, after = api.new(), 0
     else:
+        after, recorded = snap.seq, snap.state_hash
         engine = api.from_snapshot(snap.arrays, snap.meta)
-        got = engine.state_hash()
-        if got != snap.state_hash:
+        snap = None  # the engine holds its own copies: let the loaded arrays go
+        got = state_hash_of(engine)
+        if got != recorded:
             raise RecoveryMismatch(
-                f"the state rebuilt from the snapshot at seq {snap.seq} hashes to {got}, but "
-                f"the live engine recorded {snap.state_hash}. The snapshot (or the engine's "
+                f"the state rebuilt from the snapshot at seq {after} hashes to {got}, but "
+                f"the live engine recorded {recorded}. The snapshot (or the engine's "
                 "snapshot code) is faulty: start-up stopped. Drop the snapshots "
                 "(Store.drop_snapshots()) to recover by replaying the whole journal, and "
                 "report this as a bug.")
-        after = snap.seq
     replay(engine, store.read_journal(after), api.decode)
     return engine
 

@@ -17,7 +17,9 @@ import hashlib
 import io
 import json
 import os
+import queue
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -354,11 +356,16 @@ class Store:
         file: Path | None = None
         if folder is not None and size >= SNAPSHOT_FILE_MIN_BYTES:
             file = folder / f"{seq:012d}-{uuid.uuid4().hex}.snap"
-            _write_file(file, parts, digest)
+            hasher = _HashThread()
+            try:
+                _write_file(file, parts, hasher)
+            finally:
+                sha = hasher.hexdigest()
             parts = [FILE_MAGIC + json.dumps({"file": file.name}).encode()]
         else:
             for part in parts:
                 digest.update(part)
+            sha = digest.hexdigest()
         s = m.SnapshotRow.__table__
         c = m.SnapshotChunk.__table__
         try:
@@ -366,7 +373,7 @@ class Store:
                 snap_id = conn.execute(insert(s).values(
                     seq=seq, state_hash=state_hash, schema_version=schema_version,
                     created_msc=_now_msc(), meta=meta, n_chunks=len(parts), size=size,
-                    blob_sha256=digest.hexdigest(),
+                    blob_sha256=sha,
                 ).returning(s.c.id)).scalar_one()
                 if fast_supported(conn):
                     mark = "?" if conn.dialect.paramstyle == "qmark" else "%b"
@@ -626,6 +633,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class _HashThread:
+    """sha256 fed from another thread (hashlib and file I/O both release the GIL, so the
+    hash overlaps the reads or writes). Buffers must not change until :meth:`hexdigest`."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._t = threading.Thread(target=self._run, name="snapshot-sha256", daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while (buf := self._q.get()) is not None:
+            self._h.update(buf)
+
+    def update(self, buf: Any) -> None:
+        self._q.put(buf)
+
+    def hexdigest(self) -> str:
+        self._q.put(None)
+        self._t.join()
+        return self._h.hexdigest()
+
+
 def _write_file(path: Path, parts: list[Any], digest: Any) -> None:
     """Write ``parts`` to ``path`` durably (temp file, fsync, rename, fsync the folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -647,7 +677,14 @@ def _write_file(path: Path, parts: list[Any], digest: Any) -> None:
 
 def _read_file(path: Path) -> tuple[dict[str, np.ndarray], int, str]:
     """A raw snapshot blob from a file: (arrays, size in bytes, sha256 hex)."""
-    digest = hashlib.sha256()
+    digest = _HashThread()
+    try:
+        return _read_file_into(path, digest)
+    finally:
+        digest.hexdigest()
+
+
+def _read_file_into(path: Path, digest: _HashThread) -> tuple[dict[str, np.ndarray], int, str]:
     with open(path, "rb", buffering=0) as f:
 
         def take(n: int) -> np.ndarray:
