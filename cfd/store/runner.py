@@ -14,6 +14,7 @@ replays the whole journal from an empty engine and checks the hash at every snap
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
@@ -184,17 +185,30 @@ def replay(engine: Any, entries: Iterable[JournalEntry], decode: Callable[[str, 
     """Apply journaled commands to ``engine``; returns the last seq (0 if none).
 
     Effect rows are not built while replaying (they are in the query tables already)."""
+    return _replay(engine, ((e.seq, e.kind, e.payload) for e in entries), decode)
+
+
+def _replay(engine: Any, rows: Iterable[tuple[Any, ...]],
+            decode: Callable[[str, bytes], Any]) -> int:
+    """Replay ``(seq, kind, payload, ...)`` rows. The cyclic garbage collector is paused
+    meanwhile (replay makes millions of short-lived objects and few cycles; the scans of a
+    big engine's heap would cost more than the replay's own work)."""
     last = 0
     collecting = getattr(engine, "collect_effects", None)
     if collecting is not None:
         engine.collect_effects = False
+    gc_was = gc.isenabled()
+    gc.disable()
+    apply = engine.apply
     try:
-        for n, e in enumerate(entries, 1):
-            engine.apply(decode(e.kind, e.payload))
-            last = e.seq
+        for n, row in enumerate(rows, 1):
+            apply(decode(row[1], row[2]))
+            last = row[0]
             if n % _DRAIN_EVERY == 0:
                 engine.take_effects()  # already in the query tables: drop them
     finally:
+        if gc_was:
+            gc.enable()
         if collecting is not None:
             engine.collect_effects = collecting
     engine.take_effects()
@@ -223,7 +237,9 @@ def recover(store: Store, api: EngineApi | None = None) -> Any:
                 "snapshot code) is faulty: start-up stopped. Drop the snapshots "
                 "(Store.drop_snapshots()) to recover by replaying the whole journal, and "
                 "report this as a bug.")
-    replay(engine, store.read_journal(after), api.decode)
+    _replay(engine, ((r[0], r[2], r[4]) for r in store.journal_rows(after)), api.decode)
+    gc.collect()
+    gc.freeze()  # the recovered state lives as long as the process: no more GC scans of it
     return engine
 
 

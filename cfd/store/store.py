@@ -19,6 +19,7 @@ import json
 import os
 import queue
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -43,10 +44,13 @@ from cfd.store.errors import (
 from cfd.store.journal import GENESIS_HASH, JournalEntry, chain_hash
 from cfd.store.writes import JOURNAL, apply_effects, fast_supported
 
+_CHAIN_HEAD = struct.Struct(">qqI")
+_U32 = struct.Struct(">I")
+
 #: Layout version of snapshots written by default (callers may pass their own).
 SNAPSHOT_SCHEMA_VERSION = 1
 SNAPSHOT_CHUNK_BYTES = 64 * 1024 * 1024
-_READ_PAGE = 5_000
+_READ_PAGE = 20_000
 
 
 def _now_msc() -> int:
@@ -265,6 +269,14 @@ class Store:
         Raises :class:`StoreCorrupted` on an edited row, a gap, a missing tail or rows past
         the head, naming the seq.
         """
+        for seq, time_msc, kind, actor, payload, h in self.journal_rows(after_seq):
+            yield JournalEntry(kind=kind, payload=payload, time_msc=time_msc, actor=actor,
+                               seq=seq, hash=h)
+
+    def journal_rows(self, after_seq: int = 0
+                     ) -> Iterator[tuple[int, int, str, str, bytes, str]]:
+        """:meth:`read_journal` as plain ``(seq, time_msc, kind, actor, payload, hash)``
+        tuples (for replay: no per-row objects), checked the same way."""
         t = m.JournalRow.__table__
         with self.engine.connect() as conn:
             head_seq, head_hash = _head(conn)
@@ -282,27 +294,36 @@ class Store:
                         f"journal row missing below the head {head_seq} (truncated journal)",
                         after_seq)
         expected = after_seq + 1
+        sha256 = hashlib.sha256
+        fromhex = bytes.fromhex
+        pack = _CHAIN_HEAD.pack
+        u32 = _U32.pack
         while True:
-            with self.engine.connect() as conn:
-                page = conn.execute(
-                    select(t).where(t.c.seq >= expected).order_by(t.c.seq).limit(_READ_PAGE)
-                ).all()
-            for r in page:
-                if r.seq != expected:
+            page = self._journal_page(expected)
+            for row in page:
+                seq, time_msc, kind, actor, payload, stored = row
+                if seq != expected:
                     raise StoreCorrupted(
-                        f"journal gap: expected seq {expected}, next row is {r.seq}", expected)
-                if r.seq > head_seq:
-                    raise StoreCorrupted(f"journal row {r.seq} lies past the recorded head "
-                                         f"{head_seq}", r.seq)
-                payload = bytes(r.payload)
-                h = chain_hash(prev, r.seq, r.time_msc, r.kind, r.actor, payload)
-                if h != r.hash:
+                        f"journal gap: expected seq {expected}, next row is {seq}", expected)
+                if seq > head_seq:
+                    raise StoreCorrupted(f"journal row {seq} lies past the recorded head "
+                                         f"{head_seq}", seq)
+                if type(payload) is not bytes:
+                    payload = bytes(payload)
+                    row = (seq, time_msc, kind, actor, payload, stored)
+                kb = kind.encode()
+                ab = actor.encode()
+                # = journal.chain_hash(prev, seq, time_msc, kind, actor, payload), inlined
+                h = sha256(fromhex(prev) + pack(seq, time_msc, len(kb)) + kb + u32(len(ab))
+                           + ab + u32(len(payload)))
+                h.update(payload)
+                h = h.hexdigest()
+                if h != stored:
                     raise StoreCorrupted("journal row does not match its hash chain (edited, "
-                                         "or an earlier row was)", r.seq)
+                                         "or an earlier row was)", seq)
                 prev = h
                 expected += 1
-                yield JournalEntry(kind=r.kind, payload=payload, time_msc=r.time_msc,
-                                   actor=r.actor, seq=r.seq, hash=h)
+                yield row
             if len(page) < _READ_PAGE:
                 break
         last = expected - 1
@@ -312,6 +333,24 @@ class Store:
                 last + 1)
         if prev != head_hash:
             raise StoreCorrupted("the last journal row does not match the head's hash", last)
+
+    def _journal_page(self, first_seq: int) -> list[Any]:
+        """Up to ``_READ_PAGE`` journal rows from ``first_seq`` (one short read transaction)."""
+        t = m.JournalRow.__table__
+        with self.engine.connect() as conn:
+            if fast_supported(conn):
+                mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                cur = conn.connection.cursor()
+                try:
+                    cur.execute("SELECT seq, time_msc, kind, actor, payload, hash FROM journal "
+                                f"WHERE seq >= {mark} ORDER BY seq LIMIT {mark}",
+                                (first_seq, _READ_PAGE))
+                    return cur.fetchall()
+                finally:
+                    cur.close()
+            return [tuple(r) for r in conn.execute(
+                select(t.c.seq, t.c.time_msc, t.c.kind, t.c.actor, t.c.payload, t.c.hash)
+                .where(t.c.seq >= first_seq).order_by(t.c.seq).limit(_READ_PAGE))]
 
     def verify(self) -> dict[str, Any]:
         """Check the whole chain, the head and the snapshots' seqs; raise or summarize."""
