@@ -16,7 +16,10 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import queue
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from time import perf_counter
 from typing import Any
 
@@ -105,6 +108,8 @@ class DurableEngine:
                                 else _engine_api()[3])
         self._since_snapshot = 0
         self._failed: BaseException | None = None
+        self._writer: threading.Thread | None = None
+        self._queue: queue.Queue[Any] = queue.Queue()
         #: wall seconds spent applying commands and in the store (for benchmarks)
         self.engine_seconds = 0.0
         self.store_seconds = 0.0
@@ -113,36 +118,103 @@ class DurableEngine:
     def head_seq(self) -> int:
         return self.store.head_seq
 
-    def submit(self, commands: Sequence[Any]) -> list[Any]:
-        """Apply ``commands`` in order, commit them as one batch, return their results."""
+    def _check(self) -> None:
         if self._failed is not None:
             raise StoreError(
                 "this engine stopped after a failed batch (its memory is ahead of the "
                 f"store): restart the process to recover ({self._failed!r})")
+
+    def _apply(self, commands: Sequence[Any]) -> tuple[list[Any], list[JournalEntry], Any]:
+        t0 = perf_counter()
+        apply = self.engine.apply
+        results = [apply(cmd) for cmd in commands]
+        entries = [JournalEntry(cmd.kind, payload_of(cmd), int(cmd.time_msc),
+                                str(cmd.actor or "")) for cmd in commands]
+        effects = self.engine.take_effects()
+        self.engine_seconds += perf_counter() - t0
+        return results, entries, effects
+
+    def submit(self, commands: Sequence[Any]) -> list[Any]:
+        """Apply ``commands`` in order, commit them as one batch, return their results."""
+        self.flush()
+        self._check()
         try:
-            t0 = perf_counter()
-            apply = self.engine.apply
-            results = [apply(cmd) for cmd in commands]
-            entries = [JournalEntry(cmd.kind, payload_of(cmd), int(cmd.time_msc),
-                                    str(cmd.actor or "")) for cmd in commands]
-            effects = self.engine.take_effects()
+            results, entries, effects = self._apply(commands)
             t1 = perf_counter()
             self.store.append_batch(entries, effects)
-            self.engine_seconds += t1 - t0
             self.store_seconds += perf_counter() - t1
         except BaseException as exc:
             self._failed = exc
             raise
-        self._since_snapshot += len(commands)
-        if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
-            self.snapshot_now()
+        self._after_batch(len(commands))
         return results
+
+    def submit_async(self, commands: Sequence[Any], depth: int = 2) -> Future[list[Any]]:
+        """Pipelined group commit: apply ``commands`` now, commit them in the journal
+        writer thread while the caller forms and applies the next batch.
+
+        The future's results may be acknowledged once it is done (their batch is committed).
+        Batches commit in submission order; at most ``depth`` wait for the writer (then this
+        call blocks). If a batch fails to commit, it and every later batch fail (their
+        futures raise) and the engine refuses further work: restart and recover.
+        """
+        self._check()
+        if self._writer is None:
+            self._queue = queue.Queue(maxsize=max(1, depth))
+            self._writer = threading.Thread(target=self._write_loop, name="journal-writer",
+                                            daemon=True)
+            self._writer.start()
+        fut: Future[list[Any]] = Future()
+        try:
+            results, entries, effects = self._apply(commands)
+        except BaseException as exc:
+            self._failed = exc
+            raise
+        self._queue.put((entries, effects, results, fut))
+        self._after_batch(len(commands), flush=True)
+        return fut
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                self._queue.task_done()
+                return
+            entries, effects, results, fut = item
+            try:
+                if self._failed is not None:
+                    raise StoreError(f"an earlier batch failed to commit ({self._failed!r})")
+                t1 = perf_counter()
+                self.store.append_batch(entries, effects)
+                self.store_seconds += perf_counter() - t1
+            except BaseException as exc:
+                if self._failed is None:
+                    self._failed = exc
+                fut.set_exception(exc)
+            else:
+                fut.set_result(results)
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every batch handed to :meth:`submit_async` is committed (or failed)."""
+        if self._writer is not None:
+            self._queue.join()
+
+    def _after_batch(self, n: int, flush: bool = False) -> None:
+        self._since_snapshot += n
+        if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
+            if flush:
+                self.flush()
+            if self._failed is None:
+                self.snapshot_now()
 
     def submit_one(self, command: Any) -> Any:
         return self.submit([command])[0]
 
     def snapshot_now(self) -> int:
         """Snapshot the engine at the current journal head; returns the snapshot id."""
+        self.flush()
         if self._failed is not None:
             raise StoreError("no snapshot of an engine that is ahead of its store")
         arrays, meta = _take_snapshot(self.engine)
@@ -154,6 +226,11 @@ class DurableEngine:
         return snap_id
 
     def close(self) -> None:
+        """Commit what is in flight, stop the writer thread, close the store."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
         self.store.close()
 
 
