@@ -16,7 +16,7 @@ def test_submit_async_commits_in_order(store_url: str) -> None:
     store = Store.open(store_url)
     durable = DurableEngine(store, FakeEngine(), api=API, snapshot_every=25)
     futures = [durable.submit_async(_commands(10, start=10 * k), depth=2) for k in range(10)]
-    for k, fut in enumerate(futures):
+    for fut in futures:
         results = fut.result(timeout=30)
         assert len(results) == 10
     # a synchronous submit after async ones waits for them (journal order)

@@ -82,9 +82,9 @@ def test_snapshot_store_chunked_and_legacy(store_url: str, monkeypatch) -> None:
 
 
 def test_snapshot_missing_chunk_detected(store_url: str, monkeypatch) -> None:
-    import cfd.store.store as store_mod
     from sqlalchemy import delete
 
+    import cfd.store.store as store_mod
     from cfd.store import StoreCorrupted
     from cfd.store.models import SnapshotChunk
 

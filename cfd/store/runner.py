@@ -292,8 +292,13 @@ def _replay(engine: Any, rows: Iterable[tuple[Any, ...]],
     return last
 
 
-def recover(store: Store, api: EngineApi | None = None) -> Any:
+def recover(store: Store, api: EngineApi | None = None, *, freeze_gc: bool = False) -> Any:
     """The engine at the store's journal head: latest snapshot + replay of the rest.
+
+    ``freeze_gc``: move everything alive after recovery into the GC's permanent generation
+    (``gc.freeze()``): the engine process's writer does this once at start-up, so the
+    collector never rescans the recovered heap (cycles in it are then never collected: do
+    not use it where engines are recovered and dropped repeatedly).
 
     Raises :class:`RecoveryMismatch` if the state rebuilt from the snapshot does not hash to
     the value the live engine recorded, :class:`StoreCorrupted` on a damaged journal.
@@ -315,8 +320,9 @@ def recover(store: Store, api: EngineApi | None = None) -> Any:
                 "(Store.drop_snapshots()) to recover by replaying the whole journal, and "
                 "report this as a bug.")
     _replay(engine, ((r[0], r[2], r[4]) for r in store.journal_rows(after)), api.decode)
-    gc.collect()
-    gc.freeze()  # the recovered state lives as long as the process: no more GC scans of it
+    if freeze_gc:
+        gc.collect()
+        gc.freeze()  # the recovered state lives as long as the process: no GC rescans
     return engine
 
 
@@ -356,12 +362,12 @@ def verify_replay(store: Store, api: EngineApi | None = None) -> dict[str, Any]:
 
 
 def open_durable(url: str | None = None, *, snapshot_every: int | None = 100_000,
-                 api: EngineApi | None = None) -> DurableEngine:
+                 api: EngineApi | None = None, freeze_gc: bool = True) -> DurableEngine:
     """Open the store for writing, recover the engine, and wrap it."""
     store = Store.open(url)
     try:
         api = api or EngineApi()
-        engine = recover(store, api)
+        engine = recover(store, api, freeze_gc=freeze_gc)
     except BaseException:
         store.close()
         raise
