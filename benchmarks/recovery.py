@@ -230,7 +230,7 @@ def write_journal(store: Any, n_commands: int, n_accounts: int = 10_000,
 
 
 def run_replay(n_commands: int = 1_000_000, url: str | None = None, *,
-               n_accounts: int = 10_000, tick_every: int = 10) -> dict[str, Any]:
+               n_accounts: int = 10_000, tick_every: int = 1000) -> dict[str, Any]:
     """Seconds for :func:`cfd.store.runner.recover` to replay ``n_commands`` journaled
     commands (no snapshot). Returns ``{"name": "replay", "commands", "write_s", "replay_s",
     "commands_per_s", "positions", "url", ...}``."""
@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--accounts", type=int, default=1_000_000)
     ap.add_argument("--commands", type=int, default=1_000_000)
     ap.add_argument("--replay-accounts", type=int, default=10_000)
-    ap.add_argument("--tick-every", type=int, default=10)
+    ap.add_argument("--tick-every", type=int, default=1000,
+                    help="a tick batch every N commands (0: orders only)")
     a = ap.parse_args(argv)
     out: dict[str, Any] = {}
     if a.what in ("all", "snapshot"):
