@@ -16,7 +16,6 @@ Per tick batch, in this order (as MT5 servers do):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -1021,13 +1020,9 @@ class Engine:
     # ------------------------------------------------------------------ state
     def state_hash(self) -> str:
         """Digest of the canonical state (everything booked; not re-derived floats)."""
-        from cfd.snapshot import canonical_arrays
+        from cfd.snapshot import state_hash
 
-        h = hashlib.sha256()
-        for name, arr in canonical_arrays(self):
-            h.update(name.encode())
-            h.update(np.ascontiguousarray(arr).tobytes())
-        return h.hexdigest()
+        return state_hash(self)
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
         from cfd.snapshot import take

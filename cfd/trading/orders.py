@@ -516,7 +516,8 @@ class PendingOrders:
             c.acc_place[s] = self.by_acc.add(int(c.acc[s]), s)
             c.sym_place[s] = self.by_sym.add(int(c.sym[s]), s)
             self.by_ticket[int(c.ticket[s])] = s
-        for a in range(len(eng.accounts)):
+        eng.accounts.cols.margin_orders[: len(eng.accounts)] = 0.0
+        for a in np.unique(c.acc[: c.size][c.active[: c.size]]).tolist():
             self._reserve(a)
         live = c.active[: c.size] & (c.expire_msc[: c.size] > 0)
         self.next_expiry = int(c.expire_msc[: c.size][live].min()) if live.any() else NEVER
