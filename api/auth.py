@@ -64,6 +64,15 @@ class KeyRing:
     def has_client(self, login: int) -> bool:
         return int(login) in self._clients
 
+    def cached_client(self, login: int, key: str) -> Client | None:
+        """The client if this key was verified before (cheap: no scrypt)."""
+        hit = self._ok.get(self._mark(key, f"c{login}"))
+        return hit if isinstance(hit, Client) else None
+
+    def cached_admin(self, key: str) -> Admin | None:
+        hit = self._ok.get(self._mark(key, "admin"))
+        return hit if isinstance(hit, Admin) else None
+
     def client(self, login: int, key: str) -> Client | None:
         mark = self._mark(key, f"c{login}")
         hit = self._ok.get(mark)

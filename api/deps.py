@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Admin, Client
 from api.service import EngineService
@@ -42,7 +43,9 @@ async def current_client(
     login = x_cfd_login.strip()
     if not login.isdigit() or len(login) > 19:
         raise _unauthorized("X-CFD-Login must be an account number")
-    who = svc.keys.client(int(login), key)
+    # a key seen before is checked without scrypt; a new one is verified off the event loop
+    who = svc.keys.cached_client(int(login), key) or await run_in_threadpool(
+        svc.keys.client, int(login), key)
     if who is None:
         raise _unauthorized("unknown login or wrong API key")
     return who
@@ -53,7 +56,9 @@ async def current_admin(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Admin:
     key = _bearer(authorization)
-    who = svc.keys.admin(key) if key else None
+    who = None
+    if key:
+        who = svc.keys.cached_admin(key) or await run_in_threadpool(svc.keys.admin, key)
     if who is None:
         raise _unauthorized("admin endpoints need Authorization: Bearer <admin key>")
     return who

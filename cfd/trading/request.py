@@ -3,7 +3,7 @@ package: TradeRequest 17 fields, OrderSendResult 11, OrderCheckResult 9)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cfd.constants import RETCODE_DESCRIPTION, Retcode
@@ -81,7 +81,7 @@ class TradeRequest:
         return cls(**out)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f: getattr(self, f) for f in REQUEST_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,10 @@ class OrderSendResult:
     request: TradeRequest = field(default_factory=TradeRequest)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["request"] = self.request.to_dict()
-        return d
+        return {"retcode": self.retcode, "deal": self.deal, "order": self.order,
+                "volume": self.volume, "price": self.price, "bid": self.bid, "ask": self.ask,
+                "comment": self.comment, "request_id": self.request_id,
+                "retcode_external": self.retcode_external, "request": self.request.to_dict()}
 
     @property
     def ok(self) -> bool:
