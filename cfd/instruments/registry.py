@@ -44,6 +44,7 @@ class SymbolTable:
         self.index: dict[str, int] = {}
         self.k_exact: list[Fraction] = []
         self._points: np.ndarray | None = None
+        self._vol_limits: dict[int, tuple[int, int, int]] = {}
         flags_on = {"market_open": 1, "session_open": 1, "admin_open": 1, "confirmed": 1}
         self.cols = Columns(SYMBOL_COLUMNS, max(len(specs), 16), fill=flags_on)
         for spec in specs:
@@ -75,6 +76,7 @@ class SymbolTable:
 
     def _load(self, i: int, spec: SymbolSpec) -> None:
         self._points = None
+        self._vol_limits.pop(i, None)
         c = self.cols
         kp = profit_factor(spec, self.rate(spec.currency_profit, spec))
         self.k_exact[i] = kp
@@ -89,6 +91,16 @@ class SymbolTable:
 
     def get(self, name: str) -> int | None:
         return self.index.get(name)
+
+    def volume_limits(self, i: int) -> tuple[int, int, int]:
+        """``(min, max, step)`` of symbol ``i`` in volume units."""
+        lim = self._vol_limits.get(i)
+        if lim is None:
+            s = self.specs[i]
+            lim = (int(s.volume_min * VOLUME_SCALE), int(s.volume_max * VOLUME_SCALE),
+                   int(s.volume_step * VOLUME_SCALE))
+            self._vol_limits[i] = lim
+        return lim
 
     def point_array(self) -> np.ndarray:
         """Price units per point, per symbol (int64)."""

@@ -90,6 +90,13 @@ def parse_volume(eng: Engine, sym: int, value: float) -> int:
         raise Rejected(Retcode.INVALID_VOLUME, f"volume {value!r} is not a finite number")
     if value <= 0:
         raise Rejected(Retcode.INVALID_VOLUME, f"volume {value!r} must be greater than zero")
+    units = round(value * VOLUME_SCALE)
+    if units / VOLUME_SCALE == value and units <= 2**53:
+        # the float is exactly the decimal units / VOLUME_SCALE typed by the client (a
+        # correctly rounded division gives back the same double only then): integer checks
+        lim = eng.symbols.volume_limits(sym)
+        if lim[0] <= units <= lim[1] and units % lim[2] == 0:
+            return units
     dec = parse_decimal(value, "volume")
     if dec > spec.volume_max:
         raise Rejected(Retcode.INVALID_VOLUME,
@@ -118,6 +125,10 @@ def parse_price(eng: Engine, sym: int, value: float, what: str, retcode: int,
         return 0
     if value > 1e9:
         raise Rejected(retcode, f"{what} {value!r} is out of range")
+    scale = 10**spec.digits
+    points = round(value * scale)
+    if points / scale == value:  # exactly on the point grid (see parse_volume)
+        return points * (PRICE_SCALE // scale)
     dec = parse_decimal(value, what)
     q = dec.quantize(spec.point)
     if q != dec:
