@@ -150,8 +150,10 @@ class Engine:
         # reference (same state hash)
         self.stop_out: Callable[[np.ndarray, bool], list[dict]] = self._stop_out_kernel
         # periodic check: on tick commands whose sequence number is a multiple of this, a full
-        # recompute is compared with the incremental state and re-anchors it (0: never)
-        self.recheck_every = 1000
+        # recompute is compared with the incremental state and re-anchors it (0: never);
+        # it depends only on the sequence number, so a replay checks at the same commands
+        self.recheck_every = 10_000
+        self._checked_seq = -1
         self.drift = 0.0  # largest difference the last check found (account currency)
 
     # ------------------------------------------------------------------ commands
@@ -800,7 +802,9 @@ class Engine:
         # 2. pending orders and SL/TP (extensions)
         for ext in self.extensions:
             events.extend(ext.on_prices(syms))
-        if self.recheck_every and self.seq % self.recheck_every == 0:
+        if (self.recheck_every and self.seq % self.recheck_every == 0
+                and self._checked_seq != self.seq):
+            self._checked_seq = self.seq  # once per command, not per round of a batch
             self.check_recompute()
         # 4. stop-out sweep and margin-call flags; no stop-out on an unconfirmed outlier
         unconfirmed = syms[~sc.confirmed[syms]]
