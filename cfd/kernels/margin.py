@@ -39,67 +39,15 @@ def recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
     return profit, margin, maint
 
 
-@nb.njit(cache=True)
-def pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode):
-    """The per-symbol figures a position needs, one 64-byte row per symbol (bid, ask,
-    k_profit, k_margin, k_margin_maint, calc mode), so that a position costs one cache line
-    of symbol data instead of six. Prices stay exact: they are integers below 2**53."""
-    n = len(sym_bid)
-    out = np.empty((n, 8), dtype=np.float64)
-    for s in range(n):
-        out[s, 0] = float(sym_bid[s])
-        out[s, 1] = float(sym_ask[s])
-        out[s, 2] = sym_kp[s]
-        out[s, 3] = sym_km[s]
-        out[s, 4] = sym_kmm[s]
-        out[s, 5] = float(sym_mode[s])
-        out[s, 6] = 0.0
-        out[s, 7] = 0.0
-    return out
-
-
-@nb.njit(cache=True, inline="always")
-def recompute_account_packed(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, pack,
-                             leverage, out_pos_profit):
-    """:func:`recompute_account` reading the packed symbol rows; the same float operations in
-    the same order (``float(close - open) == float(close) - float(open)`` for integers below
-    2**53), so the same results to the bit."""
-    profit = 0.0
-    margin = 0.0
-    maint = 0.0
-    base = acc_off[a]
-    for k in range(acc_cnt[a]):
-        p = pool[base + k]
-        row = pack[pos_sym[p]]
-        v = pos_vol[p]
-        po = float(pos_price[p])
-        close = row[0] if v > 0 else row[1]
-        fv = float(v)
-        pp = (close - po) * fv * row[2]
-        out_pos_profit[p] = pp
-        profit += pp
-        mode = row[5]
-        mp = close if mode == 32.0 else po
-        base_m = float(abs(v)) * mp
-        m = base_m * row[3]
-        mm = base_m * row[4]
-        if mode == 4.0:
-            m = m / leverage
-            mm = mm / leverage
-        margin += m
-        maint += mm
-    return profit, margin, maint
-
-
 @nb.njit(cache=True, parallel=True)
 def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid, sym_ask,
                   sym_kp, sym_km, sym_kmm, sym_mode, acc_lev, out_pos_profit, out_profit,
                   out_margin, out_margin_maint):
     """Full recompute: each thread owns whole accounts (no shared-slot reductions)."""
-    pack = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode)
     for a in nb.prange(n_acc):
-        pr, m, mm = recompute_account_packed(a, acc_off, acc_cnt, pool, pos_sym, pos_vol,
-                                             pos_price, pack, acc_lev[a], out_pos_profit)
+        pr, m, mm = recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
+                                      sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
+                                      acc_lev[a], out_pos_profit)
         out_profit[a] = pr
         out_margin[a] = m
         out_margin_maint[a] = mm
@@ -175,10 +123,10 @@ def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vo
     """Full recompute and stop-out / margin-call detection in one pass over the book (one
     thread per account). Returns the number of accounts at or below stop-out."""
     n_so = 0
-    pack = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode)
     for a in nb.prange(n_acc):
-        pr, m, mm = recompute_account_packed(a, acc_off, acc_cnt, pool, pos_sym, pos_vol,
-                                             pos_price, pack, acc_lev[a], out_pos_profit)
+        pr, m, mm = recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
+                                      sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
+                                      acc_lev[a], out_pos_profit)
         out_profit[a] = pr
         out_margin[a] = m
         out_margin_maint[a] = mm
