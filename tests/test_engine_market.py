@@ -384,3 +384,12 @@ def test_stop_out_removes_pending_orders_first(book):
     assert book.positions(1001) == []
     assert len(book.eng.extensions[0]) == 0
     assert book.info(1001)["margin_initial"] == 0.0
+
+
+def test_journal_payloads_round_trip_even_with_nan():
+    cmd = C.SendOrder(time_msc=5, login=1, request={"action": 1, "volume": float("nan"),
+                                                    "price": float("inf"), "symbol": "AAPL"})
+    again = C.decode(cmd.kind, cmd.to_payload())
+    assert math.isnan(again.request["volume"]) and again.request["price"] == float("inf")
+    ok = C.Deposit(time_msc=6, login=1, amount=100, comment="x")
+    assert C.decode(ok.kind, ok.to_payload()) == ok
