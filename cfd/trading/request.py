@@ -17,6 +17,8 @@ _INT_FIELDS = ("action", "magic", "order", "deviation", "type", "type_filling", 
                "expiration", "position", "position_by")
 _FLOAT_FIELDS = ("volume", "price", "stoplimit", "sl", "tp")
 COMMENT_MAX = 31
+_KIND: dict[str, type] = {**dict.fromkeys(_INT_FIELDS, int), **dict.fromkeys(_FLOAT_FIELDS, float),
+                          "symbol": str, "comment": str}
 
 
 class RequestFormatError(ValueError):
@@ -54,6 +56,10 @@ class TradeRequest:
         are checked later, by the engine, which answers with a retcode."""
         if not isinstance(data, dict):
             raise RequestFormatError("request", "expected a dict")
+        # fast path: every value already of its field's exact type and in range
+        if all(_KIND.get(k) is type(v) for k, v in data.items()) and all(
+                -(2**63) <= data[k] < 2**64 for k in _INT_FIELDS if k in data):
+            return cls(**data)
         unknown = sorted(set(data) - set(REQUEST_FIELDS))
         if unknown:
             raise RequestFormatError(unknown[0], "unknown field")
