@@ -25,7 +25,8 @@ from cfd.constants import (
     SymbolTradeMode,
 )
 from cfd.errors import Rejected
-from cfd.kernels.formulas import deal_profit_minor, margin_price, position_margin, position_profit
+from cfd.kernels import formulas as F
+from cfd.kernels.formulas import deal_profit_minor
 from cfd.money import (
     MINOR_SCALE,
     PRICE_SCALE,
@@ -378,6 +379,13 @@ def check_direction(eng: Engine, sym: int, plan: Plan) -> None:
         raise Rejected(Retcode.LONG_ONLY, f"{spec.name} allows only long positions")
     if mode == SymbolTradeMode.SHORTONLY and long_after:
         raise Rejected(Retcode.SHORT_ONLY, f"{spec.name} allows only short positions")
+
+
+# The kernels' own formulas, run as plain Python for one position at a time (``py_func`` is
+# the same source; calling a compiled kernel from Python costs more than the arithmetic).
+position_margin = getattr(F.position_margin, "py_func", F.position_margin)
+margin_price = getattr(F.margin_price, "py_func", F.margin_price)
+position_profit = getattr(F.position_profit, "py_func", F.position_profit)
 
 
 def project(eng: Engine, plan: Plan) -> None:
