@@ -777,13 +777,17 @@ class Engine:
         sc.market_open[:n] = sc.session_open[:n] & sc.admin_open[:n]
         return np.nonzero(sc.market_open[:n] & ~was)[0]
 
-    def _markets_opened(self, syms: np.ndarray) -> list[dict]:
-        """A stop-out left waiting by a closed market proceeds when the market opens."""
+    def holders(self, syms: Any) -> np.ndarray:
+        """Accounts holding a position in any of ``syms`` (unique, ascending)."""
         pos = self.positions
-        accs = [pos.cols.acc[pos.of_symbol(int(s))] for s in syms]
-        if not accs:
-            return []
-        return self._check_levels(np.unique(np.concatenate(accs)).astype(np.int64))
+        parts = [pos.cols.acc[pos.of_symbol(int(s))] for s in syms]
+        if not parts:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate(parts)).astype(np.int64)
+
+    def _markets_opened(self, syms: Any) -> list[dict]:
+        """A stop-out left waiting by a closed or halted market proceeds when it opens."""
+        return self._check_levels(self.holders(syms))
 
     def on_prices(self, changed: dict[int, tuple[int, int]]) -> list[dict]:
         """Stages 2-4 of the tick pipeline for the symbols whose quotes changed."""
@@ -809,9 +813,7 @@ class Engine:
         # 4. stop-out sweep and margin-call flags; no stop-out on an unconfirmed outlier
         unconfirmed = syms[~sc.confirmed[syms]]
         if len(unconfirmed) and len(touched):
-            held = np.concatenate([self.positions.cols.acc[self.positions.of_symbol(int(s))]
-                                   for s in unconfirmed])
-            touched = np.setdiff1d(touched, held)
+            touched = np.setdiff1d(touched, self.holders(unconfirmed))
         events.extend(self._check_levels(touched))
         return events
 
@@ -871,8 +873,9 @@ class Engine:
         if len(accs) == 0:
             return []
         hit = accs if force else accs[self._below_stop_out(accs)]
-        events = self._remove_pending(hit) if len(hit) else []
+        events: list[dict] = []
         if len(hit):
+            self._remove_pending(hit)
             events.extend(self.stop_out(hit, force))
         ac = self.accounts.cols
         eq = self._equity(accs)
@@ -891,9 +894,9 @@ class Engine:
         ac.mc_flag[accs] = mc
         return events
 
-    def _remove_pending(self, accs: np.ndarray) -> list[dict]:
-        """Stop-out, first step: remove the pending orders (they reserve margin)."""
-        events: list[dict] = []
+    def _remove_pending(self, accs: np.ndarray) -> None:
+        """Stop-out, first step: remove the pending orders (they reserve margin); their
+        cancellations are events of the extension."""
         for ext in self.extensions:
             cancel = getattr(ext, "cancel_account", None)
             if cancel is None:
@@ -901,7 +904,6 @@ class Engine:
             for a in accs.tolist():
                 if cancel(a, comment="stop out"):
                     self._touch_account(a)
-        return events
 
     def _equity(self, accs: np.ndarray) -> np.ndarray:
         ac = self.accounts.cols
@@ -970,11 +972,8 @@ class Engine:
                                      "market_open": cmd.market_open, "halted": cmd.halted,
                                      "actor": cmd.actor, "time_msc": self.now_msc})
         events: list[dict] = []
-        if cmd.market_open:
-            # a stop-out left pending by a closed market proceeds when it opens
-            accs = np.unique(np.concatenate([self.positions.cols.acc[self.positions.of_symbol(i)]
-                                             for i in idx] + [np.zeros(0, np.int32)]))
-            events = self._check_levels(accs.astype(np.int64))
+        if cmd.market_open or cmd.halted is False:
+            events = self._markets_opened(idx)
         return Result(Retcode.DONE, f"{len(idx)} symbols updated", None, events)
 
     def _force_stop_out(self, cmd: C.ForceStopOut) -> Result:

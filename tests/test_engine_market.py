@@ -393,3 +393,14 @@ def test_journal_payloads_round_trip_even_with_nan():
     assert math.isnan(again.request["volume"]) and again.request["price"] == float("inf")
     ok = C.Deposit(time_msc=6, login=1, amount=100, comment="x")
     assert C.decode(ok.kind, ok.to_payload()) == ok
+
+
+def test_waiting_stop_out_proceeds_when_a_halt_is_lifted(book):
+    assert book.buy(1001, "AAPL", 200.0).ok  # margin 9,204.00
+    book.apply(C.SetMarket, symbols=("AAPL",), halted=True)
+    for _ in range(3):  # a confirmed fall to 203: level below 50%, but the symbol is halted
+        book.quote(AAPL=(203.0, 203.1))
+    assert len(book.positions(1001)) == 1
+    r = book.apply(C.SetMarket, symbols=("AAPL",), halted=False)
+    assert book.positions(1001) == []
+    assert any(e["kind"] == "stop_out" for e in r.events)
