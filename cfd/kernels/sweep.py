@@ -211,26 +211,21 @@ def remove_positions(slots, pos_acc, pos_sym, acc_place, sym_place, acc_off, acc
     as ``PositionTable.close`` does one at a time (the last item moves into the hole)."""
     for j in range(len(slots)):
         p = slots[j]
-        a = pos_acc[p]
-        place = acc_place[p]
-        last = acc_cnt[a] - 1
-        base = acc_off[a]
-        if place != last:
-            moved = acc_pool[base + last]
-            acc_pool[base + place] = moved
-            acc_place[moved] = place
-        acc_pool[base + last] = -1
-        acc_cnt[a] = last
-        s = pos_sym[p]
-        place = sym_place[p]
-        last = sym_cnt[s] - 1
-        base = sym_off[s]
-        if place != last:
-            moved = sym_pool[base + last]
-            sym_pool[base + place] = moved
-            sym_place[moved] = place
-        sym_pool[base + last] = -1
-        sym_cnt[s] = last
+        _swap_remove(acc_pool, acc_off, acc_cnt, acc_place, pos_acc[p], acc_place[p])
+        _swap_remove(sym_pool, sym_off, sym_cnt, sym_place, pos_sym[p], sym_place[p])
+
+
+@nb.njit(cache=True, inline="always")
+def _swap_remove(pool, off, cnt, place_of, group, place):
+    """``SegmentedIndex.remove``: the group's last item moves into the hole at ``place``."""
+    last = cnt[group] - 1
+    base = off[group]
+    if place != last:
+        moved = pool[base + last]
+        pool[base + place] = moved
+        place_of[moved] = place
+    pool[base + last] = -1
+    cnt[group] = last
 
 
 @nb.njit(cache=True, parallel=True)
