@@ -53,6 +53,8 @@ class _Item:
     future: cf.Future
     events: list[dict] = dataclasses.field(default_factory=list)  # journaled if ok
     after: Callable[[Result], None] | None = None  # run after the commit if ok
+    waiter: asyncio.Future | None = None  # an awaiting coroutine's future, on ``loop``
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 class TickRecorder:
@@ -199,7 +201,14 @@ class EngineService:
 
     async def call(self, cmd: C.Command, events: list[dict] | None = None,
                    after: Callable[[Result], None] | None = None) -> Result:
-        return await asyncio.wrap_future(self.submit(cmd, events, after))
+        """Submit and await the result. The writer wakes each event loop once per batch (see
+        :meth:`_settle`), not once per command."""
+        loop = asyncio.get_running_loop()
+        item = _Item(cmd, cf.Future(), events or [], after, loop.create_future(), loop)
+        self._put(item)
+        if item.future.done():  # refused at once: the service is not running
+            return item.future.result()
+        return await item.waiter
 
     def call_sync(self, cmd: C.Command, timeout: float = 30.0, **kw: Any) -> Result:
         return self.submit(cmd, **kw).result(timeout)
@@ -248,12 +257,11 @@ class EngineService:
                 return await asyncio.wrap_future(pending)
         cmd = C.SendOrder(time_msc=0, actor=f"client:{login}", login=login, request=request,
                           request_id=request_id)
-        fut = self.submit(cmd)
         outer: cf.Future = cf.Future()
         if request_id:
             self._inflight[key] = outer
         try:
-            res = await asyncio.wrap_future(fut)
+            res = await self.call(cmd)
             out = send_result_dict(res)
             outer.set_result(out)
             return out
@@ -285,9 +293,7 @@ class EngineService:
             except BaseException as exc:  # the store failed: memory is ahead of it
                 log.exception("batch failed; the engine stops taking commands")
                 self.failed = exc
-                for it in batch:
-                    if not it.future.done():
-                        it.future.set_exception(exc)
+                self._settle([(it, exc) for it in batch])
             if stop:
                 return
 
@@ -295,6 +301,7 @@ class EngineService:
         m = self.metrics
         t_start = time.perf_counter()
         done: list[tuple[_Item, Result]] = []
+        failed: list[tuple[_Item, BaseException]] = []
         with self.lock:
             entries = []
             extra: list[dict] = []
@@ -311,7 +318,7 @@ class EngineService:
                 except Exception as exc:  # an engine bug: answer, do not journal
                     log.exception("command %s raised", cmd.kind)
                     m.engine_errors.inc()
-                    it.future.set_exception(exc)
+                    failed.append((it, exc))
                     continue
                 m.commands.labels(cmd.kind, str(res.ok)).inc()
                 entries.append(JournalEntry(kind=cmd.kind, payload=cmd.to_payload(),
@@ -340,10 +347,26 @@ class EngineService:
             m.rejected_ticks.set(self.engine.rejected_ticks)
         m.cycle.observe(time.perf_counter() - t_start)
         m.batch_size.observe(len(batch))
-        for it, res in done:
-            if not it.future.done():
-                it.future.set_result(res)
+        self._settle([*done, *failed])
         self._publish(effects)
+
+    @staticmethod
+    def _settle(outcomes: list[tuple[_Item, Any]]) -> None:
+        """Answer a batch: results or exceptions into the items' futures, and one wake-up
+        per event loop for the coroutines awaiting them."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, Any]]] = {}
+        for it, out in outcomes:
+            if not it.future.done():
+                if isinstance(out, BaseException):
+                    it.future.set_exception(out)
+                else:
+                    it.future.set_result(out)
+            if it.waiter is not None and it.loop is not None:
+                by_loop.setdefault(it.loop, []).append((it, out))
+        for loop, group in by_loop.items():
+            # a closed loop (RuntimeError) has nobody waiting any more
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_wake, group)
 
     # ------------------------------------------------------------------ streams
     def subscribe(self, login: int | None, symbols: set[str] | None) -> _Subscriber:
@@ -404,6 +427,18 @@ def _local_result(retcode: int, comment: str, body: dict, request_id: int,
         return OrderCheckResult(int(retcode), comment=comment, request=req).to_dict()
     return OrderSendResult(int(retcode), comment=comment, request_id=request_id,
                            request=req).to_dict()
+
+
+def _wake(group: list[tuple[_Item, Any]]) -> None:
+    """On the event loop: settle the waiters of one batch."""
+    for it, out in group:
+        w = it.waiter
+        if w is None or w.done():
+            continue
+        if isinstance(out, BaseException):
+            w.set_exception(out)
+        else:
+            w.set_result(out)
 
 
 def send_result_dict(res: Result) -> dict:
