@@ -32,6 +32,7 @@ from cfd.accounts.ledger import (
     BROKER_PL,
     EXTERNAL_CASH,
     INSURANCE_FUND,
+    N_HOUSE,
     Ledger,
     PostingKind,
     client_credit_ledger,
@@ -269,11 +270,8 @@ class Engine:
             raise Rejected(Retcode.NO_MONEY, "removing the credit would leave free margin "
                                              "below zero")
         deal = self._balance_deal(a, DealType.CREDIT, amt, cmd.comment or "credit")
-        self.ledger.post_signed(self.now_msc, BROKER_CREDIT, client_credit_ledger(a), amt,
-                                PostingKind.CREDIT, deal, cmd.comment)
-        self._effects.postings.append(self.ledger.row(self.ledger.postings.size - 1,
-                                                      self.accounts.cols.login))
-        ac.credit[a] = self.ledger.balance[client_credit_ledger(a)]
+        self._post_signed(BROKER_CREDIT, client_credit_ledger(a), amt, PostingKind.CREDIT,
+                          deal, cmd.comment)
         self._after_money(a)
         return Result(Retcode.DONE, f"credit {market.fmt(amt)}", {"deal": deal})
 
@@ -283,10 +281,8 @@ class Engine:
             raise Rejected(Retcode.INVALID, f"amount {amt!r} must be a non-zero integer")
         if amt < 0 and int(self.ledger.balance[INSURANCE_FUND]) + amt < 0:
             raise Rejected(Retcode.NO_MONEY, "the insurance fund holds less than that")
-        self.ledger.post_signed(self.now_msc, BROKER_PL, INSURANCE_FUND, amt,
-                                PostingKind.INSURANCE_TOPUP, 0, cmd.actor)
-        self._effects.postings.append(self.ledger.row(self.ledger.postings.size - 1,
-                                                      self.accounts.cols.login))
+        self._post_signed(BROKER_PL, INSURANCE_FUND, amt, PostingKind.INSURANCE_TOPUP, 0,
+                          cmd.actor)
         self._effects.events.append({"kind": "insurance_topup", "amount": amt,
                                      "actor": cmd.actor, "time_msc": self.now_msc})
         return Result(Retcode.DONE, f"insurance fund {market.fmt(self.insurance_fund)}")
@@ -303,10 +299,19 @@ class Engine:
         if self.collect_effects:
             self._effects.postings.append(self.ledger.row(self.ledger.postings.size - 1,
                                                           self.accounts.cols.login))
+        ac = self.accounts.cols
         for lid in (src, dst):
-            if lid >= 4 and (lid - 4) % 2 == 0:
-                a = (lid - 4) // 2
-                self.accounts.cols.balance[a] = self.ledger.balance[lid]
+            if lid >= N_HOUSE:  # a client's balance or credit: mirror it on the account
+                a, is_credit = divmod(lid - N_HOUSE, 2)
+                (ac.credit if is_credit else ac.balance)[a] = self.ledger.balance[lid]
+
+    def _post_signed(self, frm: int, to: int, amount: int, kind: PostingKind, deal: int = 0,
+                     comment: str = "") -> None:
+        """Move a signed amount from ``frm`` to ``to`` (negative: the other way)."""
+        if amount > 0:
+            self._post(frm, to, amount, kind, deal, comment)
+        elif amount < 0:
+            self._post(to, frm, -amount, kind, deal, comment)
 
     def _after_money(self, a: int) -> None:
         self._touch_account(a)
@@ -340,11 +345,8 @@ class Engine:
     def _order_send(self, cmd: C.SendOrder) -> Result:
         a = self._acc(cmd.login)
         req = self.parse_request(cmd.request)
-        if req.action == TradeAction.DEAL:
-            plan = market.plan_deal(self, a, req)
-        elif req.action == TradeAction.CLOSE_BY:
-            plan = self._plan_close_by(a, req)
-        else:
+        plan = self._plan(a, req)
+        if plan is None:
             for ext in self.extensions:
                 res = ext.order_send(a, req, cmd)
                 if res is not None:
@@ -356,6 +358,14 @@ class Engine:
                                 volume=volume, price=plan.legs[0].price / PRICE_SCALE,
                                 req=req)
         return Result(Retcode.DONE, res.comment, res)
+
+    def _plan(self, a: int, req: TradeRequest) -> market.Plan | None:
+        """The deals of a DEAL or CLOSE_BY request (None for actions of the extensions)."""
+        if req.action == TradeAction.DEAL:
+            return market.plan_deal(self, a, req)
+        if req.action == TradeAction.CLOSE_BY:
+            return self._plan_close_by(a, req)
+        return None
 
     def _plan_close_by(self, a: int, req: TradeRequest) -> market.Plan:
         pc = self.positions.cols
@@ -460,10 +470,7 @@ class Engine:
 
     def _book(self, a: int, amount: int, kind: PostingKind, deal: int) -> None:
         """Signed amount to the client from the broker (negative: to the broker)."""
-        if amount > 0:
-            self._post(BROKER_PL, client_ledger(a), amount, kind, deal)
-        elif amount < 0:
-            self._post(client_ledger(a), BROKER_PL, -amount, kind, deal)
+        self._post_signed(BROKER_PL, client_ledger(a), amount, kind, deal)
 
     def _update_position(self, p: int, leg: market.Leg, plan: market.Plan, order: int,
                          t: int) -> None:
@@ -516,11 +523,8 @@ class Engine:
             return OrderCheckResult(Retcode.INVALID, comment=str(exc))
         try:
             a = self._acc(login)
-            if req.action == TradeAction.DEAL:
-                plan = market.plan_deal(self, a, req)
-            elif req.action == TradeAction.CLOSE_BY:
-                plan = self._plan_close_by(a, req)
-            else:
+            plan = self._plan(a, req)
+            if plan is None:
                 for ext in self.extensions:
                     res = ext.order_check(a, req)
                     if res is not None:

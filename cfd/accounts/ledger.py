@@ -87,16 +87,6 @@ class Ledger:
         self.balance[dst] += amount
         return i
 
-    def post_signed(self, time_msc: int, frm: int, to: int, amount: int, kind: PostingKind,
-                    deal: int = 0, comment: str = "") -> int | None:
-        """Move a signed amount from ``frm`` to ``to`` (negative moves the other way); a
-        zero amount posts nothing."""
-        if amount > 0:
-            return self.post(time_msc, frm, to, amount, kind, deal, comment)
-        if amount < 0:
-            return self.post(time_msc, to, frm, -amount, kind, deal, comment)
-        return None
-
     def total(self) -> int:
         """Sum over all ledger accounts: zero, always."""
         return int(self.balance[: self.n_accounts].sum())

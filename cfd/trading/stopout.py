@@ -100,7 +100,8 @@ def close_position(eng: Engine, a: int, p: int, comment: str) -> None:
     v = int(pc.volume[p])
     sc = eng.symbols.cols
     price = int(sc.bid[s]) if v > 0 else int(sc.ask[s])
-    req = market.TradeRequest(action=1, symbol=eng.symbols.specs[s].name, volume=abs(v) / 1e4,
+    req = market.TradeRequest(action=1, symbol=eng.symbols.specs[s].name,
+                              volume=abs(v) / VOLUME_SCALE,
                               type=1 if v > 0 else 0, position=int(pc.ticket[p]),
                               comment=comment)
     plan = market.Plan(acc=a, sym=s, request=req, order_type=1 if v > 0 else 0,
