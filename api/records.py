@@ -15,6 +15,7 @@ import numpy as np
 from cfd.constants import OrderState
 from cfd.engine import Engine
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
+from cfd.trading.positions import position_floating_profit
 
 ACTIVE_ORDER_STATES = tuple(int(s) for s in (
     OrderState.STARTED, OrderState.PLACED, OrderState.PARTIAL, OrderState.REQUEST_ADD,
@@ -73,7 +74,7 @@ def position(eng: Engine, slot: int) -> dict[str, Any]:
     row = eng.position_row(int(slot))
     s = int(eng.positions.cols.sym[slot])
     bid, ask = quote(eng, s)
-    profit = float(eng.positions.cols.profit[slot])
+    profit = position_floating_profit(eng.positions.cols, eng.symbols.cols, int(slot))
     return {
         "ticket": row["ticket"], "time": row["time_msc"] // 1000, "time_msc": row["time_msc"],
         "time_update": row["time_update_msc"] // 1000,

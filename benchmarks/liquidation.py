@@ -45,19 +45,18 @@ def bench_recompute(eng, repeats: int, py_sample: int) -> dict:
     a = kernel_args(eng)
     n = a["n_acc"]
     n_pos = len(eng.positions)
-    pp = np.zeros(eng.positions.cols.capacity)
     out = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int8))
 
     def kernel():
-        return recompute_detect(**a, out_pos_profit=pp, out_profit=out[0], out_margin=out[1],
+        return recompute_detect(**a, out_profit=out[0], out_margin=out[1],
                                 out_margin_maint=out[2], out_state=out[3])
 
     n_so = kernel()
     # check before timing: numpy reference (whole book, to the bit), pure Python (sample)
     rows = R.positions_in_account_order(a["acc_off"], a["acc_cnt"], a["pool"], n)
     ref = R.recompute_detect_numpy(**a, rows=rows)
-    for got, want, what in ((out[0], ref[1], "profit"), (out[1], ref[2], "margin"),
-                            (out[2], ref[3], "maintenance margin"), (out[3], ref[4], "state")):
+    for got, want, what in ((out[0], ref[0], "profit"), (out[1], ref[1], "margin"),
+                            (out[2], ref[2], "maintenance margin"), (out[3], ref[3], "state")):
         if not np.array_equal(got, want):
             raise AssertionError(f"kernel != numpy reference ({what})")
     rng = np.random.default_rng(0)
@@ -77,17 +76,15 @@ def bench_recompute(eng, repeats: int, py_sample: int) -> dict:
     scale = n_pos / max(sample_pos, 1)
     res["python_scaled"] = {k: v * scale if k.endswith("_s") else v for k, v in t.items()}
     res["python_scaled"]["sample_positions"] = sample_pos
-    out_pos = np.zeros(max(n_pos, 1))
     sb = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int8))
 
     def floor():
         return stream(n_pos, n, a["pool"], a["pos_sym"], a["pos_vol"], a["pos_price"],
                       a["acc_off"], a["acc_cnt"], a["acc_lev"], a["acc_balance"],
-                      a["acc_credit"], a["acc_rule"], a["acc_so"], a["acc_call"], out_pos,
-                      *sb)
+                      a["acc_credit"], a["acc_rule"], a["acc_so"], a["acc_call"], *sb)
 
     res["floor"] = timed(floor, repeats)
-    moved = n_pos * (4 + 4 + 8 + 8 + 8) + n * (8 + 4 + 4 + 8 + 8 + 1 + 8 + 8 + 8 * 3 + 1)
+    moved = n_pos * (4 + 4 + 8 + 8) + n * (8 + 4 + 4 + 8 + 8 + 1 + 8 + 8 + 8 * 3 + 1)
     res["bytes"] = moved
     res["floor_gbps"] = moved / res["floor"]["median_s"] / 1e9
     med = res["numba"]["median_s"]
@@ -99,10 +96,12 @@ def bench_recompute(eng, repeats: int, py_sample: int) -> dict:
 
 # ------------------------------------------------------------------ incremental tick
 def tick_cost(eng, s: int, repeats: int) -> dict:
-    ac, sc, pc = eng.accounts.cols, eng.symbols.cols, eng.positions.cols
+    ac, sc = eng.accounts.cols, eng.symbols.cols
     bs = eng.positions.by_sym
     syms = np.array([s], np.int32)
-    touched = np.zeros(max(len(eng.accounts), 1), np.bool_)
+    mark = np.zeros(max(len(eng.accounts), 1), np.bool_)
+    out = np.empty(max(int(bs.cnt[s]), 1), np.int64)
+    seg_acc, seg_vol = eng.positions.symbol_ordered()
     step = 10_000
     times = []
     for i in range(repeats + 3):
@@ -111,10 +110,9 @@ def tick_cost(eng, s: int, repeats: int) -> dict:
         sc.bid[s] += d
         sc.ask[s] += d
         t0 = time.perf_counter_ns()
-        tick_update(syms, old_b, old_a, bs.off, bs.cnt, bs.pool, pc.acc, pc.volume,
-                    pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
-                    sc.calc_mode, ac.leverage, pc.profit, ac.profit, ac.margin,
-                    ac.margin_maint, touched)
+        tick_update(syms, old_b, old_a, bs.off, bs.cnt, seg_acc, seg_vol, sc.bid, sc.ask,
+                    sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode, ac.profit,
+                    ac.margin, ac.margin_maint, mark, out)
         if i >= 3:
             times.append(time.perf_counter_ns() - t0)
     a = np.array(times) / 1e3

@@ -156,6 +156,7 @@ class Engine:
         self.recheck_every = 10_000
         self._checked_seq = -1
         self.drift = 0.0  # largest difference the last check found (account currency)
+        self._mark = np.zeros(1024, dtype=np.bool_)  # scratch of the incremental kernel
 
     # ------------------------------------------------------------------ commands
     def apply(self, cmd: C.Command) -> Result:
@@ -483,8 +484,7 @@ class Engine:
             self._effects.position_closed(ticket)
             return
         old_ticket = int(pc.ticket[p])
-        pc.volume[p] = leg.new_volume
-        pc.price_open[p] = leg.new_price
+        pos.set_volume(p, leg.new_volume, leg.new_price)
         pc.time_update_msc[p] = t
         if leg.action in (market.ADD, market.REVERSE):
             pos.mark_stops(int(pc.sym[p]))
@@ -507,8 +507,7 @@ class Engine:
         idx = self.positions.by_acc
         pr, m, mm = recompute_account(a, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
                                       pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
-                                      sc.k_margin_maint, sc.calc_mode, int(ac.leverage[a]),
-                                      pc.profit)
+                                      sc.k_margin_maint, sc.calc_mode, int(ac.leverage[a]))
         ac.profit[a], ac.margin[a], ac.margin_maint[a] = pr, m, mm
         if self.collect_effects:
             self._effects.accounts[int(ac.login[a])] = self.account_row(a)
@@ -828,21 +827,24 @@ class Engine:
         When the moved symbols hold most of the book, a full recompute (parallel over
         accounts) is cheaper than the position-by-position increment and gives the same
         figures."""
-        ac, sc, pc = self.accounts.cols, self.symbols.cols, self.positions.cols
+        ac, sc = self.accounts.cols, self.symbols.cols
         idx = self.positions.by_sym
         n_pos = len(self.positions)
         if n_pos > 100_000 and int(idx.cnt[syms].sum()) * 2 > n_pos:
             self.recompute_all()
             return np.nonzero(self.positions.by_acc.cnt[: len(self.accounts)] > 0)[0]
-        touched = np.zeros(max(len(self.accounts), 1), dtype=np.bool_)
+        n_acc = len(self.accounts)
+        if len(self._mark) < n_acc:
+            self._mark = np.zeros(max(n_acc, 2 * len(self._mark)), dtype=np.bool_)
         if first is not None and first.any():
             old_bid = np.where(first, sc.bid[syms], old_bid)
             old_ask = np.where(first, sc.ask[syms], old_ask)
-        tick_update(syms, old_bid, old_ask, idx.off, idx.cnt, idx.pool, pc.acc, pc.volume,
-                    pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
-                    sc.calc_mode, ac.leverage, pc.profit, ac.profit, ac.margin, ac.margin_maint,
-                    touched)
-        return np.nonzero(touched[: len(self.accounts)])[0]
+        seg_acc, seg_vol = self.positions.symbol_ordered()
+        out = np.empty(max(min(int(idx.cnt[syms].sum()), n_acc), 1), dtype=np.int64)
+        n = tick_update(syms, old_bid, old_ask, idx.off, idx.cnt, seg_acc, seg_vol, sc.bid,
+                        sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
+                        ac.profit, ac.margin, ac.margin_maint, self._mark, out)
+        return np.sort(out[:n])
 
     def recompute_all(self) -> None:
         """Full recompute of every account (the periodic check re-anchors the incremental
@@ -852,7 +854,7 @@ class Engine:
         n = len(self.accounts)
         recompute_all(n, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
                       sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                      ac.leverage, pc.profit, ac.profit, ac.margin, ac.margin_maint)
+                      ac.leverage, ac.profit, ac.margin, ac.margin_maint)
 
     def check_recompute(self) -> float:
         """Compare a full recompute with the incremental state and re-anchor to it; returns

@@ -125,11 +125,10 @@ class EngineMachine(RuleBasedStateMachine):
         ac, sc, pc = eng.accounts.cols, eng.symbols.cols, eng.positions.cols
         n = len(eng.accounts)
         out = [np.zeros(n) for _ in range(3)]
-        prof = pc.profit.copy()
         idx = eng.positions.by_acc
         recompute_all(n, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
                       sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                      ac.leverage, prof, *out)
+                      ac.leverage, *out)
         np.testing.assert_allclose(out[0], ac.profit[:n], rtol=1e-9, atol=1e-6)
         np.testing.assert_allclose(out[1], ac.margin[:n], rtol=1e-9, atol=1e-6)
 

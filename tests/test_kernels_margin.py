@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from benchmarks.book import BookSpec, build, kernel_args
 from cfd.kernels import reference as R
 from cfd.kernels.margin import STATE_STOP_OUT, recompute_detect, tick_update
+from cfd.trading.positions import floating_profit
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -34,11 +35,10 @@ books = st.builds(
 def run_kernel(eng):
     a = kernel_args(eng)
     n = a["n_acc"]
-    pp = eng.positions.cols.profit.copy()
     out = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int8))
-    n_so = recompute_detect(**a, out_pos_profit=pp, out_profit=out[0], out_margin=out[1],
+    n_so = recompute_detect(**a, out_profit=out[0], out_margin=out[1],
                             out_margin_maint=out[2], out_state=out[3])
-    return n_so, pp, out
+    return n_so, out
 
 
 def test_reference_states_by_rule():
@@ -70,15 +70,15 @@ def test_recompute_detect_equals_references(spec, at_level):
             ac.so_so[a] = eq
         elif ac.so_rule[a] == 0:
             ac.so_so[a] = eq / ac.margin[a] * 100.0
-    n_so, pp, (pr, m, mm, state) = run_kernel(eng)
+    n_so, (pr, m, mm, state) = run_kernel(eng)
     args = kernel_args(eng)
     npr = R.recompute_detect_numpy(**args)
     args.pop("n_acc")
     ppr = R.recompute_detect_python(range(n), **args)
     assert list(pr) == ppr[0] and list(m) == ppr[1] and list(mm) == ppr[2]
     assert list(state) == ppr[3]
-    assert np.array_equal(npr[1], pr) and np.array_equal(npr[2], m)
-    assert np.array_equal(npr[3], mm) and np.array_equal(npr[4], state)
+    assert np.array_equal(npr[0], pr) and np.array_equal(npr[1], m)
+    assert np.array_equal(npr[2], mm) and np.array_equal(npr[3], state)
     assert n_so == int((state == STATE_STOP_OUT).sum())
     for a in with_pos:
         if ac.so_rule[a] != 2:
@@ -94,7 +94,7 @@ def test_incremental_ticks_equal_references_and_full_recompute(spec, ticks):
     ac, sc, pc = eng.accounts.cols, eng.symbols.cols, eng.positions.cols
     bs = eng.positions.by_sym
     ns, n = len(eng.symbols), len(eng.accounts)
-    py = [pc.profit.copy(), ac.profit.copy(), ac.margin.copy(), ac.margin_maint.copy()]
+    py = [ac.profit.copy(), ac.margin.copy(), ac.margin_maint.copy()]
     npy = [x.copy() for x in py]
     for seed, factor in ticks:
         rng = np.random.default_rng(seed)
@@ -103,46 +103,48 @@ def test_incremental_ticks_equal_references_and_full_recompute(spec, ticks):
         sc.bid[syms] = np.maximum(old_bid * factor // 10_000 * 10_000, 10_000)
         sc.ask[syms] = sc.bid[syms] + rng.integers(0, 5, len(syms)) * 10_000
         touched = eng.incremental(syms, old_bid, old_ask)
-        common = (syms, old_bid, old_ask, bs.off, bs.cnt, bs.pool, pc.acc, pc.volume,
-                  pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
-                  sc.calc_mode, ac.leverage)
+        seg_acc, seg_vol = eng.positions.symbol_ordered()
+        common = (syms, old_bid, old_ask, bs.off, bs.cnt, seg_acc, seg_vol, sc.bid, sc.ask,
+                  sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode)
         t_py = R.tick_python(*common, *py)
         t_np = R.tick_numpy(*common, *npy)
         assert list(touched) == t_py == list(t_np)
         for ref in (py, npy):
-            assert np.array_equal(ref[0], pc.profit)
-            assert np.array_equal(ref[1], ac.profit)
-            assert np.array_equal(ref[2], ac.margin)
-            assert np.array_equal(ref[3], ac.margin_maint)
+            assert np.array_equal(ref[0], ac.profit)
+            assert np.array_equal(ref[1], ac.margin)
+            assert np.array_equal(ref[2], ac.margin_maint)
     inc = ac.profit[:n].copy(), ac.margin[:n].copy(), ac.margin_maint[:n].copy()
-    _, pp, (pr, m, mm, _) = run_kernel(eng)
+    _, (pr, m, mm, _) = run_kernel(eng)
     scale = 1.0 + np.abs(m)
     assert np.allclose(inc[0], pr, rtol=1e-9, atol=1e-9 * scale.max())
     assert np.allclose(inc[1], m, rtol=1e-9, atol=1e-9 * scale.max())
     assert np.allclose(inc[2], mm, rtol=1e-9, atol=1e-9 * scale.max())
-    live = pc.active[: pc.size]
-    assert np.array_equal(pp[: pc.size][live], pc.profit[: pc.size][live])
+    # positions' own floating profit (derived from the quote) sums to the accounts' profit
+    live = np.nonzero(pc.active[: pc.size])[0]
+    per_acc = np.bincount(pc.acc[live], weights=floating_profit(pc, sc, live), minlength=n)
+    assert np.allclose(per_acc, pr, rtol=1e-9, atol=1e-9 * scale.max())
 
 
 def test_incremental_touches_only_the_ticked_symbol():
     eng = build(BookSpec(positions=2_000, accounts=200, symbols=20, seed=3))
-    sc, pc = eng.symbols.cols, eng.positions.cols
+    sc, ac = eng.symbols.cols, eng.accounts.cols
     bs = eng.positions.by_sym
     s = 7
-    before = pc.profit.copy()
+    before = ac.profit.copy()
     old_bid, old_ask = sc.bid[[s]].copy(), sc.ask[[s]].copy()
     sc.bid[s] += 10_000
     sc.ask[s] += 10_000
-    touched = tick_update(np.array([s], np.int32), old_bid, old_ask, bs.off, bs.cnt, bs.pool,
-                          pc.acc, pc.volume, pc.price_open, sc.bid, sc.ask, sc.k_profit,
-                          sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                          eng.accounts.cols.leverage, pc.profit, eng.accounts.cols.profit,
-                          eng.accounts.cols.margin, eng.accounts.cols.margin_maint,
-                          np.zeros(200, np.bool_))
-    assert touched == bs.cnt[s]
-    changed = np.nonzero(pc.profit != before)[0]
-    assert set(changed) <= set(bs.items(s).tolist())
-    assert len(changed) > 0
+    seg_acc, seg_vol = eng.positions.symbol_ordered()
+    mark = np.zeros(200, np.bool_)
+    out = np.empty(200, np.int64)
+    n = tick_update(np.array([s], np.int32), old_bid, old_ask, bs.off, bs.cnt, seg_acc,
+                    seg_vol, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
+                    sc.calc_mode, ac.profit, ac.margin, ac.margin_maint, mark, out)
+    holders = set(eng.positions.cols.acc[bs.items(s)].tolist())
+    assert sorted(out[:n].tolist()) == sorted(holders)
+    assert not mark.any()  # the scratch marks are cleared on return
+    changed = set(np.nonzero(ac.profit != before)[0].tolist())
+    assert changed and changed <= holders
 
 
 def test_engine_periodic_check_reports_drift_and_reanchors():

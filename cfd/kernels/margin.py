@@ -2,9 +2,9 @@
 incremental (only positions of symbols that moved)."""
 
 import numba as nb
-import numpy as np
 
 from cfd.kernels.formulas import (
+    CALC_EXCH_STOCKS,
     RULE_ESMA,
     RULE_MT5_PERCENT,
     is_margin_call,
@@ -17,9 +17,10 @@ from cfd.kernels.formulas import (
 
 @nb.njit(cache=True)
 def recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid,
-                      sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, leverage, out_pos_profit):
-    """Floating profit, initial and maintenance margin of account ``a``; refreshes the
-    per-position profit. Returns ``(profit, margin, margin_maint)``."""
+                      sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, leverage):
+    """Floating profit, initial and maintenance margin of account ``a``. Returns
+    ``(profit, margin, margin_maint)``. (A position's own floating profit is not stored: it
+    is derived from the current quote when asked, ``positions.floating_profit``.)"""
     profit = 0.0
     margin = 0.0
     maint = 0.0
@@ -30,9 +31,7 @@ def recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
         v = pos_vol[p]
         bid = sym_bid[s]
         ask = sym_ask[s]
-        pp = position_profit(v, pos_price[p], bid, ask, sym_kp[s])
-        out_pos_profit[p] = pp
-        profit += pp
+        profit += position_profit(v, pos_price[p], bid, ask, sym_kp[s])
         mp = margin_price(sym_mode[s], v, pos_price[p], bid, ask)
         margin += position_margin(sym_mode[s], v, mp, sym_km[s], leverage)
         maint += position_margin(sym_mode[s], v, mp, sym_kmm[s], leverage)
@@ -41,60 +40,70 @@ def recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
 
 @nb.njit(cache=True, parallel=True)
 def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid, sym_ask,
-                  sym_kp, sym_km, sym_kmm, sym_mode, acc_lev, out_pos_profit, out_profit,
-                  out_margin, out_margin_maint):
+                  sym_kp, sym_km, sym_kmm, sym_mode, acc_lev, out_profit, out_margin,
+                  out_margin_maint):
     """Full recompute: each thread owns whole accounts (no shared-slot reductions)."""
     for a in nb.prange(n_acc):
         pr, m, mm = recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
                                       sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
-                                      acc_lev[a], out_pos_profit)
+                                      acc_lev[a])
         out_profit[a] = pr
         out_margin[a] = m
         out_margin_maint[a] = mm
 
 
 @nb.njit(cache=True)
-def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, sym_pool, pos_acc, pos_vol,
-                pos_price, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, acc_lev,
-                pos_profit, acc_profit, acc_margin, acc_margin_maint, out_touched):
+def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, sym_bid, sym_ask,
+                sym_kp, sym_km, sym_kmm, sym_mode, acc_profit, acc_margin, acc_margin_maint,
+                mark, out_touched):
     """Incremental recompute after the prices of ``symbols`` moved from ``old_bid/old_ask``
     (per entry of ``symbols``) to the current ``sym_bid/sym_ask``.
 
-    Touches only positions of those symbols: each position's profit is recomputed and the
-    difference added to its account; EXCH_STOCKS margins (margined at the market) follow the
-    price. ``out_touched[a]`` is set for every account touched. Returns the number of
-    positions visited.
+    Walks only the positions of those symbols, in the symbol-ordered copy of their account
+    and volume (``seg_acc``, ``seg_vol``: slot ``sym_off[s] + k`` is the k-th position of
+    symbol ``s``), so the reads are sequential and the cost grows with the positions of the
+    moved symbols, not with the book. Each account gets the change of its floating profit,
+    ``(new close - old close) * volume * k_profit``; EXCH_STOCKS margins (margined at the
+    market) follow the price the same way.
+
+    The accounts touched are written to ``out_touched`` (first touch order) with the help of
+    ``mark`` (all False on entry and on return); returns how many.
     """
-    visited = 0
+    n = 0
     for j in range(len(symbols)):
         s = symbols[j]
-        bid = sym_bid[s]
-        ask = sym_ask[s]
         kp = sym_kp[s]
-        at_market = sym_mode[s] == 32
+        d_bid = float(sym_bid[s] - old_bid[j])
+        d_ask = float(sym_ask[s] - old_ask[j])
+        at_market = sym_mode[s] == CALC_EXCH_STOCKS
+        km = sym_km[s]
+        kmm = sym_kmm[s]
         base = sym_off[s]
-        for k in range(sym_cnt[s]):
-            p = sym_pool[base + k]
-            a = pos_acc[p]
-            v = pos_vol[p]
-            pp = position_profit(v, pos_price[p], bid, ask, kp)
-            acc_profit[a] += pp - pos_profit[p]
-            pos_profit[p] = pp
+        for k in range(base, base + sym_cnt[s]):
+            a = seg_acc[k]
+            v = float(seg_vol[k])
+            d = d_bid if v > 0 else d_ask
+            acc_profit[a] += d * v * kp
             if at_market:
-                lev = acc_lev[a]
-                old = old_bid[j] if v > 0 else old_ask[j]
-                new = bid if v > 0 else ask
-                acc_margin[a] += (position_margin(32, v, new, sym_km[s], lev)
-                                  - position_margin(32, v, old, sym_km[s], lev))
-                acc_margin_maint[a] += (position_margin(32, v, new, sym_kmm[s], lev)
-                                        - position_margin(32, v, old, sym_kmm[s], lev))
-            out_touched[a] = True
-        visited += sym_cnt[s]
-    return visited
+                acc_margin[a] += abs(v) * d * km
+                acc_margin_maint[a] += abs(v) * d * kmm
+            if not mark[a]:
+                mark[a] = True
+                out_touched[n] = a
+                n += 1
+    for i in range(n):
+        mark[out_touched[i]] = False
+    return n
 
 
-def empty_touched(n: int) -> np.ndarray:
-    return np.zeros(max(n, 1), dtype=np.bool_)
+@nb.njit(cache=True)
+def gather_segments(groups, off, cnt, pool, src, dst):
+    """``dst[off[g] + k] = src[pool[off[g] + k]]`` for the live slots of ``groups`` (refreshes
+    a symbol-ordered copy of a position column)."""
+    for i in range(len(groups)):
+        g = groups[i]
+        for k in range(off[g], off[g] + cnt[g]):
+            dst[k] = src[pool[k]]
 
 
 #: Account states from :func:`recompute_detect`.
@@ -118,15 +127,15 @@ def account_state(rule, so_level, call_level, equity, margin):
 @nb.njit(cache=True, parallel=True)
 def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
                      sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, acc_lev, acc_balance,
-                     acc_credit, acc_rule, acc_so, acc_call, out_pos_profit, out_profit,
-                     out_margin, out_margin_maint, out_state):
+                     acc_credit, acc_rule, acc_so, acc_call, out_profit, out_margin,
+                     out_margin_maint, out_state):
     """Full recompute and stop-out / margin-call detection in one pass over the book (one
     thread per account). Returns the number of accounts at or below stop-out."""
     n_so = 0
     for a in nb.prange(n_acc):
         pr, m, mm = recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
                                       sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
-                                      acc_lev[a], out_pos_profit)
+                                      acc_lev[a])
         out_profit[a] = pr
         out_margin[a] = m
         out_margin_maint[a] = mm

@@ -76,32 +76,25 @@ def recompute_detect_python(accounts, minor_scale, acc_off, acc_cnt, pool, pos_s
     return profits, margins, maints, states
 
 
-def tick_python(symbols, old_bid, old_ask, sym_off, sym_cnt, sym_pool, pos_acc, pos_vol,
-                pos_price, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, acc_lev,
-                pos_profit, acc_profit, acc_margin, acc_margin_maint):
-    """``margin.tick_update`` in Python (updates the arrays in place); returns the touched
-    account indices (sorted)."""
+def tick_python(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, sym_bid, sym_ask,
+                sym_kp, sym_km, sym_kmm, sym_mode, acc_profit, acc_margin, acc_margin_maint):
+    """``margin.tick_update`` in Python (updates the account arrays in place); returns the
+    touched account indices (sorted)."""
     touched = set()
     for j, s in enumerate(symbols):
         s = int(s)
-        bid, ask = int(sym_bid[s]), int(sym_ask[s])
-        for k in range(int(sym_cnt[s])):
-            p = int(sym_pool[int(sym_off[s]) + k])
-            a = int(pos_acc[p])
-            v = int(pos_vol[p])
-            lev = int(acc_lev[a])
-            pp, _, _ = _position(v, int(pos_price[p]), bid, ask, float(sym_kp[s]), 0.0, 0.0,
-                                 int(sym_mode[s]), lev)
-            acc_profit[a] += pp - pos_profit[p]
-            pos_profit[p] = pp
-            if int(sym_mode[s]) == CALC_EXCH_STOCKS:
-                old = int(old_bid[j]) if v > 0 else int(old_ask[j])
-                new = bid if v > 0 else ask
-                km, kmm = float(sym_km[s]), float(sym_kmm[s])
-                acc_margin[a] += (float(abs(v)) * float(new) * km
-                                  - float(abs(v)) * float(old) * km)
-                acc_margin_maint[a] += (float(abs(v)) * float(new) * kmm
-                                        - float(abs(v)) * float(old) * kmm)
+        kp, km, kmm = float(sym_kp[s]), float(sym_km[s]), float(sym_kmm[s])
+        d_bid = float(int(sym_bid[s]) - int(old_bid[j]))
+        d_ask = float(int(sym_ask[s]) - int(old_ask[j]))
+        at_market = int(sym_mode[s]) == CALC_EXCH_STOCKS
+        for k in range(int(sym_off[s]), int(sym_off[s]) + int(sym_cnt[s])):
+            a = int(seg_acc[k])
+            v = float(int(seg_vol[k]))
+            d = d_bid if v > 0 else d_ask
+            acc_profit[a] += d * v * kp
+            if at_market:
+                acc_margin[a] += abs(v) * d * km
+                acc_margin_maint[a] += abs(v) * d * kmm
             touched.add(a)
     return sorted(touched)
 
@@ -123,7 +116,7 @@ def recompute_detect_numpy(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, 
     """Full recompute and detection, vectorised: per-position terms as whole-array
     expressions, per-account sums with ``np.bincount`` (which adds in row order, as the
     kernel does). ``rows`` may pass ``positions_in_account_order`` precomputed. Returns
-    ``(pos_profit_rows, profit, margin, margin_maint, state)``."""
+    ``(profit, margin, margin_maint, state)``."""
     acc, p = rows if rows is not None else positions_in_account_order(acc_off, acc_cnt, pool,
                                                                       n_acc)
     s = pos_sym[p]
@@ -142,7 +135,7 @@ def recompute_detect_numpy(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, 
     maint = np.bincount(acc, weights=mm, minlength=n_acc)
     state = detect_numpy(minor_scale, acc_balance[:n_acc], acc_credit[:n_acc], profit, margin,
                          acc_rule[:n_acc], acc_so[:n_acc], acc_call[:n_acc])
-    return pp, profit, margin, maint, state
+    return profit, margin, maint, state
 
 
 def detect_numpy(minor_scale, balance, credit, profit, margin, rule, so, call):
@@ -158,29 +151,24 @@ def detect_numpy(minor_scale, balance, credit, profit, margin, rule, so, call):
                     ).astype(np.int8)
 
 
-def tick_numpy(symbols, old_bid, old_ask, sym_off, sym_cnt, sym_pool, pos_acc, pos_vol,
-               pos_price, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, acc_lev,
-               pos_profit, acc_profit, acc_margin, acc_margin_maint):
+def tick_numpy(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, sym_bid, sym_ask,
+               sym_kp, sym_km, sym_kmm, sym_mode, acc_profit, acc_margin, acc_margin_maint):
     """``margin.tick_update`` vectorised (in place); returns the touched account indices.
     Sums per account with ``np.add.at`` (unbuffered, in row order)."""
     symbols = np.asarray(symbols, dtype=np.int64)
     cnt = sym_cnt[symbols].astype(np.int64)
     j = np.repeat(np.arange(len(symbols)), cnt)
     within = np.arange(len(j), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    p = sym_pool[sym_off[symbols][j] + within]
+    k = sym_off[symbols][j] + within
     s = symbols[j]
-    a = pos_acc[p]
-    v = pos_vol[p]
-    close = np.where(v > 0, sym_bid[s], sym_ask[s])
-    pp = (close - pos_price[p]).astype(np.float64) * v.astype(np.float64) * sym_kp[s]
-    np.add.at(acc_profit, a, pp - pos_profit[p])
-    pos_profit[p] = pp
+    a = seg_acc[k]
+    v = seg_vol[k].astype(np.float64)
+    d = np.where(v > 0, (sym_bid[s] - old_bid[j]).astype(np.float64),
+                 (sym_ask[s] - old_ask[j]).astype(np.float64))
+    np.add.at(acc_profit, a, d * v * sym_kp[s])
     ex = sym_mode[s] == CALC_EXCH_STOCKS
     if ex.any():
-        old = np.where(v > 0, old_bid[j], old_ask[j])[ex].astype(np.float64)
-        new = close[ex].astype(np.float64)
-        av = np.abs(v[ex]).astype(np.float64)
-        km, kmm = sym_km[s[ex]], sym_kmm[s[ex]]
-        np.add.at(acc_margin, a[ex], av * new * km - av * old * km)
-        np.add.at(acc_margin_maint, a[ex], av * new * kmm - av * old * kmm)
+        av, dx = np.abs(v[ex]), d[ex]
+        np.add.at(acc_margin, a[ex], av * dx * sym_km[s[ex]])
+        np.add.at(acc_margin_maint, a[ex], av * dx * sym_kmm[s[ex]])
     return np.unique(a)

@@ -72,7 +72,7 @@ def commission(volume, num, den, minimum):
 
 @nb.njit(cache=True)
 def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
-                  pos_price, pos_ticket, pos_profit, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm,
+                  pos_price, pos_ticket, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm,
                   sym_mode, sym_knum, sym_kden, sym_closable, sym_cnum, sym_cden, sym_cmin,
                   acc_balance, acc_credit, acc_profit, acc_margin, acc_maint, acc_lev, acc_rule,
                   acc_so, acc_end, out_base, work, out_n, out_status, out_slot, out_price,
@@ -109,11 +109,8 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
                 s = pos_sym[p]
                 if not sym_closable[s]:
                     continue
-                if closed == 0:
-                    pp = pos_profit[p]
-                else:
-                    pp = position_profit(pos_vol[p], pos_price[p], sym_bid[s], sym_ask[s],
-                                         sym_kp[s])
+                pp = position_profit(pos_vol[p], pos_price[p], sym_bid[s], sym_ask[s],
+                                     sym_kp[s])
                 t = pos_ticket[p]
                 if best < 0 or pp < best_p or (pp == best_p and t < best_t):
                     best = k
@@ -169,7 +166,7 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
 
 @nb.njit(cache=True, parallel=True)
 def sweep(accs, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
-          pos_ticket, pos_profit, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, sym_knum,
+          pos_ticket, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, sym_knum,
           sym_kden, sym_closable, sym_cnum, sym_cden, sym_cmin, acc_balance, acc_credit,
           acc_profit, acc_margin, acc_maint, acc_lev, acc_rule, acc_so, acc_end, out_base, work,
           out_n, out_status, out_slot, out_price, out_volume, out_profit, out_comm, out_level,
@@ -179,7 +176,7 @@ def sweep(accs, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol, po
     Reads the engine's arrays, writes only the ``out_*`` arrays and ``work``."""
     for i in nb.prange(len(accs)):
         sweep_account(i, accs[i], force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
-                      pos_price, pos_ticket, pos_profit, sym_bid, sym_ask, sym_kp, sym_km,
+                      pos_price, pos_ticket, sym_bid, sym_ask, sym_kp, sym_km,
                       sym_kmm, sym_mode, sym_knum, sym_kden, sym_closable, sym_cnum, sym_cden,
                       sym_cmin, acc_balance, acc_credit, acc_profit, acc_margin, acc_maint,
                       acc_lev, acc_rule, acc_so, acc_end, out_base, work, out_n, out_status,
@@ -226,21 +223,6 @@ def _swap_remove(pool, off, cnt, place_of, group, place):
         place_of[moved] = place
     pool[base + last] = -1
     cnt[group] = last
-
-
-@nb.njit(cache=True, parallel=True)
-def refresh_profit(accs, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid, sym_ask,
-                   sym_kp, pos_profit):
-    """Re-derive the floating profit of every position of ``accs`` (one thread per
-    account), as the engine's per-account touch does."""
-    for i in nb.prange(len(accs)):
-        a = accs[i]
-        base = acc_off[a]
-        for k in range(acc_cnt[a]):
-            p = pool[base + k]
-            s = pos_sym[p]
-            pos_profit[p] = position_profit(pos_vol[p], pos_price[p], sym_bid[s], sym_ask[s],
-                                            sym_kp[s])
 
 
 @nb.njit(cache=True, inline="always")

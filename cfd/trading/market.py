@@ -405,7 +405,7 @@ def project(eng: Engine, plan: Plan) -> None:
         balance += leg.profit - leg.commission
         if leg.slot >= 0:
             v, po = int(pc.volume[leg.slot]), int(pc.price_open[leg.slot])
-            profit -= float(pc.profit[leg.slot])
+            profit -= position_profit(v, po, bid, ask, kp)
             margin -= position_margin(mode, v, margin_price(mode, v, po, bid, ask), km, lev)
         if leg.new_volume:
             v, po = leg.new_volume, leg.new_price

@@ -2,12 +2,21 @@
 
 A slot is free when ``active`` is False; free slots are reused (lowest first is not
 promised, but the order is deterministic). ``volume`` is signed: + long (BUY), - short.
+
+A position stores what was traded; its floating profit is derived from the current quote
+when asked (:func:`floating_profit`), so there is nothing per position to keep up to date
+on a tick. For the incremental tick kernel the table keeps a symbol-ordered copy of each
+position's account and volume, slot for slot with ``by_sym.pool`` (``seg_acc``,
+``seg_vol``), refreshed per symbol when a position of that symbol opens, changes volume or
+closes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from cfd.kernels.formulas import position_profit
+from cfd.kernels.margin import gather_segments
 from cfd.soa import Columns
 from cfd.trading.segments import SegmentedIndex
 
@@ -26,7 +35,6 @@ POSITION_COLUMNS = {
     "magic": np.int64,
     "reason": np.int8,
     "swap": np.int64,  # minor units, accumulated
-    "profit": np.float64,  # floating profit, account currency (re-derived)
     "acc_place": np.int32,
     "sym_place": np.int32,
 }
@@ -43,6 +51,12 @@ class PositionTable:
         self.stops_dirty = np.ones(64, dtype=np.bool_)
         self.comments: list[str] = [""] * self.cols.capacity
         self.external_ids: list[str] = [""] * self.cols.capacity
+        # symbol-ordered copies of acc / volume (see the module docstring)
+        self.seg_acc = np.zeros(0, dtype=np.int32)
+        self.seg_vol = np.zeros(0, dtype=np.int64)
+        self._seg_dirty = np.zeros(64, dtype=np.bool_)
+        self._seg_any = False
+        self._seg_pool: np.ndarray | None = None  # the pool the copies follow
 
     def __len__(self) -> int:
         return len(self.by_ticket)
@@ -66,15 +80,57 @@ class PositionTable:
         c.ticket[p], c.identifier[p] = ticket, ticket
         c.time_msc[p], c.time_update_msc[p] = time_msc, time_msc
         c.sl[p], c.tp[p], c.magic[p], c.reason[p] = sl, tp, magic, reason
-        c.swap[p], c.profit[p] = 0, 0.0
+        c.swap[p] = 0
         self.comments[p] = comment
         self.external_ids[p] = ""
         c.acc_place[p] = self.by_acc.add(acc, p)
         c.sym_place[p] = self.by_sym.add(sym, p)
         self.by_ticket[ticket] = p
+        self.touch_symbols(sym)
         if sl or tp:
             self.mark_stops(sym)
         return p
+
+    def set_volume(self, p: int, volume: int, price_open: int) -> None:
+        c = self.cols
+        c.volume[p], c.price_open[p] = volume, price_open
+        self.touch_symbols(int(c.sym[p]))
+
+    def touch_symbols(self, syms: int | np.ndarray) -> None:
+        """The positions of ``syms`` changed: their symbol-ordered copies are stale."""
+        if np.ndim(syms) and len(syms) == 0:
+            return
+        top = int(np.max(syms)) if np.ndim(syms) else int(syms)
+        if top >= len(self._seg_dirty):
+            grow = np.zeros(max(top + 1, 2 * len(self._seg_dirty)), dtype=np.bool_)
+            grow[: len(self._seg_dirty)] = self._seg_dirty
+            self._seg_dirty = grow
+        self._seg_dirty[syms] = True
+        self._seg_any = True
+
+    def symbol_ordered(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(seg_acc, seg_vol)`` up to date with ``by_sym`` (see the module docstring). A new
+        pool (grown, compacted or rebuilt) is copied whole; otherwise only stale symbols."""
+        bs, c = self.by_sym, self.cols
+        if self._seg_pool is not bs.pool:
+            n = len(bs.pool)
+            self.seg_acc = np.zeros(n, dtype=np.int32)
+            self.seg_vol = np.zeros(n, dtype=np.int64)
+            live = np.nonzero(bs.pool[: bs.end] >= 0)[0]
+            slots = bs.pool[live]
+            self.seg_acc[live] = c.acc[slots]
+            self.seg_vol[live] = c.volume[slots]
+            self._seg_pool = bs.pool
+            self._seg_dirty[:] = False
+            self._seg_any = False
+        elif self._seg_any:
+            n_g = min(bs.n_groups, len(self._seg_dirty))
+            groups = np.nonzero(self._seg_dirty[:n_g])[0]
+            gather_segments(groups, bs.off, bs.cnt, bs.pool, c.acc, self.seg_acc)
+            gather_segments(groups, bs.off, bs.cnt, bs.pool, c.volume, self.seg_vol)
+            self._seg_dirty[:] = False
+            self._seg_any = False
+        return self.seg_acc, self.seg_vol
 
     def mark_stops(self, sym: int) -> None:
         """The SL/TP (or the side) of a position in ``sym`` changed."""
@@ -100,7 +156,7 @@ class PositionTable:
         del self.by_ticket[int(c.ticket[p])]
         c.active[p] = False
         c.volume[p] = 0
-        c.profit[p] = 0.0
+        self.touch_symbols(int(c.sym[p]))
         self.free.append(p)
 
     def retick(self, p: int, new_ticket: int) -> None:
@@ -121,3 +177,21 @@ class PositionTable:
         slots = self.of_account(acc)
         hit = slots[self.cols.sym[slots] == sym]
         return int(hit[0]) if len(hit) else None
+
+
+def floating_profit(pc: Columns, sc: Columns, slots: np.ndarray) -> np.ndarray:
+    """Floating profit of the positions in ``slots`` at the current quotes, in account
+    currency (``formulas.position_profit``, the same float operations, vectorised)."""
+    s = pc.sym[slots]
+    v = pc.volume[slots]
+    close = np.where(v > 0, sc.bid[s], sc.ask[s])
+    return (close - pc.price_open[slots]).astype(np.float64) * v.astype(np.float64) \
+        * sc.k_profit[s]
+
+
+def position_floating_profit(pc: Columns, sc: Columns, p: int) -> float:
+    """:func:`floating_profit` of one position."""
+    s = int(pc.sym[p])
+    return float(position_profit.py_func(int(pc.volume[p]), int(pc.price_open[p]),
+                                         int(sc.bid[s]), int(sc.ask[s]),
+                                         float(sc.k_profit[s])))

@@ -29,6 +29,7 @@ from cfd.kernels import sweep as K
 from cfd.kernels.formulas import is_stop_out, margin_level
 from cfd.money import MINOR_SCALE, VOLUME_SCALE, to_minor
 from cfd.trading import market
+from cfd.trading.positions import floating_profit
 
 if TYPE_CHECKING:
     from cfd.engine import Engine
@@ -73,7 +74,8 @@ def sweep_python(eng: Engine, accs: np.ndarray, force: bool = False) -> list[dic
             slots = closable(eng, a)
             if len(slots) == 0:
                 break
-            order = np.lexsort((pc.ticket[slots], pc.profit[slots]))
+            order = np.lexsort((pc.ticket[slots],
+                                floating_profit(pc, eng.symbols.cols, slots)))
             p = int(slots[order[0]])
             eq = eng.accounts.equity(a)
             m = float(ac.margin[a])
@@ -223,7 +225,7 @@ def run_kernel(eng: Engine, accs: np.ndarray, force: bool = False) -> SweepOut:
                    np.empty(m, np.float64), np.empty(m, np.float64), np.empty(m, np.int64))
     work = np.empty(rows, np.int32)
     K.sweep(accs, force, float(MINOR_SCALE), idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
-            pc.price_open, pc.ticket, pc.profit, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
+            pc.price_open, pc.ticket, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
             sc.k_margin_maint, sc.calc_mode, sc.k_num, sc.k_den, closable, num, den, mn,
             ac.balance, ac.credit, ac.profit, ac.margin, ac.margin_maint, ac.leverage,
             ac.so_rule, ac.so_so, ac.so_end, base, work, out.n, out.status, out.slot,
@@ -418,8 +420,8 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
                        bi.pool, bs.off, bs.cnt, bs.pool)
     pc.active[slot] = False
     pc.volume[slot] = 0
-    pc.profit[slot] = 0.0
     pos = eng.positions
+    pos.touch_symbols(sym_c)
     tl = tickets.tolist()
     for tk in tl:
         del pos.by_ticket[tk]
@@ -429,9 +431,6 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
     ac.profit[accs] = out.acc_profit[which]
     ac.margin[accs] = out.acc_margin[which]
     ac.margin_maint[accs] = out.acc_maint[which]
-    sc = eng.symbols.cols
-    K.refresh_profit(accs, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
-                     sc.ask, sc.k_profit, pc.profit)
     # events
     first_row = out.base[which]
     events = []
