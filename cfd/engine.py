@@ -56,7 +56,14 @@ from cfd.instruments.registry import SymbolTable
 from cfd.instruments.sessions import default_calendar
 from cfd.instruments.spec import SymbolSpec, load_catalogue
 from cfd.kernels.formulas import margin_level, position_margin
-from cfd.kernels.margin import recompute_account, recompute_all, tick_update
+from cfd.kernels.margin import (
+    margin_calls,
+    recompute_account,
+    recompute_all,
+    stop_out_hits,
+    tick_update,
+    tick_update_accounts,
+)
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.trading import market
 from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
@@ -157,6 +164,10 @@ class Engine:
         self._checked_seq = -1
         self.drift = 0.0  # largest difference the last check found (account currency)
         self._mark = np.zeros(1024, dtype=np.bool_)  # scratch of the incremental kernel
+        # a tick moving this share of a book of at least this many positions is walked by
+        # account (see ``incremental``)
+        self.bulk_tick_share = 0.25
+        self.bulk_tick_min = 100_000
 
     # ------------------------------------------------------------------ commands
     def apply(self, cmd: C.Command) -> Result:
@@ -822,25 +833,38 @@ class Engine:
 
     def incremental(self, syms: np.ndarray, old_bid: np.ndarray, old_ask: np.ndarray,
                     first: np.ndarray | None = None) -> np.ndarray:
-        """Incremental recompute for moved symbols; returns the touched account indices.
+        """Incremental recompute for moved symbols; returns the touched account indices
+        (ascending).
 
-        When the moved symbols hold most of the book, a full recompute (parallel over
-        accounts) is cheaper than the position-by-position increment and gives the same
-        figures."""
+        Walks the moved symbols' positions (``tick_update``); when they hold a large part of
+        a large book (``bulk_tick_share`` of at least ``bulk_tick_min`` positions), walks the
+        whole book by account instead, in parallel (``tick_update_accounts``): same figures,
+        fewer scattered writes."""
         ac, sc = self.accounts.cols, self.symbols.cols
         idx = self.positions.by_sym
         n_pos = len(self.positions)
-        if n_pos > 100_000 and int(idx.cnt[syms].sum()) * 2 > n_pos:
-            self.recompute_all()
-            return np.nonzero(self.positions.by_acc.cnt[: len(self.accounts)] > 0)[0]
-        n_acc = len(self.accounts)
-        if len(self._mark) < n_acc:
-            self._mark = np.zeros(max(n_acc, 2 * len(self._mark)), dtype=np.bool_)
         if first is not None and first.any():
             old_bid = np.where(first, sc.bid[syms], old_bid)
             old_ask = np.where(first, sc.ask[syms], old_ask)
+        n_acc = len(self.accounts)
+        n_moved = int(idx.cnt[syms].sum())
+        if n_pos >= self.bulk_tick_min and n_moved >= self.bulk_tick_share * n_pos:
+            n_sym = len(self.symbols)
+            moved = np.zeros(n_sym, dtype=np.bool_)
+            moved[syms] = True
+            d = np.zeros(2 * n_sym)
+            d[2 * syms] = sc.bid[syms] - old_bid
+            d[2 * syms + 1] = sc.ask[syms] - old_ask
+            pc, bi = self.positions.cols, self.positions.by_acc
+            touched = np.empty(max(n_acc, 1), dtype=np.bool_)
+            tick_update_accounts(n_acc, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, moved, d,
+                                 sc.k_profit, sc.k_margin, sc.k_margin_maint,
+                                 sc.calc_mode, ac.profit, ac.margin, ac.margin_maint, touched)
+            return np.nonzero(touched[:n_acc])[0]
+        if len(self._mark) < n_acc:
+            self._mark = np.zeros(max(n_acc, 2 * len(self._mark)), dtype=np.bool_)
         seg_acc, seg_vol = self.positions.symbol_ordered()
-        out = np.empty(max(min(int(idx.cnt[syms].sum()), n_acc), 1), dtype=np.int64)
+        out = np.empty(max(min(n_moved, n_acc), 1), dtype=np.int64)
         n = tick_update(syms, old_bid, old_ask, idx.off, idx.cnt, seg_acc, seg_vol, sc.bid,
                         sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
                         ac.profit, ac.margin, ac.margin_maint, self._mark, out)
@@ -878,26 +902,26 @@ class Engine:
         accs = np.asarray(accs, dtype=np.int64)
         if len(accs) == 0:
             return []
-        hit = accs if force else accs[self._below_stop_out(accs)]
+        ac = self.accounts.cols
+        out = np.empty(len(accs), dtype=np.int64)
+        if force:
+            hit = accs
+        else:
+            hit = out[:stop_out_hits(accs, float(MINOR_SCALE), ac.balance, ac.credit, ac.profit,
+                                     ac.margin, ac.so_rule, ac.so_so, out)].copy()
         events: list[dict] = []
         if len(hit):
             self._remove_pending(hit)
             events.extend(self.stop_out(hit, force))
-        ac = self.accounts.cols
-        eq = self._equity(accs)
-        m = ac.margin[accs]
-        rule = ac.so_rule[accs]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mc = np.where(rule == 1, eq <= ac.so_call[accs], eq / m * 100.0 <= ac.so_call[accs])
-        mc &= m > 0
-        for a in accs[mc & ~ac.mc_flag[accs]].tolist():
+        n = margin_calls(accs, float(MINOR_SCALE), ac.balance, ac.credit, ac.profit, ac.margin,
+                         ac.so_rule, ac.so_call, ac.mc_flag, out)
+        for a in out[:n].tolist():
             e, mg = self.accounts.equity(a), float(ac.margin[a])
             ev = {"kind": "margin_call", "login": int(ac.login[a]), "time_msc": self.now_msc,
                   "equity": round(e, 2), "margin": round(mg, 2),
                   "margin_level": margin_level(e, mg)}
             events.append(ev)
             self._effects.events.append(ev)
-        ac.mc_flag[accs] = mc
         return events
 
     def _remove_pending(self, accs: np.ndarray) -> None:
@@ -910,22 +934,6 @@ class Engine:
             for a in accs.tolist():
                 if cancel(a, comment="stop out"):
                     self._touch_account(a)
-
-    def _equity(self, accs: np.ndarray) -> np.ndarray:
-        ac = self.accounts.cols
-        return (ac.balance[accs] + ac.credit[accs]) / MINOR_SCALE + ac.profit[accs]
-
-    def _below_stop_out(self, accs: np.ndarray) -> np.ndarray:
-        """Vectorised ``formulas.is_stop_out`` (same float operations, same answers)."""
-        ac = self.accounts.cols
-        eq = self._equity(accs)
-        m = ac.margin[accs]
-        so = ac.so_so[accs]
-        rule = ac.so_rule[accs]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pct = eq / m * 100.0 <= so
-        hit = np.where(rule == 0, pct, np.where(rule == 1, eq <= so, eq < 0.5 * m))
-        return hit & (m > 0)
 
     def _stop_out_python(self, accs: np.ndarray, force: bool = False) -> list[dict]:
         from cfd.trading.stopout import sweep_python

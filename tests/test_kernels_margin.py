@@ -125,6 +125,49 @@ def test_incremental_ticks_equal_references_and_full_recompute(spec, ticks):
     assert np.allclose(per_acc, pr, rtol=1e-9, atol=1e-9 * scale.max())
 
 
+@SETTINGS
+@given(spec=books, seed=st.integers(0, 2**31), factor=st.floats(0.8, 1.25))
+def test_bulk_tick_by_account_equals_reference_and_the_symbol_walk(spec, seed, factor):
+    """A move of most of the book is walked by account (``tick_update_accounts``): equal to
+    its Python reference to the bit, and to the by-symbol walk and a full recompute within
+    float rounding."""
+    eng, twin = build(spec), build(spec)
+    eng.bulk_tick_min, eng.bulk_tick_share = 0, 0.0  # always by account
+    twin.bulk_tick_share = 2.0  # never
+    ac, sc, pc = eng.accounts.cols, eng.symbols.cols, eng.positions.cols
+    ns, n = len(eng.symbols), len(eng.accounts)
+    ref = [ac.profit.copy(), ac.margin.copy(), ac.margin_maint.copy()]
+    rng = np.random.default_rng(seed)
+    syms = np.unique(rng.integers(0, ns, rng.integers(1, ns + 1))).astype(np.int32)
+    old_bid, old_ask = sc.bid[syms].copy(), sc.ask[syms].copy()
+    for e in (eng, twin):
+        q = e.symbols.cols
+        q.bid[syms] = np.maximum(old_bid * factor // 10_000 * 10_000, 10_000)
+        q.ask[syms] = q.bid[syms] + np.arange(len(syms)) % 5 * 10_000
+    touched = eng.incremental(syms, old_bid, old_ask)
+    touched_twin = twin.incremental(syms, old_bid, old_ask)
+    moved = np.zeros(ns, np.bool_)
+    moved[syms] = True
+    d = np.zeros(2 * ns)
+    d[2 * syms] = sc.bid[syms] - old_bid
+    d[2 * syms + 1] = sc.ask[syms] - old_ask
+    bi = eng.positions.by_acc
+    t_py = R.tick_accounts_python(n, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, moved, d,
+                                  sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
+                                  *ref)
+    assert list(touched) == t_py == list(touched_twin)
+    assert np.array_equal(ref[0], ac.profit) and np.array_equal(ref[1], ac.margin)
+    assert np.array_equal(ref[2], ac.margin_maint)
+    _, (pr, m, mm, _) = run_kernel(eng)
+    tw = twin.accounts.cols
+    tol = 1e-9 * (1.0 + np.abs(m).max())
+    for got in ((ac.profit[:n], ac.margin[:n], ac.margin_maint[:n]),
+                (tw.profit[:n], tw.margin[:n], tw.margin_maint[:n])):
+        assert np.allclose(got[0], pr, rtol=1e-9, atol=tol)
+        assert np.allclose(got[1], m, rtol=1e-9, atol=tol)
+        assert np.allclose(got[2], mm, rtol=1e-9, atol=tol)
+
+
 def test_incremental_touches_only_the_ticked_symbol():
     eng = build(BookSpec(positions=2_000, accounts=200, symbols=20, seed=3))
     sc, ac = eng.symbols.cols, eng.accounts.cols

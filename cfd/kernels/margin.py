@@ -2,6 +2,7 @@
 incremental (only positions of symbols that moved)."""
 
 import numba as nb
+import numpy as np
 
 from cfd.kernels.formulas import (
     CALC_EXCH_STOCKS,
@@ -96,6 +97,41 @@ def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
     return n
 
 
+@nb.njit(cache=True, parallel=True)
+def tick_update_accounts(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, sym_moved, sym_d,
+                         sym_kp, sym_km, sym_kmm, sym_mode, acc_profit, acc_margin,
+                         acc_margin_maint, out_touched):
+    """The incremental recompute of :func:`tick_update` walked the other way round, for a
+    move of most of the book: one thread per account (no shared-slot reductions), each
+    position of a moved symbol (``sym_moved``) adding ``d * volume * k_profit`` where ``d`` is
+    its symbol's bid move (``sym_d[2 s]``, longs) or ask move (``sym_d[2 s + 1]``, shorts),
+    in price units. ``out_touched[a]`` is set for every account holding a moved symbol. The
+    same float operations per position as :func:`tick_update`, summed in account order."""
+    for a in nb.prange(n_acc):
+        touched = False
+        pr = acc_profit[a]
+        m = acc_margin[a]
+        mm = acc_margin_maint[a]
+        base = acc_off[a]
+        for k in range(base, base + acc_cnt[a]):
+            p = pool[k]
+            s = pos_sym[p]
+            if sym_moved[s]:
+                touched = True
+                vi = pos_vol[p]
+                v = float(vi)
+                d = sym_d[2 * s + np.intp(vi < 0)]
+                pr += d * v * sym_kp[s]
+                if sym_mode[s] == CALC_EXCH_STOCKS:
+                    m += abs(v) * d * sym_km[s]
+                    mm += abs(v) * d * sym_kmm[s]
+        if touched:
+            acc_profit[a] = pr
+            acc_margin[a] = m
+            acc_margin_maint[a] = mm
+        out_touched[a] = touched
+
+
 @nb.njit(cache=True)
 def gather_segments(groups, off, cnt, pool, src, dst):
     """``dst[off[g] + k] = src[pool[off[g] + k]]`` for the live slots of ``groups`` (refreshes
@@ -145,3 +181,38 @@ def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vo
         if st == STATE_STOP_OUT:
             n_so += 1
     return n_so
+
+
+@nb.njit(cache=True)
+def stop_out_hits(accs, minor_scale, acc_balance, acc_credit, acc_profit, acc_margin, acc_rule,
+                  acc_so, out):
+    """The accounts of ``accs`` at or below their stop-out level (``formulas.is_stop_out``),
+    written to ``out`` in order; returns how many."""
+    n = 0
+    for i in range(len(accs)):
+        a = accs[i]
+        eq = (acc_balance[a] + acc_credit[a]) / minor_scale + acc_profit[a]
+        if is_stop_out(acc_rule[a], acc_so[a], eq, acc_margin[a]):
+            out[n] = a
+            n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def margin_calls(accs, minor_scale, acc_balance, acc_credit, acc_profit, acc_margin, acc_rule,
+                 acc_call, mc_flag, out):
+    """Margin-call flags of ``accs`` (ESMA accounts use the percent rule): sets ``mc_flag``
+    and writes to ``out`` the accounts whose flag has just been raised (one event per
+    crossing); returns how many."""
+    n = 0
+    for i in range(len(accs)):
+        a = accs[i]
+        eq = (acc_balance[a] + acc_credit[a]) / minor_scale + acc_profit[a]
+        rule = acc_rule[a]
+        mc = is_margin_call(rule if rule != RULE_ESMA else RULE_MT5_PERCENT, acc_call[a], eq,
+                            acc_margin[a])
+        if mc and not mc_flag[a]:
+            out[n] = a
+            n += 1
+        mc_flag[a] = mc
+    return n

@@ -99,6 +99,32 @@ def tick_python(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
     return sorted(touched)
 
 
+def tick_accounts_python(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, sym_moved, sym_d,
+                         sym_kp, sym_km, sym_kmm, sym_mode, acc_profit, acc_margin,
+                         acc_margin_maint):
+    """``margin.tick_update_accounts`` in Python (in place); returns the touched account
+    indices (sorted)."""
+    touched = []
+    for a in range(n_acc):
+        hit = False
+        base = int(acc_off[a])
+        for k in range(base, base + int(acc_cnt[a])):
+            p = int(pool[k])
+            s = int(pos_sym[p])
+            if not sym_moved[s]:
+                continue
+            hit = True
+            v = float(int(pos_vol[p]))
+            d = float(sym_d[2 * s + (1 if v < 0 else 0)])
+            acc_profit[a] += d * v * float(sym_kp[s])
+            if int(sym_mode[s]) == CALC_EXCH_STOCKS:
+                acc_margin[a] += abs(v) * d * float(sym_km[s])
+                acc_margin_maint[a] += abs(v) * d * float(sym_kmm[s])
+        if hit:
+            touched.append(a)
+    return touched
+
+
 # ------------------------------------------------------------------ numpy
 def positions_in_account_order(acc_off, acc_cnt, pool, n_acc):
     """``(account of each row, position slot of each row)`` walking every account's
