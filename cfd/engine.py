@@ -760,13 +760,12 @@ class Engine:
         if self.config.conflate_ticks and len(rounds) > 1:
             rounds = [_last_per_symbol(sym)]
         for r in rounds:
-            s_r = sym[r]
-            old = {int(s): (int(b), int(k)) for s, b, k in zip(
-                s_r.tolist(), sc.bid[s_r].tolist(), sc.ask[s_r].tolist(), strict=True)}
+            s_r = sym[r].astype(np.int32)
+            old_bid, old_ask = sc.bid[s_r], sc.ask[s_r]
             sc.bid[s_r], sc.ask[s_r] = bid_u[r], ask_u[r]
             sc.tick_msc[s_r] = batch.time_msc[idx[r]]
             moved += len(r)
-            events.extend(self.on_prices(old))
+            events.extend(self.on_prices(s_r, old_bid, old_ask))
         return Result(Retcode.DONE, f"{moved} quotes marked, {rejected} ticks rejected",
                       {"accepted": len(idx), "rejected": rejected}, events)
 
@@ -803,15 +802,14 @@ class Engine:
         """A stop-out left waiting by a closed or halted market proceeds when it opens."""
         return self._check_levels(self.holders(syms))
 
-    def on_prices(self, changed: dict[int, tuple[int, int]]) -> list[dict]:
-        """Stages 2-4 of the tick pipeline for the symbols whose quotes changed."""
+    def on_prices(self, syms: np.ndarray, old_bid: np.ndarray, old_ask: np.ndarray
+                  ) -> list[dict]:
+        """Stages 2-4 of the tick pipeline for the symbols ``syms`` (int32, each once) whose
+        quotes changed from ``old_bid`` / ``old_ask``."""
         sc = self.symbols.cols
         events: list[dict] = []
-        if not changed:
+        if len(syms) == 0:
             return events
-        syms = np.fromiter(changed, dtype=np.int32, count=len(changed))
-        old_bid = np.array([changed[s][0] for s in changed], dtype=np.int64)
-        old_ask = np.array([changed[s][1] for s in changed], dtype=np.int64)
         first = ~sc.has_quote[syms]
         sc.has_quote[syms] = True
         # 3. incremental recompute (before the triggers, so that a fill re-derives its
