@@ -118,7 +118,7 @@ def report(res: dict) -> str:
             f"({r['closing_deals']:,} closes), insurance fund "
             f"-{r['insurance_fund_draw'] / 100:,.2f}, broker P/L "
             f"-{r['broker_pl_draw'] / 100:,.2f}; deals in "
-            f"{fmt_t(r['deals_total_s'])} (full recompute {fmt_t(r['recompute_s'])}, sweep "
+            f"{fmt_t(r['deals_total_s'])} (incremental recompute {fmt_t(r['recompute_s'])}, sweep "
             f"{fmt_t(r['sweep_kernel_s'])}, booking {fmt_t(r['bulk_booking_s'])}){eff}")
     return "\n".join(lines)
 

@@ -153,9 +153,9 @@ def bench_cascade(spec: BookSpec, factor: float, effects: bool, check: bool) -> 
     gc.collect()
     fund0 = eng.insurance_fund
     n_deals0 = len(eng.deals)
-    shock(eng, factor)
+    syms, ob, oa = shock(eng, factor)
     t0 = time.perf_counter()
-    eng.recompute_all()  # every symbol moved: the full recompute beats the incremental one
+    eng.incremental(syms, ob, oa)  # as the engine's tick pipeline: every symbol moved
     t1 = time.perf_counter()
     todo = stopout.needing_sweep(eng, np.arange(len(eng.accounts)))
     out = stopout.run_kernel(eng, todo)
