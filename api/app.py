@@ -16,11 +16,13 @@ from api.service import EngineService, ServiceStopped
 
 class MeasureRequests:
     """Pure ASGI middleware: request counts and latencies by route (no per-request task or
-    body copy, unlike ``@app.middleware("http")``)."""
+    body copy, unlike ``@app.middleware("http")``; the labelled series are looked up once
+    per method, route and status, not per request)."""
 
     def __init__(self, app: Any, metrics: Any) -> None:
         self.app = app
         self.metrics = metrics
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -38,9 +40,14 @@ class MeasureRequests:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], path, str(status[0])).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - t0)
+            key = (scope["method"], getattr(route, "path", "unmatched"), status[0])
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = (
+                    self.metrics.requests.labels(key[0], key[1], str(key[2])),
+                    self.metrics.latency.labels(key[1]))
+            series[0].inc()
+            series[1].observe(time.perf_counter() - t0)
 
 
 def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
