@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.fastpath import OrderSendFastPath
 from api.routers import admin, mt5, streams
 from api.service import EngineService, ServiceStopped
 
@@ -63,6 +64,7 @@ def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
     app.include_router(streams.router)
     metrics = service.metrics
 
+    app.add_middleware(OrderSendFastPath, service=service)  # inside MeasureRequests
     app.add_middleware(MeasureRequests, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)

@@ -7,14 +7,15 @@ retcode; ill-formed input is a 422.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 
 from api import bars, records
 from api import schemas as S
 from api.deps import ClientDep, ServiceDep
+from api.service import EngineService
 from cfd.engine import Engine
 from cfd.errors import Rejected
 
@@ -147,19 +148,29 @@ async def order_send(req: S.TradeRequest, me: ClientDep, svc: ServiceDep,
                          description="client request id: a retry with the same id returns "
                                      "the first result instead of trading twice")] = None,
                      ) -> Any:
-    body = _request_dict(req)
-    rid = x_request_id or 0
-    if not (rid and svc.results.get((me.login, rid))) and not svc.rate.allow(me.login):
+    # the ordinary request does not come here: api.fastpath answers it with place_order
+    out = await place_order(svc, me.login, _request_dict(req), x_request_id or 0)
+    return Response(out, media_type="application/json")
+
+
+async def place_order(svc: EngineService, login: int, body: dict, rid: int) -> bytes:
+    """order_send for ``login``: rate limit, idempotency, the writer; the OrderSendResult as
+    JSON (already in MT5's field order: serialised once, without re-validating it against
+    the response model)."""
+    if not (rid and svc.results.get((login, rid))) and not svc.rate.allow(login):
         svc.metrics.too_many.inc()
-        return svc.too_many(body, request_id=rid)
+        return dumps(svc.too_many(body, request_id=rid))
     try:
-        out = await svc.order_send(me.login, body, rid)
+        out = await svc.order_send(login, body, rid)
     except Exception:
         svc.metrics.engine_errors.inc()
-        return svc.error_result(body, request_id=rid)
-    # already an OrderSendResult in MT5's field order: serialise it once, without
-    # re-validating it against the response model (the hot path of the API)
-    return Response(json.dumps(out, separators=(",", ":")), media_type="application/json")
+        out = svc.error_result(body, request_id=rid)
+    return dumps(out)
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON of a result dict (numpy scalars as numbers)."""
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _pick(rows: list[dict], symbol: str | None, group: str | None, ticket: int | None,
