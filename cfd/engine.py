@@ -58,6 +58,7 @@ from cfd.instruments.spec import SymbolSpec, load_catalogue
 from cfd.kernels.formulas import margin_level, position_margin
 from cfd.kernels.margin import (
     margin_calls,
+    pack_moves,
     recompute_account,
     recompute_all,
     stop_out_hits,
@@ -847,17 +848,12 @@ class Engine:
         n_acc = len(self.accounts)
         n_moved = int(idx.cnt[syms].sum())
         if n_pos >= self.bulk_tick_min and n_moved >= self.bulk_tick_share * n_pos:
-            n_sym = len(self.symbols)
-            moved = np.zeros(n_sym, dtype=np.bool_)
-            moved[syms] = True
-            d = np.zeros(2 * n_sym)
-            d[2 * syms] = sc.bid[syms] - old_bid
-            d[2 * syms + 1] = sc.ask[syms] - old_ask
+            moves = pack_moves(len(self.symbols), syms, old_bid, old_ask, sc.bid, sc.ask,
+                               sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode)
             pc, bi = self.positions.cols, self.positions.by_acc
             touched = np.empty(max(n_acc, 1), dtype=np.bool_)
-            tick_update_accounts(n_acc, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, moved, d,
-                                 sc.k_profit, sc.k_margin, sc.k_margin_maint,
-                                 sc.calc_mode, ac.profit, ac.margin, ac.margin_maint, touched)
+            tick_update_accounts(n_acc, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, moves,
+                                 ac.profit, ac.margin, ac.margin_maint, touched)
             return np.nonzero(touched[:n_acc])[0]
         if len(self._mark) < n_acc:
             self._mark = np.zeros(max(n_acc, 2 * len(self._mark)), dtype=np.bool_)

@@ -146,15 +146,10 @@ def test_bulk_tick_by_account_equals_reference_and_the_symbol_walk(spec, seed, f
         q.ask[syms] = q.bid[syms] + np.arange(len(syms)) % 5 * 10_000
     touched = eng.incremental(syms, old_bid, old_ask)
     touched_twin = twin.incremental(syms, old_bid, old_ask)
-    moved = np.zeros(ns, np.bool_)
-    moved[syms] = True
-    d = np.zeros(2 * ns)
-    d[2 * syms] = sc.bid[syms] - old_bid
-    d[2 * syms + 1] = sc.ask[syms] - old_ask
     bi = eng.positions.by_acc
-    t_py = R.tick_accounts_python(n, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, moved, d,
-                                  sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                                  *ref)
+    t_py = R.tick_accounts_python(n, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, syms, old_bid,
+                                  old_ask, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
+                                  sc.k_margin_maint, sc.calc_mode, *ref)
     assert list(touched) == t_py == list(touched_twin)
     assert np.array_equal(ref[0], ac.profit) and np.array_equal(ref[1], ac.margin)
     assert np.array_equal(ref[2], ac.margin_maint)

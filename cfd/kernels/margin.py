@@ -148,16 +148,35 @@ def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
     return n
 
 
+@nb.njit(cache=True)
+def pack_moves(n_sym, symbols, old_bid, old_ask, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm,
+               sym_mode):
+    """One row per symbol for :func:`tick_update_accounts`: moved (1.0 / 0.0), bid move, ask
+    move (price units), k_profit, k_margin, k_margin_maint, margined at the market (1.0 /
+    0.0); 64 bytes, one cache line per position's symbol."""
+    t = np.zeros((n_sym, 8))
+    for j in range(len(symbols)):
+        s = symbols[j]
+        t[s, 0] = 1.0
+        t[s, 1] = float(sym_bid[s] - old_bid[j])
+        t[s, 2] = float(sym_ask[s] - old_ask[j])
+    for s in range(n_sym):
+        t[s, 3] = sym_kp[s]
+        t[s, 4] = sym_km[s]
+        t[s, 5] = sym_kmm[s]
+        t[s, 6] = 1.0 if sym_mode[s] == CALC_EXCH_STOCKS else 0.0
+    return t
+
+
 @nb.njit(cache=True, parallel=True)
-def tick_update_accounts(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, sym_moved, sym_d,
-                         sym_kp, sym_km, sym_kmm, sym_mode, acc_profit, acc_margin,
-                         acc_margin_maint, out_touched):
+def tick_update_accounts(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, moves, acc_profit,
+                         acc_margin, acc_margin_maint, out_touched):
     """The incremental recompute of :func:`tick_update` walked the other way round, for a
     move of most of the book: one thread per account (no shared-slot reductions), each
-    position of a moved symbol (``sym_moved``) adding ``d * volume * k_profit`` where ``d`` is
-    its symbol's bid move (``sym_d[2 s]``, longs) or ask move (``sym_d[2 s + 1]``, shorts),
-    in price units. ``out_touched[a]`` is set for every account holding a moved symbol. The
-    same float operations per position as :func:`tick_update`, summed in account order."""
+    position of a moved symbol adding ``d * volume * k_profit`` where ``d`` is its symbol's
+    bid move (longs) or ask move (shorts), from the rows of :func:`pack_moves`.
+    ``out_touched[a]`` is set for every account holding a moved symbol. The same float
+    operations per position as :func:`tick_update`, summed in account order."""
     for a in nb.prange(n_acc):
         touched = False
         pr = acc_profit[a]
@@ -167,15 +186,15 @@ def tick_update_accounts(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, sym_mo
         for k in range(base, base + acc_cnt[a]):
             p = pool[k]
             s = pos_sym[p]
-            if sym_moved[s]:
+            if moves[s, 0] != 0.0:
                 touched = True
                 vi = pos_vol[p]
                 v = float(vi)
-                d = sym_d[2 * s + np.intp(vi < 0)]
-                pr += d * v * sym_kp[s]
-                if sym_mode[s] == CALC_EXCH_STOCKS:
-                    m += abs(v) * d * sym_km[s]
-                    mm += abs(v) * d * sym_kmm[s]
+                d = moves[s, 1 + np.intp(vi < 0)]
+                pr += d * v * moves[s, 3]
+                if moves[s, 6] != 0.0:
+                    m += abs(v) * d * moves[s, 4]
+                    mm += abs(v) * d * moves[s, 5]
         if touched:
             acc_profit[a] = pr
             acc_margin[a] = m

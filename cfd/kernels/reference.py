@@ -99,11 +99,13 @@ def tick_python(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
     return sorted(touched)
 
 
-def tick_accounts_python(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, sym_moved, sym_d,
-                         sym_kp, sym_km, sym_kmm, sym_mode, acc_profit, acc_margin,
-                         acc_margin_maint):
+def tick_accounts_python(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, symbols, old_bid,
+                         old_ask, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
+                         acc_profit, acc_margin, acc_margin_maint):
     """``margin.tick_update_accounts`` in Python (in place); returns the touched account
     indices (sorted)."""
+    moved = {int(s): (float(int(sym_bid[s]) - int(b)), float(int(sym_ask[s]) - int(k)))
+             for s, b, k in zip(symbols, old_bid, old_ask, strict=True)}
     touched = []
     for a in range(n_acc):
         hit = False
@@ -111,11 +113,11 @@ def tick_accounts_python(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, sym_mo
         for k in range(base, base + int(acc_cnt[a])):
             p = int(pool[k])
             s = int(pos_sym[p])
-            if not sym_moved[s]:
+            if s not in moved:
                 continue
             hit = True
             v = float(int(pos_vol[p]))
-            d = float(sym_d[2 * s + (1 if v < 0 else 0)])
+            d = moved[s][1 if v < 0 else 0]
             acc_profit[a] += d * v * float(sym_kp[s])
             if int(sym_mode[s]) == CALC_EXCH_STOCKS:
                 acc_margin[a] += abs(v) * d * float(sym_km[s])
