@@ -164,6 +164,7 @@ class EngineService:
         self._next_login = 0
         self.reader: Any = None  # a read-only Store for tick history, when there is a store
         self._hidden: dict[int, set[str]] = {}
+        self._counters: dict[tuple[str, bool], Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -320,7 +321,7 @@ class EngineService:
                     m.engine_errors.inc()
                     failed.append((it, exc))
                     continue
-                m.commands.labels(cmd.kind, str(res.ok)).inc()
+                self._command_counter(cmd.kind, res.ok).inc()
                 entries.append(JournalEntry(kind=cmd.kind, payload=cmd.to_payload(),
                                             time_msc=int(cmd.time_msc), actor=cmd.actor or ""))
                 if isinstance(cmd, C.SendOrder) and cmd.request_id and res.data is not None:
@@ -349,6 +350,13 @@ class EngineService:
         m.batch_size.observe(len(batch))
         self._settle([*done, *failed])
         self._publish(effects)
+
+    def _command_counter(self, kind: str, ok: bool) -> Any:
+        """The ``cfd_engine_commands`` series of (kind, ok), looked up once."""
+        series = self._counters.get((kind, ok))
+        if series is None:
+            series = self._counters[(kind, ok)] = self.metrics.commands.labels(kind, str(ok))
+        return series
 
     @staticmethod
     def _settle(outcomes: list[tuple[_Item, Any]]) -> None:
