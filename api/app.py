@@ -84,7 +84,7 @@ def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["ops"])
-    def health() -> dict:
+    async def health() -> dict:
         return {"ok": service.failed is None}
 
     return app

@@ -37,12 +37,12 @@ def _symbol(eng: Engine, name: str) -> int:
 
 
 @router.get("/version", response_model=S.Version)
-def version(_: ClientDep) -> S.Version:
+async def version(_: ClientDep) -> S.Version:
     return S.Version(terminal_version=VERSION[0], build=VERSION[1], release_date=VERSION[2])
 
 
 @router.get("/terminal_info", response_model=S.TerminalInfo)
-def terminal_info(_: ClientDep, svc: ServiceDep) -> Any:
+async def terminal_info(_: ClientDep, svc: ServiceDep) -> Any:
     return {
         "community_account": False, "community_connection": False,
         "connected": svc.failed is None, "dlls_allowed": False, "trade_allowed": True,
