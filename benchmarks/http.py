@@ -9,16 +9,24 @@ process with a lean keep-alive HTTP/1.1 client (asyncio streams, no client libra
    so the ratio order_send / no-op is reported;
 3. latency at a fixed offered rate (``--rate``, open loop): p50 / p99 / max.
 
-    python -m benchmarks.http --clients 32 --seconds 10 --rate 500
+Beside each phase it reports the CPU the server process used (cores, from /proc) and, after
+the server stopped, checks in its SQLite journal that every order the server answered with a
+result is there (durable before acknowledged). ``--repeat N`` runs it all N times, each on a
+fresh server, and reports the median and the range of each figure.
+
+    python -m benchmarks.http --clients 32 --seconds 10 --rate 500 --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +93,40 @@ def start_server(port: int, workdir: str) -> subprocess.Popen:
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("server did not start within 60 s")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Cores used by the server process and by this (client) process during a phase."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.pid = server_pid
+        self.t0 = time.perf_counter()
+        self.s0 = cpu_seconds(server_pid)
+        self.c0 = time.process_time()
+
+    def cores(self) -> dict:
+        dt = time.perf_counter() - self.t0
+        s1 = cpu_seconds(self.pid)
+        server = None if s1 is None or self.s0 is None else round((s1 - self.s0) / dt, 2)
+        return {"server_cores": server,
+                "client_cores": round((time.process_time() - self.c0) / dt, 2)}
+
+
+def journaled_orders(db: str) -> int:
+    """order_send commands in the store's journal (read after the server stopped)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT count(*) FROM journal WHERE kind = 'order_send'"
+                            ).fetchone()[0]
 
 
 async def setup(port: int, n_clients: int) -> tuple[list[dict], dict]:
@@ -199,6 +241,13 @@ async def paced(port: int, creds: list[dict], tick: dict, rate: float, seconds: 
             "max_ms": round(float(a.max()) * 1e3, 2)}
 
 
+def _answered(*phases: dict) -> int:
+    """Orders the writer answered (every retcode but the rate limit's, which the service
+    gives itself without journaling; no request ids here, so no retries)."""
+    return sum(n for ph in phases for code, n in ph["codes"].items()
+               if code != 10024 and code >= 10000)
+
+
 def run(clients: int = 32, seconds: float = 10.0, rate: float = 500.0) -> dict:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,20 +256,59 @@ def run(clients: int = 32, seconds: float = 10.0, rate: float = 500.0) -> dict:
             async def go() -> dict:
                 creds, tick = await setup(port, clients)
                 out = {"clients": clients, "seconds": seconds}
-                await saturate(port, creds, tick, 1.0, noop=False)  # warm-up
-                out["order_send"] = await saturate(port, creds, tick, seconds, noop=False)
-                out["noop"] = await saturate(port, creds, tick, seconds, noop=True)
+                out["warmup"] = await saturate(port, creds, tick, 1.0, noop=False)
+                for name, noop in (("order_send", False), ("noop", True)):
+                    cpu = CpuMeter(proc.pid)
+                    out[name] = await saturate(port, creds, tick, seconds, noop=noop)
+                    out[name].update(cpu.cores())
                 out["ratio"] = round(out["order_send"]["per_s"] / out["noop"]["per_s"], 3)
+                cpu = CpuMeter(proc.pid)
                 out["paced"] = await paced(port, creds, tick, rate, seconds)
+                out["paced"].update(cpu.cores())
                 return out
 
-            return asyncio.run(go())
+            out = asyncio.run(go())
         finally:
             proc.terminate()
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        answered = _answered(out["warmup"], out["order_send"], out["paced"])
+        journaled = journaled_orders(os.path.join(tmp, "cfd.sqlite"))
+        out["durable"] = {"answered": answered, "journaled": journaled,
+                          "ok": journaled == answered}
+        return out
+
+
+def _line(out: dict, clients: int) -> list[str]:
+    o, n, pc, d = out["order_send"], out["noop"], out["paced"], out["durable"]
+    return [
+        f"order_send, {clients} clients: {o['per_s']:,}/s  p50 {o['p50_ms']} ms  "
+        f"p99 {o['p99_ms']} ms  retcodes {o['codes']}  server {o['server_cores']} cores",
+        f"no-op (GET /v1/version), same server: {n['per_s']:,}/s  -> ratio "
+        f"{out['ratio']}  server {n['server_cores']} cores",
+        f"paced {pc['offered_per_s']:.0f}/s: achieved {pc['achieved_per_s']}/s  "
+        f"p50 {pc['p50_ms']} ms  p99 {pc['p99_ms']} ms  max {pc['max_ms']} ms  "
+        f"retcodes {pc['codes']}  server {pc['server_cores']} cores",
+        f"journal: {d['journaled']:,} order_send commands for {d['answered']:,} answered "
+        f"orders ({'all durable' if d['ok'] else 'MISMATCH'})",
+    ]
+
+
+def summary(runs: list[dict]) -> dict:
+    """Median and range of each headline figure over the runs."""
+    figures = {
+        "order_send_per_s": [r["order_send"]["per_s"] for r in runs],
+        "noop_per_s": [r["noop"]["per_s"] for r in runs],
+        "ratio": [r["ratio"] for r in runs],
+        "paced_p50_ms": [r["paced"]["p50_ms"] for r in runs],
+        "paced_p99_ms": [r["paced"]["p99_ms"] for r in runs],
+        "paced_max_ms": [r["paced"]["max_ms"] for r in runs],
+        "server_cores_order_send": [r["order_send"]["server_cores"] for r in runs],
+    }
+    return {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "runs": v}
+            for k, v in figures.items() if None not in v}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,21 +316,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rate", type=float, default=500.0)
+    p.add_argument("--repeat", type=int, default=1, help="runs, each on a fresh server")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    out = run(args.clients, args.seconds, args.rate)
+    runs = []
+    for i in range(max(1, args.repeat)):
+        out = run(args.clients, args.seconds, args.rate)
+        runs.append(out)
+        if not args.json:
+            if args.repeat > 1:
+                print(f"run {i + 1} of {args.repeat}")
+            print("\n".join(_line(out, args.clients)), flush=True)
     if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        o, n, pc = out["order_send"], out["noop"], out["paced"]
-        print(f"order_send, {args.clients} clients: {o['per_s']:,}/s  p50 {o['p50_ms']} ms  "
-              f"p99 {o['p99_ms']} ms  retcodes {o['codes']}")
-        print(f"no-op (GET /v1/version), same server: {n['per_s']:,}/s  -> ratio "
-              f"{out['ratio']}")
-        print(f"paced {pc['offered_per_s']:.0f}/s: achieved {pc['achieved_per_s']}/s  "
-              f"p50 {pc['p50_ms']} ms  p99 {pc['p99_ms']} ms  max {pc['max_ms']} ms  "
-              f"retcodes {pc['codes']}")
-    return 0
+        print(json.dumps(runs[0] if len(runs) == 1 else
+                         {"runs": runs, "summary": summary(runs)}, indent=2))
+    elif len(runs) > 1:
+        print(f"over {len(runs)} runs: median [min - max]")
+        for k, v in summary(runs).items():
+            print(f"  {k}: {v['median']} [{v['min']} - {v['max']}]")
+    return 0 if all(r["durable"]["ok"] for r in runs) else 1
 
 
 if __name__ == "__main__":
