@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     try:
-        uvicorn.run(rt.app, host=settings.host, port=settings.port, log_level="warning")
+        # no access log (not even filtered calls per request): requests are counted and
+        # timed in /metrics
+        uvicorn.run(rt.app, host=settings.host, port=settings.port, log_level="warning",
+                    access_log=False)
     finally:
         rt.close()
     return 0
