@@ -57,6 +57,8 @@ from cfd.instruments.sessions import default_calendar
 from cfd.instruments.spec import SymbolSpec, load_catalogue
 from cfd.kernels.formulas import margin_level, position_margin
 from cfd.kernels.margin import (
+    STATE_MARGIN_CALL,
+    STATE_STOP_OUT,
     margin_calls,
     pack_moves,
     recompute_account,
@@ -165,6 +167,9 @@ class Engine:
         self._checked_seq = -1
         self.drift = 0.0  # largest difference the last check found (account currency)
         self._mark = np.zeros(1024, dtype=np.bool_)  # scratch of the incremental kernel
+        # account states of the last whole-book walk (kernels.margin STATE_*, -1: untouched)
+        self._states: np.ndarray | None = None
+        self._touches = 0  # accounts re-derived so far (tells when ``_states`` went stale)
         # a tick moving this share of a book of at least this many positions is walked by
         # account (see ``incremental``)
         self.bulk_tick_share = 0.25
@@ -513,6 +518,7 @@ class Engine:
 
     def _touch_account(self, a: int) -> None:
         """Re-derive one account's floating profit and margin from its positions."""
+        self._touches += 1
         ac = self.accounts.cols
         sc = self.symbols.cols
         pc = self.positions.cols
@@ -816,6 +822,7 @@ class Engine:
         # 3. incremental recompute (before the triggers, so that a fill re-derives its
         # account at the new prices once and the increment is not applied twice)
         touched = self.incremental(syms, old_bid, old_ask, first)
+        states, touches = self._states, self._touches
         # 2. pending orders and SL/TP (extensions)
         for ext in self.extensions:
             events.extend(ext.on_prices(syms))
@@ -823,11 +830,15 @@ class Engine:
                 and self._checked_seq != self.seq):
             self._checked_seq = self.seq  # once per command, not per round of a batch
             self.check_recompute()
+            states = None
+        if self._touches != touches:
+            states = None  # a fill or a close changed accounts after the walk judged them
         # 4. stop-out sweep and margin-call flags; no stop-out on an unconfirmed outlier
         unconfirmed = syms[~sc.confirmed[syms]]
         if len(unconfirmed) and len(touched):
             touched = np.setdiff1d(touched, self.holders(unconfirmed))
-        events.extend(self._check_levels(touched))
+            states = None
+        events.extend(self._check_levels(touched, states=states))
         return events
 
     def incremental(self, syms: np.ndarray, old_bid: np.ndarray, old_ask: np.ndarray,
@@ -842,6 +853,7 @@ class Engine:
         ac, sc = self.accounts.cols, self.symbols.cols
         idx = self.positions.by_sym
         n_pos = len(self.positions)
+        self._states = None
         if first is not None and first.any():
             old_bid = np.where(first, sc.bid[syms], old_bid)
             old_ask = np.where(first, sc.ask[syms], old_ask)
@@ -851,10 +863,12 @@ class Engine:
             moves = pack_moves(len(self.symbols), syms, old_bid, old_ask, sc.bid, sc.ask,
                                sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode)
             pc, bi = self.positions.cols, self.positions.by_acc
-            touched = np.empty(max(n_acc, 1), dtype=np.bool_)
+            state = np.empty(max(n_acc, 1), dtype=np.int8)
             tick_update_accounts(n_acc, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, moves,
-                                 ac.profit, ac.margin, ac.margin_maint, touched)
-            return np.nonzero(touched[:n_acc])[0]
+                                 float(MINOR_SCALE), ac.balance, ac.credit, ac.so_rule, ac.so_so,
+                                 ac.so_call, ac.profit, ac.margin, ac.margin_maint, state)
+            self._states = state[:n_acc]
+            return np.nonzero(self._states >= 0)[0]
         if len(self._mark) < n_acc:
             self._mark = np.zeros(max(n_acc, 2 * len(self._mark)), dtype=np.bool_)
         seg_acc, seg_vol = self.positions.symbol_ordered()
@@ -890,9 +904,12 @@ class Engine:
                                          "seq": self.seq, "time_msc": self.now_msc})
         return self.drift
 
-    def _check_levels(self, accs: np.ndarray, force: bool = False) -> list[dict]:
+    def _check_levels(self, accs: np.ndarray, force: bool = False,
+                      states: np.ndarray | None = None) -> list[dict]:
         """Stage 4: stop-out for the given accounts at or below their level (all of them
-        when ``force``), then margin-call flags, an event on each crossing."""
+        when ``force``), then margin-call flags, an event on each crossing. ``states`` may
+        give every account's state as the whole-book walk found it (-1 for those not in
+        ``accs``)."""
         accs = np.asarray(accs, dtype=np.int64)
         if len(accs) == 0:
             return []
@@ -900,6 +917,8 @@ class Engine:
         out = np.empty(len(accs), dtype=np.int64)
         if force:
             hit = accs
+        elif states is not None:
+            hit = np.nonzero(states == STATE_STOP_OUT)[0]
         else:
             hit = out[:stop_out_hits(accs, float(MINOR_SCALE), ac.balance, ac.credit, ac.profit,
                                      ac.margin, ac.so_rule, ac.so_so, out)].copy()
@@ -907,9 +926,23 @@ class Engine:
         if len(hit):
             self._remove_pending(hit)
             events.extend(self.stop_out(hit, force))
-        n = margin_calls(accs, float(MINOR_SCALE), ac.balance, ac.credit, ac.profit, ac.margin,
-                         ac.so_rule, ac.so_call, ac.mc_flag, out)
-        for a in out[:n].tolist():
+        if states is not None and not force:
+            # the walk's states hold for the accounts not stopped out; those stopped out are
+            # checked again after their sweep
+            n = len(states)
+            flags = ac.mc_flag[:n]
+            rest = (states >= 0) & (states != STATE_STOP_OUT)
+            mc = states == STATE_MARGIN_CALL
+            raised = np.nonzero(rest & mc & ~flags)[0]
+            flags[rest] = mc[rest]
+            k = margin_calls(hit, float(MINOR_SCALE), ac.balance, ac.credit, ac.profit,
+                             ac.margin, ac.so_rule, ac.so_call, ac.mc_flag, out)
+            raised = np.sort(np.concatenate([raised, out[:k]])) if k else raised
+        else:
+            raised = out[:margin_calls(accs, float(MINOR_SCALE), ac.balance, ac.credit,
+                                       ac.profit, ac.margin, ac.so_rule, ac.so_call, ac.mc_flag,
+                                       out)]
+        for a in raised.tolist():
             e, mg = self.accounts.equity(a), float(ac.margin[a])
             ev = {"kind": "margin_call", "login": int(ac.login[a]), "time_msc": self.now_msc,
                   "equity": round(e, 2), "margin": round(mg, 2),

@@ -169,14 +169,17 @@ def pack_moves(n_sym, symbols, old_bid, old_ask, sym_bid, sym_ask, sym_kp, sym_k
 
 
 @nb.njit(cache=True, parallel=True)
-def tick_update_accounts(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, moves, acc_profit,
-                         acc_margin, acc_margin_maint, out_touched):
+def tick_update_accounts(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, moves, minor_scale,
+                         acc_balance, acc_credit, acc_rule, acc_so, acc_call, acc_profit,
+                         acc_margin, acc_margin_maint, out_state):
     """The incremental recompute of :func:`tick_update` walked the other way round, for a
     move of most of the book: one thread per account (no shared-slot reductions), each
     position of a moved symbol adding ``d * volume * k_profit`` where ``d`` is its symbol's
-    bid move (longs) or ask move (shorts), from the rows of :func:`pack_moves`.
-    ``out_touched[a]`` is set for every account holding a moved symbol. The same float
-    operations per position as :func:`tick_update`, summed in account order."""
+    bid move (longs) or ask move (shorts), from the rows of :func:`pack_moves`. The same
+    float operations per position as :func:`tick_update`, summed in account order.
+
+    Detection in the same pass: ``out_state[a]`` is the :func:`account_state` of every
+    account holding a moved symbol, -1 for the others."""
     for a in nb.prange(n_acc):
         touched = False
         pr = acc_profit[a]
@@ -199,7 +202,10 @@ def tick_update_accounts(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, moves,
             acc_profit[a] = pr
             acc_margin[a] = m
             acc_margin_maint[a] = mm
-        out_touched[a] = touched
+            eq = (acc_balance[a] + acc_credit[a]) / minor_scale + pr
+            out_state[a] = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, m)
+        else:
+            out_state[a] = -1
 
 
 @nb.njit(cache=True)
