@@ -1,10 +1,12 @@
 """Tick replay through the whole engine pipeline (issue: feeds, pending orders, stops).
 
-A book of ``positions`` positions over ``accounts`` accounts and ``symbols`` symbols, with
-``pending`` pending orders, then ``ticks`` synthetic ticks (``SyntheticFeed``, seeded) applied
-as ``TickBatchCommand`` batches: hygiene, triggers, incremental margin and stop-out. Reports
+A book of ``positions`` positions over ``accounts`` accounts and ``symbols`` symbols, each
+account funded to a margin level drawn between ``--level-lo`` and ``--level-hi`` percent (so
+some cross the margin-call and stop-out levels as prices move), with ``pending`` pending
+orders, then ``ticks`` synthetic ticks (``SyntheticFeed``, seeded) applied as
+``TickBatchCommand`` batches: hygiene, triggers, incremental margin and stop-out. Reports
 ticks per second with every tick processed in order, and with conflation (each symbol's last
-tick per batch).
+tick per batch), and what the ticks did (stop-outs, margin calls, fills).
 
     python -m benchmarks.ticks --positions 1000000 --symbols 500 --pending 100000
 """
@@ -25,7 +27,8 @@ from cfd.instruments.spec import SymbolSpec
 
 
 def build(positions: int, accounts: int, symbols: int, pending: int, seed: int = 7,
-          conflate: bool = False) -> tuple[Engine, np.ndarray]:
+          conflate: bool = False, level_lo: float = 52.0, level_hi: float = 400.0
+          ) -> tuple[Engine, np.ndarray]:
     rng = np.random.default_rng(seed)
     prices = np.round(rng.uniform(20, 500, symbols), 2)
     specs = [SymbolSpec(name=f"S{i:04d}", reference_price=Decimal(str(prices[i])),
@@ -35,7 +38,6 @@ def build(positions: int, accounts: int, symbols: int, pending: int, seed: int =
     t = 1_767_000_000_000
     for a in range(accounts):
         eng.apply(C.CreateAccount(time_msc=t, login=100_000 + a, name=""))
-        eng.apply(C.Deposit(time_msc=t, login=100_000 + a, amount=10_000_000))
     eng.apply(C.Ticks(time_msc=t, symbols=tuple(range(symbols)),
                       bid=tuple(float(p) for p in prices),
                       ask=tuple(float(round(p + 0.01, 2)) for p in prices)))
@@ -52,6 +54,12 @@ def build(positions: int, accounts: int, symbols: int, pending: int, seed: int =
         px = int(eng.symbols.cols.ask[s] if vol[p] > 0 else eng.symbols.cols.bid[s])
         pos.open(int(acc[p]), s, int(vol[p]), px, ticket + p, t, 0, 0, 0, 3, "")
     eng.recompute_all()
+    # fund each account to its starting margin level
+    ac = eng.accounts.cols
+    level = rng.uniform(level_lo, level_hi, accounts) / 100.0
+    need = np.ceil((ac.margin[:accounts] * level - ac.profit[:accounts]) * 100).astype(np.int64)
+    for a, amount in enumerate(need.tolist()):
+        eng.apply(C.Deposit(time_msc=t, login=100_000 + a, amount=max(amount, 100)))
     # pending orders far from the market: BUY LIMIT 30% below
     n = 0
     a = 0
@@ -68,12 +76,16 @@ def build(positions: int, accounts: int, symbols: int, pending: int, seed: int =
 
 def run(positions: int = 200_000, accounts: int = 20_000, symbols: int = 500,
         pending: int = 20_000, ticks: int = 500_000, batch: int = 10_000, seed: int = 7,
-        conflate: bool = False) -> dict:
+        conflate: bool = False, level_lo: float = 52.0, level_hi: float = 400.0) -> dict:
     t0 = time.perf_counter()
-    eng, prices = build(positions, accounts, symbols, pending, seed, conflate)
+    eng, prices = build(positions, accounts, symbols, pending, seed, conflate, level_lo,
+                        level_hi)
     built = time.perf_counter() - t0
+    # the ticks span one trading day (6.5 hours): each symbol is quoted every
+    # 23,400 s / (ticks / symbols), moving with 40% annual volatility
+    step_ms = max(1, int(23_400_000 * symbols / max(ticks, 1)))
     feed = SyntheticFeed([s.name for s in eng.symbols.specs], prices + 0.005, seed=seed,
-                         vol_annual=0.4, tick_interval_ms=1, start_msc=eng.now_msc + 1)
+                         vol_annual=0.4, tick_interval_ms=step_ms, start_msc=eng.now_msc + 1)
     batches = []
     made = 0
     while made < ticks:
@@ -83,14 +95,21 @@ def run(positions: int = 200_000, accounts: int = 20_000, symbols: int = 500,
     eng.apply(C.TickBatchCommand(time_msc=int(batches[0].time_msc[-1]), batch=batches[0]))
     t1 = time.perf_counter()
     n = 0
+    kinds: dict[str, int] = {}
+    rejected = 0
     for b in batches[1:]:
-        eng.apply(C.TickBatchCommand(time_msc=int(b.time_msc[-1]), batch=b))
+        r = eng.apply(C.TickBatchCommand(time_msc=int(b.time_msc[-1]), batch=b))
         n += len(b)
+        rejected += r.data["rejected"]
+        for e in r.events:
+            kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
     dt = time.perf_counter() - t1
     return {"positions": positions, "accounts": accounts, "symbols": symbols,
             "pending": len(eng.extensions[0]), "ticks": n, "batch": batch,
             "conflate": conflate, "seconds": round(dt, 3), "ticks_per_s": round(n / dt),
-            "build_s": round(built, 1), "open_positions_after": len(eng.positions)}
+            "build_s": round(built, 1), "open_positions_after": len(eng.positions),
+            "events": dict(sorted(kinds.items())), "rejected_ticks": rejected,
+            "ledger_total": eng.ledger_total()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,12 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pending", type=int, default=20_000)
     p.add_argument("--ticks", type=int, default=500_000)
     p.add_argument("--batch", type=int, default=10_000)
+    p.add_argument("--level-lo", type=float, default=52.0, help="lowest starting level, %%")
+    p.add_argument("--level-hi", type=float, default=400.0, help="highest starting level, %%")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     out = []
     for conflate in (False, True):
         out.append(run(args.positions, args.accounts or max(args.positions // 10, 1),
-                       args.symbols, args.pending, args.ticks, args.batch, conflate=conflate))
+                       args.symbols, args.pending, args.ticks, args.batch, conflate=conflate,
+                       level_lo=args.level_lo, level_hi=args.level_hi))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -115,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 else "every tick in order"
             print(f"{r['ticks']:,} ticks, {r['symbols']} symbols, {r['positions']:,} positions, "
                   f"{r['pending']:,} pending orders, batches of {r['batch']:,}: "
-                  f"{r['ticks_per_s']:,} ticks/s ({mode})")
+                  f"{r['ticks_per_s']:,} ticks/s ({mode}); events {r['events']}, "
+                  f"{r['open_positions_after']:,} positions left")
     return 0
 
 

@@ -31,3 +31,18 @@ def test_report_shows_each_size():
     text = report(res)
     assert "2,000 positions / 200 accounts / 1 symbols" in text
     assert "-30% on 2,000" in text
+
+
+def test_tick_replay_runs_through_the_pipeline():
+    """``python -m benchmarks.ticks`` on a tiny book: every tick is accepted, the ticks move
+    accounts across their levels (margin calls), the ledger stays at zero, and conflation
+    processes the same ticks."""
+    from benchmarks import ticks
+
+    out = [ticks.run(positions=5_000, accounts=500, symbols=50, pending=500, ticks=50_000,
+                     batch=1_000, conflate=c, level_lo=52.0, level_hi=120.0)
+           for c in (False, True)]
+    for r in out:
+        assert r["ticks"] == 49_000 and r["rejected_ticks"] == 0  # the first batch warms up
+        assert r["pending"] > 0 and r["ledger_total"] == 0
+        assert r["events"].get("margin_call", 0) > 0
