@@ -143,3 +143,23 @@ def test_fast_path_and_route_give_the_same_answers() -> None:
                     'status="200"} 6.0') in text
     finally:
         rt.close()
+
+
+def test_the_route_has_nothing_the_fast_path_would_skip() -> None:
+    """The fast path does what the route's parameters do (client auth, the body, the request
+    id); a dependency added to the route or its router must be added there too."""
+    import inspect
+
+    from api.fastpath import _route
+    from api.routers import mt5
+
+    route = _route()
+    assert route.endpoint is mt5.order_send
+    assert list(inspect.signature(route.endpoint).parameters) == ["req", "me", "svc",
+                                                                  "x_request_id"]
+    assert not route.dependencies and not mt5.router.dependencies
+    rt = make_runtime()
+    try:
+        assert not rt.app.router.dependencies
+    finally:
+        rt.close()
