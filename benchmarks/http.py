@@ -105,21 +105,39 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_seconds() -> float | None:
+    """CPU seconds all processes on the machine spent busy so far (Linux /proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuMeter:
-    """Cores used by the server process and by this (client) process during a phase."""
+    """Cores used during a phase by the server process, by this (client) process and by
+    everything else on the machine (a noisy neighbour shows there)."""
 
     def __init__(self, server_pid: int) -> None:
         self.pid = server_pid
         self.t0 = time.perf_counter()
         self.s0 = cpu_seconds(server_pid)
         self.c0 = time.process_time()
+        self.m0 = busy_seconds()
 
     def cores(self) -> dict:
         dt = time.perf_counter() - self.t0
-        s1 = cpu_seconds(self.pid)
-        server = None if s1 is None or self.s0 is None else round((s1 - self.s0) / dt, 2)
-        return {"server_cores": server,
-                "client_cores": round((time.process_time() - self.c0) / dt, 2)}
+        s1, m1 = cpu_seconds(self.pid), busy_seconds()
+        server = None if s1 is None or self.s0 is None else (s1 - self.s0) / dt
+        client = (time.process_time() - self.c0) / dt
+        other = None
+        if server is not None and m1 is not None and self.m0 is not None:
+            other = max(0.0, (m1 - self.m0) / dt - server - client)
+        return {"server_cores": None if server is None else round(server, 2),
+                "client_cores": round(client, 2),
+                "other_cores": None if other is None else round(other, 2)}
 
 
 def journaled_orders(db: str) -> int:
@@ -285,12 +303,15 @@ def _line(out: dict, clients: int) -> list[str]:
     o, n, pc, d = out["order_send"], out["noop"], out["paced"], out["durable"]
     return [
         f"order_send, {clients} clients: {o['per_s']:,}/s  p50 {o['p50_ms']} ms  "
-        f"p99 {o['p99_ms']} ms  retcodes {o['codes']}  server {o['server_cores']} cores",
+        f"p99 {o['p99_ms']} ms  retcodes {o['codes']}  cores: server {o['server_cores']}, "
+        f"client {o['client_cores']}, other {o['other_cores']}",
         f"no-op (GET /v1/version), same server: {n['per_s']:,}/s  -> ratio "
-        f"{out['ratio']}  server {n['server_cores']} cores",
+        f"{out['ratio']}  cores: server {n['server_cores']}, client {n['client_cores']}, "
+        f"other {n['other_cores']}",
         f"paced {pc['offered_per_s']:.0f}/s: achieved {pc['achieved_per_s']}/s  "
         f"p50 {pc['p50_ms']} ms  p99 {pc['p99_ms']} ms  max {pc['max_ms']} ms  "
-        f"retcodes {pc['codes']}  server {pc['server_cores']} cores",
+        f"retcodes {pc['codes']}  cores: server {pc['server_cores']}, "
+        f"client {pc['client_cores']}, other {pc['other_cores']}",
         f"journal: {d['journaled']:,} order_send commands for {d['answered']:,} answered "
         f"orders ({'all durable' if d['ok'] else 'MISMATCH'})",
     ]
@@ -306,6 +327,7 @@ def summary(runs: list[dict]) -> dict:
         "paced_p99_ms": [r["paced"]["p99_ms"] for r in runs],
         "paced_max_ms": [r["paced"]["max_ms"] for r in runs],
         "server_cores_order_send": [r["order_send"]["server_cores"] for r in runs],
+        "other_cores_paced": [r["paced"]["other_cores"] for r in runs],
     }
     return {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "runs": v}
             for k, v in figures.items() if None not in v}

@@ -16,7 +16,7 @@ def test_http_benchmark_runs_and_checks_durability(capsys):
     assert set(out["noop"]["codes"]) == {"200"} and out["ratio"] > 0
     assert out["paced"]["codes"] == {"10009": 20}
     assert out["durable"]["ok"] and out["durable"]["journaled"] == out["durable"]["answered"]
-    assert out["order_send"]["client_cores"] >= 0
+    assert out["order_send"]["client_cores"] >= 0 and out["paced"]["other_cores"] >= 0
     lines = http._line(out, 2)
     assert lines[-1].endswith("(all durable)")
     s = http.summary([out, out])
