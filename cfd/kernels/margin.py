@@ -5,6 +5,7 @@ import numba as nb
 import numpy as np
 
 from cfd.kernels.formulas import (
+    CALC_CFDLEVERAGE,
     CALC_EXCH_STOCKS,
     RULE_ESMA,
     RULE_MT5_PERCENT,
@@ -71,20 +72,31 @@ def pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode):
 
 @nb.njit(cache=True, inline="always")
 def _account_packed(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, symtab, leverage):
-    """:func:`recompute_account` reading the symbols from :func:`pack_symbols` (the same
-    operations, the same figures)."""
+    """:func:`recompute_account` reading the symbols from :func:`pack_symbols`, with the
+    same figures to the bit: prices are integers below 2**53, so the float difference
+    ``close - open`` is exact and equals ``float(close - open)``; the products are taken in
+    the same order as ``formulas.position_profit`` / ``position_margin``. The close price is
+    picked by index (bid for a long, ask for a short) rather than by a branch."""
     profit = 0.0
     margin = 0.0
     maint = 0.0
+    lev = float(leverage)
     base = acc_off[a]
     for k in range(base, base + acc_cnt[a]):
         p = pool[k]
         s = pos_sym[p]
-        pp, m, mm = _position_figures(pos_vol[p], pos_price[p], np.int64(symtab[s, _BID]),
-                                      np.int64(symtab[s, _ASK]), symtab[s, _KP],
-                                      symtab[s, _KM], symtab[s, _KMM],
-                                      np.int64(symtab[s, _MODE]), leverage)
-        profit += pp
+        v = pos_vol[p]
+        fv = float(v)
+        po = float(pos_price[p])
+        close = symtab[s, _BID + np.intp(v <= 0)]
+        profit += (close - po) * fv * symtab[s, _KP]
+        mode = symtab[s, _MODE]
+        base_m = abs(fv) * (close if mode == CALC_EXCH_STOCKS else po)
+        m = base_m * symtab[s, _KM]
+        mm = base_m * symtab[s, _KMM]
+        if mode == CALC_CFDLEVERAGE:
+            m = m / lev
+            mm = mm / lev
         margin += m
         maint += mm
     return profit, margin, maint
