@@ -57,8 +57,7 @@ from cfd.instruments.sessions import default_calendar
 from cfd.instruments.spec import SymbolSpec, load_catalogue
 from cfd.kernels.formulas import margin_level, position_margin
 from cfd.kernels.margin import (
-    STATE_MARGIN_CALL,
-    STATE_STOP_OUT,
+    apply_states,
     margin_calls,
     pack_moves,
     recompute_account,
@@ -915,10 +914,14 @@ class Engine:
             return []
         ac = self.accounts.cols
         out = np.empty(len(accs), dtype=np.int64)
-        if force:
+        if states is not None and not force:
+            # the walk's states hold for the accounts not stopped out; those stopped out are
+            # judged again after their sweep
+            early = np.empty(len(accs), dtype=np.int64)
+            n_hit, n_raised = apply_states(states, ac.mc_flag, out, early)
+            hit = out[:n_hit].copy()
+        elif force:
             hit = accs
-        elif states is not None:
-            hit = np.nonzero(states == STATE_STOP_OUT)[0]
         else:
             hit = out[:stop_out_hits(accs, float(MINOR_SCALE), ac.balance, ac.credit, ac.profit,
                                      ac.margin, ac.so_rule, ac.so_so, out)].copy()
@@ -927,17 +930,11 @@ class Engine:
             self._remove_pending(hit)
             events.extend(self.stop_out(hit, force))
         if states is not None and not force:
-            # the walk's states hold for the accounts not stopped out; those stopped out are
-            # checked again after their sweep
-            n = len(states)
-            flags = ac.mc_flag[:n]
-            rest = (states >= 0) & (states != STATE_STOP_OUT)
-            mc = states == STATE_MARGIN_CALL
-            raised = np.nonzero(rest & mc & ~flags)[0]
-            flags[rest] = mc[rest]
             k = margin_calls(hit, float(MINOR_SCALE), ac.balance, ac.credit, ac.profit,
                              ac.margin, ac.so_rule, ac.so_call, ac.mc_flag, out)
-            raised = np.sort(np.concatenate([raised, out[:k]])) if k else raised
+            raised = early[:n_raised]
+            if k:
+                raised = np.sort(np.concatenate([raised, out[:k]]))
         else:
             raised = out[:margin_calls(accs, float(MINOR_SCALE), ac.balance, ac.credit,
                                        ac.profit, ac.margin, ac.so_rule, ac.so_call, ac.mc_flag,

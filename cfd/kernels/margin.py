@@ -194,9 +194,10 @@ def tick_update_accounts(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, moves,
     account holding a moved symbol, -1 for the others."""
     for a in nb.prange(n_acc):
         touched = False
+        at_market = False  # margins are read and written only when a position moves them
         pr = acc_profit[a]
-        m = acc_margin[a]
-        mm = acc_margin_maint[a]
+        m = 0.0
+        mm = 0.0
         base = acc_off[a]
         for k in range(base, base + acc_cnt[a]):
             p = pool[k]
@@ -208,12 +209,19 @@ def tick_update_accounts(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, moves,
                 d = moves[s, 1 + np.intp(vi < 0)]
                 pr += d * v * moves[s, 3]
                 if moves[s, 6] != 0.0:
+                    if not at_market:
+                        at_market = True
+                        m = acc_margin[a]
+                        mm = acc_margin_maint[a]
                     m += abs(v) * d * moves[s, 4]
                     mm += abs(v) * d * moves[s, 5]
         if touched:
             acc_profit[a] = pr
-            acc_margin[a] = m
-            acc_margin_maint[a] = mm
+            if at_market:
+                acc_margin[a] = m
+                acc_margin_maint[a] = mm
+            else:
+                m = acc_margin[a]
             eq = (acc_balance[a] + acc_credit[a]) / minor_scale + pr
             out_state[a] = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, m)
         else:
@@ -304,3 +312,27 @@ def margin_calls(accs, minor_scale, acc_balance, acc_credit, acc_profit, acc_mar
             n += 1
         mc_flag[a] = mc
     return n
+
+
+@nb.njit(cache=True)
+def apply_states(states, mc_flag, out_hit, out_raised):
+    """The levels as the whole-book walk judged them (``states``: :func:`account_state` per
+    account, -1 for the untouched): accounts at stop-out go to ``out_hit``; for the other
+    touched accounts the margin-call flag follows the state, and those whose flag has just
+    been raised go to ``out_raised`` (ascending). Returns ``(n_hit, n_raised)``."""
+    nh = 0
+    nr = 0
+    for a in range(len(states)):
+        st = states[a]
+        if st < 0:
+            continue
+        if st == STATE_STOP_OUT:
+            out_hit[nh] = a
+            nh += 1
+        else:
+            mc = st == STATE_MARGIN_CALL
+            if mc and not mc_flag[a]:
+                out_raised[nr] = a
+                nr += 1
+            mc_flag[a] = mc
+    return nh, nr
