@@ -13,9 +13,7 @@ replays the whole journal from an empty engine and checks the hash at every snap
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-import json
 import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -39,35 +37,9 @@ def _engine_api() -> tuple[Callable[[], Any], Callable[[Any, Any], Any],
             int(getattr(engine, "SCHEMA_VERSION", SNAPSHOT_SCHEMA_VERSION)))
 
 
-_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
-_FIELDS: dict[type, tuple[str, ...] | None] = {}
-
-
 def payload_of(cmd: Any) -> bytes:
-    """``cmd.to_payload()``, byte for byte, without ``dataclasses.asdict``'s deep copy when
-    the command uses the default JSON encoding (``cfd.commands.Command.to_payload``) and its
-    fields are plain JSON values (else the command's own method)."""
-    cls = type(cmd)
-    names = _FIELDS.get(cls, ())
-    if names == ():
-        names = _FIELDS[cls] = _default_json_fields(cls)
-    if names is None:
-        return cmd.to_payload()
-    try:
-        return _JSON.encode({k: getattr(cmd, k) for k in names}).encode()
-    except TypeError:
-        return cmd.to_payload()
-
-
-def _default_json_fields(cls: type) -> tuple[str, ...] | None:
-    try:
-        from cfd.commands import Command
-    except ImportError:  # pragma: no cover
-        return None
-    if not (dataclasses.is_dataclass(cls) and issubclass(cls, Command)
-            and cls.to_payload is Command.to_payload):
-        return None
-    return tuple(f.name for f in dataclasses.fields(cls))
+    """The journal bytes of ``cmd`` (``cmd.to_payload()``)."""
+    return cmd.to_payload()
 
 
 class EngineApi:
