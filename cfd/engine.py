@@ -67,6 +67,7 @@ from cfd.kernels.margin import (
     tick_update_accounts,
 )
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
+from cfd.snapshot import SCHEMA_VERSION  # noqa: F401  (the store reads it from here)
 from cfd.trading import market
 from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
 from cfd.trading.orders import PendingOrders
@@ -81,7 +82,6 @@ from cfd.trading.request import (
 
 FIRST_ORDER_TICKET = 10_000_001
 FIRST_DEAL_TICKET = 50_000_001
-SCHEMA_VERSION = 1
 
 
 @dataclass

@@ -14,7 +14,8 @@ from cfd.instruments.spec import SymbolSpec
 if TYPE_CHECKING:
     from cfd.engine import Engine, EngineConfig
 
-SCHEMA_VERSION = 1
+#: The layout of the engine's state arrays (2: positions no longer store a floating profit).
+SCHEMA_VERSION = 2
 
 
 def _strings(values: list[str]) -> np.ndarray:
