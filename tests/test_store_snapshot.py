@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -250,4 +252,143 @@ def test_big_snapshot_goes_to_a_file_on_sqlite(tmp_path, monkeypatch) -> None:
     assert len(list(store.snapshot_dir().iterdir())) == 1
     assert store.drop_snapshots() == 2
     assert list(store.snapshot_dir().iterdir()) == []
+    store.close()
+
+
+def _chunk_rows(store: Store, snap_id: int) -> list[bytes]:
+    from sqlalchemy import select
+
+    from cfd.store.models import SnapshotChunk
+
+    t = SnapshotChunk.__table__
+    with store.engine.connect() as conn:
+        return [bytes(d) for d in conn.execute(select(t.c.data).where(
+            t.c.snapshot_id == snap_id).order_by(t.c.idx)).scalars()]
+
+
+def _put_chunk(store: Store, snap_id: int, idx: int, data: bytes | None) -> None:
+    """Replace (insert, or with None delete) chunk ``idx`` of snapshot ``snap_id``."""
+    from sqlalchemy import delete, insert
+
+    from cfd.store.models import SnapshotChunk
+
+    t = SnapshotChunk.__table__
+    with store.engine.begin() as conn:
+        conn.execute(delete(t).where(t.c.snapshot_id == snap_id, t.c.idx == idx))
+        if data is not None:
+            conn.execute(insert(t), {"snapshot_id": snap_id, "idx": idx, "data": data})
+
+
+def _damages(chunks: list[bytes]) -> dict[str, dict[int, bytes | None]]:
+    mid = len(chunks) // 2
+    flipped = bytearray(chunks[mid])
+    flipped[len(flipped) // 2] ^= 0x40
+    same = next(i for i in range(2, len(chunks)) if len(chunks[i]) == len(chunks[i - 1])
+                and chunks[i] != chunks[i - 1])
+    return {
+        "byte flipped": {mid: bytes(flipped)},
+        "chunk shortened": {mid: chunks[mid][:-1]},
+        "chunk lengthened": {mid: chunks[mid] + b"\0"},
+        "chunk missing": {mid: None},
+        "chunk added": {len(chunks): b"\0" * 8},
+        "chunks swapped": {same - 1: chunks[same], same: chunks[same - 1]},
+        "header edited": {0: chunks[0].replace(b"[1000]", b"[1001]")},
+        "header garbled": {0: chunks[0][:20]},
+        "header only": {i: None for i in range(1, len(chunks))},
+    }
+
+
+def test_snapshot_chunk_damage_refused(store_url: str, monkeypatch) -> None:
+    """Every kind of chunk damage is refused, and the snapshot loads again once repaired."""
+    import cfd.store.store as store_mod
+    from cfd.store import StoreCorrupted
+
+    monkeypatch.setattr(store_mod, "SNAPSHOT_CHUNK_BYTES", 48)
+    store = Store.open(store_url)
+    store.append_batch([store_fixtures.entry(0)])
+    sid = store.save_snapshot(1, _arrays(), {}, "h")
+    chunks = _chunk_rows(store, sid)
+    assert len(chunks) > 20 and b"[1000]" in chunks[0]
+    for what, damage in _damages(chunks).items():
+        for idx, data in damage.items():
+            _put_chunk(store, sid, idx, data)
+        with pytest.raises(StoreCorrupted, match="checksum"):
+            store.latest_snapshot()
+            pytest.fail(f"{what}: not refused")
+        for idx in damage:
+            _put_chunk(store, sid, idx, chunks[idx] if idx < len(chunks) else None)
+        snap = store.latest_snapshot()
+        for k, v in _arrays().items():
+            assert np.array_equal(snap.arrays[k], v), (what, k)
+    store.close()
+
+
+def test_chunk_targets_cover_the_arrays_in_order() -> None:
+    from cfd.store.store import _chunk_targets
+
+    bufs = [np.zeros(n, dtype=np.uint8) for n in (5, 0, 3, 0, 0, 4)]
+    blob = np.arange(1, 13, dtype=np.uint8)
+    for lengths in ([12], [5, 3, 4], [1] * 12, [7, 5], [2, 9, 1]):
+        for b in bufs:
+            b[:] = 0
+        targets = _chunk_targets(lengths, bufs)
+        pos = 0
+        for n, views in zip(lengths, targets, strict=True):
+            assert sum(len(v) for v in views) == n
+            for v in views:
+                v[...] = blob[pos:pos + len(v)]
+                pos += len(v)
+        assert np.array_equal(np.concatenate(bufs), blob), lengths
+
+
+@pytest.mark.postgres
+def test_pg_snapshot_read_in_parallel(store_url: str, monkeypatch) -> None:
+    """PostgreSQL reads the chunks on several connections; a chunk that disappears while
+    they read is reported (not waited for), and a later read succeeds."""
+    import cfd.store.store as store_mod
+    from cfd.store import StoreCorrupted
+
+    if not store_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL read path")
+    monkeypatch.setattr(store_mod, "SNAPSHOT_CHUNK_BYTES", 1000)
+    arrays = {"a": np.arange(50_000, dtype=np.int64), "b": np.arange(7, dtype=np.int8),
+              "c": np.random.default_rng(1).random((300, 7))}
+    store = Store.open(store_url)
+    store.append_batch([store_fixtures.entry(0)])
+    sid = store.save_snapshot(1, arrays, {}, "h")
+    chunks = _chunk_rows(store, sid)
+    assert len(chunks) > 400
+    seen = []
+    real = store_mod._chunk_targets
+    threads = set()
+
+    def targets(lengths, bufs):
+        seen.append(len(lengths))
+        return real(lengths, bufs)
+
+    real_frombuffer = np.frombuffer
+
+    def frombuffer(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return real_frombuffer(*args, **kwargs)
+
+    monkeypatch.setattr(store_mod, "_chunk_targets", targets)
+    monkeypatch.setattr(store_mod.np, "frombuffer", frombuffer)
+    snap = store.latest_snapshot()
+    monkeypatch.setattr(store_mod.np, "frombuffer", real_frombuffer)
+    assert seen == [len(chunks) - 1]
+    assert {"snapshot-read-0", "snapshot-read-1"} <= threads
+    for k, v in arrays.items():
+        assert snap.arrays[k].dtype == v.dtype and np.array_equal(snap.arrays[k], v)
+
+    def vanishing(lengths, bufs):
+        _put_chunk(store, sid, len(chunks) - 5, None)
+        return real(lengths, bufs)
+
+    monkeypatch.setattr(store_mod, "_chunk_targets", vanishing)
+    with pytest.raises(StoreCorrupted, match=f"chunk {len(chunks) - 5} went missing"):
+        store.latest_snapshot()
+    monkeypatch.setattr(store_mod, "_chunk_targets", real)
+    _put_chunk(store, sid, len(chunks) - 5, chunks[len(chunks) - 5])
+    assert np.array_equal(store.latest_snapshot().arrays["c"], arrays["c"])
     store.close()
