@@ -49,8 +49,9 @@ def run(bulk: bool, path: list[float]) -> tuple[Book, list[tuple]]:
      {"sl", "margin_call", "stop_out", "order_filled"}),
     # shorts lose
     ([101.0, 104.0, 108.0, 113.0, 118.0, 125.0, 132.0, 140.0], {"margin_call"}),
-    # both, back and forth
-    ([97.0, 102.0, 90.0, 110.0, 85.0, 120.0, 75.0, 135.0], {"sl", "margin_call"}),
+    # both, back and forth (each step within the 10% outlier band)
+    ([97.0, 102.0, 94.0, 100.0, 91.0, 98.0, 88.0, 95.0, 85.0, 78.0, 72.0],
+     {"sl", "margin_call", "stop_out"}),
 ])
 def test_whole_book_walk_trades_like_the_symbol_walk(path, expected):
     a, ev_a = run(True, path)

@@ -46,6 +46,27 @@ def test_unconfirmed_outlier_blocks_stop_out_and_fills_until_confirmed():
     assert b.positions(1) == []
 
 
+def test_unconfirmed_outlier_triggers_no_stop_loss_until_confirmed():
+    b = Book()
+    b.account(1, 1_000_000)
+    b.quote(AAPL=(100.0, 100.0))
+    assert b.buy(1, "AAPL", 10.0, sl=90.0).ok
+    # a bad print 20% down, then the price is back: the SL never fires
+    r = b.quote(AAPL=(80.0, 80.0))
+    assert [e["kind"] for e in r.events] == []
+    b.quote(AAPL=(99.0, 99.0))
+    assert len(b.positions(1)) == 1
+    # a real fall: the 20% jump fires the SL once two further ticks confirm it, at 79
+    b.quote(AAPL=(80.0, 80.0))
+    assert len(b.positions(1)) == 1
+    b.quote(AAPL=(79.5, 79.5))
+    r = b.quote(AAPL=(79.0, 79.0))
+    assert [e["kind"] for e in r.events] == ["sl"]
+    assert b.positions(1) == []
+    deal = b.eng.deal_row(len(b.eng.deals) - 1)
+    assert deal["reason"] == 4 and deal["price"] == 79_000_000  # DEAL_REASON_SL, at market
+
+
 def test_tick_batch_command_round_trips_and_applies():
     eng = Engine()
     s = eng.symbols.get("TSLA")

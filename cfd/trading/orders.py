@@ -320,7 +320,9 @@ class PendingOrders:
             self._expire(events)
         sc = eng.symbols.cols
         syms = np.asarray(syms, dtype=np.int32)
-        live = syms[sc.market_open[syms] & ~sc.halted[syms]]
+        # an unconfirmed outlier triggers nothing: like a stop-out, SL/TP and activations
+        # wait until further ticks (or a second source) confirm the price
+        live = syms[sc.market_open[syms] & ~sc.halted[syms] & sc.confirmed[syms]]
         if len(live) == 0:
             return events
         for kind, item, price, ticket in self.scan(live):
