@@ -87,6 +87,8 @@ def is_stop_out(rule, so_level, equity, margin):
 
 @nb.njit(cache=True, inline="always")
 def is_margin_call(rule, call_level, equity, margin):
+    """True at or below the margin-call level: ``equity <= level`` in money mode, else
+    (percent mode, and ESMA groups) ``margin level <= level``. Never without margin."""
     if margin <= 0.0:
         return False
     if rule == RULE_MT5_MONEY:

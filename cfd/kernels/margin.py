@@ -7,8 +7,6 @@ import numpy as np
 from cfd.kernels.formulas import (
     CALC_CFDLEVERAGE,
     CALC_EXCH_STOCKS,
-    RULE_ESMA,
-    RULE_MT5_PERCENT,
     is_margin_call,
     is_stop_out,
     margin_price,
@@ -250,8 +248,7 @@ def account_state(rule, so_level, call_level, equity, margin):
     margin-call level (ESMA accounts use the percent margin call), else STATE_OK."""
     if is_stop_out(rule, so_level, equity, margin):
         return STATE_STOP_OUT
-    if is_margin_call(rule if rule != RULE_ESMA else RULE_MT5_PERCENT, call_level, equity,
-                      margin):
+    if is_margin_call(rule, call_level, equity, margin):
         return STATE_MARGIN_CALL
     return STATE_OK
 
@@ -304,9 +301,7 @@ def margin_calls(accs, minor_scale, acc_balance, acc_credit, acc_profit, acc_mar
     for i in range(len(accs)):
         a = accs[i]
         eq = (acc_balance[a] + acc_credit[a]) / minor_scale + acc_profit[a]
-        rule = acc_rule[a]
-        mc = is_margin_call(rule if rule != RULE_ESMA else RULE_MT5_PERCENT, acc_call[a], eq,
-                            acc_margin[a])
+        mc = is_margin_call(acc_rule[a], acc_call[a], eq, acc_margin[a])
         if mc and not mc_flag[a]:
             out[n] = a
             n += 1
