@@ -154,9 +154,9 @@ def run_snapshot(n_positions: int = 10_000_000, n_accounts: int = 1_000_000,
     restore + hash check (as ``recover``).
     """
     from cfd.engine import Engine
+    from cfd.snapshot import SCHEMA_VERSION
     from cfd.store import Store
     from cfd.store.runner import _take_snapshot, state_hash_of
-    from cfd.store.store import SNAPSHOT_SCHEMA_VERSION
 
     eng, build_s = _timed(build_engine, n_positions, n_accounts)
     with tempfile.TemporaryDirectory() as tmp, scratch_url(url, tmp, "snap") as target:
@@ -167,11 +167,11 @@ def run_snapshot(n_positions: int = 10_000_000, n_accounts: int = 1_000_000,
             (arrays, meta), take_s = _timed(_take_snapshot, eng)
             state_hash = meta["state_hash"]
             snap_id, save_s = _timed(store.save_snapshot, store.head_seq, arrays, meta,
-                                     state_hash, SNAPSHOT_SCHEMA_VERSION)
+                                     state_hash, SCHEMA_VERSION)
             size = next(s["size"] for s in store.snapshot_list() if s["id"] == snap_id)
             del arrays, meta, eng
             gc.collect()
-            snap, read_s = _timed(store.latest_snapshot, SNAPSHOT_SCHEMA_VERSION)
+            snap, read_s = _timed(store.latest_snapshot, SCHEMA_VERSION)
             eng2, restore_s = _timed(Engine.from_snapshot, snap.arrays, snap.meta)
             del snap
             got, hash_s = _timed(state_hash_of, eng2)

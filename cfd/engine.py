@@ -67,7 +67,6 @@ from cfd.kernels.margin import (
     tick_update_accounts,
 )
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
-from cfd.snapshot import SCHEMA_VERSION  # noqa: F401  (the store reads it from here)
 from cfd.trading import market
 from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
 from cfd.trading.orders import PendingOrders

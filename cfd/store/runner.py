@@ -23,7 +23,7 @@ from typing import Any
 
 from cfd.store.errors import RecoveryMismatch, StoreError
 from cfd.store.journal import JournalEntry
-from cfd.store.store import SNAPSHOT_SCHEMA_VERSION, Store
+from cfd.store.store import Store
 
 _DRAIN_EVERY = 10_000  # replayed commands between dropping the engine's collected effects
 
@@ -31,10 +31,10 @@ _DRAIN_EVERY = 10_000  # replayed commands between dropping the engine's collect
 def _engine_api() -> tuple[Callable[[], Any], Callable[[Any, Any], Any],
                            Callable[[str, bytes], Any], int]:
     """The real engine's constructor, from_snapshot, command decoder and state version."""
-    from cfd import commands, engine
+    from cfd import commands, engine, snapshot
 
     return (engine.Engine, engine.Engine.from_snapshot, commands.decode,
-            int(getattr(engine, "SCHEMA_VERSION", SNAPSHOT_SCHEMA_VERSION)))
+            snapshot.SCHEMA_VERSION)
 
 
 def payload_of(cmd: Any) -> bytes:
