@@ -270,31 +270,29 @@ class SessionCalendar:
             out[sel] = self.is_open_array(int(kind), t[sel])
         return out
 
+    def _current_or_next(self, kind: Session, t: int) -> tuple[int, int]:
+        """``(open, close)`` of the session open at ``t``, else of the next one."""
+        i, opens, closes = self._locate(kind, t)
+        if i >= 0 and t < closes[i]:
+            return int(opens[i]), int(closes[i])
+        while i + 1 >= len(opens):  # past the table: extend it by a year and look again
+            opens, closes = self._table(kind, t, self._tables[kind][5] + 366 * 86_400_000)
+        return int(opens[i + 1]), int(closes[i + 1])
+
     def next_open(self, kind: int, time_msc: int) -> int:
         """``time_msc`` if the market is open then, else the start of the next session."""
         kind = Session(kind)
         t = int(time_msc)
         if kind is Session.ALWAYS:
             return t
-        i, opens, closes = self._locate(kind, t)
-        if i >= 0 and t < closes[i]:
-            return t
-        while i + 1 >= len(opens):  # past the table: extend it by a year and look again
-            opens, closes = self._table(kind, t, self._tables[kind][5] + 366 * 86_400_000)
-        return int(opens[i + 1])
+        return max(t, self._current_or_next(kind, t)[0])
 
     def next_close(self, kind: int, time_msc: int) -> int:
         """End of the session open at ``time_msc``, else of the next one (``NEVER`` for 24/7)."""
         kind = Session(kind)
-        t = int(time_msc)
         if kind is Session.ALWAYS:
             return NEVER
-        i, opens, closes = self._locate(kind, t)
-        if i >= 0 and t < closes[i]:
-            return int(closes[i])
-        while i + 1 >= len(opens):
-            opens, closes = self._table(kind, t, self._tables[kind][5] + 366 * 86_400_000)
-        return int(closes[i + 1])
+        return self._current_or_next(kind, int(time_msc))[1]
 
     def hours(self, kind: int, day: dt.date) -> tuple[int, int] | None:
         """``(open_msc, close_msc)`` of the session on New York date ``day``, None if closed."""
