@@ -93,32 +93,30 @@ async def rotate_key(login: Login, who: AdminDep, svc: ServiceDep) -> Any:
     return S.Credentials(login=login, api_key=key)
 
 
-async def _money(svc: EngineService, cmd: C.Command) -> Any:
-    return _answer(await svc.call(cmd))
+async def _money(svc: EngineService, who: auth.Admin, login: int, body: S.Amount,
+                 kind: type[C.Deposit | C.Withdraw | C.AdjustCredit]) -> Any:
+    """A deposit, withdrawal or credit change of ``body.amount`` on account ``login``."""
+    _known_login(svc, login)
+    return _answer(await svc.call(kind(time_msc=0, actor=_actor(who), login=login,
+                                       amount=_minor(body.amount), comment=body.comment)))
 
 
 @router.post("/accounts/{login}/deposit", response_model=S.AdminResult,
              responses={409: {"model": S.AdminResult}})
 async def deposit(login: Login, body: S.Amount, who: AdminDep, svc: ServiceDep) -> Any:
-    _known_login(svc, login)
-    return await _money(svc, C.Deposit(time_msc=0, actor=_actor(who), login=login,
-                                       amount=_minor(body.amount), comment=body.comment))
+    return await _money(svc, who, login, body, C.Deposit)
 
 
 @router.post("/accounts/{login}/withdraw", response_model=S.AdminResult,
              responses={409: {"model": S.AdminResult}})
 async def withdraw(login: Login, body: S.Amount, who: AdminDep, svc: ServiceDep) -> Any:
-    _known_login(svc, login)
-    return await _money(svc, C.Withdraw(time_msc=0, actor=_actor(who), login=login,
-                                        amount=_minor(body.amount), comment=body.comment))
+    return await _money(svc, who, login, body, C.Withdraw)
 
 
 @router.post("/accounts/{login}/credit", response_model=S.AdminResult,
              responses={409: {"model": S.AdminResult}})
 async def credit(login: Login, body: S.Amount, who: AdminDep, svc: ServiceDep) -> Any:
-    _known_login(svc, login)
-    return await _money(svc, C.AdjustCredit(time_msc=0, actor=_actor(who), login=login,
-                                            amount=_minor(body.amount), comment=body.comment))
+    return await _money(svc, who, login, body, C.AdjustCredit)
 
 
 @router.post("/accounts/{login}/stop_out", response_model=S.AdminResult,
