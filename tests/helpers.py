@@ -54,6 +54,18 @@ class Book:
     def info(self, login: int) -> dict:
         return self.eng.account_info(login)
 
+    def last_deal(self) -> dict:
+        return self.eng.deal_row(len(self.eng.deals) - 1)
+
+    @classmethod
+    def two_accounts(cls) -> Book:
+        """Hedging 1001 and netting 2002 with 10,000.00 USDT each; AAPL and NVDA quoted."""
+        b = cls()
+        b.account(1001, 1_000_000)
+        b.account(2002, 1_000_000, group="demo\\netting")
+        b.quote(AAPL=(230.00, 230.10), NVDA=(140.00, 140.02))
+        return b
+
     def positions(self, login: int) -> list[dict]:
         a = self.eng.accounts.find(login)
         rows = [self.eng.position_row(int(p)) for p in self.eng.positions.of_account(a)]

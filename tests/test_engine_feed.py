@@ -63,7 +63,7 @@ def test_unconfirmed_outlier_triggers_no_stop_loss_until_confirmed():
     r = b.quote(AAPL=(79.0, 79.0))
     assert [e["kind"] for e in r.events] == ["sl"]
     assert b.positions(1) == []
-    deal = b.eng.deal_row(len(b.eng.deals) - 1)
+    deal = b.last_deal()
     assert deal["reason"] == 4 and deal["price"] == 79_000_000  # DEAL_REASON_SL, at market
 
 

@@ -13,11 +13,7 @@ from tests.helpers import Book
 
 @pytest.fixture
 def book():
-    b = Book()
-    b.account(1001, 1_000_000)  # hedging, 10,000.00 USDT
-    b.account(2002, 1_000_000, group="demo\\netting")
-    b.quote(AAPL=(230.00, 230.10), NVDA=(140.00, 140.02))
-    return b
+    return Book.two_accounts()
 
 
 def deal_rows(b: Book, login: int) -> list[dict]:

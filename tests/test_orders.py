@@ -27,17 +27,9 @@ def history(b: Book, ticket: int) -> dict:
     return b.eng.order_row(b.eng.orders.by_ticket[ticket])
 
 
-def last_deal(b: Book) -> dict:
-    return b.eng.deal_row(len(b.eng.deals) - 1)
-
-
 @pytest.fixture
 def book():
-    b = Book()
-    b.account(1001, 1_000_000)  # hedging, 10,000.00 USDT
-    b.account(2002, 1_000_000, group="demo\\netting")
-    b.quote(AAPL=(230.00, 230.10), NVDA=(140.00, 140.02))
-    return b
+    return Book.two_accounts()
 
 
 def test_buy_limit_reserves_margin_and_fills_at_the_market_on_a_gap(book):
