@@ -198,10 +198,32 @@ class SetAccountLevels(Command):
     stop_out_end: float | None = None
 
 
+@dataclass(frozen=True)
+class Rollover(Command):
+    """Close trading date ``date`` (``YYYY-MM-DD``, New York): expire DAY orders, charge the
+    nights' financing, apply what takes effect at the next session. Applied once per date;
+    the dates between the last rollover and ``date`` are closed in order."""
+
+    kind: ClassVar[str] = "rollover"
+    date: str = ""
+
+
+@dataclass(frozen=True)
+class SetBenchmark(Command):
+    """Admin: a benchmark rate fixing (percent a year, e.g. SOFR ``"4.31"``) in force from
+    trading date ``date``; an INTEREST-mode symbol with ``swap_benchmark`` uses it."""
+
+    kind: ClassVar[str] = "set_benchmark"
+    name: str = ""
+    date: str = ""
+    rate: str = ""
+
+
 COMMANDS: dict[str, type[Command]] = {
     c.kind: c for c in (CreateAccount, Deposit, Withdraw, AdjustCredit, SendOrder, Ticks,
                         TickBatchCommand,
-                        SetSymbol, SetMarket, TopUpInsurance, ForceStopOut, SetAccountLevels)
+                        SetSymbol, SetMarket, TopUpInsurance, ForceStopOut, SetAccountLevels,
+                        Rollover, SetBenchmark)
 }
 
 

@@ -167,6 +167,30 @@ class SymbolTradeMode(IntEnum):
     FULL = 4
 
 
+class SwapMode(IntEnum):
+    """``SYMBOL_SWAP_MODE_*``: the units of ``swap_long`` / ``swap_short``."""
+
+    DISABLED = 0
+    POINTS = 1
+    CURRENCY_SYMBOL = 2
+    CURRENCY_MARGIN = 3
+    CURRENCY_DEPOSIT = 4
+    INTEREST_CURRENT = 5
+    INTEREST_OPEN = 6
+    REOPEN_CURRENT = 7
+    REOPEN_BID = 8
+
+
+class DayOfWeek(IntEnum):
+    SUNDAY = 0
+    MONDAY = 1
+    TUESDAY = 2
+    WEDNESDAY = 3
+    THURSDAY = 4
+    FRIDAY = 5
+    SATURDAY = 6
+
+
 class SymbolTradeExecution(IntEnum):
     REQUEST = 0
     INSTANT = 1

@@ -68,9 +68,11 @@ from cfd.kernels.margin import (
 )
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.trading import market
+from cfd.trading.financing import realised_share
 from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
 from cfd.trading.orders import PendingOrders
 from cfd.trading.positions import PositionTable
+from cfd.trading.rollover import TradingDay
 from cfd.trading.request import (
     OrderCheckResult,
     OrderSendResult,
@@ -140,7 +142,9 @@ class Engine:
         self._effects = Effects()
         self.collect_effects = True  # False while replaying a journal: rows already stored
         self.extensions: list[Any] = []
-        self.extensions.append(PendingOrders(self))  # pending orders and SL/TP
+        self.pending = PendingOrders(self)  # pending orders and SL/TP
+        self.extensions.append(self.pending)
+        self.day = TradingDay(self)  # rollover: financing, DAY orders, corporate actions
         self._handlers: dict[type, Callable[[Any], Result]] = {
             C.CreateAccount: self._create_account,
             C.Deposit: self._deposit,
@@ -154,6 +158,8 @@ class Engine:
             C.TopUpInsurance: self._insurance_topup,
             C.ForceStopOut: self._force_stop_out,
             C.SetAccountLevels: self._set_levels,
+            C.Rollover: self.day.rollover,
+            C.SetBenchmark: self.day.set_benchmark,
         }
         # stop-out sweep: the numba kernel with bulk booking; ``_stop_out_python`` is the
         # reference (same state hash)
@@ -455,6 +461,10 @@ class Engine:
                     self._effects.position_upsert(self.position_row(p))
             else:
                 p = leg.slot
+            swap = 0
+            if leg.closed_volume:  # the accrued swap of the part closed is realised
+                swap = realised_share(int(pc.swap[p]), leg.closed_volume, int(pc.volume[p]))
+                pc.swap[p] -= swap
             position_id = int(pc.identifier[p])
             if leg.action == "close_by" and by_id == 0:
                 by_id = int(pc.identifier[plan.legs[1].slot])
@@ -462,7 +472,7 @@ class Engine:
                 comment, ticket=deal, order=order, acc=a, sym=s, time_msc=t,
                 type=leg.deal_type, entry=leg.entry, magic=req.magic, position_id=position_id,
                 reason=d_reason, volume=leg.volume, price=leg.price, commission=-leg.commission,
-                swap=0, profit=leg.profit, fee=0)
+                swap=swap, profit=leg.profit, fee=0)
             if self.collect_effects:
                 self._effects.deals.append(self.deal_row(len(self.deals) - 1))
             self._book(a, leg.profit, PostingKind.PROFIT, deal)
@@ -571,8 +581,11 @@ class Engine:
         a = self._acc(login)
         ac = self.accounts.cols
         g = self.config.groups[self.accounts.groups[a]]
-        balance, credit = int(ac.balance[a]), int(ac.credit[a])
-        profit_c = round_half_even_float(float(ac.profit[a]))
+        # MT5's balance leaves out the swap accrued on open positions (already in the
+        # ledger); profit counts it, so equity is the ledger balance + credit + floating
+        accrued = self.day.accrued(a)
+        balance, credit = int(ac.balance[a]) - accrued, int(ac.credit[a])
+        profit_c = round_half_even_float(float(ac.profit[a])) + accrued
         equity_c = balance + credit + profit_c
         margin = round(float(ac.margin[a]), 2)
         equity = equity_c / MINOR_SCALE

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from cfd.engine import Engine, EngineConfig
 
 #: The layout of the engine's state arrays (2: positions no longer store a floating profit).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _strings(values: list[str]) -> np.ndarray:
@@ -95,6 +95,7 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
         yield f"hygiene.{k}", hyg[k]
     for ext in eng.extensions:
         yield from ext.canonical_arrays()
+    yield from eng.day.canonical_arrays()
 
 
 def state_hash(eng: Engine) -> str:
@@ -157,7 +158,7 @@ def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[st
         "rates": {k: str(v) for k, v in eng.symbols.rates.items()},
         "state_hash": state_hash(eng),
     }
-    for ext in eng.extensions:
+    for ext in (*eng.extensions, eng.day):
         ext_arrays, ext_meta = ext.snapshot()
         arrays.update(ext_arrays)
         meta.update(ext_meta)
@@ -224,7 +225,7 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
     eng.rejected_ticks = int(meta.get("rejected_ticks", 0))
     eng.hygiene.restore({k[len("hygiene."):]: v for k, v in arrays.items()
                          if k.startswith("hygiene.")})
-    for ext in eng.extensions:
+    for ext in (*eng.extensions, eng.day):
         ext.restore(arrays, meta)
     eng.recompute_all()
     return eng

@@ -10,6 +10,7 @@ MT5's account figures:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -52,6 +53,10 @@ class AccountGroup:
     stop_out_end: float = 0.0  # hysteresis end level (0: none, stop once above stop_out)
     leverage: int = 1  # used by CFDLEVERAGE symbols only
     limit_orders: int = 200
+    # overnight financing: the markup (percent a year) over a symbol's benchmark rate, and
+    # whether swaps are booked to the balance every night instead of accruing on positions
+    financing_markup: Decimal = Decimal(3)
+    swap_daily: bool = False
 
     @property
     def rule(self) -> int:

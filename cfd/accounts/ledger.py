@@ -20,8 +20,13 @@ EXTERNAL_CASH = 0  # money outside the system: deposits come from here
 BROKER_PL = 1  # the broker's trading result (it is the clients' counterparty) and fees
 INSURANCE_FUND = 2  # covers negative balances after stop-out
 BROKER_CREDIT = 3  # credit granted to clients
-N_HOUSE = 4
-HOUSE_CODES = ("external_cash", "broker_pl", "insurance_fund", "broker_credit")
+FINANCING = 4  # overnight financing (swaps): charged to clients, paid to them
+CORPORATE_ACTIONS = 5  # dividends paid to and charged to clients, split cash settlements
+TAX_WITHHELD = 6  # withholding tax on dividends, owed to the tax authority
+RESERVED_HOUSE = 7
+N_HOUSE = 8
+HOUSE_CODES = ("external_cash", "broker_pl", "insurance_fund", "broker_credit", "financing",
+               "corporate_actions", "tax_withheld", "reserved")
 
 
 class PostingKind(IntEnum):
@@ -86,6 +91,26 @@ class Ledger:
         self.balance[src] -= amount
         self.balance[dst] += amount
         return i
+
+    def post_many(self, time_msc: int, src: np.ndarray, dst: np.ndarray, amount: np.ndarray,
+                  kind: PostingKind, deal: np.ndarray | int = 0, comment: str = "") -> int:
+        """Record many postings at once (``amount > 0`` each) without moving the balances
+        (the caller applies them, e.g. ``kernels.sweep.apply_postings``); returns the row
+        of the first."""
+        n = len(amount)
+        if n and int(np.min(amount)) <= 0:
+            raise ValueError("posting amounts must be positive integers")
+        p = self.postings
+        i0 = p.size
+        p.reserve(i0 + n)
+        p.id[i0:i0 + n] = self.next_id + np.arange(n, dtype=np.int64)
+        p.time_msc[i0:i0 + n] = time_msc
+        p.src[i0:i0 + n], p.dst[i0:i0 + n], p.amount[i0:i0 + n] = src, dst, amount
+        p.kind[i0:i0 + n], p.deal[i0:i0 + n] = int(kind), deal
+        p.size = i0 + n
+        self.next_id += n
+        self.comments.extend([comment] * n)
+        return i0
 
     def total(self) -> int:
         """Sum over all ledger accounts: zero, always."""

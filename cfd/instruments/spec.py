@@ -67,8 +67,13 @@ class SymbolSpec:
     currency_margin: str = "USD"
     commission_per_lot: Decimal = Decimal(0)
     commission_min: Decimal = Decimal(0)
+    swap_mode: int = 0  # SYMBOL_SWAP_MODE (cfd.trading.financing)
     swap_long: Decimal = Decimal(0)
     swap_short: Decimal = Decimal(0)
+    swap_rollover3days: int = 5  # DAY_OF_WEEK of the triple night (FRIDAY); -1: none
+    swap_year_days: int = 360  # days of the interest year (365 where a market uses it)
+    swap_benchmark: str = ""  # benchmark rate series of the INTEREST modes ("SOFR"), or none
+    borrow_fee: Decimal = Decimal(0)  # percent a year charged to shorts (hard to borrow)
     session: str = "US_REGULAR"
     reference_price: Decimal = Decimal(100)
     path: str = field(default="")
@@ -103,11 +108,12 @@ class SymbolSpec:
 _DECIMAL_FIELDS = {
     "contract_size", "volume_min", "volume_max", "volume_step", "margin_initial_rate",
     "margin_maintenance_rate", "commission_per_lot", "commission_min", "swap_long",
-    "swap_short", "reference_price",
+    "swap_short", "reference_price", "borrow_fee",
 }
 _INT_FIELDS = {
     "digits", "calc_mode", "trade_mode", "execution_mode", "filling_mode", "expiration_mode",
-    "order_mode", "stops_level", "freeze_level",
+    "order_mode", "stops_level", "freeze_level", "swap_mode", "swap_rollover3days",
+    "swap_year_days",
 }
 
 
@@ -178,6 +184,7 @@ def _validate(s: SymbolSpec) -> None:
         bad("commission_per_lot", "must not be negative")
     if s.commission_min < 0:
         bad("commission_min", "must not be negative")
+    _validate_swaps(s, bad)
     if s.session not in SESSION_KINDS:
         bad("session", f"must be one of {SESSION_KINDS}")
     if s.reference_price <= 0:
@@ -187,6 +194,26 @@ def _validate(s: SymbolSpec) -> None:
         if not (isinstance(v, str) and 3 <= len(v) <= 5 and v.isalpha()):
             bad(fld, "must be a 3-5 letter currency code")
     _ = ExpirationFlag  # flags documented above
+
+
+def _validate_swaps(s: SymbolSpec, bad) -> None:
+    if s.swap_mode not in (0, 1, 4, 5, 6):
+        bad("swap_mode", f"{s.swap_mode} is not one of DISABLED 0, POINTS 1, CURRENCY_DEPOSIT "
+                         f"4, INTEREST_CURRENT 5, INTEREST_OPEN 6")
+    if not -1 <= s.swap_rollover3days <= 6:
+        bad("swap_rollover3days", "must be a day of the week, SUNDAY 0 .. SATURDAY 6 (-1: none)")
+    if s.swap_year_days not in (360, 365):
+        bad("swap_year_days", "must be 360 or 365")
+    if s.swap_benchmark and s.swap_mode not in (5, 6):
+        bad("swap_benchmark", "needs an interest swap mode (5 or 6)")
+    if s.swap_benchmark and not (s.swap_benchmark.replace("_", "").isalnum()
+                                 and len(s.swap_benchmark) <= 16):
+        bad("swap_benchmark", "must be 1-16 letters, digits or '_'")
+    if s.borrow_fee < 0:
+        bad("borrow_fee", "must not be negative")
+    for fld in ("swap_long", "swap_short", "borrow_fee"):
+        if abs(getattr(s, fld)) > 100_000:
+            bad(fld, "is out of range")
 
 
 def profit_factor(spec: SymbolSpec, rate: Decimal) -> Fraction:

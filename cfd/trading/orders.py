@@ -367,6 +367,11 @@ class PendingOrders:
                   for i in range(c.size) if c.active[i]]
         return scan_reference(syms, sc.bid, sc.ask, positions, orders)
 
+    def expire(self, events: list[dict]) -> None:
+        """Expire the orders whose time has come (on ticks, and DAY orders at the
+        rollover)."""
+        self._expire(events)
+
     def _expire(self, events: list[dict]) -> None:
         c = self.cols
         n = c.size

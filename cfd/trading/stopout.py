@@ -357,7 +357,8 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
                                                                    int(DealReason.CLIENT),
                                                                    np.int8),
                   volume=deal_col(np.abs(vol), 0), price=deal_col(price, 0),
-                  commission=deal_col(-comm, 0), swap=0, profit=deal_col(profit, need[comp]),
+                  commission=deal_col(-comm, 0), swap=deal_col(pc.swap[slot], 0),
+                  profit=deal_col(profit, need[comp]),
                   fee=0)
     dl.comments.extend(deal_comments)
     dl.by_ticket.update(zip(deal_ticket.tolist(), range(i_d, i_d + n_deals), strict=True))
