@@ -72,7 +72,6 @@ from cfd.trading.financing import realised_share
 from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
 from cfd.trading.orders import PendingOrders
 from cfd.trading.positions import PositionTable
-from cfd.trading.rollover import TradingDay
 from cfd.trading.request import (
     OrderCheckResult,
     OrderSendResult,
@@ -80,6 +79,7 @@ from cfd.trading.request import (
     TradeRequest,
     describe,
 )
+from cfd.trading.rollover import TradingDay
 
 FIRST_ORDER_TICKET = 10_000_001
 FIRST_DEAL_TICKET = 50_000_001
