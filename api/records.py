@@ -142,7 +142,7 @@ def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
     day = day or {}
     first = day.get("first_bid", 0.0)
     change = round((bid - first) / first * 100, 4) if first and bid else 0.0
-    swaps = spec.swap_long != 0 or spec.swap_short != 0
+    swap_long, swap_short = eng.day.symbol_rates(s)
     return {
         "custom": False, "chart_mode": 0, "select": selected, "visible": selected,
         "session_deals": 0, "session_buy_orders": 0, "session_sell_orders": 0, "volume": 0,
@@ -151,8 +151,8 @@ def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
         "trade_calc_mode": int(spec.calc_mode), "trade_mode": trade_mode, "start_time": 0,
         "expiration_time": 0, "trade_stops_level": int(spec.stops_level),
         "trade_freeze_level": int(spec.freeze_level),
-        "trade_exemode": int(spec.execution_mode), "swap_mode": 4 if swaps else 0,
-        "swap_rollover3days": 3, "margin_hedged_use_leg": False,
+        "trade_exemode": int(spec.execution_mode), "swap_mode": int(spec.swap_mode),
+        "swap_rollover3days": int(spec.swap_rollover3days), "margin_hedged_use_leg": False,
         "expiration_mode": int(spec.expiration_mode), "filling_mode": int(spec.filling_mode),
         "order_mode": int(spec.order_mode), "order_gtc_mode": 0, "option_mode": 0,
         "option_right": 0, "bid": bid, "bidhigh": day.get("bidhigh", bid),
@@ -165,7 +165,7 @@ def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
         "trade_accrued_interest": 0.0, "trade_face_value": 0.0, "trade_liquidity_rate": 0.0,
         "volume_min": float(spec.volume_min), "volume_max": float(spec.volume_max),
         "volume_step": float(spec.volume_step), "volume_limit": 0.0,
-        "swap_long": float(spec.swap_long), "swap_short": float(spec.swap_short),
+        "swap_long": swap_long, "swap_short": swap_short,
         "margin_initial": 0.0, "margin_maintenance": 0.0, "session_volume": 0.0,
         "session_turnover": 0.0, "session_interest": 0.0, "session_buy_orders_volume": 0.0,
         "session_sell_orders_volume": 0.0, "session_open": first, "session_close": 0.0,

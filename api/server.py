@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import auth
 from api.app import create_app
+from api.clock import RolloverClock, seed_demo_benchmark
 from api.feed import FeedLoop
 from api.metrics import Metrics
 from api.service import EngineService, RateLimiter
@@ -26,10 +27,14 @@ class Runtime:
     settings: Settings
     service: EngineService
     feed: FeedLoop | None = None
+    clock: RolloverClock | None = None
     demo: dict | None = None
     app: FastAPI = field(init=False)
 
     def close(self) -> None:
+        if self.clock is not None:
+            self.clock.stop()
+            self.clock = None
         if self.feed is not None:
             self.feed.stop()
             self.feed = None
@@ -65,6 +70,10 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
     rt = Runtime(settings, svc)
     if settings.demo:
         rt.demo = _demo_accounts(svc, settings)
+        seed_demo_benchmark(svc)
+    if settings.rollover_clock:
+        rt.clock = RolloverClock(svc, settings.rollover_check_s)
+        rt.clock.start()
     if settings.feed != "none":
         rt.feed = FeedLoop(svc, settings.feed, settings.sessions, settings.feed_interval_ms,
                            settings.feed_seed)

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(400, ge=1)
     demo_accounts: int = Field(3, ge=1, le=100)
     demo_deposit: str = "100000.00"
+    rollover_clock: bool = True  # start each trading date's rollover (17:00 New York)
+    rollover_check_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
