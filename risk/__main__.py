@@ -375,8 +375,10 @@ def report(
         step("gap Monte Carlo")
         table = GapTable.load().select(weekend_only=True)
         res = run_gap(book, sample_gaps(table, book.symbols.names, scenarios))
+        from risk.financing import summary
+
         html = R.build(book, state.source.describe(), state.arrays, betas(), res.summary(),
-                       res.losses, png_dir, step)
+                       res.losses, png_dir, step, summary(state.engine))
     out_file.write_text(html)
     out.print(f"wrote {out_file} ({len(html) / 1024:,.0f} KiB)"
               + (f" and PNGs in {png_dir}" if png_dir else ""))
@@ -539,6 +541,36 @@ def topup(ctx: typer.Context, amount: Annotated[str, typer.Argument(help="USDT, 
     except ValueError as exc:
         _fail(str(exc))
     _act(ctx, lambda who: A.topup(amount, who), confirm, as_json)
+
+
+@app.command()
+def financing(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Overnight financing: the last rollovers by symbol and group (charged to clients,
+    paid to them) and the next rollover's projected charges on the current book."""
+    from risk.financing import summary
+
+    out, err = _consoles(as_json)
+    state = ctx.obj
+    state.load(err)
+    data = summary(state.engine)
+    if as_json:
+        _print_json(data)
+        return
+    out.print(_table(f"Last rollovers (through {data['rolled_through']})",
+                     data["last_totals"]))
+    out.print(_table("By symbol and group", data["last"]))
+    out.print(_table(f"Next rollover {data['next_date']} (projected, net income "
+                     f"{data['next_total']:,.2f} USDT)", data["next"]))
+
+
+@app.command()
+def rollover(ctx: typer.Context,
+             date: Annotated[str | None, typer.Option(help="Trading date YYYY-MM-DD.")] = None,
+             confirm: ConfirmOpt = False, as_json: JsonOpt = False) -> None:
+    """Close a trading date now (a back-dated or missed rollover): financing, DAY orders."""
+    from risk.financing import rollover as make
+
+    _act(ctx, lambda who: make(date, who), confirm, as_json)
 
 
 def main() -> None:

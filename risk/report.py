@@ -129,7 +129,8 @@ def _fmt(v: Any) -> str:
 def build(book: Book, source: str, arrays: dict[str, np.ndarray] | None,
           betas: dict[str, float] | None = None, gap: dict[str, Any] | None = None,
           gap_losses: np.ndarray | None = None, png_dir: Path | None = None,
-          step: Callable[[str], None] | None = None) -> str:
+          step: Callable[[str], None] | None = None,
+          financing: dict[str, Any] | None = None) -> str:
     step = step or (lambda _s: None)
     step("exposure")
     expo = exposure(book)
@@ -169,5 +170,15 @@ def build(book: Book, source: str, arrays: dict[str, np.ndarray] | None,
     if gap is not None and "gap" in img:
         parts += ["<h2>Weekend gaps</h2>", f"<img src='data:image/png;base64,{img['gap']}'>",
                   _table([gap], list(gap))]
+    if financing is not None:
+        parts += ["<h2>Overnight financing</h2>",
+                  f"<p>rolled through {financing['rolled_through']}; financing account "
+                  f"{financing['financing_account']:,.2f} USDT; next rollover "
+                  f"{financing['next_date']}: projected net income "
+                  f"{financing['next_total']:,.2f} USDT</p>",
+                  _table(financing["last_totals"], ["date", "positions", "charged", "paid",
+                                                    "net_income"]),
+                  _table(financing["next"], ["symbol", "group", "nights", "positions",
+                                             "charged", "paid", "net_income"])]
     parts.append("</body></html>")
     return "\n".join(parts)

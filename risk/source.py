@@ -117,6 +117,9 @@ class AdminClient:
     def topup(self, amount: str) -> Any:
         return self._call("POST", "/admin/insurance/topup", {"amount": amount}).json()
 
+    def rollover(self, date: str) -> Any:
+        return self._call("POST", "/admin/rollover", {"date": date}).json()
+
     def insurance(self) -> Any:
         return self._call("GET", "/admin/insurance").json()
 

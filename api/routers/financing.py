@@ -68,19 +68,4 @@ def financing(_: AdminDep, svc: ServiceDep) -> dict:
     """The last rollovers' financing by symbol and group (minor units: ``charged`` to
     clients, ``paid`` to them), the next rollover's projection on the current book, the
     benchmark fixings and the financing account's balance."""
-    return svc.read(financing_report)
-
-
-def financing_report(eng: Any) -> dict:
-    from cfd.accounts.ledger import FINANCING
-
-    day = eng.day
-    return {
-        "rolled_through": str(dt.date.fromordinal(day.rolled_through))
-        if day.rolled_through else None,
-        "last": list(day.log),
-        "next": day.projection(),
-        "benchmarks": {k: [{"date": str(dt.date.fromordinal(o)), "rate": r} for o, r in v]
-                       for k, v in day.benchmarks.items()},
-        "financing_account": int(eng.ledger.balance[FINANCING]),
-    }
+    return svc.read(lambda eng: eng.day.report())

@@ -281,6 +281,20 @@ class TradingDay:
             return {"date": str(day), "positions": 0, "charged": 0, "paid": 0, "by": []}
         return self._summary(ch)
 
+    def report(self) -> dict:
+        """The last rollovers, the next one's projection, the benchmark fixings and the
+        financing account's balance (minor units; ``charged`` to clients, ``paid`` to
+        them)."""
+        return {
+            "rolled_through": str(dt.date.fromordinal(self.rolled_through))
+            if self.rolled_through else None,
+            "last": list(self.log),
+            "next": self.projection(),
+            "benchmarks": {k: [{"date": str(dt.date.fromordinal(o)), "rate": r}
+                               for o, r in v] for k, v in self.benchmarks.items()},
+            "financing_account": int(self.eng.ledger.balance[FINANCING]),
+        }
+
     def accrued(self, a: int) -> int:
         """Swap accrued on account ``a``'s open positions (minor units, + owed to it)."""
         eng = self.eng

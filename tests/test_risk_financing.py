@@ -1,0 +1,90 @@
+"""``cfd-risk financing`` and ``rollover`` on a book that has been through rollovers, and
+the financing section of the HTML report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+import risk.__main__ as cli
+from cfd import commands as C
+from cfd.trading.financing import cutoff_msc
+from risk.source import encode_npz
+from tests.test_risk_fixtures import build_engine
+
+
+@pytest.fixture(scope="module")
+def book_file(tmp_path_factory):
+    eng = build_engine(30, seed=5)
+    t = cutoff_msc(dt.date(2024, 6, 3))
+    assert eng.apply(C.SetBenchmark(time_msc=t, actor="admin", name="SOFR",
+                                    date="2024-01-01", rate="5.31")).ok
+    res = eng.apply(C.Rollover(time_msc=t, actor="clock", date="2024-06-03"))
+    assert res.ok, res
+    path = tmp_path_factory.mktemp("book") / "book.npz"
+    path.write_bytes(encode_npz(*eng.snapshot()))
+    return path, eng, res.data
+
+
+def run(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(cli.app, list(args))
+    return res.exit_code, res.stdout
+
+
+def test_financing_report_from_a_snapshot(book_file):
+    path, eng, rolled = book_file
+    code, out = run("--snapshot", str(path), "financing", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["rolled_through"] == "2024-06-03"
+    total = data["last_totals"][-1]
+    # what the rollover booked, in USDT, and the rows by symbol and group add up to it
+    assert total["charged"] == rolled["charged"] / 100
+    assert sum(r["charged"] for r in data["last"]) == pytest.approx(total["charged"])
+    assert data["financing_account"] == (rolled["charged"] - rolled["paid"]) / 100
+    # the next rollover (Tuesday, one night) is projected on the same book: the same
+    # positions at the same prices and rates as Monday's one night
+    assert data["next_date"] == "2024-06-04"
+    assert sum(r["charged"] for r in data["next"]) == pytest.approx(total["charged"])
+    code, out = run("--snapshot", str(path), "financing")
+    assert code == 0 and "Next rollover 2024-06-04" in out
+
+
+def test_report_has_a_financing_section(book_file, tmp_path):
+    path, _, _ = book_file
+    html = tmp_path / "r.html"
+    code, out = run("--snapshot", str(path), "report", "--out", str(html), "--scenarios", "50")
+    assert code == 0, out
+    text = html.read_text()
+    assert "Overnight financing" in text and "rolled through 2024-06-03" in text
+
+
+def test_rollover_action_dry_run_then_confirm(book_file, monkeypatch):
+    path, eng, _ = book_file
+    blob = path.read_bytes()
+    calls = []
+
+    def handle(req: httpx.Request) -> httpx.Response:
+        if req.url.path == "/demo/credentials":
+            return httpx.Response(200, json={"admin_key": "k", "accounts": []})
+        if req.url.path == "/admin/snapshot":
+            return httpx.Response(200, content=blob)
+        calls.append((req.method, req.url.path, json.loads(req.content or b"null")))
+        return httpx.Response(200, json={"retcode": 10009, "comment": "done", "data": None})
+
+    monkeypatch.setattr(cli, "TRANSPORT", httpx.MockTransport(handle))
+    monkeypatch.delenv("CFD_ADMIN_KEY", raising=False)
+    code, out = run("rollover", "--date", "2024-06-04", "--json")
+    assert code == 2, out  # a dry run
+    dry = json.loads(out)["dry_run"]
+    assert dry["ok"] and "rolled 2024-06-04" in dry["comment"]
+    assert calls == []
+    code, out = run("rollover", "--date", "2024-06-03", "--confirm")
+    assert code == 1 and calls == []  # already rolled: the engine refuses, nothing is sent
+    code, out = run("rollover", "--date", "2024-06-04", "--confirm")
+    assert code == 0, out
+    assert calls == [("POST", "/admin/rollover", {"date": "2024-06-04"})]
