@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from benchmarks import liquidation as L
+from benchmarks.rollover import bench_rollover
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,6 +121,15 @@ def report(res: dict) -> str:
             f"-{r['broker_pl_draw'] / 100:,.2f}; deals in "
             f"{fmt_t(r['deals_total_s'])} (incremental recompute {fmt_t(r['recompute_s'])}, sweep "
             f"{fmt_t(r['sweep_kernel_s'])}, booking {fmt_t(r['bulk_booking_s'])}){eff}")
+    lines += ["", "rollover (overnight financing of every position, Friday: 3 nights)"]
+    for r in res.get("rollover", []):
+        eff = " incl. effect rows" if r["effects"] else ""
+        lines.append(
+            f"  {r['positions']:,} positions / {r['accounts']:,} accounts: "
+            f"{fmt_t(r['apply_s'])}{eff} ({r['charged_positions']:,} positions charged, "
+            f"{r['postings']:,} postings, {r['stop_outs']:,} stop-outs; charged "
+            f"{r['charged'] / 100:,.2f}, paid {r['paid'] / 100:,.2f}; checked against the "
+            f"reference on {r['checked_positions']:,} positions)")
     return "\n".join(lines)
 
 
@@ -154,7 +164,7 @@ def run(args: argparse.Namespace) -> dict:
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr,
                                                                  flush=True))
     res: dict = {"machine": machine(), "args": vars(args), "recompute": [],
-                 "ticks_vs_symbol": [], "ticks_vs_book": [], "cascade": []}
+                 "ticks_vs_symbol": [], "ticks_vs_book": [], "cascade": [], "rollover": []}
     t_start = time.perf_counter()
     for n in args.sizes:
         spec = L.book_spec(n, args)
@@ -170,6 +180,8 @@ def run(args: argparse.Namespace) -> dict:
         flat["book_positions"] = n
         res["ticks_vs_book"].append(flat)
         del eng
+        say(f"[{time.perf_counter() - t_start:6.1f}s] rollover")
+        res["rollover"].append(bench_rollover(spec, not args.no_effects))
         for pct in args.shocks:
             say(f"[{time.perf_counter() - t_start:6.1f}s] cascade {pct:+.0f}%")
             res["cascade"].append(L.bench_cascade(spec, 1 + pct / 100, not args.no_effects,

@@ -670,6 +670,21 @@ class Engine:
             "updated_msc": self.now_msc,
         }
 
+    def account_rows(self, accs: np.ndarray) -> list[dict]:
+        """``account_row(a)`` for many accounts, built column-wise (bulk bookings)."""
+        ac = self.accounts.cols
+        names, groups = self.accounts.names, self.accounts.groups
+        cur, now = self.config.currency, self.now_msc
+        cols = [getattr(ac, k)[accs].tolist() for k in (
+            "login", "leverage", "margin_mode", "so_mode", "so_call", "so_so", "balance",
+            "credit", "trade_mode")]
+        return [{"login": lg, "name": names[a], "group": groups[a], "leverage": lev,
+                 "margin_mode": mm, "margin_so_mode": sm, "margin_so_call": call,
+                 "margin_so_so": so, "balance": bal, "credit": cr, "currency": cur,
+                 "trade_mode": tm, "updated_msc": now}
+                for a, lg, lev, mm, sm, call, so, bal, cr, tm in zip(
+                    accs.tolist(), *cols, strict=True)]
+
     def position_row(self, p: int) -> dict:
         pc = self.positions.cols
         v = int(pc.volume[p])

@@ -21,6 +21,12 @@ def test_suite_runs_on_a_tiny_book(tmp_path, capsys):
     assert all(r["checked"] for r in res["cascade"])  # kernel path == Python path
     assert {r["shock"] for r in res["cascade"]} == {0.9, 0.7}
     assert all(r["ledger_total"] == 0 for r in res["cascade"])
+    # the rollover phase: checked against the reference before it was timed, and it
+    # charged every position (every symbol has a swap)
+    assert [r["positions"] for r in res["rollover"]] == [3000, 6000]
+    assert all(r["checked_positions"] > 0 and r["charged_positions"] > 0
+               for r in res["rollover"])
+    assert "rollover (overnight financing" in text
     assert png.stat().st_size > 1000
 
 

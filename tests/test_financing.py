@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import replace
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -441,3 +442,19 @@ def test_rollovers_keep_the_ledger_at_zero_and_replay(seq):
     for cmd in journal:
         replay.apply(cmd)
     assert replay.state_hash() == b.eng.state_hash()
+
+
+def test_bulk_rows_equal_the_single_row_builders():
+    # the rollover builds account and posting rows column-wise: the same rows as one by one
+    b = Day([spec("AAPL"), spec("MNY", swap_mode=4, swap_benchmark="", swap_long=Decimal(1))])
+    b.bench("5.31")
+    b.open(1, "AAPL", 100, 229.99, 230.01)
+    b.open(2, "MNY", 3, 10.00, 10.02, group="daily")
+    b.apply(C.AdjustCredit, login=1, amount=500)
+    assert b.roll(MON).ok
+    eng = b.eng
+    accs = np.arange(len(eng.accounts))
+    assert eng.account_rows(accs) == [eng.account_row(int(a)) for a in accs]
+    logins = eng.accounts.cols.login
+    n = eng.ledger.postings.size
+    assert eng.ledger.rows(0, n, logins) == [eng.ledger.row(i, logins) for i in range(n)]

@@ -131,6 +131,30 @@ class Ledger:
         acc, is_credit = divmod(ledger_id - N_HOUSE, 2)
         return f"{'client_credit' if is_credit else 'client'}:{int(logins[acc])}"
 
+    def rows(self, i0: int, i1: int, logins: np.ndarray) -> list[dict]:
+        """``row(i)`` for postings ``i0 .. i1 - 1``, built column-wise (bulk bookings)."""
+        p = self.postings
+        sl = slice(i0, i1)
+        src, dst = p.src[sl].astype(np.int64), p.dst[sl].astype(np.int64)
+        client = np.where(src >= N_HOUSE, src, np.where(dst >= N_HOUSE, dst, -1))
+        acc = np.maximum(client - N_HOUSE, 0) // 2
+        login_l = np.where(client >= 0, logins[acc], -1).tolist()
+
+        def codes(ids: np.ndarray) -> list[str]:
+            a, credit = np.divmod(np.maximum(ids - N_HOUSE, 0), 2)
+            lg = logins[a].tolist()
+            return [HOUSE_CODES[i] if i < N_HOUSE else
+                    (f"client_credit:{g}" if c else f"client:{g}")
+                    for i, g, c in zip(ids.tolist(), lg, credit.tolist(), strict=True)]
+
+        kinds = {int(k): k.name.lower() for k in PostingKind}
+        return [{"id": i, "time_msc": t, "src": s, "dst": d, "amount": a, "kind": kinds[k],
+                 "login": None if lg < 0 else lg, "deal": dl or None, "comment": cm}
+                for i, t, s, d, a, k, lg, dl, cm in zip(
+                    p.id[sl].tolist(), p.time_msc[sl].tolist(), codes(src), codes(dst),
+                    p.amount[sl].tolist(), p.kind[sl].tolist(), login_l, p.deal[sl].tolist(),
+                    self.comments[i0:i1], strict=True)]
+
     def row(self, i: int, logins: np.ndarray) -> dict:
         p = self.postings
         src, dst = int(p.src[i]), int(p.dst[i])

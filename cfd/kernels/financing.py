@@ -84,3 +84,20 @@ def swap_charges_reference(positions, acc_group, sym_base, sym_bid, sym_ask, k_n
             q += 1
         out[p] = q
     return out
+
+
+@nb.njit(cache=True)
+def charge_totals(amount, pos_sym, pos_acc, acc_group, n_groups, out_count, out_charged,
+                  out_paid):
+    """Per (symbol, group) cell ``sym * n_groups + group``: positions charged or paid, the
+    sum charged to clients (> 0) and the sum paid to them (> 0), int64."""
+    for p in range(len(amount)):
+        a = amount[p]
+        if a == 0:
+            continue
+        k = pos_sym[p] * n_groups + acc_group[pos_acc[p]]
+        out_count[k] += 1
+        if a < 0:
+            out_charged[k] -= a
+        else:
+            out_paid[k] += a

@@ -37,6 +37,7 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -160,15 +161,21 @@ class Factors:
 
 def factor(spec: SymbolSpec, rate: Decimal, n: int, conv: Decimal) -> tuple[Fraction, int]:
     """Minor units per (base x volume unit) for ``n`` nights at ``rate``; and the base."""
-    mode = spec.swap_mode
+    return _factor(spec.swap_mode, rate, n, spec.contract_size, conv, spec.digits,
+                   spec.swap_year_days)
+
+
+@lru_cache(maxsize=4096)
+def _factor(mode: int, rate: Decimal, n: int, contract_size: Decimal, conv: Decimal,
+            digits: int, year_days: int) -> tuple[Fraction, int]:
     per_lot = Fraction(1, VOLUME_SCALE) * MINOR_SCALE * n
     if mode == SwapMode.POINTS:
-        point = Fraction(1, 10**spec.digits)
-        return (Fraction(rate) * Fraction(spec.contract_size) * point * Fraction(conv)
+        point = Fraction(1, 10**digits)
+        return (Fraction(rate) * Fraction(contract_size) * point * Fraction(conv)
                 * per_lot, BASE_ONE)
     if mode == SwapMode.CURRENCY_DEPOSIT:
         return Fraction(rate) * per_lot, BASE_ONE
-    yearly = (Fraction(rate) / 100 / spec.swap_year_days * Fraction(spec.contract_size)
+    yearly = (Fraction(rate) / 100 / year_days * Fraction(contract_size)
               * Fraction(conv) * per_lot / PRICE_SCALE)
     if mode == SwapMode.INTEREST_OPEN:
         return yearly, BASE_OPEN

@@ -104,11 +104,9 @@ class TradingDay:
                  "positions": sum(s["positions"] for s in summaries)}
         eng._effects.events.append(total)
         events.append(total)
-        # 4. stop-out and margin calls where the charges moved an account
-        accs = np.nonzero(touched)[0].astype(np.int64)
-        for a in accs.tolist():
-            eng._touch_account(a)
-        events.extend(eng._check_levels(accs))
+        # 4. stop-out and margin calls where the charges moved an account (its floating
+        # profit and margin are unchanged: only its balance moved)
+        events.extend(eng._check_levels(np.nonzero(touched)[0].astype(np.int64)))
         return Result(Retcode.DONE, f"rolled {first} .. {day}: financing charged "
                       f"{total['charged'] / 100:,.2f}, paid {total['paid'] / 100:,.2f} USDT "
                       f"on {total['positions']} positions", total, events)
@@ -211,11 +209,9 @@ class TradingDay:
         apply_postings(led.balance, src, dst, np.abs(amounts))
         ac.balance[accs] = led.balance[client]
         if eng.collect_effects:
-            logins = ac.login
             eff = eng._effects
-            eff.postings.extend(led.row(i, logins) for i in range(i0, led.postings.size))
-            for a in accs.tolist():
-                eff.accounts[int(logins[a])] = eng.account_row(a)
+            eff.postings.extend(led.rows(i0, led.postings.size, ac.login))
+            eff.accounts.update((r["login"], r) for r in eng.account_rows(accs))
         summary = self._summary(ch)
         self.log.append(summary)
         return summary
@@ -239,28 +235,21 @@ class TradingDay:
         eng = self.eng
         pc = eng.positions.cols
         n = len(ch.amount)
-        hit = np.nonzero(ch.amount)[0]
-        sym = pc.sym[hit]
-        grp = ch.group_of[pc.acc[hit]]
-        amt = ch.amount[hit]
+        n_g = len(ch.groups)
+        size = len(eng.symbols) * n_g
+        count = np.zeros(size, np.int64)
+        charged = np.zeros(size, np.int64)
+        paid = np.zeros(size, np.int64)
+        K.charge_totals(ch.amount, pc.sym[:n], pc.acc[:n], ch.group_of, n_g, count, charged,
+                        paid)
         rows = []
-        if len(hit):
-            key = sym.astype(np.int64) * len(ch.groups) + grp
-            uniq, inv = np.unique(key, return_inverse=True)
-            charged = np.zeros(len(uniq), np.int64)
-            paid = np.zeros(len(uniq), np.int64)
-            np.add.at(charged, inv, np.where(amt < 0, -amt, 0))
-            np.add.at(paid, inv, np.where(amt > 0, amt, 0))
-            count = np.bincount(inv, minlength=len(uniq))
-            for k, u in enumerate(uniq.tolist()):
-                s, g = divmod(u, len(ch.groups))
-                rows.append({"symbol": eng.symbols.specs[s].name, "group": ch.groups[g],
-                             "nights": int(ch.factors.nights[s]), "positions": int(count[k]),
-                             "charged": int(charged[k]), "paid": int(paid[k])})
-        del n
-        return {"date": str(ch.day), "positions": int(len(hit)),
-                "charged": int(-ch.amount[ch.amount < 0].sum()),
-                "paid": int(ch.amount[ch.amount > 0].sum()), "by": rows}
+        for u in np.nonzero(count)[0].tolist():
+            s, g = divmod(u, n_g)
+            rows.append({"symbol": eng.symbols.specs[s].name, "group": ch.groups[g],
+                         "nights": int(ch.factors.nights[s]), "positions": int(count[u]),
+                         "charged": int(charged[u]), "paid": int(paid[u])})
+        return {"date": str(ch.day), "positions": int(count.sum()),
+                "charged": int(charged.sum()), "paid": int(paid.sum()), "by": rows}
 
     # ------------------------------------------------------------------ queries
     def next_date(self, time_msc: int) -> dt.date | None:
