@@ -93,8 +93,7 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
     for k in ("bid", "ask", "time", "has", "ref_mid", "confirmed", "pending_mid",
               "pending_count"):
         yield f"hygiene.{k}", hyg[k]
-    for ext in eng.extensions:
-        yield from ext.canonical_arrays()
+    yield from eng.pending.canonical_arrays()
 
 
 def state_hash(eng: Engine) -> str:
@@ -157,10 +156,9 @@ def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[st
         "rates": {k: str(v) for k, v in eng.symbols.rates.items()},
         "state_hash": state_hash(eng),
     }
-    for ext in eng.extensions:
-        ext_arrays, ext_meta = ext.snapshot()
-        arrays.update(ext_arrays)
-        meta.update(ext_meta)
+    pending_arrays, pending_meta = eng.pending.snapshot()
+    arrays.update(pending_arrays)
+    meta.update(pending_meta)
     return arrays, meta
 
 
@@ -224,7 +222,6 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
     eng.rejected_ticks = int(meta.get("rejected_ticks", 0))
     eng.hygiene.restore({k[len("hygiene."):]: v for k, v in arrays.items()
                          if k.startswith("hygiene.")})
-    for ext in eng.extensions:
-        ext.restore(arrays, meta)
+    eng.pending.restore(arrays, meta)
     eng.recompute_all()
     return eng
