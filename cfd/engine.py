@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from cfd.constants import MarginMode, Retcode
 from cfd.effects import Effects
 from cfd.engine_admin import AdminHandlers
 from cfd.engine_queries import EngineQueries, round_half_even_float
-from cfd.errors import Rejected
+from cfd.errors import EngineHalted, Rejected
 from cfd.feed.hygiene import PriceHygiene
 from cfd.feed.ticks import TickBatch
 from cfd.instruments.registry import SymbolTable
@@ -66,8 +66,8 @@ from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
 from cfd.trading.orders import PendingOrders
 from cfd.trading.positions import PositionTable
 
-__all__ = ["FIRST_DEAL_TICKET", "FIRST_ORDER_TICKET", "Engine", "EngineConfig", "Result",
-           "round_half_even_float"]
+__all__ = ["FIRST_DEAL_TICKET", "FIRST_ORDER_TICKET", "Engine", "EngineConfig",
+           "EngineHalted", "Result", "round_half_even_float"]
 
 FIRST_ORDER_TICKET = 10_000_001
 FIRST_DEAL_TICKET = 50_000_001
@@ -118,6 +118,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         self.calendar = default_calendar() if self.config.sessions else None
         self._effects = Effects()
         self.collect_effects = True  # False while replaying a journal: rows already stored
+        self.halted: str | None = None  # why the engine stopped taking commands (see apply)
         self.pending = PendingOrders(self)  # pending orders and SL/TP (stage 3 of a tick)
         self._handlers: dict[type, Callable[[Any], Result]] = {
             C.CreateAccount: self._create_account,
@@ -153,23 +154,68 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
 
     # ------------------------------------------------------------------ command dispatch
     def apply(self, cmd: C.Command) -> Result:
-        """Apply one command. A :class:`Rejected` command changes nothing."""
+        """Apply one command, whole or not at all.
+
+        An accepted command advances ``seq`` (its journal sequence number) and the clock;
+        the store journals it. A refused one (:class:`Rejected`: every handler validates
+        before it mutates) changes nothing, not even ``seq``, the clock or the sessions'
+        state; its result says ``refused`` and it is not journaled. Any other exception may
+        have left the state half-changed: the engine halts (``halted`` says why) and
+        refuses every further command with :class:`EngineHalted`, so that nothing more is
+        acknowledged; the process restarts and recovers from the journal."""
+        if self.halted is not None:
+            raise EngineHalted(self.halted)
         handler = self._handlers.get(type(cmd))
         if handler is None:
             raise TypeError(f"no handler for command {type(cmd).__name__}")
-        self.seq += 1
-        self.now_msc = max(self.now_msc, int(cmd.time_msc))
-        opened = self._follow_sessions() if self.calendar is not None else None
+        seq, now, counters = self.seq, self.now_msc, self._counters()
+        sessions = self._session_state() if self.calendar is not None else None
         try:
+            time_msc = _command_time(cmd)
+            self.seq += 1
+            self.now_msc = max(now, time_msc)
+            opened = self._follow_sessions() if sessions is not None else None
             result = handler(cmd)
+            if opened is not None and len(opened):
+                result.events.extend(self._markets_opened(opened))
+            return result
         except Rejected as exc:
-            data = None
-            if isinstance(cmd, C.SendOrder):
-                data = self._send_result(exc.retcode, exc.comment, cmd)
-            result = Result(exc.retcode, exc.comment, data)
-        if opened is not None and len(opened):
-            result.events.extend(self._markets_opened(opened))
-        return result
+            if self._counters() != counters:
+                self._halt(cmd, seq + 1, exc)
+            self.seq, self.now_msc = seq, now
+            if sessions is not None:
+                self._session_state(sessions)
+            return self._refused(cmd, exc)
+        except Exception as exc:
+            self._halt(cmd, seq + 1, exc)
+
+    def _halt(self, cmd: C.Command, seq: int, exc: BaseException) -> NoReturn:
+        self.halted = (f"command {seq} ({cmd.kind}) failed inside the engine "
+                       f"({type(exc).__name__}: {exc}); its changes may be half-applied and "
+                       "are not journaled: restart to recover from the journal")
+        raise EngineHalted(self.halted) from exc
+
+    def _counters(self) -> tuple[int, ...]:
+        """Tickets and row counts that only an accepted command may advance."""
+        return (self.next_order, self.next_deal, self.ledger.next_id, len(self.deals),
+                len(self.orders), self.positions.cols.size, len(self.accounts),
+                len(self.symbols), len(self.pending))
+
+    def _session_state(self, restore: tuple[np.ndarray, np.ndarray] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """The markets' session flags (a copy), or put ``restore`` back."""
+        sc = self.symbols.cols
+        n = len(self.symbols)
+        if restore is not None:
+            sc.session_open[:n], sc.market_open[:n] = restore
+            return restore
+        return sc.session_open[:n].copy(), sc.market_open[:n].copy()
+
+    def _refused(self, cmd: C.Command, exc: Rejected) -> Result:
+        data = None
+        if isinstance(cmd, C.SendOrder):
+            data = self._send_result(exc.retcode, exc.comment, cmd)
+        return Result(exc.retcode, exc.comment, data, refused=True)
 
     def register(self, cmd_type: type, handler: Callable[[Any], Result]) -> None:
         self._handlers[cmd_type] = handler
@@ -491,6 +537,14 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
 
     def ledger_total(self) -> int:
         return self.ledger.total()
+
+
+def _command_time(cmd: C.Command) -> int:
+    t = cmd.time_msc
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 2**62:
+        raise Rejected(Retcode.INVALID, f"time_msc {t!r} must be an integer of milliseconds "
+                                        f"since 1970")
+    return t
 
 
 def _rounds(sym: np.ndarray) -> list[np.ndarray]:

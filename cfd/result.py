@@ -10,12 +10,14 @@ from cfd.constants import Retcode
 
 @dataclass
 class Result:
-    """What a command returns: an MT5 retcode, a comment and records, plus events."""
+    """What a command returns: an MT5 retcode, a comment and records, plus events.
+    ``refused``: the command changed nothing and is not journaled."""
 
     retcode: int
     comment: str = ""
     data: Any = None
     events: list[dict] = field(default_factory=list)
+    refused: bool = False
 
     @property
     def ok(self) -> bool:
