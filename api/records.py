@@ -210,9 +210,8 @@ def orders_of(eng: Engine, login: int, active: bool = True) -> list[dict[str, An
     ones (history, ``Engine.orders``), in the order they were set up."""
     if active:
         a = eng.accounts.find(login)
-        book = next((x for x in eng.extensions if hasattr(x, "orders_of")), None)
-        if a is not None and book is not None:
-            return [order(r) for r in book.orders_of(a)]
+        if a is not None:
+            return [order(r) for r in eng.pending.orders_of(a)]
     return [order(eng.order_row(int(i))) for i in _order_indices(eng, login, active)]
 
 

@@ -105,7 +105,7 @@ def run(positions: int = 200_000, accounts: int = 20_000, symbols: int = 500,
             kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
     dt = time.perf_counter() - t1
     return {"positions": positions, "accounts": accounts, "symbols": symbols,
-            "pending": len(eng.extensions[0]), "ticks": n, "batch": batch,
+            "pending": len(eng.pending), "ticks": n, "batch": batch,
             "conflate": conflate, "seconds": round(dt, 3), "ticks_per_s": round(n / dt),
             "build_s": round(built, 1), "open_positions_after": len(eng.positions),
             "events": dict(sorted(kinds.items())), "rejected_ticks": rejected,

@@ -228,7 +228,7 @@ COMMANDS: dict[str, type[Command]] = {
 
 
 def register(cls: type[Command]) -> type[Command]:
-    """Register another command type (used by extensions such as pending orders)."""
+    """Register another command type (for commands added beside the built-in ones)."""
     COMMANDS[cls.kind] = cls
     return cls
 

@@ -5,57 +5,50 @@ returns a :class:`Result` (an MT5 retcode, a comment, records) with the events i
 refused command changes nothing. The state after N commands is a pure function of those N
 commands (:meth:`Engine.state_hash`).
 
+A command: the clock moves to its time; with sessions on, markets open and close by their
+sessions; its handler runs (ticks below; money in :mod:`cfd.accounts.cash`, trade requests in
+:mod:`cfd.trading.execute`, the broker's commands in :mod:`cfd.engine_admin`); stop-outs left
+waiting by a closed market proceed when it opens. Queries are in :mod:`cfd.engine_queries`.
+
 Per tick batch, in this order (as MT5 servers do):
-  1. accept or reject ticks, update bid/ask arrays, mark changed symbols;
-  2. recompute equity and margin incrementally for positions of changed symbols;
-  3. expire pending orders, trigger SL/TP, activate pending orders (``cfd.trading.orders``
-     hooks ``on_prices``); gaps fill at the market; a fill re-derives its account;
-  4. stop-out sweep for accounts at or below their stop-out level; margin-call flags;
-  5. deals -> ledger postings -> effects (the store journals them as one batch).
+  1. price hygiene: accept or reject ticks, snap them to the point grid and split the batch
+     into rounds (each symbol at most once per round); per round, write the new bid/ask
+     (``on_ticks``);
+  2. incremental recompute of equity and margin for the positions of the moved symbols
+     (``incremental``);
+  3. pending orders: expirations, SL/TP, activations (``PendingOrders.on_prices``); gaps fill
+     at the market; a fill re-derives its account;
+  4. on every ``recheck_every``-th command, a full recompute checks the incremental figures
+     and re-anchors them (``check_recompute``);
+  5. stop-out sweep for accounts at or below their stop-out level, then margin-call flags
+     (``_check_levels``);
+  6. deals -> ledger postings -> effects (the store journals them with the command).
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from cfd import commands as C
 from cfd.accounts.book import AccountGroup, AccountTable
-from cfd.accounts.ledger import (
-    BROKER_CREDIT,
-    BROKER_PL,
-    EXTERNAL_CASH,
-    INSURANCE_FUND,
-    N_HOUSE,
-    Ledger,
-    PostingKind,
-    client_credit_ledger,
-    client_ledger,
-)
-from cfd.constants import (
-    DealEntry,
-    DealReason,
-    DealType,
-    MarginMode,
-    OrderState,
-    OrderType,
-    Retcode,
-    TradeAction,
-)
+from cfd.accounts.cash import CashHandlers
+from cfd.accounts.ledger import Ledger
+from cfd.constants import MarginMode, Retcode
 from cfd.effects import Effects
-from cfd.errors import Rejected, SpecError
+from cfd.engine_admin import AdminHandlers
+from cfd.engine_queries import EngineQueries, round_half_even_float
+from cfd.errors import EngineHalted, Rejected
 from cfd.feed.hygiene import PriceHygiene
 from cfd.feed.ticks import TickBatch
 from cfd.instruments.registry import SymbolTable
 from cfd.instruments.sessions import default_calendar
 from cfd.instruments.spec import SymbolSpec, load_catalogue
-from cfd.kernels.formulas import margin_level, position_margin
+from cfd.kernels.formulas import margin_level
 from cfd.kernels.margin import (
     apply_states,
     margin_calls,
@@ -66,37 +59,19 @@ from cfd.kernels.margin import (
     tick_update,
     tick_update_accounts,
 )
-from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
-from cfd.trading import market
-from cfd.trading.financing import realised_share
+from cfd.money import MINOR_SCALE, PRICE_SCALE
+from cfd.result import Result
+from cfd.trading.execute import TradeHandlers
 from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
 from cfd.trading.orders import PendingOrders
 from cfd.trading.positions import PositionTable
-from cfd.trading.request import (
-    OrderCheckResult,
-    OrderSendResult,
-    RequestFormatError,
-    TradeRequest,
-    describe,
-)
 from cfd.trading.rollover import TradingDay
+
+__all__ = ["FIRST_DEAL_TICKET", "FIRST_ORDER_TICKET", "Engine", "EngineConfig",
+           "EngineHalted", "Result", "round_half_even_float"]
 
 FIRST_ORDER_TICKET = 10_000_001
 FIRST_DEAL_TICKET = 50_000_001
-
-
-@dataclass
-class Result:
-    """What a command returns: an MT5 retcode, a comment and records, plus events."""
-
-    retcode: int
-    comment: str = ""
-    data: Any = None
-    events: list[dict] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.retcode in (Retcode.DONE, Retcode.PLACED, Retcode.CHECK_OK)
 
 
 @dataclass
@@ -119,7 +94,10 @@ class EngineConfig:
     })
 
 
-class Engine:
+class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
+    """The writer. Handlers and queries live in the mixins named in the module docstring;
+    this class holds the state, the command dispatch and the tick pipeline."""
+
     def __init__(self, specs: list[SymbolSpec] | None = None,
                  rates: dict[str, Decimal] | None = None,
                  config: EngineConfig | None = None) -> None:
@@ -141,10 +119,9 @@ class Engine:
         self.calendar = default_calendar() if self.config.sessions else None
         self._effects = Effects()
         self.collect_effects = True  # False while replaying a journal: rows already stored
-        self.extensions: list[Any] = []
-        self.pending = PendingOrders(self)  # pending orders and SL/TP
-        self.extensions.append(self.pending)
-        self.day = TradingDay(self)  # rollover: financing, DAY orders, corporate actions
+        self.halted: str | None = None  # why the engine stopped taking commands (see apply)
+        self.pending = PendingOrders(self)  # pending orders and SL/TP (stage 3 of a tick)
+        self.day = TradingDay(self)  # the rollover: financing, DAY orders (see its module)
         self._handlers: dict[type, Callable[[Any], Result]] = {
             C.CreateAccount: self._create_account,
             C.Deposit: self._deposit,
@@ -179,25 +156,70 @@ class Engine:
         self.bulk_tick_share = 0.25
         self.bulk_tick_min = 100_000
 
-    # ------------------------------------------------------------------ commands
+    # ------------------------------------------------------------------ command dispatch
     def apply(self, cmd: C.Command) -> Result:
-        """Apply one command. A :class:`Rejected` command changes nothing."""
+        """Apply one command, whole or not at all.
+
+        An accepted command advances ``seq`` (its journal sequence number) and the clock;
+        the store journals it. A refused one (:class:`Rejected`: every handler validates
+        before it mutates) changes nothing, not even ``seq``, the clock or the sessions'
+        state; its result says ``refused`` and it is not journaled. Any other exception may
+        have left the state half-changed: the engine halts (``halted`` says why) and
+        refuses every further command with :class:`EngineHalted`, so that nothing more is
+        acknowledged; the process restarts and recovers from the journal."""
+        if self.halted is not None:
+            raise EngineHalted(self.halted)
         handler = self._handlers.get(type(cmd))
         if handler is None:
             raise TypeError(f"no handler for command {type(cmd).__name__}")
-        self.seq += 1
-        self.now_msc = max(self.now_msc, int(cmd.time_msc))
-        opened = self._follow_sessions() if self.calendar is not None else None
+        seq, now, counters = self.seq, self.now_msc, self._counters()
+        sessions = self._session_state() if self.calendar is not None else None
         try:
+            time_msc = _command_time(cmd)
+            self.seq += 1
+            self.now_msc = max(now, time_msc)
+            opened = self._follow_sessions() if sessions is not None else None
             result = handler(cmd)
+            if opened is not None and len(opened):
+                result.events.extend(self._markets_opened(opened))
+            return result
         except Rejected as exc:
-            data = None
-            if isinstance(cmd, C.SendOrder):
-                data = self._send_result(exc.retcode, exc.comment, cmd)
-            result = Result(exc.retcode, exc.comment, data)
-        if opened is not None and len(opened):
-            result.events.extend(self._markets_opened(opened))
-        return result
+            if self._counters() != counters:
+                self._halt(cmd, seq + 1, exc)
+            self.seq, self.now_msc = seq, now
+            if sessions is not None:
+                self._session_state(sessions)
+            return self._refused(cmd, exc)
+        except Exception as exc:
+            self._halt(cmd, seq + 1, exc)
+
+    def _halt(self, cmd: C.Command, seq: int, exc: BaseException) -> NoReturn:
+        self.halted = (f"command {seq} ({cmd.kind}) failed inside the engine "
+                       f"({type(exc).__name__}: {exc}); its changes may be half-applied and "
+                       "are not journaled: restart to recover from the journal")
+        raise EngineHalted(self.halted) from exc
+
+    def _counters(self) -> tuple[int, ...]:
+        """Tickets and row counts that only an accepted command may advance."""
+        return (self.next_order, self.next_deal, self.ledger.next_id, len(self.deals),
+                len(self.orders), self.positions.cols.size, len(self.accounts),
+                len(self.symbols), len(self.pending))
+
+    def _session_state(self, restore: tuple[np.ndarray, np.ndarray] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """The markets' session flags (a copy), or put ``restore`` back."""
+        sc = self.symbols.cols
+        n = len(self.symbols)
+        if restore is not None:
+            sc.session_open[:n], sc.market_open[:n] = restore
+            return restore
+        return sc.session_open[:n].copy(), sc.market_open[:n].copy()
+
+    def _refused(self, cmd: C.Command, exc: Rejected) -> Result:
+        data = None
+        if isinstance(cmd, C.SendOrder):
+            data = self._send_result(exc.retcode, exc.comment, cmd)
+        return Result(exc.retcode, exc.comment, data, refused=True)
 
     def register(self, cmd_type: type, handler: Callable[[Any], Result]) -> None:
         self._handlers[cmd_type] = handler
@@ -206,541 +228,7 @@ class Engine:
         eff, self._effects = self._effects, Effects()
         return eff
 
-    # ------------------------------------------------------------------ accounts & money
-    def _acc(self, login: int) -> int:
-        i = self.accounts.find(int(login))
-        if i is None:
-            raise Rejected(Retcode.INVALID, f"unknown account {login}")
-        return i
-
-    def _create_account(self, cmd: C.CreateAccount) -> Result:
-        if not isinstance(cmd.login, int) or cmd.login <= 0:
-            raise Rejected(Retcode.INVALID, f"login {cmd.login!r} must be a positive integer")
-        if self.accounts.find(cmd.login) is not None:
-            raise Rejected(Retcode.INVALID, f"account {cmd.login} already exists")
-        group = self.config.groups.get(cmd.group)
-        if group is None:
-            raise Rejected(Retcode.INVALID, f"unknown account group {cmd.group!r}")
-        if not isinstance(cmd.leverage, int) or not 1 <= cmd.leverage <= 1000:
-            raise Rejected(Retcode.INVALID, f"leverage {cmd.leverage!r} must be 1..1000")
-        a = self.accounts.add(cmd.login, cmd.name, group, cmd.leverage, cmd.trade_mode)
-        self.ledger.ensure_clients(len(self.accounts))
-        self.positions.by_acc.ensure_groups(len(self.accounts))
-        self._touch_account(a)
-        return Result(Retcode.DONE, f"account {cmd.login} created", self.account_info(cmd.login))
-
-    def _amount(self, amount: Any) -> int:
-        if isinstance(amount, bool) or not isinstance(amount, int):
-            raise Rejected(Retcode.INVALID, f"amount {amount!r} must be an integer of minor "
-                                            f"units")
-        if amount <= 0:
-            raise Rejected(Retcode.INVALID, f"amount {amount} must be greater than zero")
-        if amount > 10**15:
-            raise Rejected(Retcode.INVALID, f"amount {amount} is out of range")
-        return amount
-
-    def _balance_deal(self, a: int, dtype: int, amount: int, comment: str) -> int:
-        ticket = self._deal_ticket()
-        self.deals.append(comment, ticket=ticket, order=0, acc=a, sym=-1,
-                          time_msc=self.now_msc, type=dtype, entry=DealEntry.IN, magic=0,
-                          position_id=0, reason=DealReason.CLIENT, volume=0, price=0,
-                          commission=0, swap=0, profit=amount, fee=0)
-        if self.collect_effects:
-            self._effects.deals.append(self.deal_row(len(self.deals) - 1))
-        return ticket
-
-    def _deposit(self, cmd: C.Deposit) -> Result:
-        a = self._acc(cmd.login)
-        amount = self._amount(cmd.amount)
-        deal = self._balance_deal(a, DealType.BALANCE, amount, cmd.comment or "deposit")
-        self._post(EXTERNAL_CASH, client_ledger(a), amount, PostingKind.DEPOSIT, deal,
-                   cmd.comment)
-        self._after_money(a)
-        return Result(Retcode.DONE, f"deposit {market.fmt(amount)}", {"deal": deal})
-
-    def _withdraw(self, cmd: C.Withdraw) -> Result:
-        a = self._acc(cmd.login)
-        amount = self._amount(cmd.amount)
-        ac = self.accounts.cols
-        if amount > int(ac.balance[a]):
-            raise Rejected(Retcode.NO_MONEY, f"withdrawal {market.fmt(amount)} exceeds the "
-                           f"balance {market.fmt(int(ac.balance[a]))}")
-        used = float(ac.margin[a]) + float(ac.margin_orders[a])
-        free_after = self.accounts.equity(a) - amount / MINOR_SCALE - used
-        if free_after < 0:
-            free = self.accounts.equity(a) - used
-            raise Rejected(Retcode.NO_MONEY, f"withdrawal {market.fmt(amount)} would leave "
-                           f"free margin below zero (free margin "
-                           f"{market.fmt(free * MINOR_SCALE)})")
-        deal = self._balance_deal(a, DealType.BALANCE, -amount, cmd.comment or "withdrawal")
-        self._post(client_ledger(a), EXTERNAL_CASH, amount, PostingKind.WITHDRAWAL, deal,
-                   cmd.comment)
-        self._after_money(a)
-        return Result(Retcode.DONE, f"withdrawal {market.fmt(amount)}", {"deal": deal})
-
-    def _credit(self, cmd: C.AdjustCredit) -> Result:
-        a = self._acc(cmd.login)
-        amt = cmd.amount
-        if isinstance(amt, bool) or not isinstance(amt, int) or amt == 0 or abs(amt) > 10**15:
-            raise Rejected(Retcode.INVALID, f"credit amount {amt!r} must be a non-zero integer")
-        ac = self.accounts.cols
-        if int(ac.credit[a]) + amt < 0:
-            raise Rejected(Retcode.NO_MONEY, f"credit {market.fmt(int(ac.credit[a]))} cannot "
-                           f"be reduced by {market.fmt(-amt)}")
-        used = float(ac.margin[a]) + float(ac.margin_orders[a])
-        if amt < 0 and self.accounts.equity(a) + amt / MINOR_SCALE < used:
-            raise Rejected(Retcode.NO_MONEY, "removing the credit would leave free margin "
-                                             "below zero")
-        deal = self._balance_deal(a, DealType.CREDIT, amt, cmd.comment or "credit")
-        self._post_signed(BROKER_CREDIT, client_credit_ledger(a), amt, PostingKind.CREDIT,
-                          deal, cmd.comment)
-        self._after_money(a)
-        return Result(Retcode.DONE, f"credit {market.fmt(amt)}", {"deal": deal})
-
-    def _insurance_topup(self, cmd: C.TopUpInsurance) -> Result:
-        amt = cmd.amount
-        if isinstance(amt, bool) or not isinstance(amt, int) or amt == 0 or abs(amt) > 10**15:
-            raise Rejected(Retcode.INVALID, f"amount {amt!r} must be a non-zero integer")
-        if amt < 0 and int(self.ledger.balance[INSURANCE_FUND]) + amt < 0:
-            raise Rejected(Retcode.NO_MONEY, "the insurance fund holds less than that")
-        self._post_signed(BROKER_PL, INSURANCE_FUND, amt, PostingKind.INSURANCE_TOPUP, 0,
-                          cmd.actor)
-        self._effects.events.append({"kind": "insurance_topup", "amount": amt,
-                                     "actor": cmd.actor, "time_msc": self.now_msc})
-        return Result(Retcode.DONE, f"insurance fund {market.fmt(self.insurance_fund)}")
-
-    @property
-    def insurance_fund(self) -> int:
-        return int(self.ledger.balance[INSURANCE_FUND])
-
-    def _post(self, src: int, dst: int, amount: int, kind: PostingKind, deal: int = 0,
-              comment: str = "") -> None:
-        if amount == 0:
-            return
-        self.ledger.post(self.now_msc, src, dst, amount, kind, deal, comment)
-        if self.collect_effects:
-            self._effects.postings.append(self.ledger.row(self.ledger.postings.size - 1,
-                                                          self.accounts.cols.login))
-        ac = self.accounts.cols
-        for lid in (src, dst):
-            if lid >= N_HOUSE:  # a client's balance or credit: mirror it on the account
-                a, is_credit = divmod(lid - N_HOUSE, 2)
-                (ac.credit if is_credit else ac.balance)[a] = self.ledger.balance[lid]
-
-    def _post_signed(self, frm: int, to: int, amount: int, kind: PostingKind, deal: int = 0,
-                     comment: str = "") -> None:
-        """Move a signed amount from ``frm`` to ``to`` (negative: the other way)."""
-        if amount > 0:
-            self._post(frm, to, amount, kind, deal, comment)
-        elif amount < 0:
-            self._post(to, frm, -amount, kind, deal, comment)
-
-    def _after_money(self, a: int) -> None:
-        self._touch_account(a)
-        self._check_levels(np.array([a], dtype=np.int64))
-
-    # ------------------------------------------------------------------ trading
-    def _send_result(self, retcode: int, comment: str, cmd: C.SendOrder, deal: int = 0,
-                     order: int = 0, volume: float = 0.0, price: float = 0.0,
-                     req: TradeRequest | None = None) -> OrderSendResult:
-        if req is None:
-            try:
-                req = TradeRequest.from_dict(cmd.request)
-            except RequestFormatError:
-                req = TradeRequest()
-        bid = ask = 0.0
-        sym = self.symbols.get(req.symbol)
-        if sym is not None and self.symbols.cols.has_quote[sym]:
-            bid = int(self.symbols.cols.bid[sym]) / PRICE_SCALE
-            ask = int(self.symbols.cols.ask[sym]) / PRICE_SCALE
-        return OrderSendResult(retcode=int(retcode), deal=deal, order=order, volume=volume,
-                               price=price, bid=bid, ask=ask,
-                               comment=comment or describe(retcode),
-                               request_id=cmd.request_id, request=req)
-
-    def parse_request(self, request: dict) -> TradeRequest:
-        try:
-            return TradeRequest.from_dict(request)
-        except RequestFormatError as exc:
-            raise Rejected(Retcode.INVALID, str(exc)) from None
-
-    def _order_send(self, cmd: C.SendOrder) -> Result:
-        a = self._acc(cmd.login)
-        req = self.parse_request(cmd.request)
-        plan = self._plan(a, req)
-        if plan is None:
-            for ext in self.extensions:
-                res = ext.order_send(a, req, cmd)
-                if res is not None:
-                    return res
-            raise Rejected(Retcode.INVALID, f"trade action {req.action} is not supported")
-        order, deal = self.execute(plan, reason=cmd.reason, comment=req.comment)
-        volume = plan.volume / VOLUME_SCALE
-        res = self._send_result(Retcode.DONE, "Request executed", cmd, deal=deal, order=order,
-                                volume=volume, price=plan.legs[0].price / PRICE_SCALE,
-                                req=req)
-        return Result(Retcode.DONE, res.comment, res)
-
-    def _plan(self, a: int, req: TradeRequest) -> market.Plan | None:
-        """The deals of a DEAL or CLOSE_BY request (None for actions of the extensions)."""
-        if req.action == TradeAction.DEAL:
-            return market.plan_deal(self, a, req)
-        if req.action == TradeAction.CLOSE_BY:
-            return self._plan_close_by(a, req)
-        return None
-
-    def _plan_close_by(self, a: int, req: TradeRequest) -> market.Plan:
-        pc = self.positions.cols
-        if int(self.accounts.cols.margin_mode[a]) != MarginMode.RETAIL_HEDGING:
-            raise Rejected(Retcode.INVALID, "close by is only for hedging accounts")
-        if not req.position or not req.position_by:
-            raise Rejected(Retcode.INVALID, "close by needs position and position_by")
-        if req.position == req.position_by:
-            raise Rejected(Retcode.INVALID, "a position cannot be closed by itself")
-        p = market.find_position(self, a, req.position)
-        q = market.find_position(self, a, req.position_by, "position_by")
-        s = int(pc.sym[p])
-        if int(pc.sym[q]) != s:
-            raise Rejected(Retcode.INVALID, f"positions #{req.position} and "
-                           f"#{req.position_by} are in different symbols")
-        vp, vq = int(pc.volume[p]), int(pc.volume[q])
-        if (vp > 0) == (vq > 0):
-            raise Rejected(Retcode.INVALID, "close by needs opposite positions")
-        market.check_request_text(req)
-        spec = self.symbols.specs[s]
-        sc = self.symbols.cols
-        if spec.trade_mode == 0 or sc.halted[s]:
-            raise Rejected(Retcode.TRADE_DISABLED, f"trading in {spec.name} is disabled")
-        if not sc.market_open[s]:
-            raise Rejected(Retcode.MARKET_CLOSED, f"the market for {spec.name} is closed")
-        vol = min(abs(vp), abs(vq))
-        price = int(pc.price_open[q])
-        plan = market.Plan(acc=a, sym=s, request=req, order_type=OrderType.CLOSE_BY, volume=vol,
-                           price=price)
-        for slot, v, px in ((p, vp, price), (q, vq, price)):
-            closed = vol if v > 0 else -vol
-            profit = market.realised_profit(self, s, closed, int(pc.price_open[slot]), px)
-            plan.legs.append(market.Leg(
-                "close_by", slot, 1 if v > 0 else 0, DealEntry.OUT_BY, vol, px,
-                closed_volume=closed, profit=profit, new_volume=v - closed,
-                new_price=int(pc.price_open[slot]),
-                commission=market.commission_minor(self, s, vol)))
-        market.project(self, plan)
-        return plan
-
-    def _order_ticket(self) -> int:
-        t = self.next_order
-        self.next_order += 1
-        return t
-
-    def _deal_ticket(self) -> int:
-        t = self.next_deal
-        self.next_deal += 1
-        return t
-
-    def execute(self, plan: market.Plan, reason: int, comment: str, order: int = 0,
-                deal_reason: int | None = None) -> tuple[int, int]:
-        """Apply a validated plan: order, deals, positions, ledger postings. Returns
-        ``(order ticket, last deal ticket)``."""
-        pos = self.positions
-        pc = pos.cols
-        a, s = plan.acc, plan.sym
-        req = plan.request
-        order = order or self._order_ticket()
-        t = self.now_msc
-        deal = 0
-        position_id = 0
-        by_id = 0
-        d_reason = reason if deal_reason is None else deal_reason
-        for leg in plan.legs:
-            deal = self._deal_ticket()
-            if leg.slot < 0:
-                p = pos.open(a, s, leg.new_volume, leg.new_price, order, t, plan.sl, plan.tp,
-                             req.magic, min(reason, 3), comment)
-                if self.collect_effects:
-                    self._effects.position_upsert(self.position_row(p))
-            else:
-                p = leg.slot
-            swap = 0
-            if leg.closed_volume:  # the accrued swap of the part closed is realised
-                swap = realised_share(int(pc.swap[p]), leg.closed_volume, int(pc.volume[p]))
-                pc.swap[p] -= swap
-            position_id = int(pc.identifier[p])
-            if leg.action == "close_by" and by_id == 0:
-                by_id = int(pc.identifier[plan.legs[1].slot])
-            self.deals.append(
-                comment, ticket=deal, order=order, acc=a, sym=s, time_msc=t,
-                type=leg.deal_type, entry=leg.entry, magic=req.magic, position_id=position_id,
-                reason=d_reason, volume=leg.volume, price=leg.price, commission=-leg.commission,
-                swap=swap, profit=leg.profit, fee=0)
-            if self.collect_effects:
-                self._effects.deals.append(self.deal_row(len(self.deals) - 1))
-            self._book(a, leg.profit, PostingKind.PROFIT, deal)
-            self._book(a, -leg.commission, PostingKind.COMMISSION, deal)
-            if leg.slot >= 0:
-                self._update_position(p, leg, plan, order, t)
-        if plan.order_type == OrderType.CLOSE_BY:
-            position_id = int(pc.identifier[plan.legs[0].slot]) if pc.active[plan.legs[0].slot] \
-                else self.deals.cols.position_id[len(self.deals) - 2]
-        self.orders.append(
-            comment, ticket=order, acc=a, sym=s, time_setup_msc=t, time_done_msc=t,
-            time_expiration=0, type=plan.order_type, type_time=0, type_filling=req.type_filling,
-            state=OrderState.FILLED, magic=req.magic, position_id=position_id,
-            position_by_id=by_id, reason=reason, volume_initial=plan.volume, volume_current=0,
-            price_open=plan.legs[0].price, sl=plan.sl, tp=plan.tp,
-            price_current=plan.legs[0].price, price_stoplimit=0)
-        if self.collect_effects:
-            self._effects.orders[order] = self.order_row(len(self.orders) - 1)
-        self._touch_account(a)
-        return order, deal
-
-    def _book(self, a: int, amount: int, kind: PostingKind, deal: int) -> None:
-        """Signed amount to the client from the broker (negative: to the broker)."""
-        self._post_signed(BROKER_PL, client_ledger(a), amount, kind, deal)
-
-    def _update_position(self, p: int, leg: market.Leg, plan: market.Plan, order: int,
-                         t: int) -> None:
-        pos = self.positions
-        pc = pos.cols
-        if leg.new_volume == 0:
-            ticket = int(pc.ticket[p])
-            self.closed_tickets[ticket] = int(pc.acc[p])
-            pos.close(p)
-            self._effects.position_closed(ticket)
-            return
-        old_ticket = int(pc.ticket[p])
-        pos.set_volume(p, leg.new_volume, leg.new_price)
-        pc.time_update_msc[p] = t
-        if leg.action in (market.ADD, market.REVERSE):
-            pos.mark_stops(int(pc.sym[p]))
-            if plan.sl or leg.action == market.REVERSE:
-                pc.sl[p] = plan.sl
-            if plan.tp or leg.action == market.REVERSE:
-                pc.tp[p] = plan.tp
-        if leg.action == market.REVERSE:
-            pos.retick(p, order)
-            self.closed_tickets[old_ticket] = int(pc.acc[p])
-            self._effects.position_closed(old_ticket)
-        if self.collect_effects:
-            self._effects.position_upsert(self.position_row(p))
-
-    def _touch_account(self, a: int) -> None:
-        """Re-derive one account's floating profit and margin from its positions."""
-        self._touches += 1
-        ac = self.accounts.cols
-        sc = self.symbols.cols
-        pc = self.positions.cols
-        idx = self.positions.by_acc
-        pr, m, mm = recompute_account(a, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
-                                      pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
-                                      sc.k_margin_maint, sc.calc_mode, int(ac.leverage[a]))
-        ac.profit[a], ac.margin[a], ac.margin_maint[a] = pr, m, mm
-        if self.collect_effects:
-            self._effects.accounts[int(ac.login[a])] = self.account_row(a)
-
-    # ------------------------------------------------------------------ queries
-    def order_check(self, login: int, request: dict) -> OrderCheckResult:
-        """MT5's order_check: the account as it would be after the trade; retcode 0 "Done"
-        when the request would pass. Changes nothing."""
-        try:
-            req = TradeRequest.from_dict(request)
-        except RequestFormatError as exc:
-            return OrderCheckResult(Retcode.INVALID, comment=str(exc))
-        try:
-            a = self._acc(login)
-            plan = self._plan(a, req)
-            if plan is None:
-                for ext in self.extensions:
-                    res = ext.order_check(a, req)
-                    if res is not None:
-                        return res
-                raise Rejected(Retcode.INVALID, f"trade action {req.action} is not supported")
-        except Rejected as exc:
-            info = self.account_info(login) if self.accounts.find(login) is not None else {}
-            return OrderCheckResult(
-                int(exc.retcode), balance=info.get("balance", 0.0),
-                equity=info.get("equity", 0.0), profit=info.get("profit", 0.0),
-                margin=info.get("margin", 0.0), margin_free=info.get("margin_free", 0.0),
-                margin_level=info.get("margin_level", 0.0), comment=exc.comment, request=req)
-        return self._check_result(a, plan, req)
-
-    def _check_result(self, a: int, plan: market.Plan, req: TradeRequest) -> OrderCheckResult:
-        credit = int(self.accounts.cols.credit[a])
-        profit_c = round_half_even_float(plan.profit_after)
-        equity_c = plan.balance_after + credit + profit_c
-        margin = round(plan.margin_after, 2)
-        return OrderCheckResult(
-            Retcode.CHECK_OK, balance=plan.balance_after / MINOR_SCALE,
-            equity=equity_c / MINOR_SCALE, profit=profit_c / MINOR_SCALE, margin=margin,
-            margin_free=round(equity_c / MINOR_SCALE - margin, 2),
-            margin_level=margin_level(equity_c / MINOR_SCALE, margin), comment="Done",
-            request=req)
-
-    def account_info(self, login: int) -> dict:
-        """MT5 AccountInfo fields, in order."""
-        a = self._acc(login)
-        ac = self.accounts.cols
-        g = self.config.groups[self.accounts.groups[a]]
-        # MT5's balance leaves out the swap accrued on open positions (already in the
-        # ledger); profit counts it, so equity is the ledger balance + credit + floating
-        accrued = self.day.accrued(a)
-        balance, credit = int(ac.balance[a]) - accrued, int(ac.credit[a])
-        profit_c = round_half_even_float(float(ac.profit[a])) + accrued
-        equity_c = balance + credit + profit_c
-        margin = round(float(ac.margin[a]), 2)
-        equity = equity_c / MINOR_SCALE
-        return {
-            "login": int(ac.login[a]), "trade_mode": int(ac.trade_mode[a]),
-            "leverage": int(ac.leverage[a]), "limit_orders": g.limit_orders,
-            "margin_so_mode": int(ac.so_mode[a]), "trade_allowed": bool(ac.trade_allowed[a]),
-            "trade_expert": True, "margin_mode": int(ac.margin_mode[a]), "currency_digits": 2,
-            "fifo_close": False, "balance": balance / MINOR_SCALE,
-            "credit": credit / MINOR_SCALE, "profit": profit_c / MINOR_SCALE,
-            "equity": equity, "margin": margin, "margin_free": round(equity - margin, 2),
-            "margin_level": margin_level(equity, margin),
-            "margin_so_call": float(ac.so_call[a]), "margin_so_so": float(ac.so_so[a]),
-            "margin_initial": round(float(ac.margin_orders[a]), 2),
-            "margin_maintenance": round(float(ac.margin_maint[a]), 2),
-            "assets": 0.0, "liabilities": 0.0, "commission_blocked": 0.0,
-            "name": self.accounts.names[a], "server": self.config.server,
-            "currency": self.config.currency, "company": self.config.company,
-        }
-
-    def order_calc_margin(self, order_type: int, symbol: str, volume: float, price: float,
-                          login: int | None = None) -> float:
-        """MT5's order_calc_margin: margin in account currency for ``volume`` lots at
-        ``price``, ignoring open positions (CFDLEVERAGE uses the account's leverage)."""
-        s, vol, px = self._calc_args(order_type, symbol, volume, price, "price")
-        sc = self.symbols.cols
-        lev = int(self.accounts.cols.leverage[self._acc(login)]) if login is not None else 1
-        return round(position_margin(int(sc.calc_mode[s]), vol, px, float(sc.k_margin[s]),
-                                     lev), 2)
-
-    def order_calc_profit(self, order_type: int, symbol: str, volume: float, price_open: float,
-                          price_close: float) -> float:
-        """MT5's order_calc_profit: ``(close - open) * contract_size * lots`` for a BUY,
-        negated for a SELL, converted into the account currency, rounded to cents exactly."""
-        if order_type not in (OrderType.BUY, OrderType.SELL):
-            raise Rejected(Retcode.INVALID, "order_calc_profit takes ORDER_TYPE_BUY or SELL")
-        s, vol, po = self._calc_args(order_type, symbol, volume, price_open, "price_open")
-        _, _, pc = self._calc_args(order_type, symbol, volume, price_close, "price_close")
-        signed = vol if order_type == OrderType.BUY else -vol
-        return market.realised_profit(self, s, signed, po, pc) / MINOR_SCALE
-
-    def _calc_args(self, order_type: int, symbol: str, volume: float, price: float,
-                   what: str) -> tuple[int, int, int]:
-        if not isinstance(order_type, int) or not 0 <= order_type <= 7:
-            raise Rejected(Retcode.INVALID, f"order type {order_type!r} is not 0..7")
-        s = market.symbol_index(self, symbol)
-        if not isinstance(volume, (int, float)) or not math.isfinite(volume) or volume <= 0:
-            raise Rejected(Retcode.INVALID_VOLUME, f"volume {volume!r} must be a positive "
-                                                   f"finite number")
-        if volume > float(self.symbols.specs[s].volume_max):
-            raise Rejected(Retcode.INVALID_VOLUME, f"volume {volume!r} exceeds the maximum")
-        if not isinstance(price, (int, float)) or not math.isfinite(price) or price <= 0 \
-                or price > 1e9:
-            raise Rejected(Retcode.INVALID_PRICE, f"{what} {price!r} must be a positive "
-                                                  f"finite number")
-        vol = market.to_units(volume, VOLUME_SCALE)
-        px = market.to_units(price, PRICE_SCALE)
-        return s, vol, px
-
-    def was_position(self, acc: int, ticket: int) -> bool:
-        return self.closed_tickets.get(ticket) == acc
-
-    def is_stale(self, sym: int) -> bool:
-        limit = self.config.stale_after_ms
-        if not limit:
-            return False
-        return self.now_msc - int(self.symbols.cols.tick_msc[sym]) > limit
-
-    def is_unconfirmed(self, sym: int) -> bool:
-        return not bool(self.symbols.cols.confirmed[sym])
-
-    # ------------------------------------------------------------------ rows (effects)
-    def account_row(self, a: int) -> dict:
-        ac = self.accounts.cols
-        return {
-            "login": int(ac.login[a]), "name": self.accounts.names[a],
-            "group": self.accounts.groups[a], "leverage": int(ac.leverage[a]),
-            "margin_mode": int(ac.margin_mode[a]), "margin_so_mode": int(ac.so_mode[a]),
-            "margin_so_call": float(ac.so_call[a]), "margin_so_so": float(ac.so_so[a]),
-            "balance": int(ac.balance[a]), "credit": int(ac.credit[a]),
-            "currency": self.config.currency, "trade_mode": int(ac.trade_mode[a]),
-            "updated_msc": self.now_msc,
-        }
-
-    def account_rows(self, accs: np.ndarray) -> list[dict]:
-        """``account_row(a)`` for many accounts, built column-wise (bulk bookings)."""
-        ac = self.accounts.cols
-        names, groups = self.accounts.names, self.accounts.groups
-        cur, now = self.config.currency, self.now_msc
-        cols = [getattr(ac, k)[accs].tolist() for k in (
-            "login", "leverage", "margin_mode", "so_mode", "so_call", "so_so", "balance",
-            "credit", "trade_mode")]
-        return [{"login": lg, "name": names[a], "group": groups[a], "leverage": lev,
-                 "margin_mode": mm, "margin_so_mode": sm, "margin_so_call": call,
-                 "margin_so_so": so, "balance": bal, "credit": cr, "currency": cur,
-                 "trade_mode": tm, "updated_msc": now}
-                for a, lg, lev, mm, sm, call, so, bal, cr, tm in zip(
-                    accs.tolist(), *cols, strict=True)]
-
-    def position_row(self, p: int) -> dict:
-        pc = self.positions.cols
-        v = int(pc.volume[p])
-        return {
-            "ticket": int(pc.ticket[p]), "login": int(self.accounts.cols.login[pc.acc[p]]),
-            "symbol": self.symbols.specs[pc.sym[p]].name, "time_msc": int(pc.time_msc[p]),
-            "time_update_msc": int(pc.time_update_msc[p]), "type": 0 if v > 0 else 1,
-            "magic": int(pc.magic[p]), "identifier": int(pc.identifier[p]),
-            "reason": int(pc.reason[p]), "volume": abs(v), "price_open": int(pc.price_open[p]),
-            "sl": int(pc.sl[p]), "tp": int(pc.tp[p]), "swap": int(pc.swap[p]),
-            "comment": self.positions.comments[p],
-            "external_id": self.positions.external_ids[p],
-        }
-
-    def deal_row(self, i: int) -> dict:
-        c = self.deals.cols
-        s = int(c.sym[i])
-        return {
-            "ticket": int(c.ticket[i]), "order": int(c.order[i]),
-            "login": int(self.accounts.cols.login[c.acc[i]]),
-            "symbol": self.symbols.specs[s].name if s >= 0 else "",
-            "time_msc": int(c.time_msc[i]), "type": int(c.type[i]), "entry": int(c.entry[i]),
-            "magic": int(c.magic[i]), "position_id": int(c.position_id[i]),
-            "reason": int(c.reason[i]), "volume": int(c.volume[i]), "price": int(c.price[i]),
-            "commission": int(c.commission[i]), "swap": int(c.swap[i]),
-            "profit": int(c.profit[i]), "fee": int(c.fee[i]),
-            "comment": self.deals.comments[i], "external_id": "",
-        }
-
-    def order_row(self, i: int) -> dict:
-        c = self.orders.cols
-        row = {k: int(getattr(c, k)[i]) for k in ORDER_COLUMNS if k not in ("acc", "sym")}
-        row["login"] = int(self.accounts.cols.login[c.acc[i]])
-        row["symbol"] = self.symbols.specs[int(c.sym[i])].name
-        row["comment"] = self.orders.comments[i]
-        row["external_id"] = ""
-        return row
-
-    # ------------------------------------------------------------------ prices
-    def _new_hygiene(self, n: int) -> PriceHygiene:
-        cfg = self.config
-        return PriceHygiene(max(n, 1), outlier_pct=cfg.outlier_pct,
-                            stale_after_ms=cfg.stale_after_ms or 2**62,
-                            confirm_ticks=cfg.confirm_ticks)
-
-    def _grow_hygiene(self) -> None:
-        old = self.hygiene.snapshot()
-        self.hygiene = self._new_hygiene(len(self.symbols))
-        new = self.hygiene.snapshot()
-        for k, v in old.items():
-            if np.ndim(v) == 0:
-                new[k] = v
-            else:
-                new[k][: len(v)] = v
-        self.hygiene.restore(new)
-
+    # ------------------------------------------------------------------ tick pipeline
     def _ticks(self, cmd: C.Ticks) -> Result:
         n = len(cmd.symbols)
         if not (len(cmd.bid) == n and len(cmd.ask) == n):
@@ -802,56 +290,23 @@ class Engine:
         return Result(Retcode.DONE, f"{moved} quotes marked, {rejected} ticks rejected",
                       {"accepted": len(idx), "rejected": rejected}, events)
 
-    def _quote(self, s: int, bid: float, ask: float) -> tuple[int, int] | None:
-        """A screened tick's bid/ask snapped to the symbol's point grid."""
-        if not (0 < bid <= ask <= 1e9):
-            return None
-        pt = self.symbols.point_units(s)
-        b = int(round(bid * PRICE_SCALE / pt)) * pt
-        k = int(round(ask * PRICE_SCALE / pt)) * pt
-        if b <= 0 or b > k:
-            return None
-        return b, k
-
-    def _follow_sessions(self) -> np.ndarray:
-        """Open and close markets by their sessions at the command's time; returns the
-        symbols that have just opened."""
-        sc = self.symbols.cols
-        n = len(self.symbols)
-        was = sc.market_open[:n].copy()
-        sc.session_open[:n] = self.calendar.open_mask(sc.session[:n], self.now_msc)
-        sc.market_open[:n] = sc.session_open[:n] & sc.admin_open[:n]
-        return np.nonzero(sc.market_open[:n] & ~was)[0]
-
-    def holders(self, syms: Any) -> np.ndarray:
-        """Accounts holding a position in any of ``syms`` (unique, ascending)."""
-        pos = self.positions
-        parts = [pos.cols.acc[pos.of_symbol(int(s))] for s in syms]
-        if not parts:
-            return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate(parts)).astype(np.int64)
-
-    def _markets_opened(self, syms: Any) -> list[dict]:
-        """A stop-out left waiting by a closed or halted market proceeds when it opens."""
-        return self._check_levels(self.holders(syms))
-
     def on_prices(self, syms: np.ndarray, old_bid: np.ndarray, old_ask: np.ndarray
                   ) -> list[dict]:
-        """Stages 2-4 of the tick pipeline for the symbols ``syms`` (int32, each once) whose
-        quotes changed from ``old_bid`` / ``old_ask``."""
+        """Stages 2-5 of the tick pipeline for the symbols ``syms`` (int32, each once) whose
+        quotes changed from ``old_bid`` / ``old_ask`` (stage 1 has written the new ones)."""
         sc = self.symbols.cols
         events: list[dict] = []
         if len(syms) == 0:
             return events
         first = ~sc.has_quote[syms]
         sc.has_quote[syms] = True
-        # 3. incremental recompute (before the triggers, so that a fill re-derives its
+        # 2. incremental recompute (before the triggers, so that a fill re-derives its
         # account at the new prices once and the increment is not applied twice)
         touched = self.incremental(syms, old_bid, old_ask, first)
         states, touches = self._states, self._touches
-        # 2. pending orders and SL/TP (extensions)
-        for ext in self.extensions:
-            events.extend(ext.on_prices(syms))
+        # 3. pending orders: expirations, SL/TP, activations; a fill re-derives its account
+        events.extend(self.pending.on_prices(syms))
+        # 4. the periodic full recompute checks and re-anchors the incremental figures
         if (self.recheck_every and self.seq % self.recheck_every == 0
                 and self._checked_seq != self.seq):
             self._checked_seq = self.seq  # once per command, not per round of a batch
@@ -859,7 +314,7 @@ class Engine:
             states = None
         if self._touches != touches:
             states = None  # a fill or a close changed accounts after the walk judged them
-        # 4. stop-out sweep and margin-call flags; no stop-out on an unconfirmed outlier
+        # 5. stop-out sweep and margin-call flags; no stop-out on an unconfirmed outlier
         unconfirmed = syms[~sc.confirmed[syms]]
         if len(unconfirmed) and len(touched):
             touched = np.setdiff1d(touched, self.holders(unconfirmed))
@@ -904,16 +359,6 @@ class Engine:
                         ac.profit, ac.margin, ac.margin_maint, self._mark, out)
         return np.sort(out[:n])
 
-    def recompute_all(self) -> None:
-        """Full recompute of every account (the periodic check re-anchors the incremental
-        state)."""
-        ac, sc, pc = self.accounts.cols, self.symbols.cols, self.positions.cols
-        idx = self.positions.by_acc
-        n = len(self.accounts)
-        recompute_all(n, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
-                      sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                      ac.leverage, ac.profit, ac.margin, ac.margin_maint)
-
     def check_recompute(self) -> float:
         """Compare a full recompute with the incremental state and re-anchor to it; returns
         the largest difference (profit, margin or maintenance margin of any account, in
@@ -930,9 +375,19 @@ class Engine:
                                          "seq": self.seq, "time_msc": self.now_msc})
         return self.drift
 
+    def recompute_all(self) -> None:
+        """Full recompute of every account (the periodic check re-anchors the incremental
+        state)."""
+        ac, sc, pc = self.accounts.cols, self.symbols.cols, self.positions.cols
+        idx = self.positions.by_acc
+        n = len(self.accounts)
+        recompute_all(n, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
+                      sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
+                      ac.leverage, ac.profit, ac.margin, ac.margin_maint)
+
     def _check_levels(self, accs: np.ndarray, force: bool = False,
                       states: np.ndarray | None = None) -> list[dict]:
-        """Stage 4: stop-out for the given accounts at or below their level (all of them
+        """Stage 5: stop-out for the given accounts at or below their level (all of them
         when ``force``), then margin-call flags, an event on each crossing. ``states`` may
         give every account's state as the whole-book walk found it (-1 for those not in
         ``accs``)."""
@@ -977,113 +432,93 @@ class Engine:
 
     def _remove_pending(self, accs: np.ndarray) -> None:
         """Stop-out, first step: remove the pending orders (they reserve margin); their
-        cancellations are events of the extension."""
-        for ext in self.extensions:
-            cancel = getattr(ext, "cancel_account", None)
-            if cancel is None:
-                continue
-            for a in accs.tolist():
-                if cancel(a, comment="stop out"):
-                    self._touch_account(a)
-
-    def _stop_out_python(self, accs: np.ndarray, force: bool = False) -> list[dict]:
-        from cfd.trading.stopout import sweep_python
-
-        return sweep_python(self, accs, force)
+        cancellations are events of the pending-order book."""
+        for a in accs.tolist():
+            if self.pending.cancel_account(a, comment="stop out"):
+                self._touch_account(a)
 
     def _stop_out_kernel(self, accs: np.ndarray, force: bool = False) -> list[dict]:
         from cfd.trading.stopout import sweep_kernel
 
         return sweep_kernel(self, accs, force)
 
-    # ------------------------------------------------------------------ admin
-    def _set_symbol(self, cmd: C.SetSymbol) -> Result:
-        i = self.symbols.get(cmd.name)
-        try:
-            if i is None:
-                spec = SymbolSpec.from_dict({"name": cmd.name, **cmd.changes})
-                i = self.symbols.add(spec)
-                self.positions.by_sym.ensure_groups(len(self.symbols))
-                self._grow_hygiene()
-            else:
-                spec = self.symbols.specs[i].with_changes(**cmd.changes)
-                self.symbols.replace(i, spec)
-        except (SpecError, TypeError) as exc:
-            raise Rejected(Retcode.INVALID, str(exc)) from None
-        self._effects.symbols[spec.name] = spec.to_dict()
-        self._effects.events.append({"kind": "set_symbol", "symbol": spec.name,
-                                     "changes": {k: str(v) for k, v in cmd.changes.items()},
-                                     "actor": cmd.actor, "time_msc": self.now_msc})
-        self.recompute_all()
-        touched = np.nonzero(self.accounts.cols.margin[: len(self.accounts)] > 0)[0]
-        events = self._check_levels(touched)
-        return Result(Retcode.DONE, f"symbol {spec.name} updated", spec.to_dict(), events)
+    def _stop_out_python(self, accs: np.ndarray, force: bool = False) -> list[dict]:
+        from cfd.trading.stopout import sweep_python
 
-    def _set_market(self, cmd: C.SetMarket) -> Result:
+        return sweep_python(self, accs, force)
+
+    # ------------------------------------------------------------------ sessions and quotes
+    def _follow_sessions(self) -> np.ndarray:
+        """Open and close markets by their sessions at the command's time; returns the
+        symbols that have just opened."""
         sc = self.symbols.cols
-        idx = []
-        for name in cmd.symbols:
-            i = self.symbols.get(name)
-            if i is None:
-                raise Rejected(Retcode.INVALID, f"unknown symbol {name!r}")
-            idx.append(i)
-        for i in idx:
-            if cmd.market_open is not None:
-                sc.admin_open[i] = bool(cmd.market_open)
-                sc.market_open[i] = sc.admin_open[i] and sc.session_open[i]
-            if cmd.halted is not None:
-                sc.halted[i] = bool(cmd.halted)
-        self._effects.events.append({"kind": "set_market", "symbols": list(cmd.symbols),
-                                     "market_open": cmd.market_open, "halted": cmd.halted,
-                                     "actor": cmd.actor, "time_msc": self.now_msc})
-        events: list[dict] = []
-        if cmd.market_open or cmd.halted is False:
-            events = self._markets_opened(idx)
-        return Result(Retcode.DONE, f"{len(idx)} symbols updated", None, events)
+        n = len(self.symbols)
+        was = sc.market_open[:n].copy()
+        sc.session_open[:n] = self.calendar.open_mask(sc.session[:n], self.now_msc)
+        sc.market_open[:n] = sc.session_open[:n] & sc.admin_open[:n]
+        return np.nonzero(sc.market_open[:n] & ~was)[0]
 
-    def _force_stop_out(self, cmd: C.ForceStopOut) -> Result:
-        a = self._acc(cmd.login)
-        events = self._check_levels(np.array([a], dtype=np.int64), force=True)
-        self._effects.events.append({"kind": "force_stop_out", "login": cmd.login,
-                                     "actor": cmd.actor, "time_msc": self.now_msc})
-        return Result(Retcode.DONE, f"account {cmd.login} liquidated", None, events)
+    def _markets_opened(self, syms: Any) -> list[dict]:
+        """A stop-out left waiting by a closed or halted market proceeds when it opens."""
+        return self._check_levels(self.holders(syms))
 
-    def _set_levels(self, cmd: C.SetAccountLevels) -> Result:
+    def holders(self, syms: Any) -> np.ndarray:
+        """Accounts holding a position in any of ``syms`` (unique, ascending)."""
+        pos = self.positions
+        parts = [pos.cols.acc[pos.of_symbol(int(s))] for s in syms]
+        if not parts:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate(parts)).astype(np.int64)
+
+    def is_stale(self, sym: int) -> bool:
+        limit = self.config.stale_after_ms
+        if not limit:
+            return False
+        return self.now_msc - int(self.symbols.cols.tick_msc[sym]) > limit
+
+    def is_unconfirmed(self, sym: int) -> bool:
+        return not bool(self.symbols.cols.confirmed[sym])
+
+    def _new_hygiene(self, n: int) -> PriceHygiene:
+        cfg = self.config
+        return PriceHygiene(max(n, 1), outlier_pct=cfg.outlier_pct,
+                            stale_after_ms=cfg.stale_after_ms or 2**62,
+                            confirm_ticks=cfg.confirm_ticks)
+
+    def _grow_hygiene(self) -> None:
+        old = self.hygiene.snapshot()
+        self.hygiene = self._new_hygiene(len(self.symbols))
+        new = self.hygiene.snapshot()
+        for k, v in old.items():
+            if np.ndim(v) == 0:
+                new[k] = v
+            else:
+                new[k][: len(v)] = v
+        self.hygiene.restore(new)
+
+    # ------------------------------------------------------------------ accounts
+    def _acc(self, login: int) -> int:
+        i = self.accounts.find(int(login))
+        if i is None:
+            raise Rejected(Retcode.INVALID, f"unknown account {login}")
+        return i
+
+    def _touch_account(self, a: int) -> None:
+        """Re-derive one account's floating profit and margin from its positions."""
+        self._touches += 1
         ac = self.accounts.cols
-        if cmd.login:
-            targets = [self._acc(cmd.login)]
-        elif cmd.group:
-            targets = [i for i, g in enumerate(self.accounts.groups) if g == cmd.group]
-            if cmd.group not in self.config.groups:
-                raise Rejected(Retcode.INVALID, f"unknown account group {cmd.group!r}")
-        else:
-            raise Rejected(Retcode.INVALID, "give a login or a group")
-        for v in (cmd.margin_call, cmd.stop_out, cmd.stop_out_end):
-            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v)
-                                  or v < 0):
-                raise Rejected(Retcode.INVALID, f"level {v!r} must be a finite number >= 0")
-        call = cmd.margin_call
-        so = cmd.stop_out
-        for a in targets:
-            new_call = float(ac.so_call[a]) if call is None else float(call)
-            new_so = float(ac.so_so[a]) if so is None else float(so)
-            if new_so > new_call:
-                raise Rejected(Retcode.INVALID, f"stop-out level {new_so} is above the "
-                               f"margin-call level {new_call}")
-        for a in targets:
-            if call is not None:
-                ac.so_call[a] = call
-            if so is not None:
-                ac.so_so[a] = so
-            if cmd.stop_out_end is not None:
-                ac.so_end[a] = cmd.stop_out_end
+        sc = self.symbols.cols
+        pc = self.positions.cols
+        idx = self.positions.by_acc
+        pr, m, mm = recompute_account(a, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
+                                      pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
+                                      sc.k_margin_maint, sc.calc_mode, int(ac.leverage[a]))
+        ac.profit[a], ac.margin[a], ac.margin_maint[a] = pr, m, mm
+        if self.collect_effects:
             self._effects.accounts[int(ac.login[a])] = self.account_row(a)
-        self._effects.events.append({"kind": "set_levels", "login": cmd.login,
-                                     "group": cmd.group, "margin_call": call, "stop_out": so,
-                                     "stop_out_end": cmd.stop_out_end, "actor": cmd.actor,
-                                     "time_msc": self.now_msc})
-        events = self._check_levels(np.array(targets, dtype=np.int64))
-        return Result(Retcode.DONE, f"levels set on {len(targets)} accounts", None, events)
+
+    def was_position(self, acc: int, ticket: int) -> bool:
+        return self.closed_tickets.get(ticket) == acc
 
     # ------------------------------------------------------------------ state
     def state_hash(self) -> str:
@@ -1106,6 +541,14 @@ class Engine:
 
     def ledger_total(self) -> int:
         return self.ledger.total()
+
+
+def _command_time(cmd: C.Command) -> int:
+    t = cmd.time_msc
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 2**62:
+        raise Rejected(Retcode.INVALID, f"time_msc {t!r} must be an integer of milliseconds "
+                                        f"since 1970")
+    return t
 
 
 def _rounds(sym: np.ndarray) -> list[np.ndarray]:
@@ -1132,12 +575,3 @@ def _last_per_symbol(sym: np.ndarray) -> np.ndarray:
     rev = sym[::-1]
     _, first = np.unique(rev, return_index=True)
     return np.sort(len(sym) - 1 - first)
-
-
-def round_half_even_float(x: float) -> int:
-    """A re-derived float amount (floating profit) -> minor units, for display only."""
-    return int(np.round(x * MINOR_SCALE))
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, default=str)

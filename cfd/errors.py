@@ -33,3 +33,8 @@ class Rejected(CfdError):
 class UnknownAccount(Rejected):
     def __init__(self, login: int) -> None:
         super().__init__(Retcode.INVALID, f"unknown account {login}")
+
+
+class EngineHalted(CfdError):
+    """The engine stopped taking commands: a command failed inside it, so its state may be
+    half-changed. The message says which command and why; restart to recover."""

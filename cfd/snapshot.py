@@ -93,8 +93,7 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
     for k in ("bid", "ask", "time", "has", "ref_mid", "confirmed", "pending_mid",
               "pending_count"):
         yield f"hygiene.{k}", hyg[k]
-    for ext in eng.extensions:
-        yield from ext.canonical_arrays()
+    yield from eng.pending.canonical_arrays()
     yield from eng.day.canonical_arrays()
 
 
@@ -158,10 +157,10 @@ def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[st
         "rates": {k: str(v) for k, v in eng.symbols.rates.items()},
         "state_hash": state_hash(eng),
     }
-    for ext in (*eng.extensions, eng.day):
-        ext_arrays, ext_meta = ext.snapshot()
-        arrays.update(ext_arrays)
-        meta.update(ext_meta)
+    for stage in (eng.pending, eng.day):
+        stage_arrays, stage_meta = stage.snapshot()
+        arrays.update(stage_arrays)
+        meta.update(stage_meta)
     return arrays, meta
 
 
@@ -225,7 +224,7 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
     eng.rejected_ticks = int(meta.get("rejected_ticks", 0))
     eng.hygiene.restore({k[len("hygiene."):]: v for k, v in arrays.items()
                          if k.startswith("hygiene.")})
-    for ext in (*eng.extensions, eng.day):
-        ext.restore(arrays, meta)
+    for stage in (eng.pending, eng.day):
+        stage.restore(arrays, meta)
     eng.recompute_all()
     return eng

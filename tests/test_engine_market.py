@@ -378,7 +378,7 @@ def test_stop_out_removes_pending_orders_first(book):
     book.quote(AAPL=(207.0, 207.1))
     book.quote(AAPL=(203.0, 203.1))
     assert book.positions(1001) == []
-    assert len(book.eng.extensions[0]) == 0
+    assert len(book.eng.pending) == 0
     assert book.info(1001)["margin_initial"] == 0.0
 
 

@@ -20,7 +20,7 @@ def pending(b: Book, login: int, **kw):
 
 
 def ext(b: Book):
-    return b.eng.extensions[0]
+    return b.eng.pending
 
 
 def history(b: Book, ticket: int) -> dict:

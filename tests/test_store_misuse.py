@@ -19,8 +19,8 @@ from cfd.store import (
     StoreReadOnly,
     StoreSchemaMismatch,
 )
+from cfd.store.blobs import decode_arrays, encode_arrays
 from cfd.store.models import SCHEMA_REVISION, Base, SnapshotChunk
-from cfd.store.store import decode_arrays, encode_arrays
 from tests import store_fixtures
 from tests.store_fixtures import entry
 
@@ -104,7 +104,7 @@ def test_npz_round_trip() -> None:
 
 
 def test_snapshot_round_trip_and_latest(store_url: str, monkeypatch) -> None:
-    import cfd.store.store as store_mod
+    import cfd.store.snapshots as store_mod
 
     monkeypatch.setattr(store_mod, "SNAPSHOT_CHUNK_BYTES", 100)  # force several chunks
     store = Store.open(store_url)

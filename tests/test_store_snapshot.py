@@ -11,8 +11,8 @@ from cfd import commands as C
 from cfd.engine import Engine
 from cfd.snapshot import _active_by_ticket, _strings, _unstrings
 from cfd.store import Store
+from cfd.store.blobs import arrays_from_parts, blob_parts, encode_arrays
 from cfd.store.runner import DurableEngine, payload_of, recover
-from cfd.store.store import arrays_from_parts, blob_parts, encode_arrays
 from tests import store_fixtures
 
 store_url = store_fixtures.store_url
@@ -54,7 +54,7 @@ def test_raw_blob_refuses_truncation_and_objects() -> None:
 
 
 def test_snapshot_store_chunked_and_legacy(store_url: str, monkeypatch) -> None:
-    import cfd.store.store as store_mod
+    import cfd.store.snapshots as store_mod
     from cfd.store.models import SnapshotChunk
 
     monkeypatch.setattr(store_mod, "SNAPSHOT_CHUNK_BYTES", 50)
@@ -86,7 +86,7 @@ def test_snapshot_store_chunked_and_legacy(store_url: str, monkeypatch) -> None:
 def test_snapshot_missing_chunk_detected(store_url: str, monkeypatch) -> None:
     from sqlalchemy import delete
 
-    import cfd.store.store as store_mod
+    import cfd.store.snapshots as store_mod
     from cfd.store import StoreCorrupted
     from cfd.store.models import SnapshotChunk
 
@@ -221,7 +221,7 @@ def test_journal_bytes_equal_the_encoding_of_asdict() -> None:
 
 
 def test_big_snapshot_goes_to_a_file_on_sqlite(tmp_path, monkeypatch) -> None:
-    import cfd.store.store as store_mod
+    import cfd.store.snapshots as store_mod
     from cfd.store import StoreCorrupted
 
     monkeypatch.setattr(store_mod, "SNAPSHOT_FILE_MIN_BYTES", 100)
@@ -300,7 +300,7 @@ def _damages(chunks: list[bytes]) -> dict[str, dict[int, bytes | None]]:
 
 def test_snapshot_chunk_damage_refused(store_url: str, monkeypatch) -> None:
     """Every kind of chunk damage is refused, and the snapshot loads again once repaired."""
-    import cfd.store.store as store_mod
+    import cfd.store.snapshots as store_mod
     from cfd.store import StoreCorrupted
 
     monkeypatch.setattr(store_mod, "SNAPSHOT_CHUNK_BYTES", 48)
@@ -324,14 +324,14 @@ def test_snapshot_chunk_damage_refused(store_url: str, monkeypatch) -> None:
 
 
 def test_chunk_targets_cover_the_arrays_in_order() -> None:
-    from cfd.store.store import _chunk_targets
+    from cfd.store.blobs import chunk_targets
 
     bufs = [np.zeros(n, dtype=np.uint8) for n in (5, 0, 3, 0, 0, 4)]
     blob = np.arange(1, 13, dtype=np.uint8)
     for lengths in ([12], [5, 3, 4], [1] * 12, [7, 5], [2, 9, 1]):
         for b in bufs:
             b[:] = 0
-        targets = _chunk_targets(lengths, bufs)
+        targets = chunk_targets(lengths, bufs)
         pos = 0
         for n, views in zip(lengths, targets, strict=True):
             assert sum(len(v) for v in views) == n
@@ -345,7 +345,7 @@ def test_chunk_targets_cover_the_arrays_in_order() -> None:
 def test_pg_snapshot_read_in_parallel(store_url: str, monkeypatch) -> None:
     """PostgreSQL reads the chunks on several connections; a chunk that disappears while
     they read is reported (not waited for), and a later read succeeds."""
-    import cfd.store.store as store_mod
+    import cfd.store.snapshots as store_mod
     from cfd.store import StoreCorrupted
 
     if not store_url.startswith("postgresql"):
@@ -359,7 +359,7 @@ def test_pg_snapshot_read_in_parallel(store_url: str, monkeypatch) -> None:
     chunks = _chunk_rows(store, sid)
     assert len(chunks) > 400
     seen = []
-    real = store_mod._chunk_targets
+    real = store_mod.chunk_targets
     threads = set()
 
     def targets(lengths, bufs):
@@ -372,7 +372,7 @@ def test_pg_snapshot_read_in_parallel(store_url: str, monkeypatch) -> None:
         threads.add(threading.current_thread().name)
         return real_frombuffer(*args, **kwargs)
 
-    monkeypatch.setattr(store_mod, "_chunk_targets", targets)
+    monkeypatch.setattr(store_mod, "chunk_targets", targets)
     monkeypatch.setattr(store_mod.np, "frombuffer", frombuffer)
     snap = store.latest_snapshot()
     monkeypatch.setattr(store_mod.np, "frombuffer", real_frombuffer)
@@ -385,10 +385,10 @@ def test_pg_snapshot_read_in_parallel(store_url: str, monkeypatch) -> None:
         _put_chunk(store, sid, len(chunks) - 5, None)
         return real(lengths, bufs)
 
-    monkeypatch.setattr(store_mod, "_chunk_targets", vanishing)
+    monkeypatch.setattr(store_mod, "chunk_targets", vanishing)
     with pytest.raises(StoreCorrupted, match=f"chunk {len(chunks) - 5} went missing"):
         store.latest_snapshot()
-    monkeypatch.setattr(store_mod, "_chunk_targets", real)
+    monkeypatch.setattr(store_mod, "chunk_targets", real)
     _put_chunk(store, sid, len(chunks) - 5, chunks[len(chunks) - 5])
     assert np.array_equal(store.latest_snapshot().arrays["c"], arrays["c"])
     store.close()

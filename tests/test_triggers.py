@@ -132,7 +132,7 @@ def _script(data, n_steps: int) -> list[C.Command]:
 def test_engine_with_kernel_equals_engine_with_reference(data):
     cmds = _script(data, n_steps=data.draw(st.integers(1, 15)))
     kernel, reference = Engine(), Engine()
-    reference.extensions[0].scan = reference.extensions[0].scan_reference
+    reference.pending.scan = reference.pending.scan_reference
     fired = 0
     for cmd in cmds:
         r1, r2 = kernel.apply(cmd), reference.apply(cmd)
@@ -148,7 +148,7 @@ def test_engine_with_kernel_equals_engine_with_reference(data):
     assert kernel.ledger_total() == 0
     # after the path nothing left in the book should have fired at the last prices (bar
     # LIMIT orders placed by STOP LIMIT activations in the last batch, which fill next batch)
-    ext = kernel.extensions[0]
+    ext = kernel.pending
     live = np.arange(len(kernel.symbols), dtype=np.int32)
     for kind, slot, _, _ in ext.scan_reference(live):
         if kind == FIRE_ORDER:

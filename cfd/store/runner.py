@@ -27,6 +27,9 @@ from cfd.store.store import Store
 
 _DRAIN_EVERY = 10_000  # replayed commands between dropping the engine's collected effects
 
+#: ``extra_events(commands, results)``: event rows to store with a batch (see ``submit``).
+ExtraEvents = Callable[[Sequence[Any], list[Any]], list[dict]]
+
 
 def _engine_api() -> tuple[Callable[[], Any], Callable[[Any, Any], Any],
                            Callable[[str, bytes], Any], int]:
@@ -66,12 +69,17 @@ class DurableEngine:
     """One writer: applies command batches, journals them with their effects, then returns.
 
     ``submit`` returns only after the batch's transaction is committed (group commit), so
-    every result it returns may be acknowledged. If the store fails, the engine in memory
-    is ahead of the durable state: this object then refuses further work, and the process
-    must restart and :func:`recover`.
+    every result it returns may be acknowledged. A command the engine refused
+    (``result.refused``) changed nothing and is not journaled. If the engine halts (an
+    exception inside a command) or the store fails, the engine in memory may be ahead of
+    the durable state: this object then refuses further work (:attr:`failed` says why),
+    and the process must restart and :func:`recover`.
+
+    ``store=None`` runs the same loop in memory (nothing journaled, no snapshots).
     """
 
-    def __init__(self, store: Store, engine: Any, *, snapshot_every: int | None = None,
+    def __init__(self, store: Store | None, engine: Any, *,
+                 snapshot_every: int | None = None,
                  api: EngineApi | None = None) -> None:
         self.store = store
         self.engine = engine
@@ -88,7 +96,12 @@ class DurableEngine:
 
     @property
     def head_seq(self) -> int:
-        return self.store.head_seq
+        return self.store.head_seq if self.store is not None else int(self.engine.seq)
+
+    @property
+    def failed(self) -> BaseException | None:
+        """Why this writer stopped (None while it runs)."""
+        return self._failed
 
     def _check(self) -> None:
         if self._failed is not None:
@@ -96,29 +109,39 @@ class DurableEngine:
                 "this engine stopped after a failed batch (its memory is ahead of the "
                 f"store): restart the process to recover ({self._failed!r})")
 
-    def _apply(self, commands: Sequence[Any]) -> tuple[list[Any], list[JournalEntry], Any]:
+    def _apply(self, commands: Sequence[Any], extra_events: ExtraEvents | None = None
+               ) -> tuple[list[Any], list[JournalEntry], Any]:
         t0 = perf_counter()
         apply = self.engine.apply
         results = [apply(cmd) for cmd in commands]
         entries = [JournalEntry(cmd.kind, payload_of(cmd), int(cmd.time_msc),
-                                str(cmd.actor or "")) for cmd in commands]
+                                str(cmd.actor or ""))
+                   for cmd, res in zip(commands, results, strict=True)
+                   if not getattr(res, "refused", False)]
         effects = self.engine.take_effects()
+        if extra_events is not None:
+            effects.events.extend(extra_events(commands, results))
         self.engine_seconds += perf_counter() - t0
         return results, entries, effects
 
-    def submit(self, commands: Sequence[Any]) -> list[Any]:
-        """Apply ``commands`` in order, commit them as one batch, return their results."""
+    def submit(self, commands: Sequence[Any], extra_events: ExtraEvents | None = None
+               ) -> list[Any]:
+        """Apply ``commands`` in order, commit them as one batch, return their results.
+
+        ``extra_events(commands, results)`` may add event rows to the batch's transaction
+        (they are stored with it, not journaled)."""
         self.flush()
         self._check()
         try:
-            results, entries, effects = self._apply(commands)
-            t1 = perf_counter()
-            self.store.append_batch(entries, effects)
-            self.store_seconds += perf_counter() - t1
+            results, entries, effects = self._apply(commands, extra_events)
+            if self.store is not None and (entries or not effects.is_empty()):
+                t1 = perf_counter()
+                self.store.append_batch(entries, effects)
+                self.store_seconds += perf_counter() - t1
         except BaseException as exc:
             self._failed = exc
             raise
-        self._after_batch(len(commands))
+        self._after_batch(len(entries))
         return results
 
     def submit_async(self, commands: Sequence[Any], depth: int = 2) -> Future[list[Any]]:
@@ -136,6 +159,8 @@ class DurableEngine:
             self._writer = threading.Thread(target=self._write_loop, name="journal-writer",
                                             daemon=True)
             self._writer.start()
+        if self.store is None:
+            raise StoreError("submit_async needs a store")
         fut: Future[list[Any]] = Future()
         try:
             results, entries, effects = self._apply(commands)
@@ -143,7 +168,7 @@ class DurableEngine:
             self._failed = exc
             raise
         self._queue.put((entries, effects, results, fut))
-        self._after_batch(len(commands), flush=True)
+        self._after_batch(len(entries), flush=True)
         return fut
 
     def _write_loop(self) -> None:
@@ -175,7 +200,8 @@ class DurableEngine:
 
     def _after_batch(self, n: int, flush: bool = False) -> None:
         self._since_snapshot += n
-        if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
+        if (self.store is not None and self.snapshot_every
+                and self._since_snapshot >= self.snapshot_every):
             if flush:
                 self.flush()
             if self._failed is None:
@@ -189,6 +215,8 @@ class DurableEngine:
         self.flush()
         if self._failed is not None:
             raise StoreError("no snapshot of an engine that is ahead of its store")
+        if self.store is None:
+            raise StoreError("no snapshot without a store")
         arrays, meta = _take_snapshot(self.engine)
         state_hash = meta.get("state_hash") if isinstance(meta, dict) else None
         snap_id = self.store.save_snapshot(self.store.head_seq, arrays, meta,
@@ -203,7 +231,8 @@ class DurableEngine:
             self._queue.put(None)
             self._writer.join()
             self._writer = None
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
 
 
 def state_hash_of(engine: Any) -> str:

@@ -91,6 +91,9 @@ def parse_volume(eng: Engine, sym: int, value: float) -> int:
         raise Rejected(Retcode.INVALID_VOLUME, f"volume {value!r} is not a finite number")
     if value <= 0:
         raise Rejected(Retcode.INVALID_VOLUME, f"volume {value!r} must be greater than zero")
+    if value > float(spec.volume_max):
+        raise Rejected(Retcode.INVALID_VOLUME,
+                       f"volume {value!r} exceeds the maximum {spec.volume_max} for {spec.name}")
     units = round(value * VOLUME_SCALE)
     if units / VOLUME_SCALE == value and units <= 2**53:
         # the float is exactly the decimal units / VOLUME_SCALE typed by the client (a

@@ -1,4 +1,4 @@
-"""Pending orders and stops: an engine extension (``Engine.extensions``).
+"""Pending orders and stops: the engine's pending-order book (``Engine.pending``).
 
 Requests: TRADE_ACTION_PENDING (BUY/SELL LIMIT, STOP, STOP LIMIT), MODIFY, REMOVE, and SLTP
 on positions (validation in :mod:`cfd.trading.orders_check`).
@@ -13,8 +13,8 @@ account is ``accounts.cols.margin_orders`` (MT5's ``margin_initial``), released 
 leaves the book. A placement that would leave ``equity - margin - margin_orders`` below zero is
 NO_MONEY.
 
-Per tick batch (``on_prices``, stage 2 of the pipeline, before the margin recompute and the
-stop-out sweep), in MT5's order:
+Per tick batch (``on_prices``, stage 3 of the pipeline: after the incremental recompute,
+before the stop-out sweep), in MT5's order:
 
 1. expirations (``expire_msc <= Engine.now_msc``), by ticket;
 2. SL/TP of positions in the moved symbols, by position ticket: closed at the market with deal
@@ -313,7 +313,7 @@ class PendingOrders:
 
     # ------------------------------------------------------------------ triggers
     def on_prices(self, syms: np.ndarray) -> list[dict]:
-        """Stage 2 of the tick pipeline: expirations, SL/TP, activations."""
+        """Stage 3 of the tick pipeline: expirations, SL/TP, activations."""
         eng = self.eng
         events: list[dict] = []
         if eng.now_msc >= self.next_expiry:

@@ -1,0 +1,125 @@
+"""Administrative commands of the engine: accounts, symbols, markets, forced stop-outs and
+account levels (each one journaled like any other command).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cfd import commands as C
+from cfd.constants import (
+    Retcode,
+)
+from cfd.errors import Rejected, SpecError
+from cfd.instruments.spec import SymbolSpec
+from cfd.result import Result
+
+
+class AdminHandlers:
+    """Handlers of :class:`cfd.engine.Engine` for the broker's commands."""
+
+    def _create_account(self, cmd: C.CreateAccount) -> Result:
+        if not isinstance(cmd.login, int) or cmd.login <= 0:
+            raise Rejected(Retcode.INVALID, f"login {cmd.login!r} must be a positive integer")
+        if self.accounts.find(cmd.login) is not None:
+            raise Rejected(Retcode.INVALID, f"account {cmd.login} already exists")
+        group = self.config.groups.get(cmd.group)
+        if group is None:
+            raise Rejected(Retcode.INVALID, f"unknown account group {cmd.group!r}")
+        if not isinstance(cmd.leverage, int) or not 1 <= cmd.leverage <= 1000:
+            raise Rejected(Retcode.INVALID, f"leverage {cmd.leverage!r} must be 1..1000")
+        a = self.accounts.add(cmd.login, cmd.name, group, cmd.leverage, cmd.trade_mode)
+        self.ledger.ensure_clients(len(self.accounts))
+        self.positions.by_acc.ensure_groups(len(self.accounts))
+        self._touch_account(a)
+        return Result(Retcode.DONE, f"account {cmd.login} created", self.account_info(cmd.login))
+
+    def _set_symbol(self, cmd: C.SetSymbol) -> Result:
+        i = self.symbols.get(cmd.name)
+        try:
+            if i is None:
+                spec = SymbolSpec.from_dict({"name": cmd.name, **cmd.changes})
+                i = self.symbols.add(spec)
+                self.positions.by_sym.ensure_groups(len(self.symbols))
+                self._grow_hygiene()
+            else:
+                spec = self.symbols.specs[i].with_changes(**cmd.changes)
+                self.symbols.replace(i, spec)
+        except (SpecError, TypeError) as exc:
+            raise Rejected(Retcode.INVALID, str(exc)) from None
+        self._effects.symbols[spec.name] = spec.to_dict()
+        self._effects.events.append({"kind": "set_symbol", "symbol": spec.name,
+                                     "changes": {k: str(v) for k, v in cmd.changes.items()},
+                                     "actor": cmd.actor, "time_msc": self.now_msc})
+        self.recompute_all()
+        touched = np.nonzero(self.accounts.cols.margin[: len(self.accounts)] > 0)[0]
+        events = self._check_levels(touched)
+        return Result(Retcode.DONE, f"symbol {spec.name} updated", spec.to_dict(), events)
+
+    def _set_market(self, cmd: C.SetMarket) -> Result:
+        sc = self.symbols.cols
+        idx = []
+        for name in cmd.symbols:
+            i = self.symbols.get(name)
+            if i is None:
+                raise Rejected(Retcode.INVALID, f"unknown symbol {name!r}")
+            idx.append(i)
+        for i in idx:
+            if cmd.market_open is not None:
+                sc.admin_open[i] = bool(cmd.market_open)
+                sc.market_open[i] = sc.admin_open[i] and sc.session_open[i]
+            if cmd.halted is not None:
+                sc.halted[i] = bool(cmd.halted)
+        self._effects.events.append({"kind": "set_market", "symbols": list(cmd.symbols),
+                                     "market_open": cmd.market_open, "halted": cmd.halted,
+                                     "actor": cmd.actor, "time_msc": self.now_msc})
+        events: list[dict] = []
+        if cmd.market_open or cmd.halted is False:
+            events = self._markets_opened(idx)
+        return Result(Retcode.DONE, f"{len(idx)} symbols updated", None, events)
+
+    def _force_stop_out(self, cmd: C.ForceStopOut) -> Result:
+        a = self._acc(cmd.login)
+        events = self._check_levels(np.array([a], dtype=np.int64), force=True)
+        self._effects.events.append({"kind": "force_stop_out", "login": cmd.login,
+                                     "actor": cmd.actor, "time_msc": self.now_msc})
+        return Result(Retcode.DONE, f"account {cmd.login} liquidated", None, events)
+
+    def _set_levels(self, cmd: C.SetAccountLevels) -> Result:
+        ac = self.accounts.cols
+        if cmd.login:
+            targets = [self._acc(cmd.login)]
+        elif cmd.group:
+            targets = [i for i, g in enumerate(self.accounts.groups) if g == cmd.group]
+            if cmd.group not in self.config.groups:
+                raise Rejected(Retcode.INVALID, f"unknown account group {cmd.group!r}")
+        else:
+            raise Rejected(Retcode.INVALID, "give a login or a group")
+        for v in (cmd.margin_call, cmd.stop_out, cmd.stop_out_end):
+            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v)
+                                  or v < 0):
+                raise Rejected(Retcode.INVALID, f"level {v!r} must be a finite number >= 0")
+        call = cmd.margin_call
+        so = cmd.stop_out
+        for a in targets:
+            new_call = float(ac.so_call[a]) if call is None else float(call)
+            new_so = float(ac.so_so[a]) if so is None else float(so)
+            if new_so > new_call:
+                raise Rejected(Retcode.INVALID, f"stop-out level {new_so} is above the "
+                               f"margin-call level {new_call}")
+        for a in targets:
+            if call is not None:
+                ac.so_call[a] = call
+            if so is not None:
+                ac.so_so[a] = so
+            if cmd.stop_out_end is not None:
+                ac.so_end[a] = cmd.stop_out_end
+            self._effects.accounts[int(ac.login[a])] = self.account_row(a)
+        self._effects.events.append({"kind": "set_levels", "login": cmd.login,
+                                     "group": cmd.group, "margin_call": call, "stop_out": so,
+                                     "stop_out_end": cmd.stop_out_end, "actor": cmd.actor,
+                                     "time_msc": self.now_msc})
+        events = self._check_levels(np.array(targets, dtype=np.int64))
+        return Result(Retcode.DONE, f"levels set on {len(targets)} accounts", None, events)

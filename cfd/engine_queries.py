@@ -1,0 +1,203 @@
+"""Read-only questions to the engine (MT5's account_info, order_check, order_calc_margin,
+order_calc_profit) and the rows it hands to the store; nothing here changes state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cfd.constants import (
+    OrderType,
+    Retcode,
+)
+from cfd.errors import Rejected
+from cfd.kernels.formulas import margin_level, position_margin
+from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
+from cfd.trading import market
+from cfd.trading.history import ORDER_COLUMNS
+from cfd.trading.request import (
+    OrderCheckResult,
+    RequestFormatError,
+    TradeRequest,
+)
+
+
+def round_half_even_float(x: float) -> int:
+    """A re-derived float amount (floating profit) -> minor units, for display only."""
+    return int(np.round(x * MINOR_SCALE))
+
+
+class EngineQueries:
+    """Queries of :class:`cfd.engine.Engine`."""
+
+    def account_info(self, login: int) -> dict:
+        """MT5 AccountInfo fields, in order."""
+        a = self._acc(login)
+        ac = self.accounts.cols
+        g = self.config.groups[self.accounts.groups[a]]
+        # MT5's balance leaves out the swap accrued on open positions (already in the
+        # ledger); profit counts it, so equity is the ledger balance + credit + floating
+        accrued = self.day.accrued(a)
+        balance, credit = int(ac.balance[a]) - accrued, int(ac.credit[a])
+        profit_c = round_half_even_float(float(ac.profit[a])) + accrued
+        equity_c = balance + credit + profit_c
+        margin = round(float(ac.margin[a]), 2)
+        equity = equity_c / MINOR_SCALE
+        return {
+            "login": int(ac.login[a]), "trade_mode": int(ac.trade_mode[a]),
+            "leverage": int(ac.leverage[a]), "limit_orders": g.limit_orders,
+            "margin_so_mode": int(ac.so_mode[a]), "trade_allowed": bool(ac.trade_allowed[a]),
+            "trade_expert": True, "margin_mode": int(ac.margin_mode[a]), "currency_digits": 2,
+            "fifo_close": False, "balance": balance / MINOR_SCALE,
+            "credit": credit / MINOR_SCALE, "profit": profit_c / MINOR_SCALE,
+            "equity": equity, "margin": margin, "margin_free": round(equity - margin, 2),
+            "margin_level": margin_level(equity, margin),
+            "margin_so_call": float(ac.so_call[a]), "margin_so_so": float(ac.so_so[a]),
+            "margin_initial": round(float(ac.margin_orders[a]), 2),
+            "margin_maintenance": round(float(ac.margin_maint[a]), 2),
+            "assets": 0.0, "liabilities": 0.0, "commission_blocked": 0.0,
+            "name": self.accounts.names[a], "server": self.config.server,
+            "currency": self.config.currency, "company": self.config.company,
+        }
+
+    def order_check(self, login: int, request: dict) -> OrderCheckResult:
+        """MT5's order_check: the account as it would be after the trade; retcode 0 "Done"
+        when the request would pass. Changes nothing."""
+        try:
+            req = TradeRequest.from_dict(request)
+        except RequestFormatError as exc:
+            return OrderCheckResult(Retcode.INVALID, comment=str(exc))
+        try:
+            a = self._acc(login)
+            plan = self._plan(a, req)
+            if plan is None:
+                res = self.pending.order_check(a, req)
+                if res is not None:
+                    return res
+                raise Rejected(Retcode.INVALID, f"trade action {req.action} is not supported")
+        except Rejected as exc:
+            info = self.account_info(login) if self.accounts.find(login) is not None else {}
+            return OrderCheckResult(
+                int(exc.retcode), balance=info.get("balance", 0.0),
+                equity=info.get("equity", 0.0), profit=info.get("profit", 0.0),
+                margin=info.get("margin", 0.0), margin_free=info.get("margin_free", 0.0),
+                margin_level=info.get("margin_level", 0.0), comment=exc.comment, request=req)
+        return self._check_result(a, plan, req)
+
+    def _check_result(self, a: int, plan: market.Plan, req: TradeRequest) -> OrderCheckResult:
+        credit = int(self.accounts.cols.credit[a])
+        profit_c = round_half_even_float(plan.profit_after)
+        equity_c = plan.balance_after + credit + profit_c
+        margin = round(plan.margin_after, 2)
+        return OrderCheckResult(
+            Retcode.CHECK_OK, balance=plan.balance_after / MINOR_SCALE,
+            equity=equity_c / MINOR_SCALE, profit=profit_c / MINOR_SCALE, margin=margin,
+            margin_free=round(equity_c / MINOR_SCALE - margin, 2),
+            margin_level=margin_level(equity_c / MINOR_SCALE, margin), comment="Done",
+            request=req)
+
+    def order_calc_margin(self, order_type: int, symbol: str, volume: float, price: float,
+                          login: int | None = None) -> float:
+        """MT5's order_calc_margin: margin in account currency for ``volume`` lots at
+        ``price``, ignoring open positions (CFDLEVERAGE uses the account's leverage)."""
+        s, vol, px = self._calc_args(order_type, symbol, volume, price, "price")
+        sc = self.symbols.cols
+        lev = int(self.accounts.cols.leverage[self._acc(login)]) if login is not None else 1
+        return round(position_margin(int(sc.calc_mode[s]), vol, px, float(sc.k_margin[s]),
+                                     lev), 2)
+
+    def order_calc_profit(self, order_type: int, symbol: str, volume: float, price_open: float,
+                          price_close: float) -> float:
+        """MT5's order_calc_profit: ``(close - open) * contract_size * lots`` for a BUY,
+        negated for a SELL, converted into the account currency, rounded to cents exactly."""
+        if order_type not in (OrderType.BUY, OrderType.SELL):
+            raise Rejected(Retcode.INVALID, "order_calc_profit takes ORDER_TYPE_BUY or SELL")
+        s, vol, po = self._calc_args(order_type, symbol, volume, price_open, "price_open")
+        _, _, pc = self._calc_args(order_type, symbol, volume, price_close, "price_close")
+        signed = vol if order_type == OrderType.BUY else -vol
+        return market.realised_profit(self, s, signed, po, pc) / MINOR_SCALE
+
+    def _calc_args(self, order_type: int, symbol: str, volume: float, price: float,
+                   what: str) -> tuple[int, int, int]:
+        if not isinstance(order_type, int) or not 0 <= order_type <= 7:
+            raise Rejected(Retcode.INVALID, f"order type {order_type!r} is not 0..7")
+        s = market.symbol_index(self, symbol)
+        if not isinstance(volume, (int, float)) or not math.isfinite(volume) or volume <= 0:
+            raise Rejected(Retcode.INVALID_VOLUME, f"volume {volume!r} must be a positive "
+                                                   f"finite number")
+        if volume > float(self.symbols.specs[s].volume_max):
+            raise Rejected(Retcode.INVALID_VOLUME, f"volume {volume!r} exceeds the maximum")
+        if not isinstance(price, (int, float)) or not math.isfinite(price) or price <= 0 \
+                or price > 1e9:
+            raise Rejected(Retcode.INVALID_PRICE, f"{what} {price!r} must be a positive "
+                                                  f"finite number")
+        vol = market.to_units(volume, VOLUME_SCALE)
+        px = market.to_units(price, PRICE_SCALE)
+        return s, vol, px
+
+    def account_row(self, a: int) -> dict:
+        ac = self.accounts.cols
+        return {
+            "login": int(ac.login[a]), "name": self.accounts.names[a],
+            "group": self.accounts.groups[a], "leverage": int(ac.leverage[a]),
+            "margin_mode": int(ac.margin_mode[a]), "margin_so_mode": int(ac.so_mode[a]),
+            "margin_so_call": float(ac.so_call[a]), "margin_so_so": float(ac.so_so[a]),
+            "balance": int(ac.balance[a]), "credit": int(ac.credit[a]),
+            "currency": self.config.currency, "trade_mode": int(ac.trade_mode[a]),
+            "updated_msc": self.now_msc,
+        }
+
+    def account_rows(self, accs: np.ndarray) -> list[dict]:
+        """``account_row(a)`` for many accounts, built column-wise (bulk bookings)."""
+        ac = self.accounts.cols
+        names, groups = self.accounts.names, self.accounts.groups
+        cur, now = self.config.currency, self.now_msc
+        cols = [getattr(ac, k)[accs].tolist() for k in (
+            "login", "leverage", "margin_mode", "so_mode", "so_call", "so_so", "balance",
+            "credit", "trade_mode")]
+        return [{"login": lg, "name": names[a], "group": groups[a], "leverage": lev,
+                 "margin_mode": mm, "margin_so_mode": sm, "margin_so_call": call,
+                 "margin_so_so": so, "balance": bal, "credit": cr, "currency": cur,
+                 "trade_mode": tm, "updated_msc": now}
+                for a, lg, lev, mm, sm, call, so, bal, cr, tm in zip(
+                    accs.tolist(), *cols, strict=True)]
+
+    def position_row(self, p: int) -> dict:
+        pc = self.positions.cols
+        v = int(pc.volume[p])
+        return {
+            "ticket": int(pc.ticket[p]), "login": int(self.accounts.cols.login[pc.acc[p]]),
+            "symbol": self.symbols.specs[pc.sym[p]].name, "time_msc": int(pc.time_msc[p]),
+            "time_update_msc": int(pc.time_update_msc[p]), "type": 0 if v > 0 else 1,
+            "magic": int(pc.magic[p]), "identifier": int(pc.identifier[p]),
+            "reason": int(pc.reason[p]), "volume": abs(v), "price_open": int(pc.price_open[p]),
+            "sl": int(pc.sl[p]), "tp": int(pc.tp[p]), "swap": int(pc.swap[p]),
+            "comment": self.positions.comments[p],
+            "external_id": self.positions.external_ids[p],
+        }
+
+    def deal_row(self, i: int) -> dict:
+        c = self.deals.cols
+        s = int(c.sym[i])
+        return {
+            "ticket": int(c.ticket[i]), "order": int(c.order[i]),
+            "login": int(self.accounts.cols.login[c.acc[i]]),
+            "symbol": self.symbols.specs[s].name if s >= 0 else "",
+            "time_msc": int(c.time_msc[i]), "type": int(c.type[i]), "entry": int(c.entry[i]),
+            "magic": int(c.magic[i]), "position_id": int(c.position_id[i]),
+            "reason": int(c.reason[i]), "volume": int(c.volume[i]), "price": int(c.price[i]),
+            "commission": int(c.commission[i]), "swap": int(c.swap[i]),
+            "profit": int(c.profit[i]), "fee": int(c.fee[i]),
+            "comment": self.deals.comments[i], "external_id": "",
+        }
+
+    def order_row(self, i: int) -> dict:
+        c = self.orders.cols
+        row = {k: int(getattr(c, k)[i]) for k in ORDER_COLUMNS if k not in ("acc", "sym")}
+        row["login"] = int(self.accounts.cols.login[c.acc[i]])
+        row["symbol"] = self.symbols.specs[int(c.sym[i])].name
+        row["comment"] = self.orders.comments[i]
+        row["external_id"] = ""
+        return row
