@@ -219,11 +219,22 @@ class SetBenchmark(Command):
     rate: str = ""
 
 
+@dataclass(frozen=True)
+class CorporateAction(Command):
+    """Admin: add (``op="add"``), amend or cancel a corporate action of the calendar
+    (``cfd.trading.corporate``); ``fields`` as that module describes them."""
+
+    kind: ClassVar[str] = "corporate_action"
+    op: str = "add"
+    id: int = 0
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
 COMMANDS: dict[str, type[Command]] = {
     c.kind: c for c in (CreateAccount, Deposit, Withdraw, AdjustCredit, SendOrder, Ticks,
                         TickBatchCommand,
                         SetSymbol, SetMarket, TopUpInsurance, ForceStopOut, SetAccountLevels,
-                        Rollover, SetBenchmark)
+                        Rollover, SetBenchmark, CorporateAction)
 }
 
 

@@ -61,6 +61,7 @@ from cfd.kernels.margin import (
 )
 from cfd.money import MINOR_SCALE, PRICE_SCALE
 from cfd.result import Result
+from cfd.trading.corporate import CorporateActions
 from cfd.trading.execute import TradeHandlers
 from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
 from cfd.trading.orders import PendingOrders
@@ -90,7 +91,7 @@ class EngineConfig:
         "demo\\netting": AccountGroup(name="demo\\netting",
                                       margin_mode=MarginMode.RETAIL_NETTING),
         "retail\\esma": AccountGroup(name="retail\\esma", esma=True, margin_call=100.0,
-                                     stop_out=50.0),
+                                     stop_out=50.0, dividend_withholding=Decimal(30)),
     })
 
 
@@ -122,6 +123,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         self.halted: str | None = None  # why the engine stopped taking commands (see apply)
         self.pending = PendingOrders(self)  # pending orders and SL/TP (stage 3 of a tick)
         self.day = TradingDay(self)  # the rollover: financing, DAY orders (see its module)
+        self.corporate = CorporateActions(self)  # dividends, splits, renames, delistings
         self._handlers: dict[type, Callable[[Any], Result]] = {
             C.CreateAccount: self._create_account,
             C.Deposit: self._deposit,
@@ -137,6 +139,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
             C.SetAccountLevels: self._set_levels,
             C.Rollover: self.day.rollover,
             C.SetBenchmark: self.day.set_benchmark,
+            C.CorporateAction: self.corporate.command,
         }
         # stop-out sweep: the numba kernel with bulk booking; ``_stop_out_python`` is the
         # reference (same state hash)

@@ -57,6 +57,10 @@ class AccountGroup:
     # whether swaps are booked to the balance every night instead of accruing on positions
     financing_markup: Decimal = Decimal(3)
     swap_daily: bool = False
+    # corporate actions: withholding tax on dividends paid to longs (percent; 30 for the
+    # US rate on non-US residents), and whether a split removes SL/TP instead of rescaling
+    dividend_withholding: Decimal = Decimal(0)
+    split_remove_stops: bool = False
 
     @property
     def rule(self) -> int:

@@ -39,6 +39,7 @@ class PostingKind(IntEnum):
     INSURANCE_TOPUP = 7
     SWAP = 8
     CORRECTION = 9
+    CORPORATE_ACTION = 10  # dividends, their withholding tax, split cash settlements
 
 
 POSTING_COLUMNS = {

@@ -288,6 +288,17 @@ class PriceHygiene:
             "unconfirmed_symbols": int((~self._confirmed).sum()),
         }
 
+    def rescale(self, sym: int, factor: float, bid: float, ask: float) -> None:
+        """A split: the symbol's prices are multiplied by ``factor``; the last quote becomes
+        ``bid`` / ``ask`` (already on the grid) and the reference follows, confirmed, so
+        the first tick after the split is judged against the new level."""
+        self._bid[sym], self._ask[sym] = bid, ask
+        self._ref_mid[sym] = 0.5 * (bid + ask) if self._has[sym] else np.nan
+        self._pending_mid[sym] = np.nan
+        self._pending_count[sym] = 0
+        self._confirmed[sym] = True
+        del factor  # the quote given is the rescaled one
+
     def snapshot(self) -> dict[str, np.ndarray]:
         """Copies of the whole state (for engine snapshots); see :meth:`restore`."""
         names = ("bid", "ask", "time", "has", "ref_mid", "confirmed", "pending_mid",

@@ -11,7 +11,9 @@
      and the broker's financing account, accrued on the position (MT5's default; shown in
      ``positions_get`` and realised on the closing deal's ``swap``) or, for groups that book
      daily, shown as a balance deal;
-  4. stop-out and margin call for the accounts the charges moved.
+  4. apply the corporate actions effective at the next session (``cfd.trading.corporate``:
+     dividends, splits, ticker changes, delistings), once;
+  5. stop-out and margin call for the accounts the charges moved.
 
 The ledger moves when the swap is charged, so equity, margin level and every risk figure
 see it at once. A client's MT5 balance is its ledger balance less the swap still accrued on
@@ -89,22 +91,27 @@ class TradingDay:
         eng.pending.expire(events)
         touched = np.zeros(len(eng.accounts), dtype=np.bool_)
         summaries = []
+        actions: list[dict] = []
         d = first
         while d <= day:
             # 3. the nights' financing
             ch = self.charges(d)
             if ch is not None:
                 summaries.append(self._book(ch, touched))
+            # 4. the corporate actions effective at the next session
+            actions.extend(eng.corporate.apply_due(d, touched))
             self.rolled_through = d.toordinal()
             d += dt.timedelta(days=1)
         total = {"kind": "rollover", "date": str(day), "from": str(first),
                  "time_msc": eng.now_msc, "actor": cmd.actor,
                  "charged": sum(s["charged"] for s in summaries),
                  "paid": sum(s["paid"] for s in summaries),
-                 "positions": sum(s["positions"] for s in summaries)}
+                 "positions": sum(s["positions"] for s in summaries),
+                 "corporate_actions": [a["id"] for a in actions]}
         eng._effects.events.append(total)
+        events.extend(actions)
         events.append(total)
-        # 4. stop-out and margin calls where the charges moved an account (its floating
+        # 5. stop-out and margin calls where the charges moved an account (its floating
         # profit and margin are unchanged: only its balance moved)
         events.extend(eng._check_levels(np.nonzero(touched)[0].astype(np.int64)))
         return Result(Retcode.DONE, f"rolled {first} .. {day}: financing charged "
