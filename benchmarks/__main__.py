@@ -123,10 +123,12 @@ def report(res: dict) -> str:
             f"{fmt_t(r['sweep_kernel_s'])}, booking {fmt_t(r['bulk_booking_s'])}){eff}")
     lines += ["", "rollover (overnight financing of every position, Friday: 3 nights)"]
     for r in res.get("rollover", []):
-        eff = " incl. effect rows" if r["effects"] else ""
+        eff = "" if r["effect_rows_s"] is None else \
+            f", query-table rows +{fmt_t(r['effect_rows_s'])}"
         lines.append(
-            f"  {r['positions']:,} positions / {r['accounts']:,} accounts: "
-            f"{fmt_t(r['apply_s'])}{eff} ({r['charged_positions']:,} positions charged, "
+            f"  {r['positions']:,} positions / {r['accounts']:,} accounts: computed, booked "
+            f"and journaled in {fmt_t(r['apply_s'])}{eff} ({r['charged_positions']:,} "
+            f"positions charged, "
             f"{r['postings']:,} postings, {r['stop_outs']:,} stop-outs; charged "
             f"{r['charged'] / 100:,.2f}, paid {r['paid'] / 100:,.2f}; checked against the "
             f"reference on {r['checked_positions']:,} positions)")

@@ -106,6 +106,7 @@ def night_weight(day: dt.date, triple: int) -> int:
     return 0 if wd in (0, 6) else 1
 
 
+@lru_cache(maxsize=4096)
 def nights(calendar, kind: int, triple: int, day: dt.date) -> int:
     """Nights charged by the rollover of ``day`` for a symbol of session ``kind``."""
     if not is_session_day(calendar, kind, day):
@@ -194,7 +195,7 @@ def charge_factors(eng: Engine, day: dt.date, groups: list[str]) -> Factors:
     for s, spec in enumerate(syms.specs):
         if spec.swap_mode == SwapMode.DISABLED:
             continue
-        n = nights(cal, syms.cols.session[s], spec.swap_rollover3days, day)
+        n = nights(cal, int(syms.cols.session[s]), spec.swap_rollover3days, day)
         n_nights[s] = n
         if n == 0:
             continue
