@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.fastpath import OrderSendFastPath
-from api.routers import admin, financing, mt5, streams
+from api.routers import admin, corporate, financing, mt5, streams
 from api.service import EngineService, ServiceStopped
 
 
@@ -62,6 +62,7 @@ def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
     app.include_router(mt5.router)
     app.include_router(admin.router)
     app.include_router(financing.router)
+    app.include_router(corporate.router)
     app.include_router(streams.router)
     metrics = service.metrics
 

@@ -8,10 +8,6 @@ only with ``--confirm``.
 
 from __future__ import annotations
 
-import json
-import math
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,12 +15,20 @@ import httpx
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from risk import actions as A
 from risk.analytics import accounts_table, exposure, level_counts
 from risk.book import Book
+from risk.cli_common import (
+    _act,
+    _consoles,
+    _fail,
+    _kv,
+    _percent,
+    _print_json,
+    _progress,
+    _table,
+)
 from risk.source import Source, SourceError, encode_npz, officer_name
 
 app = typer.Typer(help="The risk officer's CLI: watch the book, stress it, act.",
@@ -72,78 +76,6 @@ def _options(
 ) -> None:
     ctx.obj = State(Source(server=server, db=db, snapshot=snapshot, key=key,
                            officer=officer or officer_name(), transport=TRANSPORT))
-
-
-# ------------------------------------------------------------------------ helpers
-def _fail(msg: str, code: int = 1) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {msg}")
-    raise typer.Exit(code)
-
-
-def _consoles(as_json: bool) -> tuple[Console, Console]:
-    return Console(), Console(stderr=True, quiet=False)
-
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(_clean(data), indent=2, default=str) + "\n")
-
-
-def _table(title: str, rows: list[dict[str, Any]], cols: list[str] | None = None) -> Table:
-    cols = cols or (list(rows[0]) if rows else [])
-    t = Table(title=title, title_justify="left")
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("symbol", "group", "scenario", "check",
-                                                "detail", "action", "metric") else "right")
-    for r in rows:
-        t.add_row(*(_cell(r.get(c)) for c in cols))
-    return t
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "[green]yes[/green]" if v else "[red]NO[/red]"
-    if isinstance(v, (float, np.floating)):
-        return f"{v:,.2f}"
-    if isinstance(v, dict):
-        return " ".join(f"{k}={_cell(x)}" for k, x in v.items())
-    if isinstance(v, list):
-        return ", ".join(_cell(x) for x in v)
-    return str(v)
-
-
-def _kv(title: str, data: dict[str, Any]) -> Table:
-    return _table(title, [{"metric": k, "value": v} for k, v in data.items()],
-                  ["metric", "value"])
-
-
-def _progress(err: Console) -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    console=err, transient=True)
-
-
-def _percent(text: str, what: str) -> float:
-    from risk.stress import parse_percent
-
-    try:
-        return parse_percent(text)
-    except ValueError as exc:
-        _fail(f"{what}: {exc}")
-    return 0.0
 
 
 # ------------------------------------------------------------------------ read commands
@@ -429,40 +361,6 @@ def verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 # ------------------------------------------------------------------------ actions
-def _act(ctx: typer.Context, make: Callable[[str], A.Action], confirm: bool,
-         as_json: bool) -> None:
-    out, err = _consoles(as_json)
-    state = ctx.obj
-    action = make(state.source.officer)
-    state.load(err)
-    preview = A.dry_run(state.engine, action)
-    result = None
-    if confirm and preview["ok"]:
-        client = state.source.admin()
-        try:
-            result = action.perform(client)
-        except SourceError as exc:
-            _fail(str(exc))
-        finally:
-            client.close()
-    if as_json:
-        _print_json({"officer": state.source.officer, "confirmed": confirm,
-                     "dry_run": preview, "result": result})
-    else:
-        stops = preview.pop("stop_outs")
-        out.print(_kv(("Done: " if result is not None else "Dry run (nothing sent): ")
-                      + action.title + f"  [officer {state.source.officer}]", preview))
-        if stops:
-            out.print(_table("Stop-outs it causes", stops))
-        if result is not None:
-            out.print(f"server: {json.dumps(result, default=str)[:500]}")
-    if not preview["ok"]:
-        _fail(f"the engine refuses it: {preview['comment']}")
-    if not confirm:
-        err.print("[yellow]not sent: add --confirm to do it[/yellow]")
-        raise typer.Exit(2)
-
-
 @app.command()
 def halt(ctx: typer.Context, symbol: str, confirm: ConfirmOpt = False,
          as_json: JsonOpt = False) -> None:
@@ -543,38 +441,13 @@ def topup(ctx: typer.Context, amount: Annotated[str, typer.Argument(help="USDT, 
     _act(ctx, lambda who: A.topup(amount, who), confirm, as_json)
 
 
-@app.command()
-def financing(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Overnight financing: the last rollovers by symbol and group (charged to clients,
-    paid to them) and the next rollover's projected charges on the current book."""
-    from risk.financing import summary
-
-    out, err = _consoles(as_json)
-    state = ctx.obj
-    state.load(err)
-    data = summary(state.engine)
-    if as_json:
-        _print_json(data)
-        return
-    out.print(_table(f"Last rollovers (through {data['rolled_through']})",
-                     data["last_totals"]))
-    out.print(_table("By symbol and group", data["last"]))
-    out.print(_table(f"Next rollover {data['next_date']} (projected, net income "
-                     f"{data['next_total']:,.2f} USDT)", data["next"]))
-
-
-@app.command()
-def rollover(ctx: typer.Context,
-             date: Annotated[str | None, typer.Option(help="Trading date YYYY-MM-DD.")] = None,
-             confirm: ConfirmOpt = False, as_json: JsonOpt = False) -> None:
-    """Close a trading date now (a back-dated or missed rollover): financing, DAY orders."""
-    from risk.financing import rollover as make
-
-    _act(ctx, lambda who: make(date, who), confirm, as_json)
-
-
 def main() -> None:
     app()
+
+
+from risk import cli_day  # noqa: E402  (its commands join the app)
+
+cli_day.register(app)
 
 
 if __name__ == "__main__":

@@ -44,3 +44,47 @@ def rollover(date: str | None, officer: str) -> Action:
     day = date or str(dt.date.today() - dt.timedelta(days=1))
     return Action(f"roll over trading date {day}",
                   C.Rollover(time_msc=_now(), actor=officer, date=day), "rollover", (day,))
+
+
+def corporate_summary(eng: Any) -> dict[str, Any]:
+    """Upcoming corporate actions with their cash effect in USDT, and the last applied."""
+    money = ("due_to_longs", "due_from_shorts", "withholding", "broker_net",
+             "paid_to_longs", "charged_to_shorts", "withheld", "cash_to_clients",
+             "cash_from_clients")
+
+    def usdt(row: dict[str, Any]) -> dict[str, Any]:
+        out = {k: (v / MINOR_SCALE if k in money else v) for k, v in row.items()
+               if k not in ("results", "actor", "added_msc", "note")}
+        out["detail"] = out.get("amount") or out.get("ratio") or out.get("new_symbol") \
+            or out.get("last_price") or ""
+        return out
+
+    return {"upcoming": [usdt(r) for r in eng.corporate.upcoming()],
+            "last_applied": [usdt(r) for r in eng.corporate.last_applied()]}
+
+
+def add_action(fields: dict[str, Any], officer: str) -> Action:
+    text = ", ".join(f"{k}={v}" for k, v in fields.items())
+    return Action(f"add corporate action: {text}",
+                  C.CorporateAction(time_msc=_now(), actor=officer, op="add", fields=fields),
+                  "add_action", (fields,))
+
+
+def cancel_action(action_id: int, officer: str) -> Action:
+    return Action(f"cancel corporate action {action_id}",
+                  C.CorporateAction(time_msc=_now(), actor=officer, op="cancel",
+                                    id=action_id), "cancel_action", (action_id,))
+
+
+def import_dry_run(eng: Any, raw: bytes, officer: str) -> list[dict[str, Any]]:
+    """Each row of a calendar file applied to ``eng`` (a private copy): its outcome."""
+    from cfd.trading.corporate_fields import parse_calendar
+
+    rows = parse_calendar(raw)
+    out = []
+    for i, row in enumerate(rows, start=1):
+        fields = {k: v for k, v in row.items() if v not in (None, "")}
+        res = eng.apply(C.CorporateAction(time_msc=_now(), actor=officer, op="add",
+                                          fields=fields))
+        out.append({"row": i, "ok": bool(res.ok), "detail": res.comment})
+    return out

@@ -83,9 +83,17 @@ class AdminClient:
         return self._key
 
     def _call(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
+        return self._send(method, path, body)
+
+    def _send(self, method: str, path: str, body: dict | bytes | None = None,
+              content_type: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.key}", "X-Officer": self.officer}
+        kw: dict[str, Any] = {"json": body}
+        if isinstance(body, bytes):
+            headers["Content-Type"] = content_type or "application/octet-stream"
+            kw = {"content": body}
         try:
-            r = self._http.request(method, path, json=body, headers=headers)
+            r = self._http.request(method, path, headers=headers, **kw)
         except httpx.HTTPError as exc:
             raise SourceError(f"{method} {self.base_url}{path} failed: {exc}") from None
         if r.status_code >= 400:
@@ -119,6 +127,17 @@ class AdminClient:
 
     def rollover(self, date: str) -> Any:
         return self._call("POST", "/admin/rollover", {"date": date}).json()
+
+    def add_action(self, fields: dict[str, Any]) -> Any:
+        return self._call("POST", "/admin/corporate_actions", fields).json()
+
+    def cancel_action(self, action_id: int) -> Any:
+        return self._call("DELETE", f"/admin/corporate_actions/{action_id}").json()
+
+    def import_actions(self, raw: bytes, suffix: str) -> Any:
+        kind = "application/json" if suffix == ".json" else "text/csv"
+        r = self._send("POST", "/admin/corporate_actions/import", raw, kind)
+        return r.json()
 
     def insurance(self) -> Any:
         return self._call("GET", "/admin/insurance").json()

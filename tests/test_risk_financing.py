@@ -88,3 +88,47 @@ def test_rollover_action_dry_run_then_confirm(book_file, monkeypatch):
     code, out = run("rollover", "--date", "2024-06-04", "--confirm")
     assert code == 0, out
     assert calls == [("POST", "/admin/rollover", {"date": "2024-06-04"})]
+
+
+def test_corporate_actions_from_the_cli(book_file, monkeypatch, tmp_path):
+    path, eng, _ = book_file
+    blob = path.read_bytes()
+    calls = []
+
+    def handle(req: httpx.Request) -> httpx.Response:
+        if req.url.path == "/demo/credentials":
+            return httpx.Response(200, json={"admin_key": "k", "accounts": []})
+        if req.url.path == "/admin/snapshot":
+            return httpx.Response(200, content=blob)
+        calls.append((req.method, req.url.path, req.headers.get("content-type"),
+                      req.content))
+        if req.url.path.endswith("/import"):
+            return httpx.Response(200, json={"added": 1, "results": []})
+        return httpx.Response(200, json={"retcode": 10009, "comment": "done", "data": None})
+
+    monkeypatch.setattr(cli, "TRANSPORT", httpx.MockTransport(handle))
+    monkeypatch.delenv("CFD_ADMIN_KEY", raising=False)
+    # actions are stamped with the officer's clock: ex-dates two weeks ahead
+    ex = str(dt.date.today() + dt.timedelta(days=14))
+    code, out = run("action-add", "dividend", "AAPL", ex, "--amount", "0.25", "--json")
+    assert code == 2, out
+    assert json.loads(out)["dry_run"]["ok"] and calls == []
+    code, out = run("action-add", "split", "AAPL", ex, "--ratio", "0:1")
+    assert code == 1 and calls == []  # refused by the engine on the private copy
+    code, out = run("action-add", "dividend", "AAPL", ex, "--amount", "0.25", "--confirm")
+    assert code == 0, out
+    assert calls[-1][:2] == ("POST", "/admin/corporate_actions")
+    assert json.loads(calls[-1][3]) == {"kind": "dividend", "symbol": "AAPL",
+                                        "ex_date": ex, "amount": "0.25"}
+    f = tmp_path / "cal.csv"
+    f.write_text(f"kind,symbol,ex_date,ratio\nsplit,NVDA,{ex},10:1\nsplit,NOPE,{ex},2:1\n")
+    code, out = run("action-import", str(f), "--json")
+    assert code == 2
+    rows = json.loads(out)["dry_run"]
+    assert [r["ok"] for r in rows] == [True, False] and "unknown symbol" in rows[1]["detail"]
+    code, out = run("action-import", str(f), "--confirm")
+    assert code == 0, out
+    assert calls[-1][1] == "/admin/corporate_actions/import"
+    assert calls[-1][2] == "text/csv"
+    code, out = run("actions", "--json")
+    assert code == 0 and json.loads(out)["upcoming"] == []  # the file's copy is unchanged

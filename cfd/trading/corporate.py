@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ from cfd.kernels.sweep import apply_postings
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE, div_round_half_even
 from cfd.trading import financing as F
 from cfd.trading import market
+from cfd.trading.corporate_fields import parse_ratio, positive_decimal
 
 if TYPE_CHECKING:
     from cfd.engine import Engine, Result
@@ -60,32 +61,6 @@ _FIELDS = {"dividend": {"amount", "currency"}, "split": {"ratio"}, "ticker": {"n
            "delist": {"settle_date", "last_price"}}
 _COMMON = {"kind", "symbol", "ex_date", "note"}
 PENDING, CLOSE_ONLY, APPLIED, CANCELLED = "pending", "close_only", "applied", "cancelled"
-
-
-def parse_ratio(text: object) -> tuple[int, int]:
-    if not isinstance(text, str) or text.count(":") != 1:
-        raise ValueError(f"ratio {text!r} must be 'new:old', e.g. '10:1' or '1:10'")
-    a, b = (x.strip() for x in text.split(":"))
-    if not (a.isdigit() and b.isdigit()):
-        raise ValueError(f"ratio {text!r} must be two whole numbers 'new:old'")
-    n, m = int(a), int(b)
-    if n <= 0 or m <= 0:
-        raise ValueError(f"ratio {text!r}: both sides must be greater than zero")
-    if n == m:
-        raise ValueError(f"ratio {text!r} changes nothing")
-    if n > 1000 or m > 1000:
-        raise ValueError(f"ratio {text!r} is out of range (at most 1000:1 or 1:1000)")
-    return n, m
-
-
-def _positive_decimal(value: object, what: str) -> Decimal:
-    try:
-        d = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"{what} {value!r} is not a number") from None
-    if isinstance(value, bool) or not d.is_finite() or d <= 0 or d > 1_000_000:
-        raise ValueError(f"{what} {value!r} must be a positive number")
-    return d
 
 
 class CorporateActions:
@@ -162,7 +137,7 @@ class CorporateActions:
         if old is None or old["status"] == PENDING:
             self._check_future(sym, ex, time_msc, "ex-date")
         if kind == "dividend":
-            out["amount"] = str(_positive_decimal(f.get("amount"), "dividend amount"))
+            out["amount"] = str(positive_decimal(f.get("amount"), "dividend amount"))
             cur = f.get("currency") or eng.symbols.specs[sym].currency_profit
             if cur not in eng.symbols.rates:
                 raise ValueError(f"dividend in {cur}: no conversion rate into "
@@ -188,7 +163,7 @@ class CorporateActions:
                 settle = str(sd)
             out["settle_date"] = settle
             last = f.get("last_price") or ""
-            out["last_price"] = str(_positive_decimal(last, "last_price")) if last else ""
+            out["last_price"] = str(positive_decimal(last, "last_price")) if last else ""
         return out
 
     def _check_future(self, sym: int, day: dt.date, time_msc: int, what: str) -> None:

@@ -1,0 +1,75 @@
+"""The corporate-actions calendar through the admin API: add, amend, cancel, import, list,
+and the split applied by a rollover."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi.testclient import TestClient
+
+from cfd.trading.financing import cutoff_msc, trading_date
+from tests.test_api_fixtures import ADMIN, headers, make_runtime, push
+
+BUY = {"action": 1, "symbol": "NVDA", "volume": 1.3, "type": 0, "price": 1209.00,
+       "deviation": 20, "type_filling": 2}
+
+
+def test_calendar_through_the_api() -> None:
+    rt = make_runtime(rollover_clock=False)
+    try:
+        with TestClient(rt.app) as client:
+            svc = rt.service
+            # dates ahead of the server's clock: an ex-date two weeks out and the session day
+            # before it, whose rollover applies the split
+            today = trading_date(svc.clock())
+            ex = today + dt.timedelta(days=14)
+            while ex.weekday() != 0:
+                ex += dt.timedelta(days=1)
+            nvda = svc.read(lambda eng: eng.symbols.get("NVDA"))
+            eff = svc.read(lambda eng: eng.corporate.effect_day(nvda, ex))
+            h = headers(rt.demo["accounts"][0])
+            push(client, NVDA=(1208.88, 1209.00))
+            assert client.post("/v1/order_send", headers=h, json=BUY).json()["retcode"] \
+                == 10009
+            r = client.post("/admin/corporate_actions", headers=ADMIN,
+                            json={"kind": "split", "symbol": "NVDA", "ex_date": str(ex),
+                                  "ratio": "10:1"})
+            assert r.status_code == 200, r.text
+            split_id = r.json()["data"]["id"]
+            bad = client.post("/admin/corporate_actions", headers=ADMIN,
+                              json={"kind": "split", "symbol": "NVDA",
+                                    "ex_date": str(ex), "ratio": "0:1"})
+            assert bad.status_code == 409 and "greater than zero" in bad.json()["comment"]
+            day2 = ex + dt.timedelta(days=1)
+            csv_text = ("kind,symbol,ex_date,amount,ratio\n"
+                        f"dividend,NVDA,{day2},0.01,\n"
+                        f"dividend,NOPE,{day2},0.01,\n")
+            r = client.post("/admin/corporate_actions/import", headers={
+                **ADMIN, "content-type": "text/csv"}, content=csv_text)
+            assert r.status_code == 200, r.text
+            assert r.json()["added"] == 1
+            assert "unknown symbol" in r.json()["results"][1]["comment"]
+            assert client.post("/admin/corporate_actions/import", headers={
+                **ADMIN, "content-type": "application/json"},
+                content=b"{not json").status_code == 422
+            listing = client.get("/admin/corporate_actions", headers=ADMIN).json()
+            assert [a["kind"] for a in listing["actions"]] == ["split", "dividend"]
+            div = listing["upcoming"][1]
+            assert div["due_to_longs"] == 1  # 1.3 lots x 0.01 = 0.013 -> 0.01
+            amend = client.patch(f"/admin/corporate_actions/{div['id']}", headers=ADMIN,
+                                 json={"amount": "0.02"})
+            assert amend.status_code == 200, amend.text
+            assert client.delete(f"/admin/corporate_actions/{div['id']}",
+                                 headers=ADMIN).status_code == 200
+            svc.clock = lambda: cutoff_msc(eff) + 60_000
+            r = client.post("/admin/rollover", headers=ADMIN, json={"date": str(eff)})
+            assert r.status_code == 200 and r.json()["data"]["corporate_actions"] == [split_id]
+            pos = client.get("/v1/positions_get", headers=h).json()
+            assert [(p["volume"], p["price_open"]) for p in pos] == [(13.0, 120.9)]
+            again = client.patch(f"/admin/corporate_actions/{split_id}", headers=ADMIN,
+                                 json={"ratio": "2:1"})
+            assert again.status_code == 409 and "applied" in again.json()["comment"]
+            listing = client.get("/admin/corporate_actions", headers=ADMIN).json()
+            assert listing["last_applied"][-1]["kind"] == "split"
+    finally:
+        rt.close()
