@@ -1,10 +1,8 @@
 import os
 from datetime import datetime
 
-import pandas as pd
-
 import api.mt5 as mt5
-
+import pandas as pd
 pd.set_option('display.max_columns', 500) # number of columns to be displayed
 pd.set_option('display.width', 1500)      # max table width to display
 # display data on the MetaTrader 5 package
@@ -21,19 +19,19 @@ from_date = datetime(2020, 1, 1)
 to_date = datetime.now()
 history_orders = mt5.history_orders_get(from_date, to_date, group="*AA*")
 if history_orders == None:
-    print(f"No history orders with group=\"*AA*\", error code={mt5.last_error()}")
+    print("No history orders with group=\"*AA*\", error code={}".format(mt5.last_error()))
 elif len(history_orders) > 0:
-    print(f"history_orders_get({from_date}, {to_date}, group=\"*AA*\")={len(history_orders)}")
+    print("history_orders_get({}, {}, group=\"*AA*\")={}".format(from_date, to_date, len(history_orders)))
 print()
 
 # display all historical orders by a position ticket
 position_id = int(os.environ.get("EXAMPLE_POSITION_ID", "530218319"))
 position_history_orders = mt5.history_orders_get(position=position_id)
 if position_history_orders == None:
-    print(f"No orders with position #{position_id}")
+    print("No orders with position #{}".format(position_id))
     print("error code =", mt5.last_error())
 elif len(position_history_orders) > 0:
-    print(f"Total history orders on position #{position_id}: {len(position_history_orders)}")
+    print("Total history orders on position #{}: {}".format(position_id, len(position_history_orders)))
     # display all historical orders having a specified position ticket
     for position_order in position_history_orders:
         print(position_order)

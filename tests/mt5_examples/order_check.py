@@ -52,12 +52,12 @@ print(result)
 # request the result as a dictionary and display it element by element
 result_dict = result._asdict()
 for field in result_dict.keys():
-    print(f"   {field}={result_dict[field]}")
+    print("   {}={}".format(field, result_dict[field]))
     # if this is a trading request structure, display it element by element as well
     if field == "request":
         traderequest_dict = result_dict[field]._asdict()
         for tradereq_filed in traderequest_dict:
-            print(f"       traderequest: {tradereq_filed}={traderequest_dict[tradereq_filed]}")
+            print("       traderequest: {}={}".format(tradereq_filed, traderequest_dict[tradereq_filed]))
 
 # shut down connection to the MetaTrader 5 terminal
 mt5.shutdown()

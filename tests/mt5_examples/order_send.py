@@ -49,25 +49,25 @@ request = {
 # send a trading request
 result = mt5.order_send(request)
 # check the execution result
-print(f"1. order_send(): by {symbol} {lot} lots at {price} with deviation={deviation} points")
+print("1. order_send(): by {} {} lots at {} with deviation={} points".format(symbol, lot, price, deviation))
 if result.retcode != mt5.TRADE_RETCODE_DONE:
-    print(f"2. order_send failed, retcode={result.retcode}")
+    print("2. order_send failed, retcode={}".format(result.retcode))
     # request the result as a dictionary and display it element by element
     result_dict = result._asdict()
     for field in result_dict.keys():
-        print(f"   {field}={result_dict[field]}")
+        print("   {}={}".format(field, result_dict[field]))
         # if this is a trading request structure, display it element by element as well
         if field == "request":
             traderequest_dict = result_dict[field]._asdict()
             for tradereq_filed in traderequest_dict:
-                print(f"       traderequest: {tradereq_filed}={traderequest_dict[tradereq_filed]}")
+                print("       traderequest: {}={}".format(tradereq_filed, traderequest_dict[tradereq_filed]))
     print("shutdown() and quit")
     mt5.shutdown()
     quit()
 
 print("2. order_send done, ", result)
-print(f"   opened position with POSITION_TICKET={result.order}")
-print(f"   sleep 2 seconds before closing position #{result.order}")
+print("   opened position with POSITION_TICKET={}".format(result.order))
+print("   sleep 2 seconds before closing position #{}".format(result.order))
 time.sleep(2)
 # create a close request
 position_id = result.order
@@ -89,21 +89,21 @@ request = {
 # send a trading request
 result = mt5.order_send(request)
 # check the execution result
-print(f"3. close position #{position_id}: sell {symbol} {lot} lots at {price} with deviation={deviation} points")
+print("3. close position #{}: sell {} {} lots at {} with deviation={} points".format(position_id, symbol, lot, price, deviation))
 if result.retcode != mt5.TRADE_RETCODE_DONE:
-    print(f"4. order_send failed, retcode={result.retcode}")
+    print("4. order_send failed, retcode={}".format(result.retcode))
     print("   result", result)
 else:
-    print(f"4. position #{position_id} closed, {result}")
+    print("4. position #{} closed, {}".format(position_id, result))
     # request the result as a dictionary and display it element by element
     result_dict = result._asdict()
     for field in result_dict.keys():
-        print(f"   {field}={result_dict[field]}")
+        print("   {}={}".format(field, result_dict[field]))
         # if this is a trading request structure, display it element by element as well
         if field == "request":
             traderequest_dict = result_dict[field]._asdict()
             for tradereq_filed in traderequest_dict:
-                print(f"       traderequest: {tradereq_filed}={traderequest_dict[tradereq_filed]}")
+                print("       traderequest: {}={}".format(tradereq_filed, traderequest_dict[tradereq_filed]))
 
 # shut down connection to the MetaTrader 5 terminal
 mt5.shutdown()

@@ -1,7 +1,5 @@
-import pandas as pd
-
 import api.mt5 as mt5
-
+import pandas as pd
 pd.set_option('display.max_columns', 500) # number of columns to be displayed
 pd.set_option('display.width', 1500)      # max table width to display
 # display data on the MetaTrader 5 package
@@ -16,7 +14,7 @@ if not mt5.initialize():
 # get open positions on AAPL
 positions = mt5.positions_get(symbol="AAPL")
 if positions == None:
-    print(f"No positions on AAPL, error code={mt5.last_error()}")
+    print("No positions on AAPL, error code={}".format(mt5.last_error()))
 elif len(positions) > 0:
     print("Total positions on AAPL =", len(positions))
     # display all open positions
@@ -26,9 +24,9 @@ elif len(positions) > 0:
 # get the list of positions on symbols whose names contain "*A*"
 a_positions = mt5.positions_get(group="*A*")
 if a_positions == None:
-    print(f"No positions with group=\"*A*\", error code={mt5.last_error()}")
+    print("No positions with group=\"*A*\", error code={}".format(mt5.last_error()))
 elif len(a_positions) > 0:
-    print(f"positions_get(group=\"*A*\")={len(a_positions)}")
+    print("positions_get(group=\"*A*\")={}".format(len(a_positions)))
     # display these positions as a table using pandas.DataFrame
     df = pd.DataFrame(list(a_positions), columns=a_positions[0]._asdict().keys())
     df['time'] = pd.to_datetime(df['time'], unit='s')
