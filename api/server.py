@@ -69,7 +69,7 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
         rt.feed = FeedLoop(svc, settings.feed, settings.sessions, settings.feed_interval_ms,
                            settings.feed_seed)
         rt.feed.start()
-    rt.app = create_app(svc, rt.demo)
+    rt.app = create_app(svc, rt.demo, settings)
     return rt
 
 
@@ -85,7 +85,10 @@ def _load_events(svc: EngineService, store: Any) -> None:
             if r["kind"] == "api_key":
                 svc.keys.set_client(int(data["login"]), data["salt"], data["hash"])
             elif r["kind"] == "order_result":
-                svc.results[(int(data["login"]), int(data["request_id"]))] = data["result"]
+                key = (int(data["login"]), int(data["request_id"]))
+                svc.results[key] = data["result"]
+                if data.get("request_sha256"):
+                    svc.request_hashes[key] = data["request_sha256"]
         after = rows[-1]["id"]
 
 
