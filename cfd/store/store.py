@@ -32,8 +32,8 @@ import numpy as np
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from cfd.effects import Effects
+from cfd.store import headmark, queries, schema
 from cfd.store import models as m
-from cfd.store import queries, schema
 from cfd.store.errors import (
     SnapshotSchemaMismatch,
     StoreCorrupted,
@@ -166,8 +166,17 @@ class Store:
         self.owner = owner
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
+        self._pin: tuple[int, str] | None = None  # a read-only view's fixed head (pin())
+        self._mark: headmark.HeadMark | None = None
         if not read_only:
             self._head_seq, self._head_hash = self.head()
+            try:  # refuse a journal shorter than what was acknowledged (a lost -wal)
+                self._mark = headmark.open_mark(schema.sqlite_file(engine), *self.head())
+            except BaseException:
+                if lock is not None:
+                    lock.release()
+                engine.dispose()
+                raise
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -210,6 +219,8 @@ class Store:
                                  .values(lease_owner=None, lease_heartbeat_msc=None))
             finally:
                 self.owner = None
+                if self._mark is not None:
+                    self._mark.close()
                 if self._lock is not None:
                     self._lock.release()
         self.engine.dispose()
@@ -228,9 +239,22 @@ class Store:
         return self._head_seq if not self.read_only else self.head()[0]
 
     def head(self) -> tuple[int, str]:
-        """The journal head (seq, hash) as recorded in ``store_meta``."""
+        """The journal head (seq, hash) as recorded in ``store_meta`` (or as pinned)."""
         with self.engine.connect() as conn:
-            return _head(conn)
+            return self._visible_head(conn)
+
+    def pin(self, head: tuple[int, str] | None = None) -> tuple[int, str]:
+        """Read-only: see the store as of ``head`` (default: now) from here on, so a reader
+        beside a running writer gets one consistent view (journal up to the head, the
+        snapshots at or before it). Returns the pinned head."""
+        if not self.read_only:
+            raise StoreError("only a read-only store can be pinned")
+        self._pin = None
+        self._pin = head or self.head()
+        return self._pin
+
+    def _visible_head(self, conn: Connection) -> tuple[int, str]:
+        return self._pin if self._pin is not None else _head(conn)
 
     def append_batch(self, entries: list[JournalEntry], effects: Effects | None = None
                      ) -> list[JournalEntry]:
@@ -263,6 +287,8 @@ class Store:
                 apply_effects(conn, effects, seq)
             self._move_head(conn, seq, prev)
         self._head_seq, self._head_hash = seq, prev
+        if self._mark is not None:
+            self._mark.record(seq, prev)
         return stored
 
     def _move_head(self, conn: Connection, seq: int, hash_: str) -> None:
@@ -295,7 +321,7 @@ class Store:
         tuples (for replay: no per-row objects), checked the same way."""
         t = m.JournalRow.__table__
         with self.engine.connect() as conn:
-            head_seq, head_hash = _head(conn)
+            head_seq, head_hash = self._visible_head(conn)
             if after_seq > head_seq:
                 raise StoreCorrupted(
                     f"asked to read after seq {after_seq}, but the journal head is "
@@ -315,7 +341,7 @@ class Store:
         pack = _CHAIN_HEAD.pack
         u32 = _U32.pack
         while True:
-            page = self._journal_page(expected)
+            page = self._journal_page(expected, head_seq if self._pin else None)
             for row in page:
                 seq, time_msc, kind, actor, payload, stored = row
                 if seq != expected:
@@ -350,23 +376,26 @@ class Store:
         if prev != head_hash:
             raise StoreCorrupted("the last journal row does not match the head's hash", last)
 
-    def _journal_page(self, first_seq: int) -> list[Any]:
-        """Up to ``_READ_PAGE`` journal rows from ``first_seq`` (one short read transaction)."""
+    def _journal_page(self, first_seq: int, last_seq: int | None = None) -> list[Any]:
+        """Up to ``_READ_PAGE`` journal rows from ``first_seq`` (to ``last_seq`` if given),
+        in one short read transaction."""
         t = m.JournalRow.__table__
+        last = 2**63 - 1 if last_seq is None else last_seq
         with self.engine.connect() as conn:
             if fast_supported(conn):
                 mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
                 cur = conn.connection.cursor()
                 try:
                     cur.execute("SELECT seq, time_msc, kind, actor, payload, hash FROM journal "
-                                f"WHERE seq >= {mark} ORDER BY seq LIMIT {mark}",
-                                (first_seq, _READ_PAGE))
+                                f"WHERE seq >= {mark} AND seq <= {mark} ORDER BY seq "
+                                f"LIMIT {mark}", (first_seq, last, _READ_PAGE))
                     return cur.fetchall()
                 finally:
                     cur.close()
             return [tuple(r) for r in conn.execute(
                 select(t.c.seq, t.c.time_msc, t.c.kind, t.c.actor, t.c.payload, t.c.hash)
-                .where(t.c.seq >= first_seq).order_by(t.c.seq).limit(_READ_PAGE))]
+                .where(t.c.seq >= first_seq, t.c.seq <= last).order_by(t.c.seq)
+                .limit(_READ_PAGE))]
 
     def verify(self) -> dict[str, Any]:
         """Check the whole chain, the head and the snapshots' seqs; raise or summarize."""
@@ -376,8 +405,10 @@ class Store:
         head_seq, _ = self.head()
         s = m.SnapshotRow.__table__
         with self.engine.connect() as conn:
-            bad = conn.execute(select(s.c.seq).where(s.c.seq > head_seq).limit(1)).scalar()
-            n_snap = conn.execute(select(func.count()).select_from(s)).scalar_one()
+            bad = None if self._pin else conn.execute(
+                select(s.c.seq).where(s.c.seq > head_seq).limit(1)).scalar()
+            n_snap = conn.execute(select(func.count()).select_from(s)
+                                  .where(s.c.seq <= head_seq)).scalar_one()
         if bad is not None:
             raise StoreCorrupted(f"a snapshot at seq {bad} lies past the journal head "
                                  f"{head_seq}", bad)
@@ -637,8 +668,10 @@ class Store:
         """
         s = m.SnapshotRow.__table__
         with self.engine.connect() as conn:
-            row = conn.execute(select(s).order_by(s.c.seq.desc(), s.c.id.desc()).limit(1)
-                               ).mappings().first()
+            newest = select(s).order_by(s.c.seq.desc(), s.c.id.desc()).limit(1)
+            if self._pin is not None:
+                newest = newest.where(s.c.seq <= self._pin[0])
+            row = conn.execute(newest).mappings().first()
             if row is None:
                 return None
             if row["schema_version"] != schema_version:
@@ -648,7 +681,7 @@ class Store:
                     "Start the engine version that wrote it, or delete the snapshots "
                     "(Store.drop_snapshots()) so that start-up replays the whole journal."
                 )
-            head_seq, _ = _head(conn)
+            head_seq, _ = self._visible_head(conn)
             if row["seq"] > head_seq:
                 raise StoreCorrupted(f"the latest snapshot is at seq {row['seq']}, past the "
                                      f"journal head {head_seq} (journal truncated)", head_seq)
@@ -660,8 +693,11 @@ class Store:
     def snapshot_list(self) -> list[dict[str, Any]]:
         s = m.SnapshotRow.__table__
         cols = [s.c.id, s.c.seq, s.c.state_hash, s.c.schema_version, s.c.created_msc, s.c.size]
+        query = select(*cols).order_by(s.c.seq)
+        if self._pin is not None:
+            query = query.where(s.c.seq <= self._pin[0])
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(*cols).order_by(s.c.seq)).mappings()]
+            return [dict(r) for r in conn.execute(query).mappings()]
 
     def load_snapshot(self, snapshot_id: int) -> Snapshot:
         """One snapshot by id, whatever its schema version (for checks and tools)."""
