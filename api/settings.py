@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(400, ge=1)
     demo_accounts: int = Field(3, ge=1, le=100)
     demo_deposit: str = "100000.00"
+    admin_key_generated: bool = False  # set when --demo made the admin key up
     init: bool = False  # create the store if there is none (else a missing one is refused)
     # request limits (api.limits): bodies are refused above these before they are read
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
@@ -68,6 +69,7 @@ class Settings(BaseSettings):
         if self.demo:
             if not self.admin_key and not self.admin_keys:
                 self.admin_key = secrets.token_urlsafe(24)
+                self.admin_key_generated = True
             return self
         keys = self.admins()
         if not keys:
