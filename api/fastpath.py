@@ -5,7 +5,8 @@ machinery (route matching over every route, dependency solving of three headers 
 threadpool hops for the dependencies). This pure ASGI middleware answers the ordinary case
 itself, with the same code the endpoint runs (:func:`api.routers.mt5.place_order`):
 
-* a known client (``X-CFD-Login`` + ``Authorization: Bearer``, a key already verified),
+* a known client (authenticated by :class:`api.limits.EdgeGuard` before the body was read,
+  or a key already verified),
 * an optional well-formed ``X-Request-Id`` (``1 .. 2**63-1``, plain digits),
 * a ``Content-Type: application/json`` body that is a JSON object valid as
   :class:`api.schemas.TradeRequest`.
