@@ -268,3 +268,29 @@ def test_risk_verify_beside_a_running_writer(tmp_path) -> None:
         assert out.exit_code == 0, out.output
     finally:
         rt.close()
+
+
+@pytest.mark.postgres
+def test_an_empty_postgresql_database_is_refused_unless_created(tmp_path) -> None:
+    from cfd.store.startup import StoreMissing, preflight
+    from tests.store_fixtures import _pg_url, pg_schema_url
+
+    base = _pg_url()
+    if base is None:
+        pytest.skip("CFD_TEST_DATABASE_URL not set")
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text('CREATE SCHEMA "t_edges_empty"'))
+    try:
+        url = pg_schema_url(base, "t_edges_empty")
+        with pytest.raises(StoreMissing, match="holds no store"):
+            preflight(url, create=False)
+        assert preflight(url, create=True) == url
+        Store.open(url).close()
+        assert preflight(url, create=False) == url  # initialised: accepted
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text('DROP SCHEMA "t_edges_empty" CASCADE'))
+        admin.dispose()
