@@ -1,16 +1,21 @@
 """``cfd-server`` / ``python -m api``: run the HTTP API.
 
-``--demo``: embedded SQLite in the current directory, the synthetic feed over the default
-stock catalogue (24/7 unless ``--sessions us``), demo accounts whose logins and API keys are
-printed, on 127.0.0.1:8000. Without ``--demo`` the settings come from ``CFD_*`` environment
-variables and ``cfd-server.env`` (see :class:`api.settings.Settings`); default secrets are
-refused.
+``--demo``: its own SQLite database ``cfd-demo.sqlite`` in the current directory (created
+if missing), the synthetic feed over the default stock catalogue (24/7 unless ``--sessions
+us``), demo accounts whose logins and API keys are printed (and kept with the database), on
+127.0.0.1:8000. Without ``--demo`` the settings come from ``CFD_*`` environment variables and
+``cfd-server.env`` (see :class:`api.settings.Settings`); default secrets are refused, and so
+is a missing or empty database: ``cfd-server init`` (or ``--init``) creates the store.
+
+Every refusal at start-up is one line on stderr and a non-zero exit (2: settings, 3: the
+store, 4: the port).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 
 from pydantic import ValidationError
@@ -18,6 +23,9 @@ from pydantic import ValidationError
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cfd-server", description=__doc__.split("\n\n")[0])
+    p.add_argument("command", nargs="?", choices=["serve", "init"], default="serve",
+                   help="serve (default), or init: create the store and exit")
+    p.add_argument("--init", action="store_true", help="create the store if there is none")
     p.add_argument("--demo", action="store_true", help="demo server (SQLite in the cwd)")
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
@@ -36,14 +44,30 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in {
         "demo": args.demo or None, "host": args.host, "port": args.port,
         "sessions": args.sessions, "feed": args.feed, "database_url": args.database_url,
-        "in_memory": args.in_memory or None}.items() if v is not None}
+        "in_memory": args.in_memory or None, "init": args.init or None}.items()
+        if v is not None}
+    if args.command == "init":
+        return _init(args.settings, overrides)
     try:
         settings = load_settings(args.settings, **overrides)
     except ValidationError as exc:
         for err in exc.errors():
             print(f"cfd-server: {err['msg']}", file=sys.stderr)
         return 2
-    rt = build(settings)
+    busy = port_problem(settings.host, settings.port)  # before any database file is made
+    if busy is not None:
+        print(f"cfd-server: {busy}", file=sys.stderr)
+        return 4
+    try:
+        rt = build(settings)
+    except Exception as exc:
+        from cfd.store.startup import one_line
+
+        line = one_line(exc)
+        if line is None:
+            raise
+        print(f"cfd-server: {line}", file=sys.stderr)
+        return 3
     if rt.demo is not None:
         print(f"CFD demo server on http://{settings.host}:{settings.port}  "
               f"(docs: /docs, metrics: /metrics)")
@@ -62,6 +86,45 @@ def main(argv: list[str] | None = None) -> int:
                     access_log=False)
     finally:
         rt.close()
+    return 0
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (None if it can)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except OSError as exc:
+        return f"cannot resolve the bind address {host!r}: {exc}"
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return (f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server "
+                    "on that port? choose another with --port)")
+    return None
+
+
+def _init(settings_file: str | None, overrides: dict) -> int:
+    """``cfd-server init``: create (or upgrade) the store and exit."""
+    from api.settings import load_settings
+    from cfd.store import Store, startup
+
+    try:  # the admin key is not needed to create a store
+        url = load_settings(settings_file, **{**overrides, "demo": True}).database_url
+        url = startup.preflight(url, create=True)
+        store = Store.open(url)
+        try:
+            seq = store.head_seq
+        finally:
+            store.close()
+    except Exception as exc:
+        line = startup.one_line(exc)
+        if line is None:
+            raise
+        print(f"cfd-server: {line}", file=sys.stderr)
+        return 3
+    print(f"store ready at {store.url} (journal head seq {seq})")
     return 0
 
 

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import hmac
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.auth import Authenticator, bearer
 from api.fastpath import OrderSendFastPath
+from api.idempotency import RequestIdReused
+from api.limits import EdgeGuard, bounded_errors
 from api.routers import admin, corporate, financing, mt5, streams
 from api.service import EngineService, ServiceStopped
+from api.settings import Settings
+from api.throttle import AuthRefused, LoginThrottle
+
+
+@dataclass
+class WsLimits:
+    max_connections: int
+    max_symbols: int
+    queue: int
+    open: int = 0
 
 
 class MeasureRequests:
@@ -51,14 +68,26 @@ class MeasureRequests:
             series[1].observe(time.perf_counter() - t0)
 
 
-def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
-    """The app around a started :class:`EngineService` (``demo``: the demo credentials).
-    The app does not own the service: whoever built it stops it (``Runtime.close``)."""
-    app = FastAPI(title="CFD engine: MT5-compatible API", version="0.1.0",
-                  description="USDT-margined stock CFDs with MetaTrader 5's request shapes, "
-                              "enum numbers, retcodes and result records.")
+def create_app(service: EngineService, demo: dict | None = None,
+               settings: Settings | None = None) -> FastAPI:
+    """The app around a started :class:`EngineService` (``demo``: the demo credentials;
+    ``settings``: limits, throttling, CORS, the metrics key; the defaults without).
+    The app does not own the service: whoever built it stops it (``Runtime.close``).
+    ``/docs`` is served with Swagger UI's assets from the package (no CDN)."""
+    st = settings or Settings(demo=True, in_memory=True, _env_file=None)  # type: ignore[call-arg]
+    app = FastAPIOffline(title="CFD engine: MT5-compatible API", version="0.1.0",
+                         description="USDT-margined stock CFDs with MetaTrader 5's request "
+                                     "shapes, enum numbers, retcodes and result records. "
+                                     "Authorize with the account number (X-CFD-Login) and "
+                                     "its API key (bearer), or an admin key for /admin.")
     app.state.service = service
     app.state.demo = demo
+    auth = Authenticator(service.keys, LoginThrottle(
+        login_failures=st.login_failures, address_failures=st.address_failures,
+        base_s=st.lockout_base_s, max_s=st.lockout_max_s, concurrency=st.auth_concurrency,
+        queue=st.auth_queue), token_ttl_s=st.ws_token_ttl_s)
+    app.state.auth = auth
+    app.state.ws_limits = WsLimits(st.ws_max_connections, st.ws_max_symbols, st.ws_queue)
     app.include_router(mt5.router)
     app.include_router(admin.router)
     app.include_router(financing.router)
@@ -66,15 +95,26 @@ def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
     app.include_router(streams.router)
     metrics = service.metrics
 
-    app.add_middleware(OrderSendFastPath, service=service)  # inside MeasureRequests
+    # outermost last: MeasureRequests > CORS > EdgeGuard > OrderSendFastPath > routes
+    app.add_middleware(OrderSendFastPath, service=service)
+    app.add_middleware(EdgeGuard, auth=auth, max_body=st.max_body_bytes,
+                       max_trade_body=st.max_trade_body_bytes, max_depth=st.max_json_depth,
+                       max_keys=st.max_json_keys)
+    origins = [o.strip() for o in st.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"],
+                           allow_headers=["Authorization", "X-CFD-Login", "X-Request-Id",
+                                          "Content-Type"])
     app.add_middleware(MeasureRequests, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # without the offending input: it may be NaN or bytes, which JSON cannot carry
-        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
-                   "type": str(e.get("type", ""))} for e in exc.errors()]
-        return JSONResponse({"detail": errors}, status_code=422)
+        # bounded, and without the offending input (it may be NaN or bytes, or huge)
+        return JSONResponse({"detail": bounded_errors(list(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(RequestIdReused)
+    async def request_id_reused(_: Request, exc: RequestIdReused) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(ServiceStopped)
     async def engine_stopped(_: Request, exc: ServiceStopped) -> JSONResponse:
@@ -82,7 +122,9 @@ def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
                             status_code=503)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        if st.metrics_key:
+            await _metrics_caller(request, auth, st.metrics_key)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["ops"])
@@ -90,3 +132,16 @@ def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
         return {"ok": service.failed is None}
 
     return app
+
+
+async def _metrics_caller(request: Request, auth: Authenticator, metrics_key: str) -> None:
+    """``/metrics`` with a metrics key set: the caller shows it (or an admin key)."""
+    header = request.headers.get("authorization")
+    key = bearer(header)
+    if key is not None and hmac.compare_digest(key.encode(), metrics_key.encode()):
+        return
+    try:
+        await auth.admin(header, request.client.host if request.client else "unknown")
+    except AuthRefused as exc:
+        raise HTTPException(exc.status, "/metrics needs Authorization: Bearer <metrics key>",
+                            headers=exc.headers) from None

@@ -5,7 +5,8 @@ machinery (route matching over every route, dependency solving of three headers 
 threadpool hops for the dependencies). This pure ASGI middleware answers the ordinary case
 itself, with the same code the endpoint runs (:func:`api.routers.mt5.place_order`):
 
-* a known client (``X-CFD-Login`` + ``Authorization: Bearer``, a key already verified),
+* a known client (authenticated by :class:`api.limits.EdgeGuard` before the body was read,
+  or a key already verified),
 * an optional well-formed ``X-Request-Id`` (``1 .. 2**63-1``, plain digits),
 * a ``Content-Type: application/json`` body that is a JSON object valid as
   :class:`api.schemas.TradeRequest`.
@@ -24,7 +25,9 @@ import orjson
 from pydantic import ValidationError
 
 from api import schemas as S
-from api.deps import _bearer
+from api.auth import Client, bearer, parse_login
+from api.idempotency import RequestIdReused
+from api.limits import answer
 from api.routers import mt5
 from api.service import EngineService
 
@@ -75,28 +78,36 @@ class OrderSendFastPath:
                 return await self._hand_over(scope, messages, receive, send)
             if not msg.get("more_body", False):
                 break
-        login = self._client(found)
+        login = self._client(scope, found)
         request = _trade_request(found.get(b"content-type"), body) if login else None
         rid = _request_id(found.get(b"x-request-id"))
         if login is None or request is None or rid is None:
             return await self._hand_over(scope, messages, receive, send)
         scope["route"] = self.route
-        out = await mt5.place_order(self.service, login, request, rid)
+        try:
+            out = await mt5.place_order(self.service, login, request, rid)
+        except RequestIdReused as exc:
+            await answer(send, 409, str(exc))
+            return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % len(out))]})
         await send({"type": "http.response.body", "body": out})
 
-    def _client(self, found: dict[bytes, bytes]) -> int | None:
-        """The login if the credentials are those of a client whose key was verified before
-        (the route verifies new keys, off the event loop, and remembers them)."""
+    def _client(self, scope: dict, found: dict[bytes, bytes]) -> int | None:
+        """The login that :class:`api.limits.EdgeGuard` authenticated, else the login if the
+        credentials are those of a client whose key was verified before (the route verifies
+        new keys, off the event loop, and remembers them)."""
+        who = scope.get("cfd.client")
+        if isinstance(who, Client):
+            return who.login
         raw_login, raw_auth = found.get(b"x-cfd-login"), found.get(b"authorization")
         if raw_login is None or raw_auth is None:
             return None
-        key = _bearer(raw_auth.decode("latin-1"))
-        login = raw_login.strip()
-        if key is None or not login.isdigit() or len(login) > 19:
+        key = bearer(raw_auth.decode("latin-1"))
+        login = parse_login(raw_login)
+        if key is None or login is None:
             return None
-        who = self.service.keys.cached_client(int(login), key)
+        who = self.service.keys.cached_client(login, key)
         return who.login if who is not None else None
 
     async def _hand_over(self, scope: dict, messages: list[dict], receive: Any,

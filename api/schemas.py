@@ -34,9 +34,11 @@ class TradeRequest(BaseModel):
     """MqlTradeRequest as the MetaTrader5 package takes it (a dict; missing keys are 0/"").
 
     Values are checked by the engine, which answers with a retcode (a negative volume is
-    10014, not a 422); only ill-formed input (wrong types, NaN, unknown keys) is a 422."""
+    10014, not a 422); only ill-formed input (wrong types, NaN, unknown keys) is a 422.
+    Types are strict: a boolean is not a number, a string is not a number, 1.5 is not an
+    integer (a float field takes an integer: ``"volume": 1`` is one lot)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     action: Annotated[int, Field(ge=-(2**31), le=2**31)] = 0
     magic: Annotated[int, Field(ge=0, le=2**64 - 1)] = 0
@@ -89,7 +91,7 @@ class Value(BaseModel):
 
 
 class SymbolSelect(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     symbol: Annotated[str, Field(max_length=64)]
     enable: bool = True
 
@@ -125,7 +127,7 @@ Money = Annotated[str, Field(pattern=r"^-?\d{1,13}(\.\d{1,2})?$", examples=["123
 
 
 class CreateAccount(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     login: Annotated[int, Field(ge=1, le=2**62)] | None = None
     name: Annotated[str, Field(max_length=128)] = ""
     group: Annotated[str, Field(max_length=64)] = "demo\\usdt"
@@ -138,7 +140,7 @@ class Credentials(BaseModel):
 
 
 class Amount(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     amount: Money
     comment: Annotated[str, Field(max_length=64)] = ""
 
@@ -153,7 +155,7 @@ class AdminResult(BaseModel):
 
 
 class Levels(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     login: Annotated[int, Field(ge=1, le=2**62)] | None = None
     group: Annotated[str, Field(max_length=64)] | None = None
     margin_call: Annotated[float, Field(ge=0, le=1e9, **_FINITE)] | None = None
@@ -162,7 +164,7 @@ class Levels(BaseModel):
 
 
 class PushTick(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     symbol: Annotated[str, Field(max_length=64)]
     bid: float
     ask: float

@@ -21,6 +21,11 @@ from cfd.money import money_minor
 
 log = logging.getLogger("cfd.api")
 
+#: The demo's own database (in the working directory), apart from a server's cfd.sqlite.
+DEMO_DATABASE = "sqlite:///./cfd-demo.sqlite"
+#: Events kind of a demo key kept in plain text with the demo's database (demo only).
+DEMO_KEY = "demo_key"
+
 
 @dataclass
 class Runtime:
@@ -52,11 +57,18 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
     durable = None
     reader = None
     if not settings.in_memory:
-        from cfd.store import Store
+        from cfd.store import Store, startup
         from cfd.store.runner import open_durable
 
-        durable = open_durable(settings.database_url, snapshot_every=None)
-        reader = Store.open(settings.database_url, read_only=True)
+        # the demo keeps its own database; a real server refuses a missing one unless told
+        url = settings.database_url or (DEMO_DATABASE if settings.demo else None)
+        url = startup.preflight(url, create=settings.init or settings.demo)
+        durable = open_durable(url, snapshot_every=None)
+        try:
+            reader = Store.open(url, read_only=True)
+        except BaseException:
+            durable.close()
+            raise
         engine = durable.engine
     svc = EngineService(engine or Engine(), durable=durable, metrics=Metrics(), keys=keys,
                         batch_max=settings.batch_max,
@@ -64,12 +76,13 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
                                                settings.rate_limit_burst))
     svc.snapshot_every = settings.snapshot_every
     svc.reader = reader
+    kept: dict = {}
     if reader is not None:
-        _load_events(svc, reader)
+        kept = _load_events(svc, reader)
     svc.start()
     rt = Runtime(settings, svc)
     if settings.demo:
-        rt.demo = _demo_accounts(svc, settings)
+        rt.demo = _demo_accounts(svc, settings, kept)
         seed_demo_benchmark(svc)
     if settings.rollover_clock:
         rt.clock = RolloverClock(svc, settings.rollover_check_s)
@@ -78,28 +91,39 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
         rt.feed = FeedLoop(svc, settings.feed, settings.sessions, settings.feed_interval_ms,
                            settings.feed_seed)
         rt.feed.start()
-    rt.app = create_app(svc, rt.demo)
+    rt.app = create_app(svc, rt.demo, settings)
     return rt
 
 
-def _load_events(svc: EngineService, store: Any) -> None:
-    """API key hashes and idempotent order results, from the store's events table."""
+def _load_events(svc: EngineService, store: Any) -> dict:
+    """API key hashes and idempotent order results, from the store's events table; returns
+    the demo's kept keys (``{"admin": key, login: key, ...}``)."""
     after = 0
+    kept: dict = {}
     while True:
         rows = store.events(after_id=after, limit=5000)
         if not rows:
-            return
+            return kept
         for r in rows:
             data = r.get("data") or {}
-            if r["kind"] == "api_key":
+            if r["kind"] == DEMO_KEY:
+                kept[data.get("who") or int(data["login"])] = data["key"]
+            elif r["kind"] == "api_key":
                 svc.keys.set_client(int(data["login"]), data["salt"], data["hash"])
             elif r["kind"] == "order_result":
-                svc.results[(int(data["login"]), int(data["request_id"]))] = data["result"]
+                key = (int(data["login"]), int(data["request_id"]))
+                svc.results[key] = data["result"]
+                if data.get("request_sha256"):
+                    svc.request_hashes[key] = data["request_sha256"]
         after = rows[-1]["id"]
 
 
-def _demo_accounts(svc: EngineService, settings: Settings) -> dict:
-    """Create the demo accounts on a fresh store (or reuse the first ones) with new keys."""
+def _demo_accounts(svc: EngineService, settings: Settings, kept: dict) -> dict:
+    """Create the demo accounts on a fresh store (or reuse the first ones). Their keys are
+    kept with the demo's database (a demo's scripts keep working across restarts): a kept
+    key that still verifies is reused, else a new one is made and kept. An admin key the
+    settings made up is kept the same way."""
+    admin_key = _demo_admin_key(svc, settings, kept)
     names = ["Demo trader (hedging)", "Demo trader 2 (hedging)", "Demo trader (netting)"]
     existing = svc.read(lambda eng: [(int(eng.accounts.cols.login[i]), eng.accounts.names[i])
                                      for i in range(len(eng.accounts))])
@@ -118,12 +142,29 @@ def _demo_accounts(svc: EngineService, settings: Settings) -> dict:
             svc.call_sync(C.Deposit(time_msc=0, actor="demo", login=login,
                                     amount=money_minor(settings.demo_deposit),
                                     comment="demo deposit"))
-        key = auth.new_key()
-        salt, digest = auth.hash_key(key)
-        svc.submit_events([{"kind": "api_key", "login": login, "salt": salt, "hash": digest,
-                            "actor": "demo", "time_msc": svc.clock()}],
-                          lambda _r, lg=login, s=salt, d=digest: svc.keys.set_client(lg, s, d)
-                          ).result(30)
+        key = kept.get(login)
+        if key is None or svc.keys.client(login, key) is None:
+            key = auth.new_key()
+            salt, digest = auth.hash_key(key)
+            svc.submit_events([{"kind": "api_key", "login": login, "salt": salt,
+                                "hash": digest, "actor": "demo", "time_msc": svc.clock()},
+                               {"kind": DEMO_KEY, "login": login, "key": key,
+                                "actor": "demo", "time_msc": svc.clock()}],
+                              lambda _r, lg=login, s=salt, d=digest: svc.keys.set_client(
+                                  lg, s, d)).result(30)
         accounts.append({"login": login, "api_key": key, "name": name})
-    admin_key = next(iter(settings.admins().values()))
     return {"admin_key": admin_key, "accounts": accounts}
+
+
+def _demo_admin_key(svc: EngineService, settings: Settings, kept: dict) -> str:
+    if not settings.admin_key_generated:
+        return next(iter(settings.admins().values()))
+    key = kept.get("admin")
+    if key is None:
+        key = settings.admin_key
+        if svc.durable is not None:
+            svc.submit_events([{"kind": DEMO_KEY, "who": "admin", "key": key,
+                                "actor": "demo", "time_msc": svc.clock()}]).result(30)
+    settings.admin_key = key
+    svc.keys.add_admin(settings.admin_name, key)
+    return key

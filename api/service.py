@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from api import idempotency
 from api.auth import KeyRing
 from api.metrics import Metrics
 from cfd import commands as C
@@ -117,11 +118,11 @@ class RateLimiter:
 
 class _Subscriber:
     def __init__(self, loop: asyncio.AbstractEventLoop, login: int | None,
-                 symbols: set[str] | None) -> None:
+                 symbols: set[str] | None, queue_size: int = 10_000) -> None:
         self.loop = loop
         self.login = login
         self.symbols = symbols
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self.dropped = 0
 
     def put(self, msg: dict) -> None:
@@ -152,6 +153,7 @@ class EngineService:
         self.lock = threading.RLock()
         self.ticks = TickRecorder()
         self.results: dict[tuple[int, int], Any] = {}  # (login, request id) -> result dict
+        self.request_hashes: dict[tuple[int, int], str] = {}  # ... -> sha256 of the body
         self._inflight: dict[tuple[int, int], cf.Future] = {}
         self._q: queue.Queue[_Item | None] = queue.Queue()
         self._subs: set[_Subscriber] = set()
@@ -250,6 +252,7 @@ class EngineService:
         """Send a trade request; a request id seen before returns the first result."""
         key = (login, request_id)
         if request_id:
+            idempotency.claim(self.request_hashes, key, request)  # or RequestIdReused
             done = self.results.get(key)
             if done is not None:
                 return done
@@ -267,6 +270,8 @@ class EngineService:
             outer.set_result(out)
             return out
         except BaseException as exc:
+            if key not in self.results:
+                self.request_hashes.pop(key, None)  # nothing recorded under this id
             outer.set_exception(exc)
             raise
         finally:
@@ -327,7 +332,8 @@ class EngineService:
                 if isinstance(cmd, C.SendOrder) and cmd.request_id and res.data is not None:
                     extra.append({"kind": "order_result", "login": cmd.login,
                                   "time_msc": cmd.time_msc, "request_id": cmd.request_id,
-                                  "result": send_result_dict(res)})
+                                  "result": send_result_dict(res),
+                                  "request_sha256": idempotency.request_hash(cmd.request)})
                 if res.ok:
                     extra.extend(it.events)
                 done.append((it, res))
@@ -377,8 +383,9 @@ class EngineService:
                 loop.call_soon_threadsafe(_wake, group)
 
     # ------------------------------------------------------------------ streams
-    def subscribe(self, login: int | None, symbols: set[str] | None) -> _Subscriber:
-        sub = _Subscriber(asyncio.get_running_loop(), login, symbols)
+    def subscribe(self, login: int | None, symbols: set[str] | None,
+                  queue_size: int = 10_000) -> _Subscriber:
+        sub = _Subscriber(asyncio.get_running_loop(), login, symbols, queue_size)
         with self._subs_lock:
             self._subs.add(sub)
         return sub

@@ -43,12 +43,35 @@ class Settings(BaseSettings):
     demo_deposit: str = "100000.00"
     rollover_clock: bool = True  # start each trading date's rollover (17:00 New York)
     rollover_check_s: float = Field(30.0, gt=0)
+    admin_key_generated: bool = False  # set when --demo made the admin key up
+    init: bool = False  # create the store if there is none (else a missing one is refused)
+    # request limits (api.limits): bodies are refused above these before they are read
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_trade_body_bytes: int = Field(16 * 1024, ge=256)  # /v1/* (trading routes)
+    max_json_depth: int = Field(32, ge=2, le=1000)
+    max_json_keys: int = Field(256, ge=16)  # per JSON object
+    # login throttling (api.throttle)
+    login_failures: int = Field(5, ge=1)  # failures in a row that lock a login
+    address_failures: int = Field(20, ge=1)  # ... that lock a client address
+    lockout_base_s: float = Field(1.0, gt=0)  # first lockout; doubles per further failure
+    lockout_max_s: float = Field(900.0, gt=0)
+    auth_concurrency: int = Field(1, ge=1, le=64)  # scrypt checks at once
+    auth_queue: int = Field(32, ge=1)  # key checks waiting before 429
+    # websockets
+    ws_max_connections: int = Field(1000, ge=1)
+    ws_max_symbols: int = Field(64, ge=1)  # per /ws/ticks connection
+    ws_queue: int = Field(1000, ge=1)  # messages queued per connection before it is dropped
+    ws_token_ttl_s: float = Field(60.0, gt=0, le=3600)
+    # browsers and monitoring
+    cors_origins: str = ""  # "https://a.example,https://b.example"; empty: no CORS
+    metrics_key: str = ""  # if set, /metrics needs Authorization: Bearer <it> (or admin)
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.demo:
             if not self.admin_key and not self.admin_keys:
                 self.admin_key = secrets.token_urlsafe(24)
+                self.admin_key_generated = True
             return self
         keys = self.admins()
         if not keys:

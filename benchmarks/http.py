@@ -293,7 +293,7 @@ def run(clients: int = 32, seconds: float = 10.0, rate: float = 500.0) -> dict:
             except subprocess.TimeoutExpired:
                 proc.kill()
         answered = _answered(out["warmup"], out["order_send"], out["paced"])
-        journaled = journaled_orders(os.path.join(tmp, "cfd.sqlite"))
+        journaled = journaled_orders(os.path.join(tmp, "cfd-demo.sqlite"))
         out["durable"] = {"answered": answered, "journaled": journaled,
                           "ok": journaled == answered}
         return out

@@ -151,6 +151,7 @@ class Source:
     key: str | None = None
     officer: str | None = None
     transport: httpx.BaseTransport | None = None  # tests
+    db_head: tuple[int, str] | None = None  # the journal head the book was loaded at
 
     @property
     def url(self) -> str:
@@ -199,13 +200,19 @@ class Source:
         except Exception as exc:  # noqa: BLE001 - any driver error: say which database
             raise SourceError(f"cannot open {self.db} read-only: {exc}") from None
         try:
+            # one consistent view beside a running writer: the journal up to this head
+            self.db_head = store.pin()
             return recover(store)
         finally:
             store.close()
 
     def open_store(self) -> Any:
+        """The database read-only, pinned to the head the book was loaded at (so a clean
+        replay is compared with the same journal, whatever a running server adds)."""
         from cfd.store import Store
 
         if not self.db:
             raise SourceError("a clean replay needs the database: pass --db URL")
-        return Store.open(self.db, read_only=True)
+        store = Store.open(self.db, read_only=True)
+        store.pin(self.db_head)
+        return store

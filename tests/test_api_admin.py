@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
 
 from api.settings import Settings
 from cfd.engine import Engine
@@ -136,9 +137,14 @@ def test_websocket_streams(client: TestClient, rt) -> None:  # noqa: F811
         assert {m["event"] for m in got} == {"deal", "order"}
         deal = next(m for m in got if m["event"] == "deal")
         assert deal["symbol"] == "AAPL" and deal["volume"] == 10.0
-    with pytest.raises(Exception), client.websocket_connect(  # noqa: B017
+    with client.websocket_connect(
             "/ws/account", headers={"X-CFD-Login": "1001", "Authorization": "Bearer x"}) as ws:
-        ws.receive_json()
+        # refused with a reason a browser can read, then closed (policy violation)
+        assert ws.receive_json() == {"event": "error",
+                                     "message": "unknown login or wrong API key"}
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1008
 
 
 def test_settings_refuse_default_secrets() -> None:

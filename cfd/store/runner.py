@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from time import perf_counter
 from typing import Any
 
+from cfd.store import verify
 from cfd.store.errors import RecoveryMismatch, StoreError
 from cfd.store.journal import JournalEntry
 from cfd.store.store import Store
@@ -218,6 +219,8 @@ class DurableEngine:
         if self.store is None:
             raise StoreError("no snapshot without a store")
         arrays, meta = _take_snapshot(self.engine)
+        if isinstance(meta, dict):  # ties the snapshot to its journal (cfd.store.verify)
+            meta = {**meta, verify.JOURNAL_HASH: self.store.head()[1]}
         state_hash = meta.get("state_hash") if isinstance(meta, dict) else None
         snap_id = self.store.save_snapshot(self.store.head_seq, arrays, meta,
                                            state_hash or self.engine.state_hash(),
@@ -306,6 +309,7 @@ def recover(store: Store, api: EngineApi | None = None, *, freeze_gc: bool = Fal
     """
     api = api or EngineApi()
     snap = store.latest_snapshot(api.schema_version)
+    chain = verify.snapshot_chain_hash(snap)
     if snap is None:
         engine, after = api.new(), 0
     else:
@@ -320,7 +324,9 @@ def recover(store: Store, api: EngineApi | None = None, *, freeze_gc: bool = Fal
                 "snapshot code) is faulty: start-up stopped. Drop the snapshots "
                 "(Store.drop_snapshots()) to recover by replaying the whole journal, and "
                 "report this as a bug.")
-    _replay(engine, ((r[0], r[2], r[4]) for r in store.journal_rows(after)), api.decode)
+    # the whole chain is checked from the first row, the rows after the snapshot replayed
+    _replay(engine, ((r[0], r[2], r[4]) for r in verify.rows_after(store, after, chain)),
+            api.decode)
     if freeze_gc:
         gc.collect()
         gc.freeze()  # the recovered state lives as long as the process: no GC rescans

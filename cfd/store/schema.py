@@ -1,8 +1,8 @@
-"""Connecting to the database: URL choice, SQLite pragmas, migrations, writer locks."""
+"""Connecting to the database: URL choice, SQLite pragmas, migrations (the writer lock is
+:mod:`cfd.store.lock`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,16 +11,11 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from cfd.store.errors import StoreLocked, StoreSchemaMismatch
+from cfd.store.errors import StoreSchemaMismatch
 from cfd.store.models import SCHEMA_REVISION
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None  # type: ignore[assignment]
 
 DEFAULT_SQLITE_FILE = "cfd.sqlite"
 URL_ENV = "CFD_DATABASE_URL"
@@ -127,72 +122,4 @@ def check_revision(eng: Engine) -> None:
         )
 
 
-class WriterLock:
-    """An exclusive lock that the operating system or the server drops if the holder dies.
-
-    SQLite file: ``flock`` on ``<db>.lock``. PostgreSQL: a session advisory lock keyed by
-    database and schema, held on a dedicated connection. Other backends: none (the lease
-    row's heartbeat is then the only guard).
-    """
-
-    def __init__(self, eng: Engine) -> None:
-        self._eng = eng
-        self._fd: int | None = None
-        self._conn: Connection | None = None
-        self.description = "none"
-
-    @property
-    def os_backed(self) -> bool:
-        return self._fd is not None or self._conn is not None
-
-    def acquire(self, holder: str) -> bool:
-        """Take the lock; False if someone else holds it."""
-        path = sqlite_file(self._eng)
-        if path is not None and fcntl is not None:
-            lock_path = path.with_name(path.name + ".lock")
-            self.description = f"file lock {lock_path}"
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                return False
-            os.ftruncate(fd, 0)
-            os.write(fd, holder.encode())
-            self._fd = fd
-            return True
-        if self._eng.dialect.name == "postgresql":
-            conn = self._eng.connect()
-            db, schema = conn.execute(text("SELECT current_database(), current_schema()")).one()
-            digest = hashlib.sha256(f"cfd.store:{db}:{schema}".encode()).digest()
-            key = int.from_bytes(digest[:8], "big", signed=True)
-            self.description = f"advisory lock {key} on {db}.{schema}"
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-            conn.commit()
-            if not got:
-                conn.close()
-                return False
-            self._conn = conn
-            return True
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-        if self._conn is not None:
-            self._conn.close()  # closing the session drops its advisory locks
-            self._conn = None
-
-
-def refuse_second_writer(url: str, lease: dict[str, Any] | None, lock: str) -> StoreLocked:
-    who = "another process"
-    if lease and lease.get("lease_owner"):
-        who = (f"owner {lease['lease_owner']} (host {lease['lease_host']}, pid "
-               f"{lease['lease_pid']}, heartbeat at {lease['lease_heartbeat_msc']} ms)")
-    return StoreLocked(
-        f"the store {url} is already open for writing by {who} ({lock}). Only one engine may "
-        "write a store: stop the other engine first, or open this one read-only "
-        "(Store.open(url, read_only=True)) to query it."
-    )
+from cfd.store.lock import WriterLock, refuse_second_writer  # noqa: E402, F401 (re-exported)

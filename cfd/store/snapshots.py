@@ -36,7 +36,7 @@ from cfd.store.blobs import (
     write_file,
 )
 from cfd.store.errors import SnapshotSchemaMismatch, StoreCorrupted, StoreError
-from cfd.store.meta import now_msc, read_head
+from cfd.store.meta import now_msc
 from cfd.store.writes import fast_supported
 
 #: Layout version of snapshots written by default (callers may pass their own).
@@ -325,8 +325,10 @@ class SnapshotStore:
         """
         s = m.SnapshotRow.__table__
         with self.engine.connect() as conn:
-            row = conn.execute(select(s).order_by(s.c.seq.desc(), s.c.id.desc()).limit(1)
-                               ).mappings().first()
+            newest = select(s).order_by(s.c.seq.desc(), s.c.id.desc()).limit(1)
+            if self._pin is not None:
+                newest = newest.where(s.c.seq <= self._pin[0])
+            row = conn.execute(newest).mappings().first()
             if row is None:
                 return None
             if row["schema_version"] != schema_version:
@@ -336,7 +338,7 @@ class SnapshotStore:
                     "Start the engine version that wrote it, or delete the snapshots "
                     "(Store.drop_snapshots()) so that start-up replays the whole journal."
                 )
-            head_seq, _ = read_head(conn)
+            head_seq, _ = self._visible_head(conn)
             if row["seq"] > head_seq:
                 raise StoreCorrupted(f"the latest snapshot is at seq {row['seq']}, past the "
                                      f"journal head {head_seq} (journal truncated)", head_seq)
@@ -348,8 +350,11 @@ class SnapshotStore:
     def snapshot_list(self) -> list[dict[str, Any]]:
         s = m.SnapshotRow.__table__
         cols = [s.c.id, s.c.seq, s.c.state_hash, s.c.schema_version, s.c.created_msc, s.c.size]
+        query = select(*cols).order_by(s.c.seq)
+        if self._pin is not None:
+            query = query.where(s.c.seq <= self._pin[0])
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(*cols).order_by(s.c.seq)).mappings()]
+            return [dict(r) for r in conn.execute(query).mappings()]
 
     def load_snapshot(self, snapshot_id: int) -> Snapshot:
         """One snapshot by id, whatever its schema version (for checks and tools)."""

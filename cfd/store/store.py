@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from cfd.effects import Effects
+from cfd.store import headmark, queries, schema
 from cfd.store import models as m
-from cfd.store import queries, schema
 from cfd.store.errors import (
     StoreCorrupted,
     StoreError,
@@ -61,8 +61,17 @@ class Store(SnapshotStore):
         self.owner = owner
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
+        self._pin: tuple[int, str] | None = None  # a read-only view's fixed head (pin())
+        self._mark: headmark.HeadMark | None = None
         if not read_only:
             self._head_seq, self._head_hash = self.head()
+            try:  # refuse a journal shorter than what was acknowledged (a lost -wal)
+                self._mark = headmark.open_mark(schema.sqlite_file(engine), *self.head())
+            except BaseException:
+                if lock is not None:
+                    lock.release()
+                engine.dispose()
+                raise
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -105,6 +114,8 @@ class Store(SnapshotStore):
                                  .values(lease_owner=None, lease_heartbeat_msc=None))
             finally:
                 self.owner = None
+                if self._mark is not None:
+                    self._mark.close()
                 if self._lock is not None:
                     self._lock.release()
         self.engine.dispose()
@@ -123,9 +134,22 @@ class Store(SnapshotStore):
         return self._head_seq if not self.read_only else self.head()[0]
 
     def head(self) -> tuple[int, str]:
-        """The journal head (seq, hash) as recorded in ``store_meta``."""
+        """The journal head (seq, hash) as recorded in ``store_meta`` (or as pinned)."""
         with self.engine.connect() as conn:
-            return read_head(conn)
+            return self._visible_head(conn)
+
+    def pin(self, head: tuple[int, str] | None = None) -> tuple[int, str]:
+        """Read-only: see the store as of ``head`` (default: now) from here on, so a reader
+        beside a running writer gets one consistent view (journal up to the head, the
+        snapshots at or before it). Returns the pinned head."""
+        if not self.read_only:
+            raise StoreError("only a read-only store can be pinned")
+        self._pin = None
+        self._pin = head or self.head()
+        return self._pin
+
+    def _visible_head(self, conn: Connection) -> tuple[int, str]:
+        return self._pin if self._pin is not None else read_head(conn)
 
     def append_batch(self, entries: list[JournalEntry], effects: Effects | None = None
                      ) -> list[JournalEntry]:
@@ -158,6 +182,8 @@ class Store(SnapshotStore):
                 apply_effects(conn, effects, seq)
             self._move_head(conn, seq, prev)
         self._head_seq, self._head_hash = seq, prev
+        if self._mark is not None:
+            self._mark.record(seq, prev)
         return stored
 
     def _move_head(self, conn: Connection, seq: int, hash_: str) -> None:
@@ -190,7 +216,7 @@ class Store(SnapshotStore):
         tuples (for replay: no per-row objects), checked the same way."""
         t = m.JournalRow.__table__
         with self.engine.connect() as conn:
-            head_seq, head_hash = read_head(conn)
+            head_seq, head_hash = self._visible_head(conn)
             if after_seq > head_seq:
                 raise StoreCorrupted(
                     f"asked to read after seq {after_seq}, but the journal head is "
@@ -210,7 +236,7 @@ class Store(SnapshotStore):
         pack = _CHAIN_HEAD.pack
         u32 = _U32.pack
         while True:
-            page = self._journal_page(expected)
+            page = self._journal_page(expected, head_seq if self._pin else None)
             for row in page:
                 seq, time_msc, kind, actor, payload, stored = row
                 if seq != expected:
@@ -245,23 +271,26 @@ class Store(SnapshotStore):
         if prev != head_hash:
             raise StoreCorrupted("the last journal row does not match the head's hash", last)
 
-    def _journal_page(self, first_seq: int) -> list[Any]:
-        """Up to ``_READ_PAGE`` journal rows from ``first_seq`` (one short read transaction)."""
+    def _journal_page(self, first_seq: int, last_seq: int | None = None) -> list[Any]:
+        """Up to ``_READ_PAGE`` journal rows from ``first_seq`` (to ``last_seq`` if given),
+        in one short read transaction."""
         t = m.JournalRow.__table__
+        last = 2**63 - 1 if last_seq is None else last_seq
         with self.engine.connect() as conn:
             if fast_supported(conn):
                 mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
                 cur = conn.connection.cursor()
                 try:
                     cur.execute("SELECT seq, time_msc, kind, actor, payload, hash FROM journal "
-                                f"WHERE seq >= {mark} ORDER BY seq LIMIT {mark}",
-                                (first_seq, _READ_PAGE))
+                                f"WHERE seq >= {mark} AND seq <= {mark} ORDER BY seq "
+                                f"LIMIT {mark}", (first_seq, last, _READ_PAGE))
                     return cur.fetchall()
                 finally:
                     cur.close()
             return [tuple(r) for r in conn.execute(
                 select(t.c.seq, t.c.time_msc, t.c.kind, t.c.actor, t.c.payload, t.c.hash)
-                .where(t.c.seq >= first_seq).order_by(t.c.seq).limit(_READ_PAGE))]
+                .where(t.c.seq >= first_seq, t.c.seq <= last).order_by(t.c.seq)
+                .limit(_READ_PAGE))]
 
     def verify(self) -> dict[str, Any]:
         """Check the whole chain, the head and the snapshots' seqs; raise or summarize."""
@@ -271,8 +300,10 @@ class Store(SnapshotStore):
         head_seq, _ = self.head()
         s = m.SnapshotRow.__table__
         with self.engine.connect() as conn:
-            bad = conn.execute(select(s.c.seq).where(s.c.seq > head_seq).limit(1)).scalar()
-            n_snap = conn.execute(select(func.count()).select_from(s)).scalar_one()
+            bad = None if self._pin else conn.execute(
+                select(s.c.seq).where(s.c.seq > head_seq).limit(1)).scalar()
+            n_snap = conn.execute(select(func.count()).select_from(s)
+                                  .where(s.c.seq <= head_seq)).scalar_one()
         if bad is not None:
             raise StoreCorrupted(f"a snapshot at seq {bad} lies past the journal head "
                                  f"{head_seq}", bad)

@@ -19,6 +19,7 @@ from cfd.constants import (
     FillingFlag,
     MarginMode,
     OrderFilling,
+    OrderTime,
     OrderType,
     Retcode,
     SymbolTradeExecution,
@@ -246,6 +247,9 @@ def plan_deal(eng: Engine, acc: int, req: TradeRequest) -> Plan:
     check_request_text(req)
     check_market(eng, acc, sym)
     check_filling(spec, req.type_filling)
+    if req.type_time not in OrderTime.__members__.values():
+        raise Rejected(Retcode.INVALID_EXPIRATION, f"type_time {req.type_time} is not GTC (0), "
+                       "DAY (1), SPECIFIED (2) or SPECIFIED_DAY (3)")
     is_buy = req.type == OrderType.BUY
     sc = eng.symbols.cols
     market = int(sc.ask[sym]) if is_buy else int(sc.bid[sym])
