@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
 
-from api import auth
+from api import auth, bars
 from api.app import create_app
 from api.feed import FeedLoop
 from api.metrics import Metrics
@@ -17,6 +18,7 @@ from api.settings import Settings
 from cfd import commands as C
 from cfd.engine import Engine
 from cfd.money import money_minor
+from cfd.store.schema import resolve_url
 
 log = logging.getLogger("cfd.api")
 
@@ -34,6 +36,8 @@ class Runtime:
             self.feed.stop()
             self.feed = None
         self.service.stop()
+        if self.service.market is not None:
+            self.service.market.close()
         if self.service.reader is not None:
             self.service.reader.close()
             self.service.reader = None
@@ -59,18 +63,29 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
                                                settings.rate_limit_burst))
     svc.snapshot_every = settings.snapshot_every
     svc.reader = reader
+    svc.market = bars.open_recorder(None if settings.in_memory else settings.database_url
+                                    or resolve_url(None), settings.marketdata_url,
+                                    _point_of(svc.engine))
     if reader is not None:
         _load_events(svc, reader)
     svc.start()
     rt = Runtime(settings, svc)
     if settings.demo:
         rt.demo = _demo_accounts(svc, settings)
+        bars.demo_history(svc, dt.datetime.fromtimestamp(svc.clock() / 1000, dt.UTC).date())
     if settings.feed != "none":
         rt.feed = FeedLoop(svc, settings.feed, settings.sessions, settings.feed_interval_ms,
                            settings.feed_seed)
         rt.feed.start()
     rt.app = create_app(svc, rt.demo)
     return rt
+
+
+def _point_of(engine: Engine) -> Any:
+    def point(name: str) -> float:
+        i = engine.symbols.get(name)
+        return 0.0 if i is None else float(engine.symbols.specs[i].point)
+    return point
 
 
 def _load_events(svc: EngineService, store: Any) -> None:

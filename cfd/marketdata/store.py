@@ -1,0 +1,329 @@
+"""Market data at rest: every accepted tick and the M1 bars built from them.
+
+Storage is columnar chunks in two tables, on SQLite or PostgreSQL (measured against a row
+per tick in ``benchmarks.marketdata``; see the README):
+
+* ``md_tick_chunks``: one row per symbol per flush, the flush's ticks of that symbol as a
+  zlib-compressed ``TICK_DTYPE`` array, with its first and last ``time_msc``;
+* ``md_bars``: one row per symbol, timeframe and period: the M1 bars of one UTC day
+  (``period`` = days since 1970-01-01), or imported D1 bars of one year (``period`` = the
+  year), as a ``RATE_DTYPE`` array. ``synthetic`` marks generated history.
+
+Higher timeframes are built from M1 on read (:func:`cfd.marketdata.bars.resample`); days
+without M1 bars are served from D1 bars where there are some. Days of synthetic D1 history
+get generated M1 bars (:mod:`cfd.marketdata.synthetic`), so every timeframe answers.
+
+It lives in its own database by default (``<store>.marketdata`` beside an SQLite store; the
+same database on PostgreSQL), so tick writes never wait for, or hold up, the journal's lock.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    and_,
+    func,
+    select,
+    tuple_,
+)
+from sqlalchemy.engine import make_url
+
+from cfd.marketdata import synthetic
+from cfd.marketdata.bars import RATE_DTYPE, TICK_DTYPE, merge, resample
+from cfd.marketdata.timeframes import D1, TIMEFRAMES, bar_open, seconds
+
+M1 = 1
+_DAY = 86_400
+URL_ENV = "CFD_MARKETDATA_URL"
+
+metadata = MetaData()
+tick_chunks = Table(
+    "md_tick_chunks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("symbol", String(64), nullable=False),
+    Column("t_first", BigInteger, nullable=False),
+    Column("t_last", BigInteger, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Index("ix_md_tick_chunks_symbol_last", "symbol", "t_last"),
+)
+bar_rows = Table(
+    "md_bars", metadata,
+    Column("symbol", String(64), primary_key=True),
+    Column("tf", SmallInteger, primary_key=True),
+    Column("period", Integer, primary_key=True),
+    Column("synthetic", Boolean, nullable=False, default=False),
+    Column("n", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+
+def url_beside(store_url: str) -> str:
+    """The market-data database for a store URL: a sibling file on SQLite, else the same."""
+    u = make_url(store_url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        return str(u.set(database=f"{u.database}.marketdata"))
+    return store_url
+
+
+def _upsert(conn: Any, table: Table, rows: list[dict], keys: list[str]) -> None:
+    if not rows:
+        return
+    name = conn.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=keys,
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys})
+    conn.execute(stmt, rows)
+
+
+def _ticks(blob: bytes) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(blob), TICK_DTYPE)
+
+
+def _bars(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, RATE_DTYPE)
+
+
+class MarketData:
+    """Tick and bar history of every symbol (thread-safe: one connection per call)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        from cfd.store.schema import make_engine
+
+        self._tmp: str | None = None
+        if url is None:  # a scratch database, removed on close
+            self._tmp = tempfile.mkdtemp(prefix="cfd-marketdata-")
+            url = f"sqlite:///{os.path.join(self._tmp, 'marketdata.sqlite')}"
+        self.url = url
+        self.db = make_engine(url, writer=False)
+        metadata.create_all(self.db, checkfirst=True)
+
+    def close(self) -> None:
+        self.db.dispose()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    # ------------------------------------------------------------------ writes
+    def write_ticks(self, by_symbol: dict[str, np.ndarray],
+                    m1_by_symbol: dict[str, np.ndarray]) -> None:
+        """One transaction: each symbol's ticks as a chunk, its M1 bars merged into the
+        stored days (``by_symbol``: ``TICK_DTYPE`` arrays in time order)."""
+        chunks = [{"symbol": s, "t_first": int(t["time_msc"][0]),
+                   "t_last": int(t["time_msc"][-1]), "n": len(t),
+                   "data": zlib.compress(t.tobytes(), 1)}
+                  for s, t in by_symbol.items() if len(t)]
+        with self.db.begin() as conn:
+            if chunks:
+                conn.execute(tick_chunks.insert(), chunks)
+            self._merge_bars(conn, M1, m1_by_symbol, synthetic=False)
+
+    def write_bars(self, symbol: str, timeframe: int, bars: np.ndarray, *,
+                   synthetic_: bool = False) -> int:
+        """Store imported (or generated) M1 or D1 bars, merged with what is stored."""
+        if timeframe not in (M1, D1):
+            raise ValueError("bars are stored as M1 or D1 (higher timeframes are built)")
+        bars = np.sort(np.asarray(bars, RATE_DTYPE), order="time", kind="stable")
+        with self.db.begin() as conn:
+            self._merge_bars(conn, timeframe, {symbol: bars}, synthetic=synthetic_)
+        return len(bars)
+
+    @staticmethod
+    def _period(timeframe: int, t: np.ndarray) -> np.ndarray:
+        if timeframe == M1:
+            return t // _DAY
+        return t.astype("datetime64[s]").astype("datetime64[Y]").astype(np.int64) + 1970
+
+    def _merge_bars(self, conn: Any, timeframe: int, by_symbol: dict[str, np.ndarray],
+                    synthetic: bool) -> None:
+        parts: dict[tuple[str, int], np.ndarray] = {}
+        for sym, bars in by_symbol.items():
+            if not len(bars):
+                continue
+            per = self._period(timeframe, bars["time"])
+            cut = np.flatnonzero(np.r_[True, per[1:] != per[:-1], True])
+            for a, b in zip(cut[:-1], cut[1:], strict=True):
+                parts[(sym, int(per[a]))] = bars[a:b]
+        if not parts:
+            return
+        t = bar_rows.c
+        old: dict[tuple[str, int], np.ndarray] = {}
+        keys = list(parts)
+        for i in range(0, len(keys), 500):
+            rows = conn.execute(select(t.symbol, t.period, t.data).where(
+                t.tf == timeframe, tuple_(t.symbol, t.period).in_(keys[i:i + 500])))
+            for r in rows:
+                old[(r.symbol, r.period)] = _bars(r.data)
+        out = []
+        for key, new in parts.items():
+            merged = merge(old[key], new) if key in old else new
+            out.append({"symbol": key[0], "tf": timeframe, "period": key[1],
+                        "synthetic": synthetic, "n": len(merged),
+                        "data": np.ascontiguousarray(merged).tobytes()})
+        _upsert(conn, bar_rows, out, ["symbol", "tf", "period"])
+
+    # ------------------------------------------------------------------ ticks
+    def ticks_range(self, symbol: str, t0_msc: int, t1_msc: int, limit: int) -> np.ndarray:
+        """Ticks with ``t0 <= time_msc <= t1``, oldest first, at most ``limit``."""
+        c = tick_chunks.c
+        stmt = (select(c.data).where(c.symbol == symbol, c.t_last >= t0_msc,
+                                     c.t_first <= t1_msc).order_by(c.t_first, c.id))
+        return self._collect(stmt, t0_msc, t1_msc, limit)
+
+    def ticks_from(self, symbol: str, t0_msc: int, count: int) -> np.ndarray:
+        """The first ``count`` ticks at or after ``t0``."""
+        c = tick_chunks.c
+        stmt = (select(c.data).where(c.symbol == symbol, c.t_last >= t0_msc)
+                .order_by(c.t_first, c.id))
+        return self._collect(stmt, t0_msc, 2**62, count)
+
+    def _collect(self, stmt: Any, t0: int, t1: int, limit: int) -> np.ndarray:
+        out: list[np.ndarray] = []
+        have = 0
+        with self.db.connect() as conn:
+            for (blob,) in conn.execute(stmt.execution_options(yield_per=64)):
+                tk = _ticks(blob)
+                tk = tk[(tk["time_msc"] >= t0) & (tk["time_msc"] <= t1)]
+                out.append(tk)
+                have += len(tk)
+                if have >= limit:
+                    break
+        if not out:
+            return np.empty(0, TICK_DTYPE)
+        return np.concatenate(out)[:limit]
+
+    # ------------------------------------------------------------------ bars
+    def _stored(self, conn: Any, symbol: str, timeframe: int, p0: int, p1: int
+                ) -> tuple[list[np.ndarray], list[bool]]:
+        t = bar_rows.c
+        rows = conn.execute(select(t.data, t.synthetic).where(
+            t.symbol == symbol, t.tf == timeframe, t.period >= p0, t.period <= p1)
+            .order_by(t.period)).all()
+        return [_bars(r.data) for r in rows], [bool(r.synthetic) for r in rows]
+
+    def m1(self, symbol: str, t0: int, t1: int, point: float = 0.01) -> np.ndarray:
+        """M1 bars opening in ``[t0, t1]``: stored ones, and generated ones on days of
+        synthetic D1 history without stored M1 bars."""
+        with self.db.connect() as conn:
+            got, _ = self._stored(conn, symbol, M1, t0 // _DAY, t1 // _DAY)
+            m1 = np.concatenate(got) if got else np.empty(0, RATE_DTYPE)
+            y0, y1 = self._period(D1, np.array([t0, t1]))
+            days, synth = self._stored(conn, symbol, D1, int(y0), int(y1))
+        fake = [d for d, s in zip(days, synth, strict=True) if s]
+        if fake:
+            d1 = np.concatenate(fake)
+            d1 = d1[(d1["time"] >= t0 // _DAY * _DAY) & (d1["time"] <= t1)]
+            d1 = d1[~np.isin(d1["time"] // _DAY, np.unique(m1["time"] // _DAY))]
+            if len(d1):
+                m1 = merge(m1, synthetic.intraday(symbol, d1, point))
+        return m1[(m1["time"] >= t0) & (m1["time"] <= t1)]
+
+    def daily(self, symbol: str, t0: int, t1: int, point: float = 0.01) -> np.ndarray:
+        """D1 bars opening in ``[t0, t1]``: from M1 where there are M1 bars, else stored
+        D1 bars (imported or synthetic)."""
+        with self.db.connect() as conn:
+            got, _ = self._stored(conn, symbol, M1, t0 // _DAY, t1 // _DAY)
+            y0, y1 = self._period(D1, np.array([t0, t1]))
+            days, _ = self._stored(conn, symbol, D1, int(y0), int(y1))
+        from_m1 = resample(np.concatenate(got), D1) if got else np.empty(0, RATE_DTYPE)
+        d1 = np.concatenate(days) if days else np.empty(0, RATE_DTYPE)
+        d1 = d1[~np.isin(d1["time"], from_m1["time"])]
+        both = np.concatenate([d1, from_m1])
+        both = both[np.argsort(both["time"], kind="stable")]
+        return both[(both["time"] >= t0) & (both["time"] <= t1)]
+
+    def rates_range(self, symbol: str, timeframe: int, t0: int, t1: int,
+                    point: float = 0.01) -> np.ndarray:
+        """Bars of ``timeframe`` opening in ``[t0, t1]`` (seconds), oldest first."""
+        if timeframe not in TIMEFRAMES:
+            raise ValueError(f"timeframe {timeframe} is not an MT5 TIMEFRAME_*")
+        t1_end = int(bar_open(timeframe, t1)) + seconds(timeframe) - 1
+        t0_open = int(bar_open(timeframe, t0))
+        if timeframe == M1:
+            out = self.m1(symbol, t0_open, t1_end, point)
+        elif timeframe >= D1:
+            out = resample(self.daily(symbol, t0_open, t1_end, point), timeframe)
+        else:
+            out = resample(self.m1(symbol, t0_open, t1_end, point), timeframe)
+        return out[(out["time"] >= t0) & (out["time"] <= t1)]
+
+    def bounds(self, symbol: str) -> tuple[int, int] | None:
+        """Open times (seconds) of the first and last stored bar of ``symbol``."""
+        t = bar_rows.c
+        with self.db.connect() as conn:
+            lo = conn.execute(select(func.min(t.period), func.max(t.period)).where(
+                t.symbol == symbol, t.tf == M1)).one()
+            yl = conn.execute(select(func.min(t.period), func.max(t.period)).where(
+                t.symbol == symbol, t.tf == D1)).one()
+            ends = []
+            for tf, (a, b) in ((M1, lo), (D1, yl)):
+                if a is None:
+                    continue
+                first = self._edge(conn, symbol, tf, a, 0)
+                last = self._edge(conn, symbol, tf, b, -1) + (_DAY - 60 if tf == D1 else 0)
+                ends.append((first, last))
+        if not ends:
+            return None
+        return min(e[0] for e in ends), max(e[1] for e in ends)
+
+    @staticmethod
+    def _edge(conn: Any, symbol: str, tf: int, period: int, i: int) -> int:
+        t = bar_rows.c
+        blob = conn.execute(select(t.data).where(and_(
+            t.symbol == symbol, t.tf == tf, t.period == period))).scalar_one()
+        return int(_bars(blob)["time"][i])
+
+    def rates_from(self, symbol: str, timeframe: int, t_end: int, count: int,
+                   point: float = 0.01, skip: int = 0) -> np.ndarray:
+        """The ``count`` bars opening at or before ``t_end`` (after leaving out the
+        ``skip`` latest), oldest first: a window widened backwards until it holds them."""
+        b = self.bounds(symbol)
+        if b is None or count <= 0:
+            return np.empty(0, RATE_DTYPE)
+        t_end = min(t_end, b[1])
+        need = count + skip
+        span = max(seconds(timeframe) * need * 2, 3 * _DAY)
+        while True:
+            t0 = max(t_end - span, b[0])
+            out = self.rates_range(symbol, timeframe, t0, t_end, point)
+            if len(out) >= need or t0 <= b[0]:
+                break
+            span *= 4
+        end = len(out) - skip
+        return out[max(end - count, 0):max(end, 0)]
+
+    def symbols(self) -> list[str]:
+        with self.db.connect() as conn:
+            return sorted(conn.execute(select(bar_rows.c.symbol).distinct()).scalars())
+
+
+def split_by_symbol(names: Iterable[str], sym: np.ndarray, ticks: np.ndarray
+                    ) -> dict[str, np.ndarray]:
+    """Ticks (``TICK_DTYPE``) grouped by symbol name, each in time order."""
+    names = list(names)
+    order = np.lexsort((ticks["time_msc"], sym))
+    sym, ticks = sym[order], ticks[order]
+    cut = np.flatnonzero(np.r_[True, sym[1:] != sym[:-1], True])
+    return {names[int(sym[a])]: ticks[a:b] for a, b in zip(cut[:-1], cut[1:], strict=True)}
