@@ -1,10 +1,11 @@
 """The tick recorder: accepted ticks to the market-data store, off the writer's thread.
 
 The writer hands each batch's accepted ticks over as columns (:meth:`TickRecorder.record`
-only puts them on a queue); a background thread folds them into the day's statistics per
-symbol (bid/ask highs and lows, the day's first bid, for ``symbol_info``) as they come, and
-every ``flush_ms`` (or ``flush_ticks`` ticks) stores them in one transaction: a compressed
-chunk per symbol and the M1 bars they update. Readers call :meth:`sync` first to see every
+only puts them on a queue); a background thread, every ``flush_ms`` (or ``flush_ticks``
+ticks), groups them by symbol once, folds them into the day's statistics per symbol
+(bid/ask highs and lows, the day's first bid, for ``symbol_info``) and stores them in one
+transaction: a chunk per symbol and the M1 bars they update. All of it on columns: no
+object and no record per tick. Readers call :meth:`sync` first to see every
 tick handed over so far.
 
 The journal stays the source of truth: ticks recorded but not yet flushed when the process
@@ -22,37 +23,77 @@ from typing import Any
 
 import numpy as np
 
-from cfd.marketdata.bars import TICK_DTYPE, m1_from_ticks
-from cfd.marketdata.store import MarketData, split_by_symbol
+from cfd.feed.ticks import TickBatch
+from cfd.marketdata.bars import m1_by_symbol
+from cfd.marketdata.store import MarketData, chunks_by_symbol
 
 log = logging.getLogger("cfd.marketdata")
 
 
-def as_ticks(batch: Any) -> np.ndarray:
-    """A ``TickBatch`` (columns) as ``TICK_DTYPE`` records."""
-    out = np.empty(len(batch.symbol), TICK_DTYPE)
-    out["time_msc"] = batch.time_msc
-    out["time"] = batch.time_msc // 1000
-    out["bid"], out["ask"], out["last"] = batch.bid, batch.ask, batch.last
-    out["volume"], out["flags"] = batch.volume, batch.flags
-    out["volume_real"] = batch.volume_real
-    return out
+class DayStats:
+    """Per symbol index: the UTC day of its last tick, that day's first bid and its bid and
+    ask highs and lows (symbol_info's bidhigh, bidlow, askhigh, asklow, price_change)."""
+
+    _FIELDS = ("first_bid", "bidhigh", "bidlow", "askhigh", "asklow")
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] = ()
+        self.index: dict[str, int] = {}
+        self.day = np.full(0, -1, np.int64)
+        self.cols = {k: np.zeros(0) for k in self._FIELDS}
+
+    def get(self, name: str) -> dict[str, float] | None:
+        i = self.index.get(name)
+        if i is None or i >= len(self.day) or self.day[i] < 0:
+            return None
+        return {"day": int(self.day[i]), **{k: float(v[i]) for k, v in self.cols.items()}}
+
+    def fold(self, ticks: Any, names: tuple[str, ...]) -> None:
+        """Fold ticks (columns grouped by ascending symbol index, each symbol's in time
+        order) into the statistics."""
+        if names is not self.names:
+            self.names, self.index = names, {n: i for i, n in enumerate(names)}
+        n = len(names)
+        if len(self.day) < n:
+            grow = n - len(self.day)
+            self.day = np.r_[self.day, np.full(grow, -1, np.int64)]
+            self.cols = {k: np.r_[v, np.zeros(grow)] for k, v in self.cols.items()}
+        s, day = ticks.symbol, ticks.time_msc // 86_400_000
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        groups = s[starts]
+        latest = np.maximum.reduceat(day, starts)  # ticks may cross midnight
+        keep = day == np.repeat(latest, np.diff(np.r_[starts, len(s)]))
+        s, bid, ask = s[keep], ticks.bid[keep], ticks.ask[keep]
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        new = latest != self.day[groups]
+        c = self.cols
+        renew = groups[new]
+        self.day[renew] = latest[new]
+        c["first_bid"][renew] = bid[starts][new]
+        c["bidhigh"][renew] = c["askhigh"][renew] = -np.inf
+        c["bidlow"][renew] = c["asklow"][renew] = np.inf
+        for side, px in (("bid", bid), ("ask", ask)):
+            hi, lo = c[f"{side}high"], c[f"{side}low"]
+            hi[groups] = np.maximum(hi[groups], np.maximum.reduceat(px, starts))
+            lo[groups] = np.minimum(lo[groups], np.minimum.reduceat(px, starts))
 
 
 class TickRecorder:
     """Queue in, batched writes out (one daemon thread)."""
 
     def __init__(self, store: MarketData, point_of: Callable[[str], float], *,
-                 flush_ms: int = 1000, flush_ticks: int = 500_000) -> None:
+                 flush_ms: int = 2000, flush_ticks: int = 1_000_000) -> None:
         self.store = store
         self.point_of = point_of
         self.flush_s = flush_ms / 1000
         self.flush_ticks = flush_ticks
-        self.day: dict[str, dict[str, float]] = {}
+        self.day = DayStats()
         self.failed: BaseException | None = None
         self.stored = 0
+        self.cpu_s = 0.0  # CPU time the recorder thread spent storing
         self._q: queue.Queue[Any] = queue.Queue()
-        self._pending: list[tuple[np.ndarray, np.ndarray, tuple[str, ...]]] = []
+        self._pending: list[TickBatch] = []
+        self._names: tuple[str, ...] = ()
         self._n = 0
         self._thread = threading.Thread(target=self._run, name="cfd-ticks", daemon=True)
         self._thread.start()
@@ -60,7 +101,7 @@ class TickRecorder:
     # ------------------------------------------------------------------ writer side
     def record(self, batches: Sequence[Any], names: Sequence[str]) -> None:
         """Hand over accepted ticks (``TickBatch`` columns; ``names``: symbol index ->
-        name). Cheap: the work happens on the recorder's thread."""
+        name, indices never reused). Cheap: the work happens on the recorder's thread."""
         if batches:
             self._q.put((list(batches), tuple(names)))
 
@@ -97,48 +138,28 @@ class TickRecorder:
                 if not self._n:
                     first = time.monotonic()
                 batches, names = item
-                for b in batches:
-                    sym = np.asarray(b.symbol)
-                    ticks = as_ticks(b)
-                    self._pending.append((sym, ticks, names))
-                    self._n += len(sym)
-                    self._fold_day(sym, ticks, names)
+                if len(names) >= len(self._names):
+                    self._names = names
+                self._pending.extend(batches)
+                self._n += sum(len(b) for b in batches)
                 if self._n < self.flush_ticks and time.monotonic() - first < self.flush_s:
                     continue
             self._flush()
-
-    def _fold_day(self, sym: np.ndarray, ticks: np.ndarray, names: tuple[str, ...]) -> None:
-        for s in np.unique(sym).tolist():
-            tk = ticks[sym == s]
-            name = names[s]
-            day = int(tk["time_msc"][-1]) // 86_400_000
-            d = self.day.get(name)
-            if d is None or d["day"] != day:
-                tk = tk[tk["time_msc"] // 86_400_000 == day]
-                d = self.day[name] = {"day": day, "first_bid": float(tk["bid"][0]),
-                                      "bidhigh": -np.inf, "bidlow": np.inf,
-                                      "askhigh": -np.inf, "asklow": np.inf}
-            d["bidhigh"] = max(d["bidhigh"], float(tk["bid"].max()))
-            d["bidlow"] = min(d["bidlow"], float(tk["bid"].min()))
-            d["askhigh"] = max(d["askhigh"], float(tk["ask"].max()))
-            d["asklow"] = min(d["asklow"], float(tk["ask"].min()))
 
     def _flush(self) -> None:
         if not self._n:
             return
         pending, self._pending, self._n = self._pending, [], 0
+        cpu = time.thread_time()
         try:
-            by_name: dict[str, list[np.ndarray]] = {}
-            for sym, ticks, names in pending:
-                for name, tk in split_by_symbol(names, sym, ticks).items():
-                    by_name.setdefault(name, []).append(tk)
-            ticks_of = {k: np.concatenate(v) if len(v) > 1 else v[0]
-                        for k, v in by_name.items()}
-            ticks_of = {k: v[np.argsort(v["time_msc"], kind="stable")]
-                        for k, v in ticks_of.items()}
-            m1 = {k: m1_from_ticks(v, self.point_of(k)) for k, v in ticks_of.items()}
-            self.store.write_ticks(ticks_of, m1)
-            self.stored += sum(len(v) for v in ticks_of.values())
+            ticks = TickBatch.concat(pending)
+            ticks = ticks.take(np.argsort(ticks.symbol, kind="stable"))
+            self.day.fold(ticks, self._names)
+            points = np.array([self.point_of(n) for n in self._names])
+            self.store.write_ticks(chunks_by_symbol(self._names, ticks),
+                                   m1_by_symbol(self._names, ticks, points))
+            self.stored += len(ticks)
         except Exception as exc:  # keep recording; the journal still has the ticks
             log.exception("storing ticks failed")
             self.failed = exc
+        self.cpu_s += time.thread_time() - cpu

@@ -3,11 +3,14 @@
 Storage is columnar chunks in two tables, on SQLite or PostgreSQL (measured against a row
 per tick in ``benchmarks.marketdata``; see the README):
 
-* ``md_tick_chunks``: one row per symbol per flush, the flush's ticks of that symbol as a
-  zlib-compressed ``TICK_DTYPE`` array, with its first and last ``time_msc``;
-* ``md_bars``: one row per symbol, timeframe and period: the M1 bars of one UTC day
-  (``period`` = days since 1970-01-01), or imported D1 bars of one year (``period`` = the
-  year), as a ``RATE_DTYPE`` array. ``synthetic`` marks generated history.
+* ``md_tick_chunks``: one row per symbol per flush, the flush's ticks of that symbol in the
+  journal's compact column encoding (``TickBatch.to_bytes``: all-zero columns left out,
+  times as 32-bit offsets; about 28 bytes a quote-only tick; zlib on top cost more CPU than
+  the replay could spare), with its first and last ``time_msc``;
+* ``md_bars``: one row per symbol, timeframe and period: the M1 bars of one hour
+  (``period`` = hours since 1970-01-01: a flush rewrites at most a few small rows per
+  symbol), or D1 bars of one year (``period`` = the year), as a ``RATE_DTYPE`` array.
+  ``synthetic`` marks generated history.
 
 Higher timeframes are built from M1 on read (:func:`cfd.marketdata.bars.resample`); days
 without M1 bars are served from D1 bars where there are some. Days of synthetic D1 history
@@ -22,8 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import zlib
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -39,18 +41,20 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    event,
     func,
     select,
-    tuple_,
 )
 from sqlalchemy.engine import make_url
 
+from cfd.feed.ticks import TickBatch
 from cfd.marketdata import synthetic
-from cfd.marketdata.bars import RATE_DTYPE, TICK_DTYPE, merge, resample
+from cfd.marketdata.bars import RATE_DTYPE, TICK_DTYPE, as_ticks, merge, resample
 from cfd.marketdata.timeframes import D1, TIMEFRAMES, bar_open, seconds
 
 M1 = 1
 _DAY = 86_400
+_HOUR = 3600
 URL_ENV = "CFD_MARKETDATA_URL"
 
 metadata = MetaData()
@@ -83,23 +87,16 @@ def url_beside(store_url: str) -> str:
     return store_url
 
 
-def _upsert(conn: Any, table: Table, rows: list[dict], keys: list[str]) -> None:
-    if not rows:
-        return
-    name = conn.dialect.name
-    if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=keys,
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys})
-    conn.execute(stmt, rows)
+def _sqlite_normal_sync(dbapi_conn: Any, _record: Any) -> None:
+    """Derived data (the journal holds every tick): WAL with synchronous=NORMAL, which
+    survives a process crash and may lose the last commits on power loss."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
 
 
 def _ticks(blob: bytes) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(blob), TICK_DTYPE)
+    return as_ticks(TickBatch.from_bytes(blob))
 
 
 def _bars(blob: bytes) -> np.ndarray:
@@ -113,11 +110,15 @@ class MarketData:
         from cfd.store.schema import make_engine
 
         self._tmp: str | None = None
+        self._latest: dict[tuple[int, str, int], np.ndarray] = {}
+        self._latest_period: dict[str, int] = {}
         if url is None:  # a scratch database, removed on close
             self._tmp = tempfile.mkdtemp(prefix="cfd-marketdata-")
             url = f"sqlite:///{os.path.join(self._tmp, 'marketdata.sqlite')}"
         self.url = url
         self.db = make_engine(url, writer=False)
+        if self.db.dialect.name == "sqlite":
+            event.listen(self.db, "connect", _sqlite_normal_sync)
         metadata.create_all(self.db, checkfirst=True)
 
     def close(self) -> None:
@@ -127,17 +128,17 @@ class MarketData:
             self._tmp = None
 
     # ------------------------------------------------------------------ writes
-    def write_ticks(self, by_symbol: dict[str, np.ndarray],
+    def write_ticks(self, chunks: dict[str, tuple[int, int, int, bytes]],
                     m1_by_symbol: dict[str, np.ndarray]) -> None:
-        """One transaction: each symbol's ticks as a chunk, its M1 bars merged into the
-        stored days (``by_symbol``: ``TICK_DTYPE`` arrays in time order)."""
-        chunks = [{"symbol": s, "t_first": int(t["time_msc"][0]),
-                   "t_last": int(t["time_msc"][-1]), "n": len(t),
-                   "data": zlib.compress(t.tobytes(), 1)}
-                  for s, t in by_symbol.items() if len(t)]
+        """One transaction: each symbol's ticks as a chunk (``chunks_by_symbol``), its M1
+        bars merged into the stored hours."""
+        rows = [(sym, t0, t1, n, blob) for sym, (t0, t1, n, blob) in chunks.items()]
         with self.db.begin() as conn:
-            if chunks:
-                conn.execute(tick_chunks.insert(), chunks)
+            if rows:  # the driver's executemany: many rows, no per-row processing
+                mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                conn.exec_driver_sql(
+                    "INSERT INTO md_tick_chunks (symbol, t_first, t_last, n, data) "
+                    f"VALUES ({', '.join([mark] * 5)})", rows)
             self._merge_bars(conn, M1, m1_by_symbol, synthetic=False)
 
     def write_bars(self, symbol: str, timeframe: int, bars: np.ndarray, *,
@@ -153,7 +154,7 @@ class MarketData:
     @staticmethod
     def _period(timeframe: int, t: np.ndarray) -> np.ndarray:
         if timeframe == M1:
-            return t // _DAY
+            return t // _HOUR
         return t.astype("datetime64[s]").astype("datetime64[Y]").astype(np.int64) + 1970
 
     def _merge_bars(self, conn: Any, timeframe: int, by_symbol: dict[str, np.ndarray],
@@ -169,20 +170,39 @@ class MarketData:
         if not parts:
             return
         t = bar_rows.c
-        old: dict[tuple[str, int], np.ndarray] = {}
-        keys = list(parts)
-        for i in range(0, len(keys), 500):
-            rows = conn.execute(select(t.symbol, t.period, t.data).where(
-                t.tf == timeframe, tuple_(t.symbol, t.period).in_(keys[i:i + 500])))
-            for r in rows:
-                old[(r.symbol, r.period)] = _bars(r.data)
+        # the rows being written to (each symbol's latest hour) are kept in memory: the
+        # recorder's flushes do not read back what they wrote the flush before
+        old = {k: v for k in parts if (v := self._latest.get((timeframe, *k))) is not None}
+        missing = [k for k in parts if k not in old]
+        periods = sorted({k[1] for k in missing})
+        if missing:
+            for r in conn.execute(select(t.symbol, t.period, t.data).where(
+                    t.tf == timeframe, t.period.in_(periods))):
+                if (r.symbol, r.period) in parts and (r.symbol, r.period) not in old:
+                    old[(r.symbol, r.period)] = _bars(r.data)
         out = []
         for key, new in parts.items():
             merged = merge(old[key], new) if key in old else new
-            out.append({"symbol": key[0], "tf": timeframe, "period": key[1],
-                        "synthetic": synthetic, "n": len(merged),
-                        "data": np.ascontiguousarray(merged).tobytes()})
-        _upsert(conn, bar_rows, out, ["symbol", "tf", "period"])
+            self._remember(timeframe, key, merged)
+            out.append((key[0], timeframe, key[1], synthetic, len(merged),
+                        np.ascontiguousarray(merged).tobytes()))
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(  # SQLite 3.24+ and PostgreSQL alike
+            "INSERT INTO md_bars (symbol, tf, period, synthetic, n, data) "
+            f"VALUES ({', '.join([mark] * 6)}) ON CONFLICT (symbol, tf, period) DO UPDATE "
+            "SET synthetic = excluded.synthetic, n = excluded.n, data = excluded.data", out)
+
+    def _remember(self, timeframe: int, key: tuple[str, int], bars: np.ndarray) -> None:
+        """Keep each symbol's latest period in memory (replaced once a later one comes)."""
+        if timeframe != M1:
+            return
+        prev = self._latest_period.get(key[0])
+        if prev is not None and prev > key[1]:
+            return
+        if prev is not None and prev != key[1]:
+            self._latest.pop((timeframe, key[0], prev), None)
+        self._latest_period[key[0]] = key[1]
+        self._latest[(timeframe, *key)] = bars
 
     # ------------------------------------------------------------------ ticks
     def ticks_range(self, symbol: str, t0_msc: int, t1_msc: int, limit: int) -> np.ndarray:
@@ -227,7 +247,7 @@ class MarketData:
         """M1 bars opening in ``[t0, t1]``: stored ones, and generated ones on days of
         synthetic D1 history without stored M1 bars."""
         with self.db.connect() as conn:
-            got, _ = self._stored(conn, symbol, M1, t0 // _DAY, t1 // _DAY)
+            got, _ = self._stored(conn, symbol, M1, t0 // _HOUR, t1 // _HOUR)
             m1 = np.concatenate(got) if got else np.empty(0, RATE_DTYPE)
             y0, y1 = self._period(D1, np.array([t0, t1]))
             days, synth = self._stored(conn, symbol, D1, int(y0), int(y1))
@@ -244,7 +264,7 @@ class MarketData:
         """D1 bars opening in ``[t0, t1]``: from M1 where there are M1 bars, else stored
         D1 bars (imported or synthetic)."""
         with self.db.connect() as conn:
-            got, _ = self._stored(conn, symbol, M1, t0 // _DAY, t1 // _DAY)
+            got, _ = self._stored(conn, symbol, M1, t0 // _HOUR, t1 // _HOUR)
             y0, y1 = self._period(D1, np.array([t0, t1]))
             days, _ = self._stored(conn, symbol, D1, int(y0), int(y1))
         from_m1 = resample(np.concatenate(got), D1) if got else np.empty(0, RATE_DTYPE)
@@ -319,11 +339,17 @@ class MarketData:
             return sorted(conn.execute(select(bar_rows.c.symbol).distinct()).scalars())
 
 
-def split_by_symbol(names: Iterable[str], sym: np.ndarray, ticks: np.ndarray
-                    ) -> dict[str, np.ndarray]:
-    """Ticks (``TICK_DTYPE``) grouped by symbol name, each in time order."""
-    names = list(names)
-    order = np.lexsort((ticks["time_msc"], sym))
-    sym, ticks = sym[order], ticks[order]
-    cut = np.flatnonzero(np.r_[True, sym[1:] != sym[:-1], True])
-    return {names[int(sym[a])]: ticks[a:b] for a, b in zip(cut[:-1], cut[1:], strict=True)}
+def chunks_by_symbol(names: Sequence[str], ticks: TickBatch
+                     ) -> dict[str, tuple[int, int, int, bytes]]:
+    """Each symbol's ticks (columns grouped by ascending symbol index, each symbol's in
+    time order) as (first time_msc, last time_msc, count, bytes in the journal's compact
+    encoding, ``TickBatch.to_bytes``)."""
+    s = ticks.symbol
+    cut = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True])
+    cols = {k: getattr(ticks, k) for k in TickBatch.__dataclass_fields__}
+    t = ticks.time_msc
+    out = {}
+    for a, b in zip(cut[:-1].tolist(), cut[1:].tolist(), strict=True):
+        part = TickBatch(**{k: v[a:b] for k, v in cols.items()})
+        out[names[int(s[a])]] = (int(t[a]), int(t[b - 1]), b - a, part.to_bytes())
+    return out
