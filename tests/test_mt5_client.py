@@ -113,10 +113,17 @@ def test_client_functions(live: dict) -> None:
 
 
 @pytest.mark.parametrize("name", ["order_send", "order_check", "positions_get", "orders_get",
-                                  "history_deals_get", "history_orders_get"])
+                                  "history_deals_get", "history_orders_get", "copy_rates_from",
+                                  "copy_rates_from_pos", "copy_rates_range", "copy_ticks_from",
+                                  "copy_ticks_range", "login"])
 def test_mt5_documentation_examples(live: dict, name: str) -> None:
+    demo = httpx.get(f"{live['url']}/demo/credentials").json()["accounts"]
     env = {**os.environ, "CFD_SERVER": live["url"], "PYTHONPATH": str(ROOT),
-           "EXAMPLE_POSITION_ID": str(live["position"])}
+           "EXAMPLE_POSITION_ID": str(live["position"]),
+           "CFD_MT5_CONFIG": str(ROOT / "no-such-config.json"),
+           "EXAMPLE_LOGIN": str(demo[1]["login"]), "EXAMPLE_LOGIN2": str(demo[2]["login"]),
+           "EXAMPLE_PASSWORD2": demo[2]["api_key"]}
+    env.pop("CFD_PASSWORD", None)
     env.pop("CFD_LOGIN", None)
     out = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py")], env=env,
                          capture_output=True, text=True, timeout=60, cwd=str(ROOT))
@@ -140,7 +147,36 @@ def test_mt5_documentation_examples(live: dict, name: str) -> None:
                               f"Deals with position id #{pos}: 1", "TradeDeal(ticket="],
         "history_orders_get": ["group=\"*AA*\")=", f"Total history orders on position "
                                f"#{pos}: 1", "TradeOrder(ticket=", "time_done"],
+        # the demo's synthetic history: 10 H4 bars up to 2020-01-10 00:00 (that Thursday's
+        # and Wednesday's sessions, 09:30-16:00 New York = 14:30-21:00 UTC)
+        "copy_rates_from": ["Display dataframe with data", "2020-01-09 20:00:00",
+                            "tick_volume  spread  real_volume"],
+        "copy_rates_from_pos": ["Display dataframe with data", "real_volume", "\n9 "],
+        # Friday 2020-01-10, 14:30-21:00 UTC: 78 M5 bars, the first ten shown
+        "copy_rates_range": ["2020-01-10 14:30:00", "2020-01-10 15:15:00", "\n9 "],
+        # no ticks were stored in 2020: the first ticks after it are the fixture's
+        "copy_ticks_from": ["Ticks received: 1", "230.0", "time_msc"],
+        "copy_ticks_range": ["Ticks received: 0", "Display dataframe with ticks"],
+        "login": ["(500, 5000, '01 Jan 2026')", f"connected to account #{demo[1]['login']}",
+                  f"AccountInfo(login={demo[2]['login']}", "  currency=USDT"],
     }[name]
     for piece in expected:
         assert piece in text, (piece, text)
     print(text)
+
+
+def test_market_book_example_in_process(live: dict, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture) -> None:
+    """The market_book_add/get/release example: ten reads 5 s apart (sleep skipped here)."""
+    import runpy
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    runpy.run_path(str(EXAMPLES / "market_book_add.py"), run_name="__main__")
+    text = capsys.readouterr().out
+    # AAPL 230.00 / 230.05, point 0.01: asks 230.09 (200 lots) .. 230.05 (10), then bids
+    # 230.00 (10) .. 229.96 (200)
+    assert "(BookInfo(type=1, price=230.09, volume=200, volume_dbl=200.0)" in text
+    assert "{'type': 2, 'price': 230.0, 'volume': 10, 'volume_dbl': 10.0}" in text
+    assert text.count("BookInfo(type=2, price=229.96") == 10
+    assert not mt5.market_book_release("AAPL") and mt5.last_error()[0] == -1

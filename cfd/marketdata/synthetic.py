@@ -99,7 +99,8 @@ def intraday(symbol: str, d1: np.ndarray, point: float) -> np.ndarray:
     scale = (h - lo) / 4 / np.maximum(np.abs(bridge).max(axis=1, keepdims=True), 1e-9)
     closes = np.clip(o + (c - o) * k + bridge * scale, lo, h)
     closes[:, -1] = c[:, 0]
-    closes = np.round(closes / point) * point
+    digits = max(int(round(-np.log10(point))), 0) if point > 0 else 2
+    closes = np.round(closes, digits)
     opens = np.concatenate([o, closes[:, :-1]], axis=1)
     out["open"], out["close"] = opens, closes
     out["high"] = np.maximum(opens, closes)
