@@ -4,7 +4,8 @@
 stock catalogue (24/7 unless ``--sessions us``), demo accounts whose logins and API keys are
 printed, on 127.0.0.1:8000. Without ``--demo`` the settings come from ``CFD_*`` environment
 variables and ``cfd-server.env`` (see :class:`api.settings.Settings`); default secrets are
-refused.
+refused. ``cfd-server import-history FILE.csv --symbol NVDA`` imports historical bars or
+ticks (see :mod:`cfd.marketdata.importer`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from pydantic import ValidationError
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["import-history"]:
+        from cfd.marketdata.importer import main as import_history
+
+        return import_history(args_in[1:])
     p = argparse.ArgumentParser(prog="cfd-server", description=__doc__.split("\n\n")[0])
     p.add_argument("--demo", action="store_true", help="demo server (SQLite in the cwd)")
     p.add_argument("--host", help="bind address (default 127.0.0.1)")

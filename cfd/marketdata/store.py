@@ -204,6 +204,43 @@ class MarketData:
         self._latest_period[key[0]] = key[1]
         self._latest[(timeframe, *key)] = bars
 
+    def adjust_split(self, symbol: str, effective: int, ratio: float, digits: int) -> int:
+        """A split (``ratio`` new shares per old one: 4 for 4:1, 0.1 for 1:10 reverse)
+        effective at ``effective`` (seconds): prices of bars and ticks before it divided by
+        ``ratio`` (rounded to ``digits``), real volumes multiplied by it, in one
+        transaction; returns the rows rewritten."""
+        if not ratio > 0:
+            raise ValueError(f"split ratio must be positive, got {ratio}")
+        t, c = bar_rows.c, tick_chunks.c
+        n = 0
+        with self.db.begin() as conn:
+            for r in conn.execute(select(t.tf, t.period, t.data).where(t.symbol == symbol)):
+                bars = _bars(r.data).copy()
+                before = bars["time"] < effective
+                if not before.any():
+                    continue
+                for k in ("open", "high", "low", "close"):
+                    bars[k][before] = np.round(bars[k][before] / ratio, digits)
+                bars["real_volume"][before] = np.rint(bars["real_volume"][before] * ratio)
+                conn.execute(bar_rows.update().where(
+                    t.symbol == symbol, t.tf == r.tf, t.period == r.period).values(
+                    data=bars.tobytes()))
+                n += 1
+            for r in conn.execute(select(c.id, c.data).where(
+                    c.symbol == symbol, c.t_first < effective * 1000)):
+                b = TickBatch.from_bytes(r.data)
+                before = b.time_msc < effective * 1000
+                cols = {k: getattr(b, k).copy() for k in TickBatch.__dataclass_fields__}
+                for k in ("bid", "ask", "last"):
+                    cols[k][before] = np.round(cols[k][before] / ratio, digits)
+                cols["volume"][before] = np.rint(cols["volume"][before] * ratio)
+                conn.execute(tick_chunks.update().where(c.id == r.id).values(
+                    data=TickBatch(**cols).to_bytes()))
+                n += 1
+        self._latest = {k: v for k, v in self._latest.items() if k[1] != symbol}
+        self._latest_period.pop(symbol, None)
+        return n
+
     # ------------------------------------------------------------------ ticks
     def ticks_range(self, symbol: str, t0_msc: int, t1_msc: int, limit: int) -> np.ndarray:
         """Ticks with ``t0 <= time_msc <= t1``, oldest first, at most ``limit``."""
