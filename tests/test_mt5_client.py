@@ -180,3 +180,31 @@ def test_market_book_example_in_process(live: dict, monkeypatch: pytest.MonkeyPa
     assert "{'type': 2, 'price': 230.0, 'volume': 10, 'volume_dbl': 10.0}" in text
     assert text.count("BookInfo(type=2, price=229.96") == 10
     assert not mt5.market_book_release("AAPL") and mt5.last_error()[0] == -1
+
+
+_BLOCKED = ("numba", "sqlalchemy", "alembic", "matplotlib", "fastapi", "starlette", "uvicorn",
+            "pydantic", "pandas", "orjson", "cfd", "risk")
+_CLIENT_ONLY = f"""
+import importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {_BLOCKED!r}:
+            raise ImportError("the client must not import " + name)
+
+sys.meta_path.insert(0, Block())
+import api.mt5 as mt5
+assert mt5.initialize(), mt5.last_error()
+rates = mt5.copy_rates_from_pos("AAPL", mt5.TIMEFRAME_D1, 0, 5)
+print(len(rates), rates.dtype.names[-1], sorted(set(sys.modules) & set({_BLOCKED!r})))
+"""
+
+
+def test_client_runs_without_the_engine_dependencies(live: dict) -> None:
+    """api.mt5 needs only httpx and numpy (``pip install --no-deps`` + those two)."""
+    env = {**os.environ, "CFD_SERVER": live["url"], "PYTHONPATH": str(ROOT)}
+    env.pop("CFD_LOGIN", None)
+    out = subprocess.run([sys.executable, "-c", _CLIENT_ONLY], env=env, capture_output=True,
+                         text=True, timeout=60, cwd=str(ROOT))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["5", "real_volume", "[]"]
