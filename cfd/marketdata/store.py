@@ -99,8 +99,14 @@ def _ticks(blob: bytes) -> np.ndarray:
     return as_ticks(TickBatch.from_bytes(blob))
 
 
+def _between(bars: np.ndarray, t0: int, t1: int) -> np.ndarray:
+    """The bars (in time order) opening in ``[t0, t1]``: a view, no copy."""
+    a, b = np.searchsorted(bars["time"], [t0, t1 + 1])
+    return bars[a:b]
+
+
 def _bars(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, RATE_DTYPE)
+    return np.frombuffer(blob, RATE_DTYPE) if blob else np.empty(0, RATE_DTYPE)
 
 
 class MarketData:
@@ -272,44 +278,43 @@ class MarketData:
         return np.concatenate(out)[:limit]
 
     # ------------------------------------------------------------------ bars
-    def _stored(self, conn: Any, symbol: str, timeframe: int, p0: int, p1: int
-                ) -> tuple[list[np.ndarray], list[bool]]:
+    def _stored(self, conn: Any, symbol: str, timeframe: int, p0: int, p1: int,
+                synthetic_only: bool = False) -> np.ndarray:
+        """The stored bars of periods ``p0..p1``, in time order (the rows' bytes joined
+        once: no array per row)."""
         t = bar_rows.c
-        rows = conn.execute(select(t.data, t.synthetic).where(
-            t.symbol == symbol, t.tf == timeframe, t.period >= p0, t.period <= p1)
-            .order_by(t.period)).all()
-        return [_bars(r.data) for r in rows], [bool(r.synthetic) for r in rows]
+        stmt = select(t.data).where(t.symbol == symbol, t.tf == timeframe, t.period >= p0,
+                                    t.period <= p1)
+        if synthetic_only:
+            stmt = stmt.where(t.synthetic.is_(True))
+        blobs = conn.execute(stmt.order_by(t.period)).scalars().all()
+        return _bars(b"".join(blobs))
 
     def m1(self, symbol: str, t0: int, t1: int, point: float = 0.01) -> np.ndarray:
         """M1 bars opening in ``[t0, t1]``: stored ones, and generated ones on days of
         synthetic D1 history without stored M1 bars."""
         with self.db.connect() as conn:
-            got, _ = self._stored(conn, symbol, M1, t0 // _HOUR, t1 // _HOUR)
-            m1 = np.concatenate(got) if got else np.empty(0, RATE_DTYPE)
+            m1 = self._stored(conn, symbol, M1, t0 // _HOUR, t1 // _HOUR)
             y0, y1 = self._period(D1, np.array([t0, t1]))
-            days, synth = self._stored(conn, symbol, D1, int(y0), int(y1))
-        fake = [d for d, s in zip(days, synth, strict=True) if s]
-        if fake:
-            d1 = np.concatenate(fake)
+            d1 = self._stored(conn, symbol, D1, int(y0), int(y1), synthetic_only=True)
+        if len(d1):
             d1 = d1[(d1["time"] >= t0 // _DAY * _DAY) & (d1["time"] <= t1)]
             d1 = d1[~np.isin(d1["time"] // _DAY, np.unique(m1["time"] // _DAY))]
             if len(d1):
                 m1 = merge(m1, synthetic.intraday(symbol, d1, point))
-        return m1[(m1["time"] >= t0) & (m1["time"] <= t1)]
+        return _between(m1, t0, t1)
 
     def daily(self, symbol: str, t0: int, t1: int, point: float = 0.01) -> np.ndarray:
         """D1 bars opening in ``[t0, t1]``: from M1 where there are M1 bars, else stored
         D1 bars (imported or synthetic)."""
         with self.db.connect() as conn:
-            got, _ = self._stored(conn, symbol, M1, t0 // _HOUR, t1 // _HOUR)
+            from_m1 = resample(self._stored(conn, symbol, M1, t0 // _HOUR, t1 // _HOUR), D1)
             y0, y1 = self._period(D1, np.array([t0, t1]))
-            days, _ = self._stored(conn, symbol, D1, int(y0), int(y1))
-        from_m1 = resample(np.concatenate(got), D1) if got else np.empty(0, RATE_DTYPE)
-        d1 = np.concatenate(days) if days else np.empty(0, RATE_DTYPE)
+            d1 = self._stored(conn, symbol, D1, int(y0), int(y1))
         d1 = d1[~np.isin(d1["time"], from_m1["time"])]
         both = np.concatenate([d1, from_m1])
         both = both[np.argsort(both["time"], kind="stable")]
-        return both[(both["time"] >= t0) & (both["time"] <= t1)]
+        return _between(both, t0, t1)
 
     def rates_range(self, symbol: str, timeframe: int, t0: int, t1: int,
                     point: float = 0.01) -> np.ndarray:
@@ -324,7 +329,7 @@ class MarketData:
             out = resample(self.daily(symbol, t0_open, t1_end, point), timeframe)
         else:
             out = resample(self.m1(symbol, t0_open, t1_end, point), timeframe)
-        return out[(out["time"] >= t0) & (out["time"] <= t1)]
+        return _between(out, t0, t1)
 
     def bounds(self, symbol: str) -> tuple[int, int] | None:
         """Open times (seconds) of the first and last stored bar of ``symbol``."""
