@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 
-from api import bars, records
+from api import bars, history, records
 from api import schemas as S
 from api.deps import ClientDep, ServiceDep
 from api.service import EngineService
@@ -224,8 +224,7 @@ def _range(date_from: int | None, date_to: int | None) -> tuple[int, int]:
 def history_orders_total(me: ClientDep, svc: ServiceDep, date_from: Seconds,
                          date_to: Seconds) -> S.Total:
     t0, t1 = _range(date_from, date_to)
-    return S.Total(total=len(svc.read(lambda eng: records.history_orders(eng, me.login, t0,
-                                                                         t1))))
+    return S.Total(total=len(history.orders(svc, me.login, t0, t1)))
 
 
 @router.get("/history_orders_get", response_model=list[S.TradeOrder])
@@ -233,21 +232,16 @@ def history_orders_get(me: ClientDep, svc: ServiceDep, date_from: Seconds | None
                        date_to: Seconds | None = None, group: Group | None = None,
                        ticket: Ticket | None = None, position: Ticket | None = None) -> Any:
     if ticket is not None or position is not None:
-        rows = svc.read(lambda eng: records.orders_of(eng, me.login, active=False))
-        if ticket is not None:
-            return [r for r in rows if r["ticket"] == ticket]
-        return [r for r in rows if r["position_id"] == position]
+        return history.orders(svc, me.login, ticket=ticket, position_id=position)
     t0, t1 = _range(date_from, date_to)
-    rows = svc.read(lambda eng: records.history_orders(eng, me.login, t0, t1))
-    return _pick(rows, None, group, None)
+    return _pick(history.orders(svc, me.login, t0, t1), None, group, None)
 
 
 @router.get("/history_deals_total", response_model=S.Total)
 def history_deals_total(me: ClientDep, svc: ServiceDep, date_from: Seconds,
                         date_to: Seconds) -> S.Total:
     t0, t1 = _range(date_from, date_to)
-    return S.Total(total=len(svc.read(lambda eng: records.history_deals(eng, me.login, t0,
-                                                                        t1))))
+    return S.Total(total=len(history.deals(svc, me.login, t0, t1)))
 
 
 @router.get("/history_deals_get", response_model=list[S.TradeDeal])
@@ -258,13 +252,11 @@ def history_deals_get(me: ClientDep, svc: ServiceDep, date_from: Seconds | None 
                           "order (MT5's behaviour)")] = None,
                       position: Ticket | None = None) -> Any:
     if ticket is not None:
-        return svc.read(lambda eng: records.history_deals(eng, me.login, order_ticket=ticket))
+        return history.deals(svc, me.login, order_ticket=ticket)
     if position is not None:
-        return svc.read(lambda eng: records.history_deals(eng, me.login,
-                                                          position_id=position))
+        return history.deals(svc, me.login, position_id=position)
     t0, t1 = _range(date_from, date_to)
-    rows = svc.read(lambda eng: records.history_deals(eng, me.login, t0, t1))
-    return _pick(rows, None, group, None)
+    return _pick(history.deals(svc, me.login, t0, t1), None, group, None)
 
 
 # ---------------------------------------------------------------------------- market data
