@@ -117,6 +117,23 @@ def test_synthetic_intraday_folds_back_into_its_daily_bars() -> None:
     assert m1["time"][-390] == jan10  # EST: the session opens at 14:30 UTC
 
 
+def test_synthetic_ticks_fold_back_into_their_bars(md: MarketData) -> None:
+    days = synthetic.trading_days(dt.date(2020, 1, 6), dt.date(2020, 1, 8))
+    md.write_bars("AAPL", D1, synthetic.daily_bars("AAPL", days, 300.0), synthetic_=True)
+    jan7 = int(dt.datetime(2020, 1, 7, tzinfo=dt.UTC).timestamp())
+    tk = md.ticks_range("AAPL", jan7 * 1000, (jan7 + 86_399) * 1000, 10**6)
+    assert len(tk) == 390 * 4 and (np.diff(tk["time_msc"]) > 0).all()
+    assert (np.round((tk["ask"] - tk["bid"]) / 0.01) == 1).all()  # spread 1 point
+    m1 = md.rates_range("AAPL", 1, jan7, jan7 + 86_399)
+    again = m1_by_symbol(("AAPL",), TickBatch.from_arrays(
+        np.zeros(len(tk), np.int32), tk["time_msc"], tk["bid"], tk["ask"]), np.array([0.01]))
+    for k in ("time", "open", "high", "low", "close"):
+        assert (again["AAPL"][k] == m1[k]).all(), k
+    # the first 10 ticks from Jan 8, 00:00 are that day's session's first 10 (14:30 UTC)
+    first = md.ticks_from("AAPL", (jan7 + 86_400) * 1000, 10)
+    assert first["time"][0] == jan7 + 86_400 + 14 * 3600 + 1800 and len(first) == 10
+
+
 # ---------------------------------------------------------------------------- storage
 def test_ticks_and_bars_stored_and_read(md: MarketData) -> None:
     b = ticks([T0, T0 + 20, T0 + 59, T0 + 65, T0 + 30], [100.0, 101.5, 99.0, 100.25, 50.0],

@@ -100,8 +100,10 @@ def test_client_functions(live: dict) -> None:
     assert mt5.history_deals_get(ticket=live["position"]) == deals  # the order ticket
     assert mt5.history_deals_total(0, 2**34) == 3  # deposit + 2 deals
     assert mt5.history_orders_total(0, 2**34) == 2
-    ticks = mt5.copy_ticks_range("AAPL", 0, 2**34, mt5.COPY_TICKS_ALL)
+    ticks = mt5.copy_ticks_range("AAPL", tick.time, 2**34, mt5.COPY_TICKS_ALL)
     assert ticks.dtype.names[:3] == ("time", "bid", "ask") and ticks["bid"][0] == 230.0
+    old = mt5.copy_ticks_range("AAPL", 0, 1578009599, mt5.COPY_TICKS_INFO)  # to Jan 2, 2020
+    assert old["time"][0] == 1577975400 and len(old) == 390 * 4  # from 14:30 UTC, synthetic
     rates = mt5.copy_rates_range("AAPL", mt5.TIMEFRAME_M1, 0, 2**34)
     assert rates["close"][-1] == 230.0 and rates.dtype.names[-1] == "real_volume"
     r = mt5.order_send({"action": 1, "symbol": "AAPL", "volume": -1.0, "type": 0,
@@ -154,9 +156,11 @@ def test_mt5_documentation_examples(live: dict, name: str) -> None:
         "copy_rates_from_pos": ["Display dataframe with data", "real_volume", "\n9 "],
         # Friday 2020-01-10, 14:30-21:00 UTC: 78 M5 bars, the first ten shown
         "copy_rates_range": ["2020-01-10 14:30:00", "2020-01-10 15:15:00", "\n9 "],
-        # no ticks were stored in 2020: the first ticks after it are the fixture's
-        "copy_ticks_from": ["Ticks received: 1", "230.0", "time_msc"],
-        "copy_ticks_range": ["Ticks received: 0", "Display dataframe with ticks"],
+        # synthetic days have 4 ticks a minute: 100,000 from Friday 2020-01-10 14:30 UTC
+        "copy_ticks_from": ["Ticks received: 100000", "2020-01-10 14:30:00",
+                            "2020-01-10 14:30:15", "time_msc"],
+        # 390 minutes * 4 ticks = 1,560 ticks on 2020-01-10
+        "copy_ticks_range": ["Ticks received: 1560", "Display dataframe with ticks"],
         "login": ["(500, 5000, '01 Jan 2026')", f"connected to account #{demo[1]['login']}",
                   f"AccountInfo(login={demo[2]['login']}", "  currency=USDT"],
     }[name]

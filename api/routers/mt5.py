@@ -321,10 +321,10 @@ def copy_ticks_from(_: ClientDep, svc: ServiceDep, symbol: Sym, date_from: Secon
                     count: Count, flags: CopyFlags = -1, format: Format = "json") -> Any:
     """The first ``count`` ticks (of the kind ``flags`` selects) at or after
     ``date_from``."""
-    _market(svc, symbol)
+    point = _market(svc, symbol)
     got, t0 = [], date_from * 1000
     while count:
-        part = svc.market.store.ticks_from(symbol, t0, count)
+        part = svc.market.store.ticks_from(symbol, t0, count, point)
         got.append(bars.select_ticks(part, flags))
         if len(part) < count or sum(map(len, got)) >= count:
             break
@@ -337,9 +337,9 @@ def copy_ticks_from(_: ClientDep, svc: ServiceDep, symbol: Sym, date_from: Secon
 def copy_ticks_range(_: ClientDep, svc: ServiceDep, symbol: Sym, date_from: Seconds,
                      date_to: Seconds, flags: CopyFlags = -1, format: Format = "json") -> Any:
     """Ticks (of the kind ``flags`` selects) in ``[date_from, date_to]`` (seconds)."""
-    _market(svc, symbol)
+    point = _market(svc, symbol)
     out = svc.market.store.ticks_range(symbol, date_from * 1000, date_to * 1000 + 999,
-                                       MAX_RECORDS)
+                                       MAX_RECORDS, point)
     return _records(bars.select_ticks(out, flags), format)
 
 

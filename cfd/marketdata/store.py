@@ -99,6 +99,13 @@ def _ticks(blob: bytes) -> np.ndarray:
     return as_ticks(TickBatch.from_bytes(blob))
 
 
+def _join_ticks(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if not len(b):
+        return a
+    both = np.concatenate([a, b]) if len(a) else b
+    return both[np.argsort(both["time_msc"], kind="stable")]
+
+
 def _between(bars: np.ndarray, t0: int, t1: int) -> np.ndarray:
     """The bars (in time order) opening in ``[t0, t1]``: a view, no copy."""
     a, b = np.searchsorted(bars["time"], [t0, t1 + 1])
@@ -248,19 +255,52 @@ class MarketData:
         return n
 
     # ------------------------------------------------------------------ ticks
-    def ticks_range(self, symbol: str, t0_msc: int, t1_msc: int, limit: int) -> np.ndarray:
-        """Ticks with ``t0 <= time_msc <= t1``, oldest first, at most ``limit``."""
+    def ticks_range(self, symbol: str, t0_msc: int, t1_msc: int, limit: int,
+                    point: float = 0.01) -> np.ndarray:
+        """Ticks with ``t0 <= time_msc <= t1``, oldest first, at most ``limit``: stored
+        ones, and on days of synthetic history, ticks generated from its M1 bars."""
         c = tick_chunks.c
         stmt = (select(c.data).where(c.symbol == symbol, c.t_last >= t0_msc,
                                      c.t_first <= t1_msc).order_by(c.t_first, c.id))
-        return self._collect(stmt, t0_msc, t1_msc, limit)
+        stored = self._collect(stmt, t0_msc, t1_msc, limit)
+        return _join_ticks(stored, self._fake_ticks(symbol, t0_msc, t1_msc, limit, point))[
+            :limit]
 
-    def ticks_from(self, symbol: str, t0_msc: int, count: int) -> np.ndarray:
-        """The first ``count`` ticks at or after ``t0``."""
+    def ticks_from(self, symbol: str, t0_msc: int, count: int,
+                   point: float = 0.01) -> np.ndarray:
+        """The first ``count`` ticks at or after ``t0`` (stored and synthetic ones)."""
         c = tick_chunks.c
         stmt = (select(c.data).where(c.symbol == symbol, c.t_last >= t0_msc)
                 .order_by(c.t_first, c.id))
-        return self._collect(stmt, t0_msc, 2**62, count)
+        stored = self._collect(stmt, t0_msc, 2**62, count)
+        return _join_ticks(stored, self._fake_ticks(symbol, t0_msc, 2**62, count, point))[
+            :count]
+
+    def _fake_ticks(self, symbol: str, t0_msc: int, t1_msc: int, limit: int, point: float
+                    ) -> np.ndarray:
+        """The first ``limit`` synthetic ticks in ``[t0, t1]``, generated a window at a
+        time (widened until it holds them or passes the history)."""
+        b = self.bounds(symbol)
+        if b is None or limit <= 0:
+            return np.empty(0, TICK_DTYPE)
+        t1_msc = min(t1_msc, (b[1] + _DAY) * 1000)
+        span = (limit // (4 * synthetic.SESSION_MINUTES) + 2) * _DAY * 1000
+        while True:
+            end = min(t0_msc + span, t1_msc)
+            fake = self.synthetic_ticks(symbol, t0_msc, end, point)
+            if len(fake) >= limit or end >= t1_msc:
+                return fake[:limit]
+            span *= 4
+
+    def synthetic_ticks(self, symbol: str, t0_msc: int, t1_msc: int, point: float
+                        ) -> np.ndarray:
+        """Ticks generated from the synthetic M1 bars in ``[t0, t1]`` (ms): four a bar."""
+        t0, t1 = t0_msc // 60_000 * 60, t1_msc // 1000
+        with self.db.connect() as conn:
+            stored = self._stored(conn, symbol, M1, t0 // _HOUR, t1 // _HOUR)
+            fake = self._synthetic_m1(conn, symbol, t0, t1, point, stored)
+        tk = synthetic.ticks(fake, point)
+        return tk[(tk["time_msc"] >= t0_msc) & (tk["time_msc"] <= t1_msc)]
 
     def _collect(self, stmt: Any, t0: int, t1: int, limit: int) -> np.ndarray:
         out: list[np.ndarray] = []
@@ -290,18 +330,24 @@ class MarketData:
         blobs = conn.execute(stmt.order_by(t.period)).scalars().all()
         return _bars(b"".join(blobs))
 
+    def _synthetic_m1(self, conn: Any, symbol: str, t0: int, t1: int, point: float,
+                      stored_m1: np.ndarray) -> np.ndarray:
+        """Generated M1 bars of the days of synthetic D1 history in ``[t0, t1]`` that have
+        no stored M1 bars."""
+        y0, y1 = self._period(D1, np.array([t0, t1]))
+        d1 = self._stored(conn, symbol, D1, int(y0), int(y1), synthetic_only=True)
+        d1 = _between(d1, t0 // _DAY * _DAY, t1)
+        d1 = d1[~np.isin(d1["time"] // _DAY, np.unique(stored_m1["time"] // _DAY))]
+        return synthetic.intraday(symbol, d1, point)
+
     def m1(self, symbol: str, t0: int, t1: int, point: float = 0.01) -> np.ndarray:
         """M1 bars opening in ``[t0, t1]``: stored ones, and generated ones on days of
         synthetic D1 history without stored M1 bars."""
         with self.db.connect() as conn:
             m1 = self._stored(conn, symbol, M1, t0 // _HOUR, t1 // _HOUR)
-            y0, y1 = self._period(D1, np.array([t0, t1]))
-            d1 = self._stored(conn, symbol, D1, int(y0), int(y1), synthetic_only=True)
-        if len(d1):
-            d1 = d1[(d1["time"] >= t0 // _DAY * _DAY) & (d1["time"] <= t1)]
-            d1 = d1[~np.isin(d1["time"] // _DAY, np.unique(m1["time"] // _DAY))]
-            if len(d1):
-                m1 = merge(m1, synthetic.intraday(symbol, d1, point))
+            fake = self._synthetic_m1(conn, symbol, t0, t1, point, m1)
+        if len(fake):
+            m1 = merge(m1, fake)
         return _between(m1, t0, t1)
 
     def daily(self, symbol: str, t0: int, t1: int, point: float = 0.01) -> np.ndarray:

@@ -6,7 +6,10 @@
   (09:30-16:00 New York), seeded by symbol and day: the same request always gets the same
   bars, and they fold back into their D1 bar exactly (same open, high, low and close).
 
-Both are deterministic and vectorised; nothing here is stored except the D1 bars.
+* :func:`ticks`: four ticks a generated M1 bar (open, the nearer extreme, the other one,
+  close, 15 s apart), so ``copy_ticks_*`` answer on synthetic days too.
+
+All are deterministic and vectorised; nothing here is stored except the D1 bars.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from cfd.marketdata.bars import RATE_DTYPE
+from cfd.marketdata.bars import RATE_DTYPE, TICK_DTYPE
 
 NEW_YORK = "America/New_York"
 SESSION_MINUTES = 390
@@ -112,4 +115,22 @@ def intraday(symbol: str, d1: np.ndarray, point: float) -> np.ndarray:
     out["tick_volume"] = (vol // m)[:, None]
     out["tick_volume"][:, -1] += vol % m  # the day's volume, whole
     out["spread"] = d1["spread"][:, None]
+    return out.reshape(-1)
+
+
+def ticks(m1: np.ndarray, point: float) -> np.ndarray:
+    """Quote ticks of M1 bars: at :00 the open, :15 and :30 the low and high (high first
+    on a falling bar), :45 the close; ask = bid + the bar's spread (at least a point)."""
+    n = len(m1)
+    out = np.zeros((n, 4), TICK_DTYPE)
+    if n == 0:
+        return out.reshape(-1)
+    up = (m1["close"] >= m1["open"])[:, None]
+    out["bid"] = np.stack([m1["open"], np.where(up[:, 0], m1["low"], m1["high"]),
+                           np.where(up[:, 0], m1["high"], m1["low"]), m1["close"]], axis=1)
+    out["time_msc"] = m1["time"][:, None] * 1000 + np.arange(4) * 15_000
+    out["time"] = out["time_msc"] // 1000
+    digits = max(int(round(-np.log10(point))), 0) if point > 0 else 2
+    out["ask"] = np.round(out["bid"] + np.maximum(m1["spread"], 1)[:, None] * point, digits)
+    out["flags"] = 6  # TICK_FLAG_BID | TICK_FLAG_ASK
     return out.reshape(-1)
