@@ -8,7 +8,8 @@ us``), demo accounts whose logins and API keys are printed (and kept with the da
 is a missing or empty database: ``cfd-server init`` (or ``--init``) creates the store.
 
 Every refusal at start-up is one line on stderr and a non-zero exit (2: settings, 3: the
-store, 4: the port).
+store, 4: the port). ``cfd-server import-history FILE.csv
+--symbol NVDA`` imports historical bars or ticks (see :mod:`cfd.marketdata.importer`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from pydantic import ValidationError
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["import-history"]:
+        from cfd.marketdata.importer import main as import_history
+
+        return import_history(args_in[1:])
     p = argparse.ArgumentParser(prog="cfd-server", description=__doc__.split("\n\n")[0])
     p.add_argument("command", nargs="?", choices=["serve", "init"], default="serve",
                    help="serve (default), or init: create the store and exit")

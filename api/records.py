@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from api.bars import BOOK_DEPTH, BOOK_SOURCE
 from cfd.constants import OrderState
 from cfd.engine import Engine
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
@@ -147,7 +148,7 @@ def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
         "custom": False, "chart_mode": 0, "select": selected, "visible": selected,
         "session_deals": 0, "session_buy_orders": 0, "session_sell_orders": 0, "volume": 0,
         "volumehigh": 0, "volumelow": 0, "time": int(sc.tick_msc[s]) // 1000,
-        "digits": digits, "spread": spread, "spread_float": True, "ticks_bookdepth": 0,
+        "digits": digits, "spread": spread, "spread_float": True, "ticks_bookdepth": BOOK_DEPTH,
         "trade_calc_mode": int(spec.calc_mode), "trade_mode": trade_mode, "start_time": 0,
         "expiration_time": 0, "trade_stops_level": int(spec.stops_level),
         "trade_freeze_level": int(spec.freeze_level),
@@ -176,7 +177,8 @@ def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
         "price_greeks_vega": 0.0, "price_greeks_rho": 0.0, "price_greeks_omega": 0.0,
         "price_sensitivity": 0.0, "basis": "", "category": "Stocks",
         "currency_base": spec.currency_base, "currency_profit": spec.currency_profit,
-        "currency_margin": spec.currency_margin, "bank": "", "description": spec.description,
+        "currency_margin": spec.currency_margin, "bank": BOOK_SOURCE,
+        "description": spec.description,
         "exchange": spec.exchange, "formula": "", "isin": spec.isin, "name": spec.name,
         "page": "", "path": spec.path,
     }

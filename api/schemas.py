@@ -66,6 +66,7 @@ Tick = _record("Tick", R.TICK_FIELDS, "MT5 Tick.")
 TradeOrder = _record("TradeOrder", R.TRADE_ORDER_FIELDS, "MT5 TradeOrder (24).")
 TradePosition = _record("TradePosition", R.TRADE_POSITION_FIELDS, "MT5 TradePosition (19).")
 TradeDeal = _record("TradeDeal", R.TRADE_DEAL_FIELDS, "MT5 TradeDeal (18).")
+BookRow = _record("BookInfo", R.BOOK_INFO_FIELDS, "MT5 BookInfo: one market depth level.")
 OrderSendResult = _record("OrderSendResult", R.ORDER_SEND_RESULT_FIELDS,
                           "MT5 OrderSendResult (11); retcode 10009 when executed.")
 OrderCheckResult = _record("OrderCheckResult", R.ORDER_CHECK_RESULT_FIELDS,

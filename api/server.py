@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
 
-from api import auth
+from api import auth, bars
 from api.app import create_app
 from api.clock import RolloverClock, seed_demo_benchmark
 from api.feed import FeedLoop
@@ -44,6 +45,8 @@ class Runtime:
             self.feed.stop()
             self.feed = None
         self.service.stop()
+        if self.service.market is not None:
+            self.service.market.close()
         if self.service.reader is not None:
             self.service.reader.close()
             self.service.reader = None
@@ -56,6 +59,7 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
         keys.add_admin(name, key)
     durable = None
     reader = None
+    url = None
     if not settings.in_memory:
         from cfd.store import Store, startup
         from cfd.store.runner import open_durable
@@ -77,6 +81,7 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
     svc.snapshot_every = settings.snapshot_every
     svc.reader = reader
     kept: dict = {}
+    svc.market = bars.open_recorder(url, settings.marketdata_url, _point_of(svc.engine))
     if reader is not None:
         kept = _load_events(svc, reader)
     svc.start()
@@ -84,6 +89,7 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
     if settings.demo:
         rt.demo = _demo_accounts(svc, settings, kept)
         seed_demo_benchmark(svc)
+        bars.demo_history(svc, dt.datetime.fromtimestamp(svc.clock() / 1000, dt.UTC).date())
     if settings.rollover_clock:
         rt.clock = RolloverClock(svc, settings.rollover_check_s)
         rt.clock.start()
@@ -93,6 +99,13 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
         rt.feed.start()
     rt.app = create_app(svc, rt.demo, settings)
     return rt
+
+
+def _point_of(engine: Engine) -> Any:
+    def point(name: str) -> float:
+        i = engine.symbols.get(name)
+        return 0.0 if i is None else float(engine.symbols.specs[i].point)
+    return point
 
 
 def _load_events(svc: EngineService, store: Any) -> dict:

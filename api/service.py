@@ -17,7 +17,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -37,9 +36,6 @@ from cfd.trading.request import (
 
 log = logging.getLogger("cfd.api")
 
-_TICK_HISTORY = 200_000  # ticks kept in memory per symbol (the store keeps them all)
-
-
 def now_msc() -> int:
     return time.time_ns() // 1_000_000
 
@@ -56,44 +52,6 @@ class _Item:
     after: Callable[[Result], None] | None = None  # run after the commit if ok
     waiter: asyncio.Future | None = None  # an awaiting coroutine's future, on ``loop``
     loop: asyncio.AbstractEventLoop | None = None
-
-
-class TickRecorder:
-    """Recent ticks per symbol (copy_ticks_range without a store) and the day's range."""
-
-    def __init__(self) -> None:
-        self._ticks: dict[str, deque] = {}
-        self.day: dict[str, dict[str, float]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, rows: list[dict]) -> None:
-        with self._lock:
-            for r in rows:
-                name, t, bid, ask = r["symbol"], int(r["time_msc"]), r["bid"], r["ask"]
-                self._ticks.setdefault(name, deque(maxlen=_TICK_HISTORY)).append(
-                    (t, bid, ask, r.get("last", 0.0), r.get("volume", 0), r.get("flags", 6)))
-                d = self.day.get(name)
-                day_no = t // 86_400_000
-                if d is None or d["day"] != day_no:
-                    self.day[name] = {"day": day_no, "first_bid": bid, "bidhigh": bid,
-                                      "bidlow": bid, "askhigh": ask, "asklow": ask}
-                else:
-                    d["bidhigh"] = max(d["bidhigh"], bid)
-                    d["bidlow"] = min(d["bidlow"], bid)
-                    d["askhigh"] = max(d["askhigh"], ask)
-                    d["asklow"] = min(d["asklow"], ask)
-
-    def range(self, symbol: str, t0: int, t1: int, limit: int) -> list[dict]:
-        with self._lock:
-            rows = list(self._ticks.get(symbol, ()))
-        out = []
-        for t, bid, ask, last, vol, flags in rows:
-            if t0 <= t <= t1:
-                out.append({"time_msc": t, "bid": bid, "ask": ask, "last": last,
-                            "volume": vol, "flags": flags})
-                if len(out) >= limit:
-                    break
-        return out
 
 
 class RateLimiter:
@@ -151,7 +109,7 @@ class EngineService:
         self.rate = rate_limit or RateLimiter(200.0, 400)
         self.clock = clock
         self.lock = threading.RLock()
-        self.ticks = TickRecorder()
+        self.market: Any = None  # cfd.marketdata.TickRecorder: stores accepted ticks
         self.results: dict[tuple[int, int], Any] = {}  # (login, request id) -> result dict
         self.request_hashes: dict[tuple[int, int], str] = {}  # ... -> sha256 of the body
         self._inflight: dict[tuple[int, int], cf.Future] = {}
@@ -164,7 +122,7 @@ class EngineService:
         self.snapshot_every = 0
         self.failed: BaseException | None = None
         self._next_login = 0
-        self.reader: Any = None  # a read-only Store for tick history, when there is a store
+        self.reader: Any = None  # a read-only Store, when there is a store
         self._hidden: dict[int, set[str]] = {}
         self._counters: dict[tuple[str, bool], Any] = {}
 
@@ -395,11 +353,13 @@ class EngineService:
             self._subs.discard(sub)
 
     def _publish(self, effects: Any) -> None:
-        from api import records
+        from api import bars, records
 
-        if effects.ticks:
-            self.ticks.add(effects.ticks)
+        if effects.ticks and self.market is not None:
+            self.market.record(effects.ticks, effects.tick_names)
         for ev in effects.events:
+            if self.market is not None and ev.get("kind") in ("split", "ticker_change"):
+                self.market.corporate_action(bars.corporate_action(ev))
             if ev.get("kind") == "stop_out":
                 self.metrics.stop_outs.inc()
             elif ev.get("kind") == "margin_call":
@@ -410,13 +370,8 @@ class EngineService:
             return
         for sub in subs:
             if sub.symbols is not None:
-                for r in effects.ticks:
-                    if r["symbol"] in sub.symbols:
-                        t = int(r["time_msc"])
-                        sub.put({"event": "tick", "symbol": r["symbol"], "time": t // 1000,
-                                 "bid": r["bid"], "ask": r["ask"], "last": r.get("last", 0.0),
-                                 "volume": r.get("volume", 0), "time_msc": t,
-                                 "flags": r.get("flags", 6), "volume_real": 0.0})
+                for msg in bars.tick_events(effects.ticks, effects.tick_names, sub.symbols):
+                    sub.put(msg)
             if sub.login is not None:
                 for d in effects.deals:
                     if d["login"] == sub.login:

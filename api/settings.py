@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     demo: bool = False
     database_url: str | None = None  # None: cfd.sqlite in the working directory
     in_memory: bool = False  # no store at all (tests); state is lost on exit
+    marketdata_url: str | None = None  # None: beside an SQLite store, else the same database
     admin_key: str = ""
     admin_name: str = "admin"
     admin_keys: str = ""  # "name:key,name:key": named risk officers

@@ -24,8 +24,9 @@ Row shapes (plain dicts, keys below):
   ``"client_credit:1001"``, ``"broker_pl"``, ``"insurance_fund"``, ``"external_cash"``,
   ``"broker_credit"``); ``amount`` > 0 minor units move from ``src`` to ``dst``
   (see cfd.accounts.ledger).
-* ``ticks`` (insert, for copy_ticks_range): symbol, time_msc, bid, ask, last, volume, flags
-  (bid/ask/last as floats, as MT5 records ticks)
+* ``ticks``: the accepted ticks, as ``cfd.feed.ticks.TickBatch`` columns (bid/ask snapped
+  to the symbol's point, as floats, as MT5 records ticks); ``tick_names`` maps their symbol
+  indices to names. The market-data recorder stores them (``cfd.marketdata``).
 * ``symbols`` (upsert by name): the symbol spec as a dict, when an admin changed it
 * ``events``: margin calls, stop-outs, admin actions: dicts with ``kind`` and fields
 """
@@ -46,7 +47,8 @@ class Effects:
     orders: dict[int, Row] = field(default_factory=dict)
     deals: list[Row] = field(default_factory=list)
     postings: list[Row] = field(default_factory=list)
-    ticks: list[Row] = field(default_factory=list)
+    ticks: list[Any] = field(default_factory=list)  # TickBatch columns
+    tick_names: tuple[str, ...] = ()
     symbols: dict[str, Row] = field(default_factory=dict)
     events: list[Row] = field(default_factory=list)
 

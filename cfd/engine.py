@@ -266,14 +266,12 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         ask_u = np.rint(batch.ask[idx] * PRICE_SCALE / pt).astype(np.int64) * pt
         ok = (bid_u > 0) & (bid_u <= ask_u) & (batch.ask[idx] <= 1e9)
         idx, sym, bid_u, ask_u = idx[ok], sym[ok], bid_u[ok], ask_u[ok]
-        if self.config.record_ticks and len(idx):
-            names = [self.symbols.specs[s].name for s in sym.tolist()]
-            for n, t, b, k, la, v, f in zip(
-                    names, batch.time_msc[idx].tolist(), (bid_u / PRICE_SCALE).tolist(),
-                    (ask_u / PRICE_SCALE).tolist(), batch.last[idx].tolist(),
-                    batch.volume[idx].tolist(), batch.flags[idx].tolist(), strict=True):
-                self._effects.ticks.append({"symbol": n, "time_msc": t, "bid": b, "ask": k,
-                                            "last": la, "volume": v, "flags": f})
+        if self.config.record_ticks and len(idx):  # as columns: no object per tick
+            self._effects.ticks.append(TickBatch(
+                sym.astype(np.int32), batch.time_msc[idx], bid_u / PRICE_SCALE,
+                ask_u / PRICE_SCALE, batch.last[idx], batch.volume[idx],
+                batch.volume_real[idx], batch.flags[idx]))
+            self._effects.tick_names = tuple(s.name for s in self.symbols.specs)
         rejected = len(batch) - len(idx)
         self.rejected_ticks += rejected
         n_sym = len(self.symbols)

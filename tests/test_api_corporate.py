@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from fastapi.testclient import TestClient
 
 from cfd.trading.financing import cutoff_msc, trading_date
@@ -71,5 +72,46 @@ def test_calendar_through_the_api() -> None:
             assert again.status_code == 409 and "applied" in again.json()["comment"]
             listing = client.get("/admin/corporate_actions", headers=ADMIN).json()
             assert listing["last_applied"][-1]["kind"] == "split"
+    finally:
+        rt.close()
+
+
+def test_stored_history_follows_a_split_and_a_ticker_change() -> None:
+    rt = make_runtime(rollover_clock=False)
+    try:
+        with TestClient(rt.app) as client:
+            svc = rt.service
+            h = headers(rt.demo["accounts"][0])
+            d1 = {"timeframe": 16408, "start_pos": 0, "count": 3}
+
+            def closes(symbol: str) -> list[float]:
+                svc.market.sync()
+                r = client.get("/v1/copy_rates_from_pos", headers=h,
+                               params={"symbol": symbol, **d1})
+                return [b["close"] for b in r.json()] if r.status_code == 200 else []
+
+            before = closes("AAPL")
+            assert len(before) == 3
+            today = trading_date(svc.clock())
+            ex = today + dt.timedelta(days=14)
+            while ex.weekday() != 0:
+                ex += dt.timedelta(days=1)
+            aapl = svc.read(lambda eng: eng.symbols.get("AAPL"))
+            eff = svc.read(lambda eng: eng.corporate.effect_day(aapl, ex))
+            for fields in ({"kind": "split", "symbol": "AAPL", "ex_date": str(ex),
+                            "ratio": "4:1"},
+                           {"kind": "ticker", "symbol": "AAPL",
+                            "ex_date": str(ex + dt.timedelta(days=1)), "new_symbol": "AAPL2"}):
+                r = client.post("/admin/corporate_actions", headers=ADMIN, json=fields)
+                assert r.status_code == 200, r.text
+            svc.clock = lambda: cutoff_msc(ex) + 60_000  # the Monday after: both are due
+            r = client.post("/admin/rollover", headers=ADMIN, json={"date": str(eff)})
+            assert r.status_code == 200, r.text
+            r = client.post("/admin/rollover", headers=ADMIN, json={"date": str(ex)})
+            assert r.status_code == 200, r.text
+            # the daily bars before the split are divided by 4 (to the cent) and now live
+            # under the new name
+            assert closes("AAPL") == []
+            assert closes("AAPL2") == pytest.approx([c / 4 for c in before], abs=0.0051)
     finally:
         rt.close()

@@ -100,8 +100,10 @@ def test_client_functions(live: dict) -> None:
     assert mt5.history_deals_get(ticket=live["position"]) == deals  # the order ticket
     assert mt5.history_deals_total(0, 2**34) == 3  # deposit + 2 deals
     assert mt5.history_orders_total(0, 2**34) == 2
-    ticks = mt5.copy_ticks_range("AAPL", 0, 2**34, mt5.COPY_TICKS_ALL)
+    ticks = mt5.copy_ticks_range("AAPL", tick.time, 2**34, mt5.COPY_TICKS_ALL)
     assert ticks.dtype.names[:3] == ("time", "bid", "ask") and ticks["bid"][0] == 230.0
+    old = mt5.copy_ticks_range("AAPL", 0, 1578009599, mt5.COPY_TICKS_INFO)  # to Jan 2, 2020
+    assert old["time"][0] == 1577975400 and len(old) == 390 * 4  # from 14:30 UTC, synthetic
     rates = mt5.copy_rates_range("AAPL", mt5.TIMEFRAME_M1, 0, 2**34)
     assert rates["close"][-1] == 230.0 and rates.dtype.names[-1] == "real_volume"
     r = mt5.order_send({"action": 1, "symbol": "AAPL", "volume": -1.0, "type": 0,
@@ -113,10 +115,17 @@ def test_client_functions(live: dict) -> None:
 
 
 @pytest.mark.parametrize("name", ["order_send", "order_check", "positions_get", "orders_get",
-                                  "history_deals_get", "history_orders_get"])
+                                  "history_deals_get", "history_orders_get", "copy_rates_from",
+                                  "copy_rates_from_pos", "copy_rates_range", "copy_ticks_from",
+                                  "copy_ticks_range", "login"])
 def test_mt5_documentation_examples(live: dict, name: str) -> None:
+    demo = httpx.get(f"{live['url']}/demo/credentials").json()["accounts"]
     env = {**os.environ, "CFD_SERVER": live["url"], "PYTHONPATH": str(ROOT),
-           "EXAMPLE_POSITION_ID": str(live["position"])}
+           "EXAMPLE_POSITION_ID": str(live["position"]),
+           "CFD_MT5_CONFIG": str(ROOT / "no-such-config.json"),
+           "EXAMPLE_LOGIN": str(demo[1]["login"]), "EXAMPLE_LOGIN2": str(demo[2]["login"]),
+           "EXAMPLE_PASSWORD2": demo[2]["api_key"]}
+    env.pop("CFD_PASSWORD", None)
     env.pop("CFD_LOGIN", None)
     out = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py")], env=env,
                          capture_output=True, text=True, timeout=60, cwd=str(ROOT))
@@ -140,7 +149,66 @@ def test_mt5_documentation_examples(live: dict, name: str) -> None:
                               f"Deals with position id #{pos}: 1", "TradeDeal(ticket="],
         "history_orders_get": ["group=\"*AA*\")=", f"Total history orders on position "
                                f"#{pos}: 1", "TradeOrder(ticket=", "time_done"],
+        # the demo's synthetic history: 10 H4 bars up to 2020-01-10 00:00 (that Thursday's
+        # and Wednesday's sessions, 09:30-16:00 New York = 14:30-21:00 UTC)
+        "copy_rates_from": ["Display dataframe with data", "2020-01-09 20:00:00",
+                            "tick_volume  spread  real_volume"],
+        "copy_rates_from_pos": ["Display dataframe with data", "real_volume", "\n9 "],
+        # Friday 2020-01-10, 14:30-21:00 UTC: 78 M5 bars, the first ten shown
+        "copy_rates_range": ["2020-01-10 14:30:00", "2020-01-10 15:15:00", "\n9 "],
+        # synthetic days have 4 ticks a minute: 100,000 from Friday 2020-01-10 14:30 UTC
+        "copy_ticks_from": ["Ticks received: 100000", "2020-01-10 14:30:00",
+                            "2020-01-10 14:30:15", "time_msc"],
+        # 390 minutes * 4 ticks = 1,560 ticks on 2020-01-10
+        "copy_ticks_range": ["Ticks received: 1560", "Display dataframe with ticks"],
+        "login": ["(500, 5000, '01 Jan 2026')", f"connected to account #{demo[1]['login']}",
+                  f"AccountInfo(login={demo[2]['login']}", "  currency=USDT"],
     }[name]
     for piece in expected:
         assert piece in text, (piece, text)
     print(text)
+
+
+def test_market_book_example_in_process(live: dict, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture) -> None:
+    """The market_book_add/get/release example: ten reads 5 s apart (sleep skipped here)."""
+    import runpy
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    runpy.run_path(str(EXAMPLES / "market_book_add.py"), run_name="__main__")
+    text = capsys.readouterr().out
+    # AAPL 230.00 / 230.05, point 0.01: asks 230.09 (200 lots) .. 230.05 (10), then bids
+    # 230.00 (10) .. 229.96 (200)
+    assert "(BookInfo(type=1, price=230.09, volume=200, volume_dbl=200.0)" in text
+    assert "{'type': 2, 'price': 230.0, 'volume': 10, 'volume_dbl': 10.0}" in text
+    assert text.count("BookInfo(type=2, price=229.96") == 10
+    assert not mt5.market_book_release("AAPL") and mt5.last_error()[0] == -1
+
+
+_BLOCKED = ("numba", "sqlalchemy", "alembic", "matplotlib", "fastapi", "starlette", "uvicorn",
+            "pydantic", "pandas", "orjson", "cfd", "risk")
+_CLIENT_ONLY = f"""
+import importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {_BLOCKED!r}:
+            raise ImportError("the client must not import " + name)
+
+sys.meta_path.insert(0, Block())
+import api.mt5 as mt5
+assert mt5.initialize(), mt5.last_error()
+rates = mt5.copy_rates_from_pos("AAPL", mt5.TIMEFRAME_D1, 0, 5)
+print(len(rates), rates.dtype.names[-1], sorted(set(sys.modules) & set({_BLOCKED!r})))
+"""
+
+
+def test_client_runs_without_the_engine_dependencies(live: dict) -> None:
+    """api.mt5 needs only httpx and numpy (``pip install --no-deps`` + those two)."""
+    env = {**os.environ, "CFD_SERVER": live["url"], "PYTHONPATH": str(ROOT)}
+    env.pop("CFD_LOGIN", None)
+    out = subprocess.run([sys.executable, "-c", _CLIENT_ONLY], env=env, capture_output=True,
+                         text=True, timeout=60, cwd=str(ROOT))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["5", "real_volume", "[]"]

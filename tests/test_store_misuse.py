@@ -155,7 +155,8 @@ def test_migrations_create_the_models_schema(store_url: str) -> None:
     eng.dispose()
     assert diff == []
     assert {"journal", "store_meta", "snapshots", "accounts", "positions", "orders", "deals",
-            "postings", "ticks", "tick_stats", "symbols", "events"} <= tables
+            "postings", "symbols", "events"} <= tables
+    assert not {"ticks", "tick_stats"} & tables  # market data lives in cfd.marketdata
 
 
 def test_newer_schema_refused(store_url: str) -> None:

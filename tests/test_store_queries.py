@@ -119,26 +119,6 @@ def test_ledger_statement(store: Store) -> None:
     assert full["opening_balance"] == 0 and full["closing_balance"] == 800_00
 
 
-def test_ticks_and_stats(store: Store) -> None:
-    ticks = [
-        {"symbol": "AAPL", "time_msc": 1_000, "bid": 150.25, "ask": 150.27, "last": 0.0,
-         "volume": 0, "flags": 6},
-        {"symbol": "AAPL", "time_msc": 2_000, "bid": 150.10, "ask": 150.12, "last": 0.0,
-         "volume": 0, "flags": 6},
-        {"symbol": "TSLA", "time_msc": 1_500, "bid": 200.0, "ask": 200.5, "last": 0.0,
-         "volume": 0, "flags": 6},
-    ]
-    store.append_batch([entry(0)], Effects(ticks=ticks[:1]))
-    store.append_batch([entry(1)], Effects(ticks=ticks[1:]))
-    got = store.ticks_range("AAPL", 0, 5_000)
-    assert [(t["time_msc"], t["bid"], t["ask"]) for t in got] == [
-        (1_000, 150.25, 150.27), (2_000, 150.10, 150.12)]
-    assert store.ticks_range("AAPL", 1_500, 5_000)[0]["time_msc"] == 2_000
-    st = store.tick_stats("AAPL")
-    assert st["tick_count"] == 2
-    assert (st["bid"], st["bid_high"], st["bid_low"]) == (150_100_000, 150_250_000, 150_100_000)
-
-
 def test_symbols_and_events(store: Store) -> None:
     spec = {"name": "AAPL", "digits": 2, "contract_size": np.int64(1)}
     events = [{"kind": "margin_call", "login": 1001, "time_msc": 5, "margin_level": 80.5}]

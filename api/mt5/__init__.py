@@ -11,15 +11,27 @@ None and :func:`last_error` says why, e.g. ``(-2, 'Invalid "comment" argument')`
 
 from __future__ import annotations
 
-import datetime as _dt
+import json as _json
 import os as _os
+from pathlib import Path as _Path
 from typing import Any as _Any
 
 import httpx as _httpx
 
 from api.mt5 import _constants
+from api.mt5._market import (
+    copy_rates_from,
+    copy_rates_from_pos,
+    copy_rates_range,
+    copy_ticks_from,
+    copy_ticks_range,
+    market_book_add,
+    market_book_get,
+    market_book_release,
+)
 from api.mt5._records import (
     AccountInfo,
+    BookInfo,
     OrderCheckResult,
     OrderSendResult,
     SymbolInfo,
@@ -33,6 +45,13 @@ from api.mt5._records import (
 from api.mt5._records import (
     build as _build,
 )
+from api.mt5._transport import call as _call
+from api.mt5._transport import fail as _fail
+from api.mt5._transport import invalid as _invalid
+from api.mt5._transport import is_str as _is_str
+from api.mt5._transport import last_error
+from api.mt5._transport import s as _s
+from api.mt5._transport import seconds as _seconds
 
 # Every MT5 constant (ORDER_TYPE_BUY, TRADE_RETCODE_DONE, ...) as a module attribute.
 globals().update({k: v for k, v in vars(_constants).items() if k.isupper()})
@@ -40,14 +59,15 @@ globals().update({k: v for k, v in vars(_constants).items() if k.isupper()})
 __version__ = "5.0.6231"
 __author__ = "MetaQuotes Ltd."
 __all__ = [
-    "AccountInfo", "OrderCheckResult", "OrderSendResult", "SymbolInfo", "TerminalInfo", "Tick",
-    "TradeDeal", "TradeOrder", "TradePosition", "TradeRequest", "account_info",
-    "copy_rates_range", "copy_ticks_range", "history_deals_get", "history_deals_total",
+    "AccountInfo", "BookInfo", "OrderCheckResult", "OrderSendResult", "SymbolInfo",
+    "TerminalInfo", "Tick", "TradeDeal", "TradeOrder", "TradePosition", "TradeRequest",
+    "account_info", "copy_rates_from", "copy_rates_from_pos", "copy_rates_range",
+    "copy_ticks_from", "copy_ticks_range", "history_deals_get", "history_deals_total",
     "history_orders_get", "history_orders_total", "initialize", "last_error", "login",
-    "order_calc_margin", "order_calc_profit", "order_check", "order_send", "orders_get",
-    "orders_total", "positions_get", "positions_total", "shutdown", "symbol_info",
-    "symbol_info_tick", "symbol_select", "symbols_get", "symbols_total", "terminal_info",
-    "version",
+    "market_book_add", "market_book_get", "market_book_release", "order_calc_margin",
+    "order_calc_profit", "order_check", "order_send", "orders_get", "orders_total",
+    "positions_get", "positions_total", "shutdown", "symbol_info", "symbol_info_tick",
+    "symbol_select", "symbols_get", "symbols_total", "terminal_info", "version",
 ]
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -55,58 +75,6 @@ _REQUEST_INT = ("action", "magic", "order", "deviation", "type", "type_filling",
                 "expiration", "position", "position_by")
 _REQUEST_FLOAT = ("volume", "price", "stoplimit", "sl", "tp")
 COMMENT_MAX = 31
-
-
-class _State:
-    client: _httpx.Client | None = None
-    login: int | None = None
-    error: tuple[int, str] = (1, "Success")  # RES_S_OK
-    request_id: int = 0
-
-
-_s = _State()
-
-
-def _fail(code: int, message: str) -> None:
-    _s.error = (code, message)
-
-
-def _invalid(name: str) -> None:
-    _fail(-2, f'Invalid "{name}" argument')
-
-
-def last_error() -> tuple[int, str]:
-    """``(code, description)`` of the last call (RES_* codes)."""
-    return _s.error
-
-
-# ---------------------------------------------------------------------------- transport
-def _call(method: str, path: str, **kw: _Any) -> _Any:
-    if _s.client is None:
-        _fail(-10004, "No IPC connection")
-        return None
-    try:
-        r = _s.client.request(method, path, **kw)
-    except _httpx.TimeoutException:
-        _fail(-10005, "IPC timeout")
-        return None
-    except _httpx.HTTPError as exc:
-        _fail(-10001, f"IPC send failed, {exc}")
-        return None
-    if r.status_code == 401:
-        _fail(-6, "Terminal: Authorization failed")
-        return None
-    if r.status_code == 404:
-        _fail(-4, "Terminal: Not found")
-        return None
-    if r.status_code == 422:
-        _fail(-2, "Terminal: Invalid params")
-        return None
-    if r.status_code >= 400:
-        _fail(-1, "Terminal: Call failed")
-        return None
-    _fail(1, "Success")
-    return r.json()
 
 
 def _connect(server: str, login_: int, password: str, timeout_ms: int) -> bool:
@@ -125,7 +93,46 @@ def _connect(server: str, login_: int, password: str, timeout_ms: int) -> bool:
     if old is not None:
         old.close()
     _s.login = int(login_)
+    _s.keys[(server.rstrip("/"), int(login_))] = password
     return True
+
+
+def config_file() -> _Path:
+    """The client's saved API keys: ``$CFD_MT5_CONFIG``, else
+    ``~/.config/cfd-mt5/accounts.json``, a JSON object ``{"<login>": "<api key>"}``."""
+    env = _os.environ.get("CFD_MT5_CONFIG")
+    return _Path(env) if env else _Path.home() / ".config" / "cfd-mt5" / "accounts.json"
+
+
+def _saved_key(server: str, login_: int, timeout_ms: int) -> str:
+    """The saved "password" of ``login_`` (MT5 uses the one saved in the terminal): the key
+    it logged in with before in this process, the config file, ``$CFD_PASSWORD`` (when
+    ``$CFD_LOGIN`` is unset or this login), or a demo server's published demo key."""
+    key = _s.keys.get((server.rstrip("/"), login_))
+    if key:
+        return key
+    try:
+        saved = _json.loads(config_file().read_text())
+        key = saved.get(str(login_)) if isinstance(saved, dict) else None
+    except (OSError, ValueError):
+        key = None
+    if isinstance(key, str) and key:
+        return key
+    if _os.environ.get("CFD_PASSWORD") and _os.environ.get("CFD_LOGIN", str(login_)) == \
+            str(login_):
+        return _os.environ["CFD_PASSWORD"]
+    for acc in _demo_accounts(server, timeout_ms):
+        if int(acc["login"]) == login_:
+            return str(acc["api_key"])
+    return ""
+
+
+def _demo_accounts(server: str, timeout_ms: int) -> list[dict]:
+    try:
+        r = _httpx.get(f"{server.rstrip('/')}/demo/credentials", timeout=timeout_ms / 1000)
+    except _httpx.HTTPError:
+        return []
+    return r.json().get("accounts") or [] if r.status_code == 200 else []
 
 
 def _server(server: str | None) -> str:
@@ -153,18 +160,18 @@ def initialize(path: str | None = None, *, login: int | None = None,
         except ValueError:
             _invalid("login")
             return False
-        password = password or _os.environ.get("CFD_PASSWORD", "")
     if login is None:
         try:
-            demo = _httpx.get(f"{url.rstrip('/')}/demo/credentials", timeout=timeout / 1000)
+            _httpx.get(f"{url.rstrip('/')}/v1/version", timeout=timeout / 1000)
         except _httpx.HTTPError:
             _fail(-10003, f"IPC initialize failed, server {url} is not reachable")
             return False
-        if demo.status_code != 200 or not demo.json().get("accounts"):
+        demo = _demo_accounts(url, timeout)
+        if not demo:
             _fail(-6, "Terminal: Authorization failed")
             return False
-        first = demo.json()["accounts"][0]
-        login, password = int(first["login"]), first["api_key"]
+        login, password = int(demo[0]["login"]), demo[0]["api_key"]
+    password = password or _saved_key(url, login, timeout)
     if not password:
         _fail(-6, "Terminal: Authorization failed")
         return False
@@ -173,15 +180,16 @@ def initialize(path: str | None = None, *, login: int | None = None,
 
 def login(login: int, *, password: str | None = None, server: str | None = None,
           timeout: int = 60000) -> bool:
-    """Switch to another account (``password``: its API key, default ``$CFD_PASSWORD``)."""
+    """Switch to another account. Without ``password`` (its API key) the saved one is used,
+    as MT5 does: see :func:`_saved_key`."""
     if not isinstance(login, int) or isinstance(login, bool):
         _invalid("login")
         return False
-    key = password or _os.environ.get("CFD_PASSWORD", "")
+    base = str(_s.client.base_url) if _s.client is not None and not server else _server(server)
+    key = password or _saved_key(base, login, timeout)
     if not key:
         _fail(-6, "Terminal: Authorization failed")
         return False
-    base = str(_s.client.base_url) if _s.client is not None and not server else _server(server)
     return _connect(base, login, key, timeout)
 
 
@@ -208,13 +216,6 @@ def terminal_info() -> TerminalInfo | None:
 
 
 # ---------------------------------------------------------------------------- symbols
-def _is_str(value: _Any, name: str) -> bool:
-    if not isinstance(value, str) or not value:
-        _invalid(name)
-        return False
-    return True
-
-
 def symbols_total() -> int | None:
     d = _call("GET", "/v1/symbols_total")
     return None if d is None else int(d["total"])
@@ -382,17 +383,6 @@ def positions_get(*args: _Any, **kwargs: _Any) -> tuple[TradePosition, ...] | No
 
 
 # ---------------------------------------------------------------------------- history
-def _seconds(value: _Any, name: str) -> int | None:
-    if isinstance(value, _dt.datetime):
-        return int(value.timestamp())
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, float) and value >= 0 and value == value:
-        return int(value)
-    _invalid(name)
-    return None
-
-
 def _history(path: str, cls: type, date_from: _Any, date_to: _Any, kwargs: dict
              ) -> tuple | None:
     params: dict[str, _Any] = {}
@@ -446,52 +436,3 @@ def history_deals_get(date_from: _Any = None, date_to: _Any = None, **kwargs: _A
     """By range (and ``group=``), or ``ticket=`` (deals of that ORDER, as MT5 does), or
     ``position=``."""
     return _history("/v1/history_deals_get", TradeDeal, date_from, date_to, kwargs)
-
-
-# ---------------------------------------------------------------------------- market data
-_TICK_DTYPE = [("time", "<i8"), ("bid", "<f8"), ("ask", "<f8"), ("last", "<f8"),
-               ("volume", "<u8"), ("time_msc", "<i8"), ("flags", "<u4"),
-               ("volume_real", "<f8")]
-_RATE_DTYPE = [("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"),
-               ("close", "<f8"), ("tick_volume", "<u8"), ("spread", "<i4"),
-               ("real_volume", "<u8")]
-
-
-def _array(rows: list[dict], dtype: list) -> _Any:
-    names = [n for n, _ in dtype]
-    data = [tuple(r[n] for n in names) for r in rows]
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is optional for the client
-        return tuple(data)
-    return np.array(data, dtype=dtype)
-
-
-def copy_ticks_range(symbol: str, date_from: _Any, date_to: _Any, flags: int) -> _Any:
-    """Recorded ticks as a numpy structured array (MT5's dtype)."""
-    if not _is_str(symbol, "symbol"):
-        return None
-    t0, t1 = _seconds(date_from, "date_from"), _seconds(date_to, "date_to")
-    if t0 is None or t1 is None:
-        return None
-    if not isinstance(flags, int) or flags not in (-1, 1, 2):
-        _invalid("flags")
-        return None
-    d = _call("GET", "/v1/copy_ticks_range", params={"symbol": symbol, "date_from": t0,
-                                                      "date_to": t1, "flags": flags})
-    return None if d is None else _array(d, _TICK_DTYPE)
-
-
-def copy_rates_range(symbol: str, timeframe: int, date_from: _Any, date_to: _Any) -> _Any:
-    """Bars built from recorded ticks (bid), as a numpy structured array."""
-    if not _is_str(symbol, "symbol"):
-        return None
-    if not isinstance(timeframe, int) or isinstance(timeframe, bool):
-        _invalid("timeframe")
-        return None
-    t0, t1 = _seconds(date_from, "date_from"), _seconds(date_to, "date_to")
-    if t0 is None or t1 is None:
-        return None
-    d = _call("GET", "/v1/copy_rates_range", params={"symbol": symbol, "timeframe": timeframe,
-                                                      "date_from": t0, "date_to": t1})
-    return None if d is None else _array(d, _RATE_DTYPE)

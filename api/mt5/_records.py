@@ -107,6 +107,8 @@ ORDER_CHECK_RESULT_FIELDS = (
     ("request", "TradeRequest"),
 )
 
+BOOK_INFO_FIELDS = (("type", int), ("price", float), ("volume", int), ("volume_dbl", float))
+
 
 def _names(fields: tuple) -> list[str]:
     return [f[0] for f in fields]
@@ -122,10 +124,11 @@ TradeDeal = namedtuple("TradeDeal", _names(TRADE_DEAL_FIELDS))
 TradeRequest = namedtuple("TradeRequest", _names(TRADE_REQUEST_FIELDS))
 OrderSendResult = namedtuple("OrderSendResult", _names(ORDER_SEND_RESULT_FIELDS))
 OrderCheckResult = namedtuple("OrderCheckResult", _names(ORDER_CHECK_RESULT_FIELDS))
+BookInfo = namedtuple("BookInfo", _names(BOOK_INFO_FIELDS))
 
 # Every record class is defined at module level under its own name, so pickle finds it.
 for _cls in (AccountInfo, TerminalInfo, SymbolInfo, Tick, TradeOrder, TradePosition,
-             TradeDeal, TradeRequest, OrderSendResult, OrderCheckResult):
+             TradeDeal, TradeRequest, OrderSendResult, OrderCheckResult, BookInfo):
     _cls.__module__ = __name__
 
 

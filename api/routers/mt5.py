@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 
-from api import bars, records
+from api import bars, history, records
 from api import schemas as S
 from api.deps import ClientDep, ServiceDep
 from api.idempotency import RequestIdReused
 from api.service import EngineService
 from cfd.engine import Engine
 from cfd.errors import Rejected
+from cfd.marketdata.timeframes import TIMEFRAMES
 
 router = APIRouter(prefix="/v1", tags=["mt5"])
 
@@ -28,6 +30,10 @@ Seconds = Annotated[int, Query(ge=0, le=2**40)]
 Ticket = Annotated[int, Query(ge=0, le=2**63 - 1)]
 Sym = Annotated[str, Query(max_length=64)]
 Group = Annotated[str, Query(max_length=256)]
+
+
+def _day(svc: EngineService, name: str) -> dict | None:
+    return None if svc.market is None else svc.market.day.get(name)
 
 
 def _symbol(eng: Engine, name: str) -> int:
@@ -71,7 +77,7 @@ def symbols_get(me: ClientDep, svc: ServiceDep, group: Group | None = None) -> A
     hidden = svc.hidden_symbols(me.login)
 
     def q(eng: Engine) -> list[dict]:
-        return [records.symbol_info(eng, i, svc.ticks.day.get(s.name), s.name not in hidden)
+        return [records.symbol_info(eng, i, _day(svc, s.name), s.name not in hidden)
                 for i, s in enumerate(eng.symbols.specs) if records.in_group(s.name, group)]
     return svc.read(q)
 
@@ -80,7 +86,7 @@ def symbols_get(me: ClientDep, svc: ServiceDep, group: Group | None = None) -> A
 def symbol_info(symbol: str, me: ClientDep, svc: ServiceDep) -> Any:
     hidden = svc.hidden_symbols(me.login)
     return svc.read(lambda eng: records.symbol_info(
-        eng, _symbol(eng, symbol), svc.ticks.day.get(symbol), symbol not in hidden))
+        eng, _symbol(eng, symbol), _day(svc, symbol), symbol not in hidden))
 
 
 @router.get("/symbol_info_tick/{symbol}", response_model=S.Tick)
@@ -221,8 +227,7 @@ def _range(date_from: int | None, date_to: int | None) -> tuple[int, int]:
 def history_orders_total(me: ClientDep, svc: ServiceDep, date_from: Seconds,
                          date_to: Seconds) -> S.Total:
     t0, t1 = _range(date_from, date_to)
-    return S.Total(total=len(svc.read(lambda eng: records.history_orders(eng, me.login, t0,
-                                                                         t1))))
+    return S.Total(total=len(history.orders(svc, me.login, t0, t1)))
 
 
 @router.get("/history_orders_get", response_model=list[S.TradeOrder])
@@ -230,21 +235,16 @@ def history_orders_get(me: ClientDep, svc: ServiceDep, date_from: Seconds | None
                        date_to: Seconds | None = None, group: Group | None = None,
                        ticket: Ticket | None = None, position: Ticket | None = None) -> Any:
     if ticket is not None or position is not None:
-        rows = svc.read(lambda eng: records.orders_of(eng, me.login, active=False))
-        if ticket is not None:
-            return [r for r in rows if r["ticket"] == ticket]
-        return [r for r in rows if r["position_id"] == position]
+        return history.orders(svc, me.login, ticket=ticket, position_id=position)
     t0, t1 = _range(date_from, date_to)
-    rows = svc.read(lambda eng: records.history_orders(eng, me.login, t0, t1))
-    return _pick(rows, None, group, None)
+    return _pick(history.orders(svc, me.login, t0, t1), None, group, None)
 
 
 @router.get("/history_deals_total", response_model=S.Total)
 def history_deals_total(me: ClientDep, svc: ServiceDep, date_from: Seconds,
                         date_to: Seconds) -> S.Total:
     t0, t1 = _range(date_from, date_to)
-    return S.Total(total=len(svc.read(lambda eng: records.history_deals(eng, me.login, t0,
-                                                                        t1))))
+    return S.Total(total=len(history.deals(svc, me.login, t0, t1)))
 
 
 @router.get("/history_deals_get", response_model=list[S.TradeDeal])
@@ -255,43 +255,106 @@ def history_deals_get(me: ClientDep, svc: ServiceDep, date_from: Seconds | None 
                           "order (MT5's behaviour)")] = None,
                       position: Ticket | None = None) -> Any:
     if ticket is not None:
-        return svc.read(lambda eng: records.history_deals(eng, me.login, order_ticket=ticket))
+        return history.deals(svc, me.login, order_ticket=ticket)
     if position is not None:
-        return svc.read(lambda eng: records.history_deals(eng, me.login,
-                                                          position_id=position))
+        return history.deals(svc, me.login, position_id=position)
     t0, t1 = _range(date_from, date_to)
-    rows = svc.read(lambda eng: records.history_deals(eng, me.login, t0, t1))
-    return _pick(rows, None, group, None)
+    return _pick(history.deals(svc, me.login, t0, t1), None, group, None)
 
 
-def _ticks(svc: Any, symbol: str, date_from: int, date_to: int) -> list[dict]:
-    svc.read(lambda eng: _symbol(eng, symbol))
-    t0, t1 = date_from * 1000, date_to * 1000 + 999
-    if svc.reader is not None:
-        return svc.reader.ticks_range(symbol, t0, t1, limit=MAX_ROWS)
-    return svc.ticks.range(symbol, t0, t1, MAX_ROWS)
+# ---------------------------------------------------------------------------- market data
+MAX_RECORDS = 1_000_000  # bars or ticks in one answer
+Count = Annotated[int, Query(ge=0, le=MAX_RECORDS)]
+Timeframe = Annotated[int, Query(ge=1, le=0xFFFF)]
+CopyFlags = Annotated[int, Query(ge=-1, le=2, description="COPY_TICKS_ALL (-1), "
+                                 "COPY_TICKS_INFO (1) or COPY_TICKS_TRADE (2)")]
+Format = Annotated[str, Query(pattern="^(json|numpy)$", description="numpy: the records' "
+                              "raw bytes in MT5's numpy dtype (see X-Numpy-Dtype)")]
+
+
+def _market(svc: EngineService, symbol: str, timeframe: int | None = None) -> float:
+    """The symbol's point, after checking the symbol and the timeframe; every tick handed
+    to the recorder so far is stored once this returns."""
+    if timeframe is not None and timeframe not in TIMEFRAMES:
+        raise HTTPException(422, f"timeframe {timeframe} is not an MT5 TIMEFRAME_*")
+    point = svc.read(lambda eng: float(eng.symbols.specs[_symbol(eng, symbol)].point))
+    if svc.market is None:
+        raise HTTPException(404, "this server keeps no market data")
+    svc.market.sync()
+    return point
+
+
+def _records(records: Any, fmt: str) -> Response:
+    if fmt == "numpy":
+        return Response(records.tobytes(), media_type="application/octet-stream",
+                        headers={"X-Numpy-Dtype": str(records.dtype.descr),
+                                 "X-Count": str(len(records))})
+    return Response(dumps(bars.rows(records)), media_type="application/json")
+
+
+@router.get("/copy_rates_from", response_model=list[S.RateRow])
+def copy_rates_from(_: ClientDep, svc: ServiceDep, symbol: Sym, timeframe: Timeframe,
+                    date_from: Seconds, count: Count, format: Format = "json") -> Any:
+    """``count`` bars opening at or before ``date_from``, oldest first."""
+    point = _market(svc, symbol, timeframe)
+    return _records(svc.market.store.rates_from(symbol, timeframe, date_from, count, point),
+                    format)
+
+
+@router.get("/copy_rates_from_pos", response_model=list[S.RateRow])
+def copy_rates_from_pos(_: ClientDep, svc: ServiceDep, symbol: Sym, timeframe: Timeframe,
+                        start_pos: Count, count: Count, format: Format = "json") -> Any:
+    """``count`` bars ending ``start_pos`` bars before the latest one (0: the current)."""
+    point = _market(svc, symbol, timeframe)
+    return _records(svc.market.store.rates_from(symbol, timeframe, 2**40, count, point,
+                                                skip=start_pos), format)
+
+
+@router.get("/copy_rates_range", response_model=list[S.RateRow])
+def copy_rates_range(_: ClientDep, svc: ServiceDep, symbol: Sym, timeframe: Timeframe,
+                     date_from: Seconds, date_to: Seconds, format: Format = "json") -> Any:
+    """Bars opening in ``[date_from, date_to]``."""
+    point = _market(svc, symbol, timeframe)
+    out = svc.market.store.rates_range(symbol, timeframe, date_from, date_to, point)
+    return _records(out[:MAX_RECORDS], format)
+
+
+@router.get("/copy_ticks_from", response_model=list[S.TickRow])
+def copy_ticks_from(_: ClientDep, svc: ServiceDep, symbol: Sym, date_from: Seconds,
+                    count: Count, flags: CopyFlags = -1, format: Format = "json") -> Any:
+    """The first ``count`` ticks (of the kind ``flags`` selects) at or after
+    ``date_from``."""
+    point = _market(svc, symbol)
+    got, t0 = [], date_from * 1000
+    while count:
+        part = svc.market.store.ticks_from(symbol, t0, count, point)
+        got.append(bars.select_ticks(part, flags))
+        if len(part) < count or sum(map(len, got)) >= count:
+            break
+        t0 = int(part["time_msc"][-1]) + 1
+    out = np.concatenate(got)[:count] if got else bars.TICK_DTYPE_EMPTY
+    return _records(out, format)
 
 
 @router.get("/copy_ticks_range", response_model=list[S.TickRow])
 def copy_ticks_range(_: ClientDep, svc: ServiceDep, symbol: Sym, date_from: Seconds,
-                     date_to: Seconds, flags: Annotated[int, Query(ge=-1, le=2)] = -1) -> Any:
-    rows = _ticks(svc, symbol, date_from, date_to)
-    if flags == 2:  # COPY_TICKS_TRADE: ticks with last/volume changes; quotes carry none
-        rows = [r for r in rows if int(r["flags"]) & 0x18]
-    return [{"time": int(r["time_msc"]) // 1000, "bid": r["bid"], "ask": r["ask"],
-             "last": r["last"] or 0.0, "volume": int(r["volume"] or 0),
-             "time_msc": int(r["time_msc"]), "flags": int(r["flags"]), "volume_real": 0.0}
-            for r in rows]
+                     date_to: Seconds, flags: CopyFlags = -1, format: Format = "json") -> Any:
+    """Ticks (of the kind ``flags`` selects) in ``[date_from, date_to]`` (seconds)."""
+    point = _market(svc, symbol)
+    out = svc.market.store.ticks_range(symbol, date_from * 1000, date_to * 1000 + 999,
+                                       MAX_RECORDS, point)
+    return _records(bars.select_ticks(out, flags), format)
 
 
-@router.get("/copy_rates_range", response_model=list[S.RateRow])
-def copy_rates_range(_: ClientDep, svc: ServiceDep, symbol: Sym,
-                     timeframe: Annotated[int, Query(ge=1, le=0xFFFF)], date_from: Seconds,
-                     date_to: Seconds) -> Any:
-    if timeframe not in bars.TIMEFRAMES:
-        raise HTTPException(422, f"timeframe {timeframe} is not an MT5 TIMEFRAME_*")
-    point = svc.read(lambda eng: float(eng.symbols.specs[_symbol(eng, symbol)].point))
-    return bars.rates(_ticks(svc, symbol, date_from, date_to), timeframe, point)
-
-
-
+@router.get("/market_book_get/{symbol}", response_model=list[S.BookRow])
+def market_book_get(symbol: str, _: ClientDep, svc: ServiceDep) -> Any:
+    """Market depth: the feed carries none, so a ladder synthesised from the top of book
+    and :data:`api.bars.BOOK_LEVELS` (``symbol_info().ticks_bookdepth`` levels a side)."""
+    def q(eng: Engine) -> list[dict]:
+        s = _symbol(eng, symbol)
+        if not eng.symbols.cols.has_quote[s]:
+            return []
+        bid, ask = records.quote(eng, s)
+        spec = eng.symbols.specs[s]
+        return bars.book(bid, ask, float(spec.point), float(spec.volume_step))
+    return svc.read(q)

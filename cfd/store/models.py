@@ -16,7 +16,7 @@ from sqlalchemy import JSON, BigInteger, Float, Index, Integer, LargeBinary, Str
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Database schema version: the Alembic head revision this code expects.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 class Base(DeclarativeBase):
@@ -199,40 +199,6 @@ class Posting(Base):
     login: Mapped[int | None] = mapped_column(BigInteger)
     deal: Mapped[int | None] = mapped_column(BigInteger)
     comment: Mapped[str | None] = mapped_column(String(255))
-
-
-class Tick(Base):
-    """Accepted ticks, prices in ``PRICE_SCALE`` units (returned as floats, as MT5 does)."""
-
-    __tablename__ = "ticks"
-    __table_args__ = (Index("ix_ticks_symbol_time", "symbol", "time_msc"),)
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True, autoincrement=True)
-    symbol: Mapped[str] = mapped_column(String(64))
-    time_msc: Mapped[int] = mapped_column(BigInteger)
-    bid: Mapped[int | None] = mapped_column(BigInteger)
-    ask: Mapped[int | None] = mapped_column(BigInteger)
-    last: Mapped[int | None] = mapped_column(BigInteger)
-    volume: Mapped[int | None] = mapped_column(BigInteger)
-    flags: Mapped[int | None] = mapped_column(Integer)
-
-
-class TickStat(Base):
-    """Per symbol: the last tick and the running bid/ask extremes and tick count."""
-
-    __tablename__ = "tick_stats"
-
-    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
-    time_msc: Mapped[int] = mapped_column(BigInteger)
-    bid: Mapped[int | None] = mapped_column(BigInteger)
-    ask: Mapped[int | None] = mapped_column(BigInteger)
-    last: Mapped[int | None] = mapped_column(BigInteger)
-    bid_high: Mapped[int | None] = mapped_column(BigInteger)
-    bid_low: Mapped[int | None] = mapped_column(BigInteger)
-    ask_high: Mapped[int | None] = mapped_column(BigInteger)
-    ask_low: Mapped[int | None] = mapped_column(BigInteger)
-    tick_count: Mapped[int] = mapped_column(BigInteger)
 
 
 class Symbol(Base):

@@ -1,4 +1,4 @@
-"""The query side: history, open positions and orders, ledger statements, ticks.
+"""The query side: history, open positions and orders, ledger statements.
 
 All served from the query tables, as plain dict rows (the API turns them into MT5 records).
 Time ranges are inclusive at both ends, in milliseconds, as MT5's ``*_get(date_from,
@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, or_, select
 
 from cfd.constants import OrderState
-from cfd.money import PRICE_SCALE
 from cfd.store import models as m
 
 Row = dict[str, Any]
@@ -159,32 +158,6 @@ def ledger_statement(conn: Connection, login: int, date_from_msc: int,
 
 def _change(code: str, debit: str, credit: str, amount: int) -> int:
     return (amount if credit == code else 0) - (amount if debit == code else 0)
-
-
-def ticks_range(conn: Connection, symbol: str, date_from_msc: int, date_to_msc: int,
-                limit: int | None = None) -> list[Row]:
-    """Stored ticks in the range, prices as floats (MT5 tick records carry doubles)."""
-    t = m.Tick.__table__
-    stmt = (select(t.c.symbol, t.c.time_msc, t.c.bid, t.c.ask, t.c.last, t.c.volume,
-                   t.c.flags)
-            .where(t.c.symbol == symbol, t.c.time_msc >= date_from_msc,
-                   t.c.time_msc <= date_to_msc)
-            .order_by(t.c.time_msc, t.c.id))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    out = []
-    for r in conn.execute(stmt).mappings():
-        row = dict(r)
-        for k in ("bid", "ask", "last"):
-            row[k] = 0.0 if row[k] is None else row[k] / PRICE_SCALE
-        out.append(row)
-    return out
-
-
-def tick_stats(conn: Connection, symbol: str) -> Row | None:
-    t = m.TickStat.__table__
-    row = conn.execute(select(t).where(t.c.symbol == symbol)).mappings().first()
-    return None if row is None else dict(row)
 
 
 def symbols(conn: Connection) -> dict[str, Row]:

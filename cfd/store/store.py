@@ -353,13 +353,6 @@ class Store(SnapshotStore):
                          ) -> dict[str, Any]:
         return self._query(queries.ledger_statement, login, date_from_msc, date_to_msc)
 
-    def ticks_range(self, symbol: str, date_from_msc: int, date_to_msc: int,
-                    limit: int | None = None) -> list[dict[str, Any]]:
-        return self._query(queries.ticks_range, symbol, date_from_msc, date_to_msc, limit)
-
-    def tick_stats(self, symbol: str) -> dict[str, Any] | None:
-        return self._query(queries.tick_stats, symbol)
-
     def symbols(self) -> dict[str, dict[str, Any]]:
         return self._query(queries.symbols)
 

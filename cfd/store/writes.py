@@ -20,7 +20,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cfd.effects import Effects, Row
-from cfd.money import PRICE_SCALE
 from cfd.store import models as m
 
 _CHUNK = 500  # rows per IN (...) list
@@ -54,7 +53,7 @@ def _converters(table: Table) -> list[tuple[str, Callable[[Any], Any] | None]]:
 
 
 _CONV = {t.name: _converters(t) for t in m.Base.metadata.sorted_tables}
-_SKIP_AUTO = {"ticks": {"id"}, "events": {"id"}}
+_SKIP_AUTO = {"events": {"id"}}
 
 
 def normalize(table: Table, row: Row) -> dict[str, Any]:
@@ -206,8 +205,6 @@ POSITIONS = FastTable(m.Position.__table__)
 ORDERS = FastTable(m.Order.__table__)
 DEALS = FastTable(m.Deal.__table__)
 POSTINGS = FastTable(m.Posting.__table__)
-TICKS = FastTable(m.Tick.__table__)
-TICK_STATS = FastTable(m.TickStat.__table__)
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -236,70 +233,6 @@ def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i:i + _CHUNK]
-
-
-def _price_units(v: Any) -> int | None:
-    """A tick price: floats (as MT5 records ticks) go onto the integer grid; ints are units."""
-    if v is None:
-        return None
-    if isinstance(v, float) or (hasattr(v, "dtype") and v.dtype.kind == "f"):
-        return round(float(v) * PRICE_SCALE)
-    return int(v)
-
-
-def tick_rows(ticks: list[Row]) -> list[dict[str, Any]]:
-    return [
-        {
-            "symbol": str(t["symbol"]),
-            "time_msc": int(t["time_msc"]),
-            "bid": _price_units(t.get("bid")),
-            "ask": _price_units(t.get("ask")),
-            "last": _price_units(t.get("last")),
-            "volume": None if t.get("volume") is None else int(t["volume"]),
-            "flags": None if t.get("flags") is None else int(t["flags"]),
-        }
-        for t in ticks
-    ]
-
-
-def _merge_stat(stat: dict[str, Any], tick: dict[str, Any]) -> None:
-    if tick["time_msc"] >= stat["time_msc"]:
-        stat["time_msc"] = tick["time_msc"]
-        for k in ("bid", "ask", "last"):
-            if tick[k]:
-                stat[k] = tick[k]
-    for side in ("bid", "ask"):
-        p = tick[side]
-        if p:
-            hi, lo = stat[f"{side}_high"], stat[f"{side}_low"]
-            stat[f"{side}_high"] = p if hi is None else max(hi, p)
-            stat[f"{side}_low"] = p if lo is None else min(lo, p)
-    stat["tick_count"] += 1
-
-
-def update_tick_stats(conn: Connection, ticks: list[dict[str, Any]]) -> None:
-    """Fold a batch's ticks into ``tick_stats`` (read the symbols' rows, merge, upsert)."""
-    if not ticks:
-        return
-    table = m.TickStat.__table__
-    symbols = sorted({t["symbol"] for t in ticks})
-    stats: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(symbols):
-        for row in conn.execute(table.select().where(table.c.symbol.in_(chunk))).mappings():
-            stats[row["symbol"]] = dict(row)
-    for t in ticks:
-        stat = stats.get(t["symbol"])
-        if stat is None:
-            stat = stats[t["symbol"]] = {
-                "symbol": t["symbol"], "time_msc": t["time_msc"], "bid": None, "ask": None,
-                "last": None, "bid_high": None, "bid_low": None, "ask_high": None,
-                "ask_low": None, "tick_count": 0,
-            }
-        _merge_stat(stat, t)
-    if fast_supported(conn):
-        TICK_STATS.upsert(conn, stats.values())
-    else:
-        upsert(conn, table, list(stats.values()))
 
 
 def _posting(row: Row) -> Row:
@@ -337,10 +270,6 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
         DEALS.insert(conn, effects.deals)
     if effects.postings:
         POSTINGS.insert_tuples(conn, _postings_tuples(effects.postings))
-    if effects.ticks:
-        ticks = tick_rows(effects.ticks)
-        TICKS.insert(conn, ticks)
-        update_tick_stats(conn, ticks)
     _apply_rare(conn, effects, seq)
 
 
@@ -380,8 +309,4 @@ def _apply_effects_portable(conn: Connection, effects: Effects, seq: int) -> Non
     if effects.postings:
         table = m.Posting.__table__
         conn.execute(insert(table), [normalize(table, _posting(r)) for r in effects.postings])
-    if effects.ticks:
-        ticks = tick_rows(effects.ticks)
-        conn.execute(insert(m.Tick.__table__), ticks)
-        update_tick_stats(conn, ticks)
     _apply_rare(conn, effects, seq)

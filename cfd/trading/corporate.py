@@ -318,7 +318,8 @@ class CorporateActions:
         eng.recompute_all()
         self._emit(i0, acc, slots)
         eng._effects.events.append({"kind": "split", "symbol": spec.name, "ratio": a["ratio"],
-                                    "price_factor": m / n, "time_msc": eng.now_msc})
+                                    "price_factor": m / n, "digits": spec.digits,
+                                    "time_msc": eng.now_msc})
         return {"positions": int(len(slots)), "closed_below_min": closed,
                 "orders_removed": removed, "cash_to_clients": int(cash[cash > 0].sum()),
                 "cash_from_clients": int(-cash[cash < 0].sum())}
@@ -358,6 +359,8 @@ class CorporateActions:
         eng.symbols.replace(s, new)
         eng.symbols.index[new.name] = s
         eng._effects.symbols[new.name] = new.to_dict()
+        eng._effects.events.append({"kind": "ticker_change", "from": old.name, "to": new.name,
+                                    "time_msc": eng.now_msc})
         return {"from": old.name, "to": new.name, "positions": int(len(self._slots(s)))}
 
     def _delist(self, a: dict, touched: np.ndarray) -> dict | None:
