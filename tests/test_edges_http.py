@@ -144,6 +144,21 @@ def test_address_lockout_covers_many_logins() -> None:
         rt.close()
 
 
+def test_admin_key_guesses_lock_the_address_out() -> None:
+    rt = make_runtime(address_failures=3, lockout_base_s=30.0)
+    try:
+        with TestClient(rt.app) as c:
+            bad = {"Authorization": "Bearer not-the-admin-key-0000"}
+            codes = [c.post("/admin/accounts", headers=bad, json={}).status_code
+                     for _ in range(4)]
+            assert codes == [401, 401, 401, 429]
+            # the same address is locked for client logins too (one address, one budget)
+            r = c.get("/v1/account_info", headers=headers(rt.demo["accounts"][0]))
+            assert r.status_code == 429
+    finally:
+        rt.close()
+
+
 def test_unknown_login_costs_a_scrypt_like_a_wrong_key(monkeypatch) -> None:
     ring = auth_mod.KeyRing()
     salt, digest = auth_mod.hash_key("right-key")
