@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.fastpath import OrderSendFastPath
 from api.routers import admin, mt5, streams
 from api.service import EngineService, ServiceStopped
+from api.web import router as web_router
 
 
 class MeasureRequests:
@@ -62,6 +63,7 @@ def create_app(service: EngineService, demo: dict | None = None) -> FastAPI:
     app.include_router(mt5.router)
     app.include_router(admin.router)
     app.include_router(streams.router)
+    app.include_router(web_router)  # the web terminal (/) and back office (/backoffice)
     metrics = service.metrics
 
     app.add_middleware(OrderSendFastPath, service=service)  # inside MeasureRequests
