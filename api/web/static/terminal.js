@@ -259,7 +259,7 @@ function select(name) {
   $("o-tp").value = "";
   ticketLayout();
   loadBars();
-  paintTicketState();
+  refreshMarket().catch(() => {});
 }
 
 function ticket() {
@@ -347,6 +347,10 @@ function request() {
 
 function scheduleCheck() {
   clearTimeout(T.checkTimer);
+  T.checkSeq++;  // an answer to an older ticket is not shown
+  for (const id of ["c-margin", "c-commission", "c-free", "c-level"]) $(id).textContent = "";
+  $("c-result").textContent = "checking…";
+  $("c-result").className = "muted";
   T.checkTimer = setTimeout(checkOrder, 250);
 }
 
@@ -460,7 +464,7 @@ async function watchDeals() {
   if (deals.length) T.lastDealSec = Math.max(T.lastDealSec, ...deals.map((d) => d.time));
   const so = fresh.filter((d) => d.reason === E().DealReason.SO);
   for (const d of so) {
-    const msg = `Stop-out: ${Web.name("DealType", d.type)} ${d.volume} ${d.symbol} at ${d.price}, profit ${Web.fmtMoney(d.profit)} (${d.comment})`;
+    const msg = `Stop-out: ${Web.name("DealType", d.type)} ${Web.fmtVol(d.volume)} ${d.symbol} at ${Web.fmtPrice(d.price, digitsOf(d.symbol))}, profit ${Web.fmtMoney(d.profit)} (${d.comment})`;
     Web.announce(msg, "alert");
     toast(msg, "alert");
   }
@@ -473,8 +477,13 @@ async function refreshHistory() {
   const q = new URLSearchParams({ date_from: period ? Math.max(0, now - period) : 0, date_to: now + 60 });
   const deals = await Web.api(`/v1/history_deals_get?${q}`);
   historyTable.set(deals);
-  const sum = (k) => deals.reduce((x, d) => x + d[k], 0);
-  $("h-sum").textContent = `${deals.length} deals · profit ${Web.fmtMoney(sum("profit"))} · commission ${Web.fmtMoney(sum("commission"))} · swap ${Web.fmtMoney(sum("swap"))} · fees ${Web.fmtMoney(sum("fee"))}`;
+  const DT = E().DealType;
+  const trades = deals.filter((d) => d.type === DT.BUY || d.type === DT.SELL);
+  const sum = (rows, k) => rows.reduce((x, d) => x + d[k], 0);
+  const other = deals.filter((d) => d.type !== DT.BUY && d.type !== DT.SELL);
+  $("h-sum").textContent = `${deals.length} deals · trading profit ${Web.fmtMoney(sum(trades, "profit"))}`
+    + ` · commission ${Web.fmtMoney(sum(deals, "commission"))} · swap ${Web.fmtMoney(sum(deals, "swap"))}`
+    + ` · fees ${Web.fmtMoney(sum(deals, "fee"))} · balance, credit, dividends and other ${Web.fmtMoney(sum(other, "profit"))}`;
 }
 
 // ------------------------------------------------------------------ tables
