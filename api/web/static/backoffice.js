@@ -2,7 +2,7 @@
 // goes through a confirmation dialog that asks for the reason journaled with it.
 "use strict";
 
-const B = { detail: null, timers: [] };
+const B = { detail: null };
 const $ = (id) => document.getElementById(id);
 const FINANCING = ["/admin/financing", "/v1/admin/financing"];
 const CORPORATE = ["/admin/corporate_actions", "/v1/admin/corporate_actions"];
@@ -33,7 +33,7 @@ function every(ms, fn) {
     if (!document.hidden) {
       try { await fn(); } catch (e) { if (e.status === 401) logout(); }
     }
-    B.timers.push(setTimeout(run, ms));
+    setTimeout(run, ms);
   };
   run();
 }

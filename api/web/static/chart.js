@@ -67,11 +67,12 @@ class CandleChart {
     }
     const g = c.getContext("2d");
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    const css = getComputedStyle(c);
-    const fg = css.getPropertyValue("--chart-fg") || "#ccc";
-    const grid = css.getPropertyValue("--chart-grid") || "#333";
-    const up = css.getPropertyValue("--chart-up") || "#26a69a";
-    const down = css.getPropertyValue("--chart-down") || "#ef5350";
+    if (!this.colors) {  // read once: getComputedStyle on every frame forces a style pass
+      const css = getComputedStyle(c);
+      this.colors = ["--chart-fg", "--chart-grid", "--chart-up", "--chart-down"]
+        .map((k) => css.getPropertyValue(k).trim());
+    }
+    const [fg, grid, up, down] = this.colors;
     g.clearRect(0, 0, W, H);
     g.font = "11px system-ui, sans-serif";
     const bars = this.visible();

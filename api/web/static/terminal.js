@@ -7,7 +7,7 @@
 const T = {
   login: null, symbols: new Map(), order: [], quotes: new Map(), market: new Map(),
   dirty: new Set(), selected: null, account: null, positions: [], orders: [],
-  ws: null, wsDelay: 1000, timers: [], lastDealSec: 0, seenDeals: new Set(),
+  ws: null, wsDelay: 1000, rows: new Map(), ticks: 0, visible: new Set(), lastDealSec: 0, seenDeals: new Set(),
   levelState: "ok", tf: 1, checkSeq: 0,
 };
 const $ = (id) => document.getElementById(id);
@@ -73,6 +73,13 @@ async function start() {
   every(3000, watchDeals);
   every(10000, refreshMarket);
   every(5000, () => { if (!document.hidden) checkOrder(); });
+  let counted = 0;
+  setInterval(() => {  // the feed's rate, shown beside "live"
+    if (T.ws && T.ws.readyState === WebSocket.OPEN) {
+      $("feed-state").textContent = `live · ${T.ticks - counted} ticks/s`;
+    }
+    counted = T.ticks;
+  }, 1000);
   refreshHistory();
 }
 
@@ -81,7 +88,7 @@ function every(ms, fn) {
     if (!document.hidden) {
       try { await fn(); } catch (e) { if (e.status === 401) logout(); }
     }
-    T.timers.push(setTimeout(run, ms));
+    setTimeout(run, ms);
   };
   run();
 }
@@ -95,6 +102,7 @@ function connect() {
   ws.onmessage = (m) => {
     const t = JSON.parse(m.data);
     if (t.event !== "tick") return;
+    T.ticks += 1;
     T.quotes.set(t.symbol, t);
     T.dirty.add(t.symbol);
     Web.schedule("watch", paintWatch);
@@ -129,9 +137,19 @@ function buildWatch() {
       }
     });
     T.dirty.add(name);
+    T.rows.set(name, tr);
     return tr;
   });
   body.replaceChildren(...rows);
+  // only rows on screen are painted; a row scrolled into view is painted then
+  const seen = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const name = e.target.dataset.symbol;
+      if (e.isIntersecting) { T.visible.add(name); T.dirty.add(name); } else T.visible.delete(name);
+    }
+    Web.schedule("watch", paintWatch);
+  }, { root: body.closest(".scroll") });
+  for (const tr of rows) seen.observe(tr);
   $("watch-filter").addEventListener("input", (e) => {
     const q = e.target.value.trim().toUpperCase();
     for (const tr of body.children) {
@@ -143,9 +161,9 @@ function buildWatch() {
 }
 
 function paintWatch() {
-  const body = $("watch-body");
   for (const name of T.dirty) {
-    const tr = body.querySelector(`tr[data-symbol="${CSS.escape(name)}"]`);
+    if (!T.visible.has(name)) continue;  // painted when it scrolls into view
+    const tr = T.rows.get(name);
     const q = T.quotes.get(name);
     const s = T.symbols.get(name);
     if (!tr || !s) continue;
@@ -164,6 +182,7 @@ function paintWatch() {
     const m = T.market.get(name);
     if (m) {
       mkt.textContent = marketText(m);
+      mkt.title = marketText(m);
       mkt.className = `mkt st-${m.state}`;
     }
   }
@@ -483,7 +502,7 @@ async function refreshHistory() {
   const other = deals.filter((d) => d.type !== DT.BUY && d.type !== DT.SELL);
   $("h-sum").textContent = `${deals.length} deals · trading profit ${Web.fmtMoney(sum(trades, "profit"))}`
     + ` · commission ${Web.fmtMoney(sum(deals, "commission"))} · swap ${Web.fmtMoney(sum(deals, "swap"))}`
-    + ` · fees ${Web.fmtMoney(sum(deals, "fee"))} · balance, credit, dividends and other ${Web.fmtMoney(sum(other, "profit"))}`;
+    + ` · fees ${Web.fmtMoney(sum(deals, "fee"))} · balance and other ${Web.fmtMoney(sum(other, "profit"))}`;
 }
 
 // ------------------------------------------------------------------ tables
