@@ -124,6 +124,36 @@ def test_market_order_position_account_close_history(trader: object) -> None:
     _shot(page, "web-terminal.png")
 
 
+def test_pending_order_modify_and_remove(trader: object) -> None:
+    page = trader
+    page.locator('#watch-body tr[data-symbol="AAPL"]').click()
+    page.select_option("#o-kind", "_LIMIT")
+    expect(page.locator("#o-price-l")).to_be_visible()
+    expect(page.locator("#o-deviation-l")).to_be_hidden()
+    page.fill("#o-volume", "1")
+    page.fill("#o-price", "200.00")  # a buy limit below the market (~230)
+    expect(page.locator("#c-result")).to_have_text("0 Done")
+    expect(page.locator("#o-send")).to_have_text("Place Buy Limit 1 AAPL")
+    page.locator("#o-send").click()
+    expect(page.locator("#o-result")).to_contain_text("10008 Order placed")
+    page.get_by_role("tab", name=re.compile("Orders")).click()
+    row = page.locator("#orders tbody tr", has_text="AAPL")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Buy Limit")
+    expect(row).to_contain_text("200.00")
+    row.get_by_role("button", name=re.compile("Modify order")).click()
+    expect(page.locator("#modify")).to_be_visible()
+    page.fill("#m-price", "201.50")
+    page.locator("#m-ok").click()
+    expect(page.locator("#modify")).to_be_hidden()
+    expect(row).to_contain_text("201.50")
+    row.get_by_role("button", name=re.compile("Remove order")).click()
+    expect(page.locator("#orders tbody")).to_contain_text("No pending orders")
+    expect(page.locator("#messages")).to_contain_text("Remove order")
+    page.select_option("#o-kind", "")
+    page.get_by_role("tab", name=re.compile("Positions")).click()
+
+
 def test_back_office_halt_refuses_the_trader(server: LiveServer, browser: object,
                                              trader: object) -> None:
     office = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
