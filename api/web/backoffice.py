@@ -9,6 +9,7 @@ the writer waits only for the copy, not for the arithmetic).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import Annotated, Any, Literal
 
@@ -34,12 +35,23 @@ _FINITE = {"allow_inf_nan": False}
 
 
 # ---------------------------------------------------------------------------- accounts
-def _book(svc: EngineService) -> tuple[Book, list[str]]:
-    return svc.read(lambda eng: (Book.from_engine(eng), list(eng.accounts.names)))
+BOOK_MAX_AGE_S = 1.0  # pages polling together share one copy of the book
+
+
+def _book(svc: EngineService, request: Request) -> tuple[Book, list[str]]:
+    """A copy of the book (75 ms of the writer's time for 1M positions on the 2-core
+    machine), shared by the requests of the next second."""
+    now = time.monotonic()
+    cached = getattr(request.app.state, "web_book", None)
+    if cached is not None and now - cached[0] < BOOK_MAX_AGE_S:
+        return cached[1]
+    got = svc.read(lambda eng: (Book.from_engine(eng), list(eng.accounts.names)))
+    request.app.state.web_book = (now, got)
+    return got
 
 
 @router.get("/accounts")
-def accounts(_: AdminDep, svc: ServiceDep,
+def accounts(_: AdminDep, svc: ServiceDep, request: Request,
              group: Annotated[str | None, Query(max_length=64)] = None,
              below: Annotated[float | None, Query(ge=0, le=1e9)] = None,
              search: Annotated[str | None, Query(max_length=64)] = None,
@@ -47,7 +59,7 @@ def accounts(_: AdminDep, svc: ServiceDep,
              limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
     """Accounts with margin by margin level (lowest first), then those without margin;
     filtered by group, level below ``below`` percent, login or name containing ``search``."""
-    book, names = _book(svc)
+    book, names = _book(svc, request)
     f = book.figures()
     n = book.n_accounts
     groups = np.array(book.groups, dtype=object) if n else np.zeros(0, dtype=object)
@@ -102,9 +114,10 @@ def account(login: Login, _: AdminDep, svc: ServiceDep,
 
 
 @router.get("/exposure")
-def exposure_by_symbol(_: AdminDep, svc: ServiceDep) -> list[dict[str, Any]]:
+def exposure_by_symbol(_: AdminDep, svc: ServiceDep, request: Request
+                       ) -> list[dict[str, Any]]:
     """Clients' long, short, net and gross exposure per symbol held (risk's ``exposure``)."""
-    book, _names = _book(svc)
+    book, _names = _book(svc, request)
     rows = exposure(book)
     for r in rows:
         r["gross_notional"] = round(r["long_notional"] + r["short_notional"], 2)
