@@ -121,6 +121,15 @@ def test_market_order_position_account_close_history(trader: object) -> None:
     out = page.locator("#history-table tbody tr", has_text="AAPL").filter(has_text="Out")
     expect(out).to_have_count(1)
     expect(out).to_contain_text("2.00")
+    # sortable: the Profit header's button sorts ascending, then descending
+    profit_head = page.locator("#history-table th", has_text="Profit")
+    profit_head.get_by_role("button").click()
+    expect(profit_head).to_have_attribute("aria-sort", "ascending")
+    profits = page.locator("#history-table tbody tr td:nth-child(11)").all_inner_texts()
+    values = [_money(v) for v in profits]
+    assert values == sorted(values), values
+    profit_head.get_by_role("button").press("Enter")  # and from the keyboard
+    expect(profit_head).to_have_attribute("aria-sort", "descending")
     _shot(page, "web-terminal.png")
 
 
