@@ -56,6 +56,8 @@ def trader(server: LiveServer, browser: object) -> Iterator[object]:
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server.url + "/")
     acc = server.rt.demo["accounts"][0]
+    expect(page.locator("#demo-list li")).to_have_count(3)  # the demo logins, listed
+    _shot(page, "web-login.png")
     page.get_by_role("button", name=f"Log in as {acc['login']}").click()
     expect(page.locator("#app")).to_be_visible()
     expect(page.locator("#acc-who")).to_contain_text(str(acc["login"]))
