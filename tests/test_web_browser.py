@@ -234,7 +234,12 @@ def test_phone_width_has_no_sideways_page(server: LiveServer, browser: object) -
     page = browser.new_page(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
     page.goto(server.url + "/")
     acc = server.rt.demo["accounts"][1]
-    page.get_by_role("button", name=f"Log in as {acc['login']}").click()
+    page.fill("#login-login", str(acc["login"]))
+    page.fill("#login-key", "not-the-key")
+    page.get_by_role("button", name="Log in", exact=True).click()
+    expect(page.locator("#login-error")).to_have_text("Unknown login or wrong API key")
+    page.fill("#login-key", acc["api_key"])
+    page.get_by_role("button", name="Log in", exact=True).click()
     expect(page.locator('#watch-body tr[data-symbol="AAPL"] td.bid')).not_to_have_text("")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width  # tables scroll inside their panels, the page does not
