@@ -167,11 +167,22 @@ def test_pending_order_modify_and_remove(trader: object) -> None:
 
 def test_back_office_halt_refuses_the_trader(server: LiveServer, browser: object,
                                              trader: object) -> None:
+    other = server.rt.demo["accounts"][1]  # a second trader holds NVDA: exposure to show
+    h = {"X-CFD-Login": str(other["login"]), "Authorization": f"Bearer {other['api_key']}"}
+    with httpx.Client(base_url=server.url, headers=h, timeout=30) as c:
+        ask = c.get("/v1/symbol_info_tick/NVDA").json()["ask"]
+        r = c.post("/v1/order_send", json={"action": 1, "symbol": "NVDA", "volume": 100.0,
+                                           "type": 0, "price": ask, "deviation": 50,
+                                           "type_filling": 0})
+        assert r.json()["retcode"] == 10009, r.text
     office = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
     office.goto(server.url + "/backoffice")
     office.get_by_role("button", name="Use the demo server's admin key").click()
     expect(office.locator("#app")).to_be_visible()
     expect(office.locator("#accounts tbody tr")).to_have_count(3)
+    # the account with margin first; exposure: NVDA long 100 lots
+    expect(office.locator("#accounts tbody tr").first).to_contain_text(str(other["login"]))
+    expect(office.locator("#exposure tbody tr", has_text="NVDA")).to_contain_text("100")
     # the panels whose endpoints this server lacks say so, with no made-up figures
     expect(office.locator("#financing")).to_have_text("not available on this server")
     expect(office.locator("#corporate")).to_have_text("not available on this server")
@@ -190,6 +201,7 @@ def test_back_office_halt_refuses_the_trader(server: LiveServer, browser: object
     expect(office.locator("#audit tbody tr").first).to_contain_text("admin:admin")
     office.locator("#accounts tbody tr").first.click()
     expect(office.locator("#detail")).to_be_visible()
+    expect(office.locator("#d-positions tbody")).to_contain_text("NVDA")
     _shot(office, "web-backoffice.png")
 
     page = trader
