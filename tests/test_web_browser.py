@@ -256,4 +256,10 @@ def test_phone_width_has_no_sideways_page(server: LiveServer, browser: object) -
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width  # tables scroll inside their panels, the page does not
     _shot(page, "web-terminal-phone.png")
+    page.goto(server.url + "/backoffice")
+    page.get_by_role("button", name="Use the demo server's admin key").click()
+    expect(page.locator("#accounts tbody tr")).to_have_count(3)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    _shot(page, "web-backoffice-phone.png")
     page.close()

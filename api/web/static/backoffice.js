@@ -52,25 +52,25 @@ let accounts, exposureT, auditT, marketsT, dPositions, dOrders, dDeals;
 
 function start() {
   accounts = new Web.Table($("accounts"), [
-    { key: "login", label: "Login", num: true }, { key: "name", label: "Name" },
-    { key: "group", label: "Group" }, { key: "positions", label: "Positions", num: true },
-    money("balance", "Balance"), money("credit", "Credit"), money("equity", "Equity"),
-    money("margin", "Margin"), money("margin_free", "Free margin"),
+    { key: "login", label: "Login", num: true }, { key: "name", label: "Name", wide: false },
+    { key: "group", label: "Group", wide: false }, { key: "positions", label: "Positions", num: true, wide: false },
+    { ...money("balance", "Balance"), wide: false }, { ...money("credit", "Credit"), wide: false }, money("equity", "Equity"),
+    money("margin", "Margin"), { ...money("margin_free", "Free margin"), wide: false },
     { key: "margin_level", label: "Margin level", num: true, cls: levelClass,
       fmt: (v, r) => (r.margin ? Web.fmtPct(v) : "—"),
       sortValue: (r) => (r.margin ? r.margin_level : Infinity) },
-    { key: "margin_call_level", label: "Call", num: true },
-    { key: "stop_out_level", label: "Stop-out", num: true },
-    { key: "to_stop_out_pct", label: "Move to stop-out", num: true,
+    { key: "margin_call_level", label: "Call", num: true, wide: false },
+    { key: "stop_out_level", label: "Stop-out", num: true, wide: false },
+    { key: "to_stop_out_pct", label: "Move to stop-out", num: true, wide: false,
       fmt: (v) => (v === null ? "" : `${v.toFixed(2)}%`), sortValue: (r) => (r.to_stop_out_pct === null ? -Infinity : r.to_stop_out_pct) },
   ], { key: (r) => r.login, onRow: (r) => openAccount(r.login), sortKey: "margin_level", empty: "No accounts match" });
   exposureT = new Web.Table($("exposure"), [
-    { key: "symbol", label: "Symbol" }, { key: "price", label: "Price", num: true },
-    { key: "long_lots", label: "Long lots", num: true }, { key: "short_lots", label: "Short lots", num: true },
+    { key: "symbol", label: "Symbol" }, { key: "price", label: "Price", num: true, wide: false },
+    { key: "long_lots", label: "Long lots", num: true, wide: false }, { key: "short_lots", label: "Short lots", num: true, wide: false },
     { key: "net_lots", label: "Net lots", num: true },
-    money("long_notional", "Long"), money("short_notional", "Short"), money("net_notional", "Net"),
-    money("gross_notional", "Gross"), money("broker_notional", "Broker"),
-    { key: "accounts", label: "Accounts", num: true },
+    { ...money("long_notional", "Long"), wide: false }, { ...money("short_notional", "Short"), wide: false }, money("net_notional", "Net"),
+    money("gross_notional", "Gross"), { ...money("broker_notional", "Broker"), wide: false },
+    { key: "accounts", label: "Accounts", num: true, wide: false },
   ], { key: (r) => r.symbol, sortKey: "gross_notional", sortDir: -1, empty: "No open positions" });
   marketsT = new Web.Table($("markets"), [
     { key: "symbol", label: "Symbol" },

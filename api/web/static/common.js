@@ -112,7 +112,9 @@ const Web = (() => {
       for (const c of columns) {
         const b = el("button", { type: "button", class: "sort", title: `Sort by ${c.label}`,
                                  onclick: () => this.sortBy(c.key) }, c.label);
-        c.th = el("th", { scope: "col", class: c.num ? "num" : null }, c.sortable === false ? c.label : b);
+        // wide: false hides the column on a phone-width screen
+        c.th = el("th", { scope: "col", class: [c.num ? "num" : "", c.wide === false ? "wide-only" : ""].join(" ").trim() || null },
+          c.sortable === false ? c.label : b);
         this.head.append(c.th);
       }
       this.body = el("tbody");
@@ -163,7 +165,7 @@ const Web = (() => {
         }
         for (const c of this.columns) {
           const v = c.render ? c.render(r) : c.fmt ? c.fmt(r[c.key], r) : r[c.key];
-          const td = el("td", { class: [c.num ? "num" : "", c.cls ? c.cls(r) : ""].join(" ").trim() || null });
+          const td = el("td", { class: [c.num ? "num" : "", c.wide === false ? "wide-only" : "", c.cls ? c.cls(r) : ""].join(" ").trim() || null });
           if (v instanceof Node) td.append(v); else td.textContent = v === undefined || v === null ? "" : String(v);
           tr.append(td);
         }

@@ -514,12 +514,12 @@ function buildTables() {
   const px = (k) => ({ key: k, label: { price_open: "Open", sl: "S/L", tp: "T/P", price_current: "Price", price: "Price" }[k],
     num: true, fmt: (v, r) => Web.fmtPrice(v, digitsOf(r.symbol)) });
   positionsTable = new Web.Table($("positions"), [
-    { key: "symbol", label: "Symbol" }, { key: "ticket", label: "Ticket", num: true },
-    { key: "time", label: "Time", fmt: Web.fmtTime },
+    { key: "symbol", label: "Symbol" }, { key: "ticket", label: "Ticket", num: true, wide: false },
+    { key: "time", label: "Time", fmt: Web.fmtTime, wide: false },
     { key: "type", label: "Type", fmt: (v) => Web.name("PositionType", v) },
     { key: "volume", label: "Volume", num: true, fmt: Web.fmtVol },
-    px("price_open"), px("sl"), px("tp"), px("price_current"),
-    { key: "swap", label: "Swap", num: true, fmt: Web.fmtMoney },
+    { ...px("price_open"), wide: false }, { ...px("sl"), wide: false }, { ...px("tp"), wide: false }, px("price_current"),
+    { key: "swap", label: "Swap", num: true, fmt: Web.fmtMoney, wide: false },
     { key: "profit", label: "Profit", num: true, fmt: Web.fmtMoney, cls: (r) => Web.signClass(r.profit) },
     { key: "act", label: "", sortable: false, render: (r) => Web.el("span", { class: "acts" },
       Web.el("button", { type: "button", "data-act": "close", onclick: () => closePosition(r),
