@@ -137,6 +137,15 @@ def test_actions_need_a_reason_and_are_audited(client: TestClient, rt) -> None: 
                                                  "reason": "news"}).status_code == 404
     assert client.post(act, headers=ADMIN, json={"action": "explode", "reason": "news"}
                        ).status_code == 422
+    for body in ({"action": "set_levels", "stop_out": 60, "reason": "no target"},
+                 {"action": "set_levels", "group": "demo\\usdt", "reason": "no level"},
+                 {"action": "insurance_topup", "reason": "no amount"}):
+        r = client.post(act, headers=ADMIN, json=body)
+        assert r.status_code == 422 and body["action"] in r.json()["detail"], r.text
+    assert client.post(act, headers=ADMIN, json={"action": "set_levels", "login": 999999,
+                                                 "stop_out": 60, "reason": "unknown login"}
+                       ).status_code == 404
+    assert client.get("/web/admin/audit", headers=ADMIN).json() == []  # nothing was done
     r = client.post(act, headers=ADMIN, json={"action": "halt", "symbol": "AAPL",
                                               "reason": "news pending"})
     assert r.status_code == 200 and r.json()["retcode"] == 10009
