@@ -25,7 +25,7 @@ def test_pages_and_assets_are_served_from_the_package(client: TestClient) -> Non
         assert "http" not in r.text.replace("http-equiv", "")  # no third-party host
     # every file of static/ is served, and nothing else
     names = sorted(p.name for p in STATIC.iterdir())
-    assert sorted(ASSETS) == names and len(names) == 7
+    assert sorted(ASSETS) == names and len(names) == 8
     js = client.get("/web/static/terminal.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     again = client.get("/web/static/terminal.js", headers={"If-None-Match": js.headers["etag"]})
