@@ -53,6 +53,9 @@ def test_500_symbols_keep_drawing_with_bounded_state(busy: LiveServer,
     after = page.evaluate(STATE)
     page.close()
     ticks = after["ticks"] - before["ticks"]
+    print(f"\nweb load, {SYMBOLS} symbols: {ticks / 10:,.0f} ticks/s received, "
+          f"{after['frames'] / 10:.1f} frames/s, JS heap {before['heap'] / 1e6:.1f} -> "
+          f"{after['heap'] / 1e6:.1f} MB")
     # 500 symbols * 4 ticks/s * 10 s = 20,000 offered; a loaded machine delivers fewer, but
     # thousands must arrive for the frame count below to mean anything
     assert ticks > 2_000, after
