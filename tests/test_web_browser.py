@@ -83,6 +83,14 @@ def test_quotes_move_and_the_chart_draws(trader: object) -> None:
     expect(bid).not_to_have_text(first, timeout=15_000)  # the feed moved it
     expect(page.locator('#watch-body tr[data-symbol="AAPL"] td.mkt')).to_have_text("open")
     expect(page.locator("#chart-caption")).to_contain_text(" O ")  # a bar was drawn
+    # ticks past the last bar ask for the bars again while they keep coming (every 100 ms
+    # for a second: one reload after 300 ms, the next not before 2 s)
+    reloads = page.evaluate("""async () => {
+      let n = 0; const orig = window.loadBars;
+      window.loadBars = () => { n++; return orig(); };
+      for (let i = 0; i < 10; i++) { chart.onStale(); await new Promise(r => setTimeout(r, 100)); }
+      window.loadBars = orig; return n; }""")
+    assert reloads == 1
     # keyboard: from AAPL down one row, Enter selects MSFT
     page.locator('#watch-body tr[data-symbol="AAPL"]').focus()
     page.keyboard.press("ArrowDown")

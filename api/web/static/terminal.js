@@ -215,7 +215,13 @@ let chart = null;
 
 function buildTimeframes() {
   chart = new CandleChart($("chart"), $("chart-caption"));
-  chart.onStale = () => { clearTimeout(T.staleTimer); T.staleTimer = setTimeout(loadBars, 300); };
+  // a tick past the last bar: ask for the bars again, at most once every 2 s (a timer that
+  // restarted on every tick would never fire under a fast feed)
+  chart.onStale = () => {
+    if (T.staleTimer) return;
+    const wait = Math.max(300, 2000 - (Date.now() - (T.staleAt || 0)));
+    T.staleTimer = setTimeout(() => { T.staleTimer = null; T.staleAt = Date.now(); loadBars(); }, wait);
+  };
   const wanted = ["M1", "M5", "M15", "M30", "H1", "H4", "D1", "W1", "MN1"];
   const host = $("timeframes");
   for (const name of wanted) {
