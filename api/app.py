@@ -22,6 +22,7 @@ from api.routers import admin, corporate, financing, mt5, streams
 from api.service import EngineService, ServiceStopped
 from api.settings import Settings
 from api.throttle import AuthRefused, LoginThrottle
+from api.web import router as web_router
 
 
 @dataclass
@@ -93,6 +94,7 @@ def create_app(service: EngineService, demo: dict | None = None,
     app.include_router(financing.router)
     app.include_router(corporate.router)
     app.include_router(streams.router)
+    app.include_router(web_router)  # the web terminal (/) and back office (/backoffice)
     metrics = service.metrics
 
     # outermost last: MeasureRequests > CORS > EdgeGuard > OrderSendFastPath > routes

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     auth_queue: int = Field(32, ge=1)  # key checks waiting before 429
     # websockets
     ws_max_connections: int = Field(1000, ge=1)
-    ws_max_symbols: int = Field(64, ge=1)  # per /ws/ticks connection
+    ws_max_symbols: int = Field(1024, ge=1)  # per /ws/ticks connection (a full watchlist)
     ws_queue: int = Field(1000, ge=1)  # messages queued per connection before it is dropped
     ws_token_ttl_s: float = Field(60.0, gt=0, le=3600)
     # browsers and monitoring

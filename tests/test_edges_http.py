@@ -267,7 +267,8 @@ def test_browser_token_opens_the_account_stream(client, rt) -> None:
 
 def test_ticks_stream_says_what_is_wrong(client) -> None:
     for query, words in (("", "give the symbols"), ("?symbols=NOPE", "unknown symbols: NOPE"),
-                         ("?symbols=" + ",".join(f"S{i}" for i in range(65)), "at most 64")):
+                         ("?symbols=" + ",".join(f"S{i}" for i in range(1025)),
+                          "at most 1024")):
         with client.websocket_connect(f"/ws/ticks{query}") as ws:
             msg = ws.receive_json()
             assert msg["event"] == "error" and words in msg["message"]
