@@ -255,9 +255,12 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         idx = np.nonzero(res.accepted)[0]
         sym = batch.symbol[idx].astype(np.int64)
         pt = self.symbols.point_array()[sym]
-        bid_u = np.rint(batch.bid[idx] * PRICE_SCALE / pt).astype(np.int64) * pt
-        ask_u = np.rint(batch.ask[idx] * PRICE_SCALE / pt).astype(np.int64) * pt
-        ok = (bid_u > 0) & (bid_u <= ask_u) & (batch.ask[idx] <= 1e9)
+        in_range = batch.ask[idx] <= 1e9  # (beyond it a price would overflow its units)
+        bid_f = np.where(in_range, batch.bid[idx], 0.0)
+        bid_u = np.rint(bid_f * PRICE_SCALE / pt).astype(np.int64) * pt
+        ask_u = np.rint(np.where(in_range, batch.ask[idx], 0.0) * PRICE_SCALE / pt
+                        ).astype(np.int64) * pt
+        ok = (bid_u > 0) & (bid_u <= ask_u) & in_range
         idx, sym, bid_u, ask_u = idx[ok], sym[ok], bid_u[ok], ask_u[ok]
         if self.config.record_ticks and len(idx):
             names = [self.symbols.specs[s].name for s in sym.tolist()]
@@ -494,7 +497,8 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
 
     # ------------------------------------------------------------------ accounts
     def _acc(self, login: int) -> int:
-        i = self.accounts.find(int(login))
+        i = (None if isinstance(login, bool) or not isinstance(login, int)
+             else self.accounts.find(login))
         if i is None:
             raise Rejected(Retcode.INVALID, f"unknown account {login}")
         return i
