@@ -421,10 +421,10 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
                                        ac.profit, ac.margin, ac.so_rule, ac.so_call, ac.mc_flag,
                                        out)]
         for a in raised.tolist():
-            e, mg = self.accounts.equity(a), float(ac.margin[a])
+            e, mg, _ = self.accounts.figures(a)
+            e, mg = e / MINOR_SCALE, mg / MINOR_SCALE
             ev = {"kind": "margin_call", "login": int(ac.login[a]), "time_msc": self.now_msc,
-                  "equity": round(e, 2), "margin": round(mg, 2),
-                  "margin_level": margin_level(e, mg)}
+                  "equity": e, "margin": mg, "margin_level": margin_level(e, mg)}
             events.append(ev)
             self._effects.events.append(ev)
         return events
