@@ -37,7 +37,7 @@ import numpy as np
 from cfd import commands as C
 from cfd.accounts.book import AccountGroup, AccountTable
 from cfd.accounts.cash import CashHandlers
-from cfd.accounts.ledger import Ledger
+from cfd.accounts.ledger import INSURANCE_FUND, Ledger, client_ledger
 from cfd.constants import MarginMode, Retcode
 from cfd.effects import Effects
 from cfd.engine_admin import AdminHandlers
@@ -66,8 +66,9 @@ from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
 from cfd.trading.orders import PendingOrders
 from cfd.trading.positions import PositionTable
 
-__all__ = ["FIRST_DEAL_TICKET", "FIRST_ORDER_TICKET", "Engine", "EngineConfig",
-           "EngineHalted", "Result", "round_half_even_float"]
+# the public surface other packages (api, risk) reach the engine through
+__all__ = ["FIRST_DEAL_TICKET", "FIRST_ORDER_TICKET", "INSURANCE_FUND", "Engine",
+           "EngineConfig", "EngineHalted", "Result", "client_ledger", "round_half_even_float"]
 
 FIRST_ORDER_TICKET = 10_000_001
 FIRST_DEAL_TICKET = 50_000_001

@@ -7,11 +7,15 @@ before timing, and timed against). Arguments are the kernels' arrays, in the ker
 
 import numpy as np
 
-CALC_CFDLEVERAGE = 4
-CALC_EXCH_STOCKS = 32
-RULE_MT5_PERCENT = 0
-RULE_MT5_MONEY = 1
-STATE_OK, STATE_MARGIN_CALL, STATE_STOP_OUT = 0, 1, 2
+from cfd.kernels.formulas import (
+    CALC_CFDLEVERAGE,
+    CALC_EXCH_STOCKS,
+    RULE_MT5_MONEY,
+    RULE_MT5_PERCENT,
+)
+from cfd.kernels.margin import STATE_MARGIN_CALL, STATE_OK, STATE_STOP_OUT
+
+__all__ = ["STATE_MARGIN_CALL", "STATE_OK", "STATE_STOP_OUT"]
 
 
 # ------------------------------------------------------------------ pure Python
