@@ -131,7 +131,8 @@ def create_app(service: EngineService, demo: dict | None = None,
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict:
-        return {"ok": service.failed is None}
+        failed = service.failed
+        return {"ok": failed is None, "halted": None if failed is None else str(failed)}
 
     return app
 

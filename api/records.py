@@ -1,4 +1,5 @@
-"""Engine rows -> MT5 records (plain dicts in MT5 field order), and MT5's group filter.
+"""Engine rows -> MT5 records (plain dicts in MT5 field order); ``in_group`` is MT5's group
+filter (``cfd.instruments.groups``).
 
 The engine keeps integers on grids (``cfd.money``): prices / 1e6, volumes / 1e4, money / 100.
 Records are built here, at the edge, for the few rows a request touches.
@@ -6,8 +7,6 @@ Records are built here, at the edge, for the few rows a request touches.
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -15,40 +14,13 @@ import numpy as np
 from api.bars import BOOK_DEPTH, BOOK_SOURCE
 from cfd.constants import OrderState
 from cfd.engine import Engine
+from cfd.instruments.groups import symbol_in_group as in_group  # noqa: F401 (re-export)
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.trading.positions import position_floating_profit
 
 ACTIVE_ORDER_STATES = tuple(int(s) for s in (
     OrderState.STARTED, OrderState.PLACED, OrderState.PARTIAL, OrderState.REQUEST_ADD,
     OrderState.REQUEST_MODIFY, OrderState.REQUEST_CANCEL))
-
-
-# ---------------------------------------------------------------------------- group filter
-@lru_cache(maxsize=256)
-def _compile_group(group: str) -> tuple[tuple[bool, re.Pattern[str]], ...]:
-    out = []
-    for raw in group.split(","):
-        mask = raw.strip()
-        if not mask:
-            continue
-        exclude = mask.startswith("!")
-        mask = mask[1:].strip() if exclude else mask
-        pattern = ".*".join(re.escape(p) for p in mask.split("*"))
-        out.append((exclude, re.compile(f"^{pattern}$", re.IGNORECASE)))
-    return tuple(out)
-
-
-def in_group(name: str, group: str | None) -> bool:
-    """MT5's ``group`` filter: comma-separated masks applied in order, ``*`` matches any
-    run of characters, ``!mask`` excludes what matched so far. ``"*,!*A*"``: everything
-    without an A; ``"!*A*,*"``: everything (the later ``*`` re-includes)."""
-    if group is None:
-        return True
-    included = False
-    for exclude, pattern in _compile_group(group):
-        if pattern.match(name):
-            included = not exclude
-    return included
 
 
 # ---------------------------------------------------------------------------- records

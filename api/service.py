@@ -1,10 +1,12 @@
 """The engine service: one writer thread owns the Engine; everything else submits commands.
 
 HTTP handlers put commands on a queue and await their results. The writer drains the queue
-in batches: it stamps each command's ``time_msc``, applies the batch, writes journal rows and
-effects in ONE store transaction (group commit), and only then resolves the futures, so a
-result is durable before anyone sees it. Queries take the same lock as the writer, so they
-see a state between batches, never half a batch.
+in batches: it stamps each command's ``time_msc`` and hands the batch to the store's own
+apply -> journal -> snapshot loop (:class:`cfd.store.runner.DurableEngine`, in memory when
+there is no store), which commits it in ONE transaction (group commit); only then are the
+futures resolved, so a result is durable before anyone sees it. Queries take the same lock
+as the writer, so they see a state between batches, never half a batch. If the engine halts
+or the store fails, the service stops taking commands and ``failed`` says why.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from api.metrics import Metrics
 from cfd import commands as C
 from cfd.constants import Retcode
 from cfd.engine import Engine, Result
-from cfd.store.journal import JournalEntry
+from cfd.store.runner import DurableEngine
 from cfd.trading.request import (
     OrderCheckResult,
     OrderSendResult,
@@ -103,6 +105,9 @@ class EngineService:
         self.engine = engine
         self.durable = durable  # cfd.store.runner.DurableEngine or None (in memory)
         self.store = durable.store if durable is not None else None
+        # the writer's loop: the durable engine's, or the same loop without a store
+        self.runner: DurableEngine = durable if durable is not None else DurableEngine(
+            None, engine)
         self.metrics = metrics or Metrics()
         self.keys = keys or KeyRing()
         self.batch_max = batch_max
@@ -118,13 +123,20 @@ class EngineService:
         self._subs_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._last_t = 0
-        self._since_snapshot = 0
-        self.snapshot_every = 0
         self.failed: BaseException | None = None
         self._next_login = 0
         self.reader: Any = None  # a read-only Store, when there is a store
         self._hidden: dict[int, set[str]] = {}
         self._counters: dict[tuple[str, bool], Any] = {}
+
+    @property
+    def snapshot_every(self) -> int:
+        """Commands between snapshots (0: none); the runner takes them."""
+        return self.runner.snapshot_every or 0
+
+    @snapshot_every.setter
+    def snapshot_every(self, n: int) -> None:
+        self.runner.snapshot_every = n
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -254,7 +266,7 @@ class EngineService:
                 batch.append(nxt)
             try:
                 self._run_batch(batch)
-            except BaseException as exc:  # the store failed: memory is ahead of it
+            except BaseException as exc:  # the engine halted or the store failed
                 log.exception("batch failed; the engine stops taking commands")
                 self.failed = exc
                 self._settle([(it, exc) for it in batch])
@@ -264,55 +276,46 @@ class EngineService:
     def _run_batch(self, batch: list[_Item]) -> None:
         m = self.metrics
         t_start = time.perf_counter()
-        done: list[tuple[_Item, Result]] = []
-        failed: list[tuple[_Item, BaseException]] = []
         with self.lock:
-            entries = []
-            extra: list[dict] = []
-            for it in batch:
-                if it.cmd is None:  # events only (key rotation): journaled with the batch
-                    extra.extend(it.events)
-                    done.append((it, Result(Retcode.DONE, "recorded")))
-                    continue
+            items = [it for it in batch if it.cmd is not None]
+            cmds = []
+            for it in items:
                 t = max(self.clock(), self._last_t)
                 self._last_t = t
-                cmd = it.cmd if it.cmd.time_msc else dataclasses.replace(it.cmd, time_msc=t)
-                try:
-                    res = self.engine.apply(cmd)
-                except Exception as exc:  # an engine bug: answer, do not journal
-                    log.exception("command %s raised", cmd.kind)
-                    m.engine_errors.inc()
-                    failed.append((it, exc))
-                    continue
+                cmds.append(it.cmd if it.cmd.time_msc else dataclasses.replace(it.cmd,
+                                                                              time_msc=t))
+
+            def extra_events(cmds: Any, results: list[Result]) -> list[dict]:
+                """Events stored with the batch: those of event-only items, those of
+                accepted commands, and each order_send result under its request id."""
+                extra = [e for it in batch if it.cmd is None for e in it.events]
+                for it, cmd, res in zip(items, cmds, results, strict=True):
+                    if isinstance(cmd, C.SendOrder) and cmd.request_id and res.data is not None:
+                        extra.append({"kind": "order_result", "login": cmd.login,
+                                      "time_msc": cmd.time_msc, "request_id": cmd.request_id,
+                                      "result": send_result_dict(res),
+                                      "request_sha256": idempotency.request_hash(cmd.request)})
+                    if res.ok:
+                        extra.extend(it.events)
+                return extra
+
+            results = self.runner.submit(cmds, extra_events)
+            effects = self.runner.last_effects
+            for cmd, res in zip(cmds, results, strict=True):
                 self._command_counter(cmd.kind, res.ok).inc()
-                entries.append(JournalEntry(kind=cmd.kind, payload=cmd.to_payload(),
-                                            time_msc=int(cmd.time_msc), actor=cmd.actor or ""))
-                if isinstance(cmd, C.SendOrder) and cmd.request_id and res.data is not None:
-                    extra.append({"kind": "order_result", "login": cmd.login,
-                                  "time_msc": cmd.time_msc, "request_id": cmd.request_id,
-                                  "result": send_result_dict(res),
-                                  "request_sha256": idempotency.request_hash(cmd.request)})
-                if res.ok:
-                    extra.extend(it.events)
-                done.append((it, res))
-            effects = self.engine.take_effects()
-            effects.events.extend(extra)
-            if self.durable is not None and (entries or extra):
-                self.store.append_batch(entries, effects)
-                self._since_snapshot += len(entries)
-                if self.snapshot_every and self._since_snapshot >= self.snapshot_every:
-                    self.durable.snapshot_now()
-                    self._since_snapshot = 0
-            for e in extra:
-                if e["kind"] == "order_result":
+            for e in effects.events:
+                if e.get("kind") == "order_result":
                     self.results[(e["login"], e["request_id"])] = e["result"]
+            done: list[tuple[_Item, Result]] = [
+                (it, Result(Retcode.DONE, "recorded")) for it in batch if it.cmd is None]
+            done += list(zip(items, results, strict=True))
             for it, res in done:
                 if res.ok and it.after is not None:
                     it.after(res)
             m.rejected_ticks.set(self.engine.rejected_ticks)
         m.cycle.observe(time.perf_counter() - t_start)
         m.batch_size.observe(len(batch))
-        self._settle([*done, *failed])
+        self._settle(done)
         self._publish(effects)
 
     def _command_counter(self, kind: str, ok: bool) -> Any:

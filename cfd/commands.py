@@ -9,6 +9,7 @@ stores and :func:`decode` turns them back into the same command.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -18,9 +19,15 @@ import orjson
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
 def _loads(payload: bytes) -> Any:
-    """JSON -> Python, through orjson (fast); payloads that orjson refuses (a rejected
-    request may carry NaN or Infinity, which the standard library writes) through json."""
+    """JSON -> Python, through orjson (fast); payloads that orjson refuses (NaN or Infinity,
+    which the standard library writes) or would read wrongly (orjson turns integers beyond
+    64 bits into floats: any run of 19 digits goes the exact way) through json."""
+    if _LONG_DIGITS.search(payload):
+        return json.loads(payload)
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:

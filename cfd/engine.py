@@ -37,7 +37,7 @@ import numpy as np
 from cfd import commands as C
 from cfd.accounts.book import AccountGroup, AccountTable
 from cfd.accounts.cash import CashHandlers
-from cfd.accounts.ledger import Ledger
+from cfd.accounts.ledger import INSURANCE_FUND, Ledger, client_ledger
 from cfd.constants import MarginMode, Retcode
 from cfd.effects import Effects
 from cfd.engine_admin import AdminHandlers
@@ -68,8 +68,9 @@ from cfd.trading.orders import PendingOrders
 from cfd.trading.positions import PositionTable
 from cfd.trading.rollover import TradingDay
 
-__all__ = ["FIRST_DEAL_TICKET", "FIRST_ORDER_TICKET", "Engine", "EngineConfig",
-           "EngineHalted", "Result", "round_half_even_float"]
+# the public surface other packages (api, risk) reach the engine through
+__all__ = ["FIRST_DEAL_TICKET", "FIRST_ORDER_TICKET", "INSURANCE_FUND", "Engine",
+           "EngineConfig", "EngineHalted", "Result", "client_ledger", "round_half_even_float"]
 
 FIRST_ORDER_TICKET = 10_000_001
 FIRST_DEAL_TICKET = 50_000_001
@@ -262,9 +263,12 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         idx = np.nonzero(res.accepted)[0]
         sym = batch.symbol[idx].astype(np.int64)
         pt = self.symbols.point_array()[sym]
-        bid_u = np.rint(batch.bid[idx] * PRICE_SCALE / pt).astype(np.int64) * pt
-        ask_u = np.rint(batch.ask[idx] * PRICE_SCALE / pt).astype(np.int64) * pt
-        ok = (bid_u > 0) & (bid_u <= ask_u) & (batch.ask[idx] <= 1e9)
+        in_range = batch.ask[idx] <= 1e9  # (beyond it a price would overflow its units)
+        bid_f = np.where(in_range, batch.bid[idx], 0.0)
+        bid_u = np.rint(bid_f * PRICE_SCALE / pt).astype(np.int64) * pt
+        ask_u = np.rint(np.where(in_range, batch.ask[idx], 0.0) * PRICE_SCALE / pt
+                        ).astype(np.int64) * pt
+        ok = (bid_u > 0) & (bid_u <= ask_u) & in_range
         idx, sym, bid_u, ask_u = idx[ok], sym[ok], bid_u[ok], ask_u[ok]
         if self.config.record_ticks and len(idx):  # as columns: no object per tick
             self._effects.ticks.append(TickBatch(
@@ -423,10 +427,10 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
                                        ac.profit, ac.margin, ac.so_rule, ac.so_call, ac.mc_flag,
                                        out)]
         for a in raised.tolist():
-            e, mg = self.accounts.equity(a), float(ac.margin[a])
+            e, mg, _ = self.accounts.figures(a)
+            e, mg = e / MINOR_SCALE, mg / MINOR_SCALE
             ev = {"kind": "margin_call", "login": int(ac.login[a]), "time_msc": self.now_msc,
-                  "equity": round(e, 2), "margin": round(mg, 2),
-                  "margin_level": margin_level(e, mg)}
+                  "equity": e, "margin": mg, "margin_level": margin_level(e, mg)}
             events.append(ev)
             self._effects.events.append(ev)
         return events
@@ -499,7 +503,8 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
 
     # ------------------------------------------------------------------ accounts
     def _acc(self, login: int) -> int:
-        i = self.accounts.find(int(login))
+        i = (None if isinstance(login, bool) or not isinstance(login, int)
+             else self.accounts.find(login))
         if i is None:
             raise Rejected(Retcode.INVALID, f"unknown account {login}")
         return i

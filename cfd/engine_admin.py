@@ -13,6 +13,7 @@ from cfd.constants import (
     Retcode,
 )
 from cfd.errors import Rejected, SpecError
+from cfd.instruments.registry import SymbolTable
 from cfd.instruments.spec import SymbolSpec
 from cfd.result import Result
 
@@ -21,7 +22,8 @@ class AdminHandlers:
     """Handlers of :class:`cfd.engine.Engine` for the broker's commands."""
 
     def _create_account(self, cmd: C.CreateAccount) -> Result:
-        if not isinstance(cmd.login, int) or cmd.login <= 0:
+        if isinstance(cmd.login, bool) or not isinstance(cmd.login, int) \
+                or not 0 < cmd.login < 2**63:
             raise Rejected(Retcode.INVALID, f"login {cmd.login!r} must be a positive integer")
         if self.accounts.find(cmd.login) is not None:
             raise Rejected(Retcode.INVALID, f"account {cmd.login} already exists")
@@ -37,18 +39,27 @@ class AdminHandlers:
         return Result(Retcode.DONE, f"account {cmd.login} created", self.account_info(cmd.login))
 
     def _set_symbol(self, cmd: C.SetSymbol) -> Result:
+        if not isinstance(cmd.name, str) or not isinstance(cmd.changes, dict) \
+                or "name" in cmd.changes:
+            raise Rejected(Retcode.INVALID, "give a symbol name and a dict of changes (a "
+                                            "symbol is not renamed)")
         i = self.symbols.get(cmd.name)
         try:
             if i is None:
                 spec = SymbolSpec.from_dict({"name": cmd.name, **cmd.changes})
-                i = self.symbols.add(spec)
-                self.positions.by_sym.ensure_groups(len(self.symbols))
-                self._grow_hygiene()
             else:
                 spec = self.symbols.specs[i].with_changes(**cmd.changes)
-                self.symbols.replace(i, spec)
-        except (SpecError, TypeError) as exc:
+            # derive the table's figures on a scratch table first: a spec whose figures
+            # do not fit (a contract size of 1e308) is refused before anything changes
+            SymbolTable([spec], self.symbols.rates)
+        except (SpecError, TypeError, ValueError, ArithmeticError) as exc:
             raise Rejected(Retcode.INVALID, str(exc)) from None
+        if i is None:
+            i = self.symbols.add(spec)
+            self.positions.by_sym.ensure_groups(len(self.symbols))
+            self._grow_hygiene()
+        else:
+            self.symbols.replace(i, spec)
         self._effects.symbols[spec.name] = spec.to_dict()
         self._effects.events.append({"kind": "set_symbol", "symbol": spec.name,
                                      "changes": {k: str(v) for k, v in cmd.changes.items()},
@@ -62,7 +73,7 @@ class AdminHandlers:
         sc = self.symbols.cols
         idx = []
         for name in cmd.symbols:
-            i = self.symbols.get(name)
+            i = self.symbols.get(name) if isinstance(name, str) else None
             if i is None:
                 raise Rejected(Retcode.INVALID, f"unknown symbol {name!r}")
             idx.append(i)

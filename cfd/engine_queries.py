@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from cfd.accounts.book import minor
 from cfd.constants import (
     OrderType,
     Retcode,
@@ -25,8 +26,9 @@ from cfd.trading.request import (
 
 
 def round_half_even_float(x: float) -> int:
-    """A re-derived float amount (floating profit) -> minor units, for display only."""
-    return int(np.round(x * MINOR_SCALE))
+    """A re-derived float amount (floating profit, margin) -> minor units: the one rule of
+    ``formulas.float_to_minor`` (``cfd.accounts.book.minor``)."""
+    return minor(x)
 
 
 class EngineQueries:
@@ -41,9 +43,9 @@ class EngineQueries:
         # ledger); profit counts it, so equity is the ledger balance + credit + floating
         accrued = self.day.accrued(a)
         balance, credit = int(ac.balance[a]) - accrued, int(ac.credit[a])
-        profit_c = round_half_even_float(float(ac.profit[a])) + accrued
-        equity_c = balance + credit + profit_c
-        margin = round(float(ac.margin[a]), 2)
+        equity_c, margin_c, orders_c = self.accounts.figures(a)
+        profit_c = equity_c - balance - credit
+        margin = margin_c / MINOR_SCALE
         equity = equity_c / MINOR_SCALE
         return {
             "login": int(ac.login[a]), "trade_mode": int(ac.trade_mode[a]),
@@ -52,11 +54,12 @@ class EngineQueries:
             "trade_expert": True, "margin_mode": int(ac.margin_mode[a]), "currency_digits": 2,
             "fifo_close": False, "balance": balance / MINOR_SCALE,
             "credit": credit / MINOR_SCALE, "profit": profit_c / MINOR_SCALE,
-            "equity": equity, "margin": margin, "margin_free": round(equity - margin, 2),
+            "equity": equity, "margin": margin,
+            "margin_free": (equity_c - margin_c - orders_c) / MINOR_SCALE,
             "margin_level": margin_level(equity, margin),
             "margin_so_call": float(ac.so_call[a]), "margin_so_so": float(ac.so_so[a]),
-            "margin_initial": round(float(ac.margin_orders[a]), 2),
-            "margin_maintenance": round(float(ac.margin_maint[a]), 2),
+            "margin_initial": orders_c / MINOR_SCALE,
+            "margin_maintenance": minor(float(ac.margin_maint[a])) / MINOR_SCALE,
             "assets": 0.0, "liabilities": 0.0, "commission_blocked": 0.0,
             "name": self.accounts.names[a], "server": self.config.server,
             "currency": self.config.currency, "company": self.config.company,
@@ -87,26 +90,28 @@ class EngineQueries:
         return self._check_result(a, plan, req)
 
     def _check_result(self, a: int, plan: market.Plan, req: TradeRequest) -> OrderCheckResult:
-        credit = int(self.accounts.cols.credit[a])
-        profit_c = round_half_even_float(plan.profit_after)
-        equity_c = plan.balance_after + credit + profit_c
-        margin = round(plan.margin_after, 2)
+        equity_c, margin_c, orders_c = market.figures_after(self, plan)
+        profit_c = equity_c - plan.balance_after - int(self.accounts.cols.credit[a])
+        margin = margin_c / MINOR_SCALE
         return OrderCheckResult(
             Retcode.CHECK_OK, balance=plan.balance_after / MINOR_SCALE,
             equity=equity_c / MINOR_SCALE, profit=profit_c / MINOR_SCALE, margin=margin,
-            margin_free=round(equity_c / MINOR_SCALE - margin, 2),
+            margin_free=(equity_c - margin_c - orders_c) / MINOR_SCALE,
             margin_level=margin_level(equity_c / MINOR_SCALE, margin), comment="Done",
             request=req)
 
     def order_calc_margin(self, order_type: int, symbol: str, volume: float, price: float,
-                          login: int | None = None) -> float:
-        """MT5's order_calc_margin: margin in account currency for ``volume`` lots at
-        ``price``, ignoring open positions (CFDLEVERAGE uses the account's leverage)."""
+                          login: int) -> float:
+        """MT5's order_calc_margin for the account ``login``: the margin ``volume`` lots
+        opened (or a pending order placed) at ``price`` will hold, ignoring open positions:
+        the position margin at that price with the account's leverage (CFDLEVERAGE),
+        rounded to the cent by the rule of every margin figure (``formulas.float_to_minor``).
+        """
+        a = self._acc(login)
         s, vol, px = self._calc_args(order_type, symbol, volume, price, "price")
         sc = self.symbols.cols
-        lev = int(self.accounts.cols.leverage[self._acc(login)]) if login is not None else 1
-        return round(position_margin(int(sc.calc_mode[s]), vol, px, float(sc.k_margin[s]),
-                                     lev), 2)
+        return minor(position_margin(int(sc.calc_mode[s]), vol, px, float(sc.k_margin[s]),
+                                     int(self.accounts.cols.leverage[a]))) / MINOR_SCALE
 
     def order_calc_profit(self, order_type: int, symbol: str, volume: float, price_open: float,
                           price_close: float) -> float:

@@ -112,7 +112,7 @@ def _now() -> int:
 def verify_ledger(eng: Any) -> list[dict[str, Any]]:
     """Balances re-derived from the postings equal the ledger's, the global sum is zero, and
     each client's balance equals its ledger account."""
-    from cfd.accounts.ledger import client_ledger
+    from cfd.engine import client_ledger
 
     led = eng.ledger
     n = led.n_accounts

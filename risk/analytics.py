@@ -167,7 +167,7 @@ def exposure(book: Book, top: int = 3, bins: int = 40, span: float = 0.5
 
 def insurance_history(postings: dict[str, np.ndarray]) -> list[tuple[int, float]]:
     """``(time_msc, fund balance)`` after each posting touching the insurance fund."""
-    from cfd.accounts.ledger import INSURANCE_FUND
+    from cfd.engine import INSURANCE_FUND
 
     src, dst, amt, t = (postings[k] for k in ("posting.src", "posting.dst", "posting.amount",
                                              "posting.time_msc"))

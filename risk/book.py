@@ -8,7 +8,6 @@ the engine's integer grid units (``cfd.money``), money at rest integer minor uni
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,8 +31,11 @@ class Symbols:
     k_den: np.ndarray
     calc_mode: np.ndarray
     closable: np.ndarray  # market open, quoted and not halted
-    comm_lot: np.ndarray  # commission, minor units per volume unit
-    comm_min: np.ndarray  # minimum commission, minor units
+    # commission of ``v`` volume units, minor units: max(round_half_even(v * comm_num /
+    # comm_den), comm_min), the engine's terms (``cfd.trading.stopout.commission_terms``)
+    comm_num: np.ndarray  # int64
+    comm_den: np.ndarray  # int64
+    comm_min: np.ndarray  # int64
     contract_size: np.ndarray
 
     def __len__(self) -> int:
@@ -86,7 +88,7 @@ class Book:
     @classmethod
     def from_engine(cls, eng: Engine, info: dict[str, Any] | None = None) -> Book:
         """Copy the book out of an engine (the engine is not changed)."""
-        from cfd.accounts.ledger import INSURANCE_FUND
+        from cfd.trading.stopout import commission_terms
 
         sc, ac, pc = eng.symbols.cols, eng.accounts.cols, eng.positions.cols
         ns, na = len(eng.symbols), len(eng.accounts)
@@ -96,12 +98,7 @@ class Book:
         off = np.zeros(na + 1, dtype=np.int64)
         off[1:] = np.cumsum(counts)
         specs = eng.symbols.specs
-        comm_lot = np.zeros(ns)
-        comm_min = np.zeros(ns, dtype=np.int64)
-        for i, spec in enumerate(specs):
-            rate = eng.symbols.rates.get(spec.currency_profit, Decimal(1))
-            comm_lot[i] = float(spec.commission_per_lot * rate) * MINOR_SCALE / VOLUME_SCALE
-            comm_min[i] = int(round(spec.commission_min * rate * MINOR_SCALE))
+        comm_num, comm_den, comm_min = (x[:ns].copy() for x in commission_terms(eng))
         syms = Symbols(
             names=[s.name for s in specs], bid=sc.bid[:ns].copy(), ask=sc.ask[:ns].copy(),
             point=np.array([eng.symbols.point_units(i) for i in range(ns)], dtype=np.int64),
@@ -109,7 +106,7 @@ class Book:
             k_num=sc.k_num[:ns].copy(), k_den=sc.k_den[:ns].copy(),
             calc_mode=sc.calc_mode[:ns].copy(),
             closable=(sc.market_open[:ns] & sc.has_quote[:ns] & ~sc.halted[:ns]).copy(),
-            comm_lot=comm_lot, comm_min=comm_min,
+            comm_num=comm_num, comm_den=comm_den, comm_min=comm_min,
             contract_size=np.array([float(s.contract_size) for s in specs]))
         return cls(
             symbols=syms, login=ac.login[:na].copy(), balance=ac.balance[:na].copy(),
@@ -120,7 +117,7 @@ class Book:
             pos_acc=pc.acc[slots].astype(np.int32), pos_sym=pc.sym[slots].astype(np.int32),
             pos_vol=pc.volume[slots].copy(), pos_open=pc.price_open[slots].copy(),
             pos_ticket=pc.ticket[slots].copy(),
-            insurance_fund=int(eng.ledger.balance[INSURANCE_FUND]), info=dict(info or {}))
+            insurance_fund=eng.insurance_fund, info=dict(info or {}))
 
     def with_prices(self, bid: np.ndarray, ask: np.ndarray) -> Book:
         """The same book at other prices (arrays shared, figures re-derived)."""
@@ -190,7 +187,8 @@ def synthetic_book(n_accounts: int, n_positions: int, n_symbols: int = 25, seed:
         k_margin=k_profit * 0.2, k_num=np.ones(n_symbols, dtype=np.int64),
         k_den=np.full(n_symbols, PRICE_SCALE * VOLUME_SCALE // MINOR_SCALE, dtype=np.int64),
         calc_mode=np.full(n_symbols, 2, dtype=np.int32),
-        closable=np.ones(n_symbols, dtype=np.bool_), comm_lot=np.zeros(n_symbols),
+        closable=np.ones(n_symbols, dtype=np.bool_),
+        comm_num=np.zeros(n_symbols, dtype=np.int64), comm_den=np.ones(n_symbols, dtype=np.int64),
         comm_min=np.zeros(n_symbols, dtype=np.int64), contract_size=np.ones(n_symbols))
     pos_acc = np.sort(rng.integers(0, n_accounts, n_positions)).astype(np.int32)
     off = np.zeros(n_accounts + 1, dtype=np.int64)

@@ -1,7 +1,8 @@
 """What-if scenarios on a copy of the book: price shocks, correlated market moves, USDT
-de-peg. Each runs the stop-out sweep (``risk.kernels.stress_sweep``, the engine's formulas
-and MT5 rules) at the shocked prices and reports who is stopped out, the deals generated,
-the deficit the insurance fund absorbs, and the exposure left."""
+de-peg. Each runs the engine's own stop-out sweep (``cfd.kernels.sweep``: its decision
+rule, closing order, exact realised profit and commission terms) at the shocked prices and
+reports who is stopped out, the deals generated, the deficit the insurance fund absorbs,
+and the exposure left."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
+from cfd.kernels import sweep as K
+from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE, to_minor
 from risk.book import Book, shocked_prices
-from risk.kernels import ST_STOPPED, ST_STUCK, stress_sweep
+
+#: Per-account outcome of a stress run.
+ST_NONE = 0  # not at or below its stop-out level
+ST_STOPPED = 1  # positions closed; now above the level or flat
+ST_STUCK = 2  # still at or below the level, nothing closable left (halted or closed market)
 
 _SHOCK = re.compile(r"^\s*([A-Za-z0-9._\\-]+)\s*=\s*([+-]?\d+(?:\.\d+)?)\s*%?\s*$")
 
@@ -101,18 +107,56 @@ def run_stress(book: Book, moves: np.ndarray, with_exposure: bool = True) -> Str
     t0 = time.perf_counter()
     s = book.symbols
     bid, ask = shocked_prices(s, moves)
+    shocked = book.with_prices(bid, ask)
+    fig = shocked.figures()  # floating profit and margin at the shocked prices
     n, n_pos = book.n_accounts, book.n_positions
+    acc_off = np.ascontiguousarray(book.acc_off[:-1])
+    acc_cnt = np.diff(book.acc_off)
+    pool = np.arange(n_pos, dtype=np.int32)  # positions are grouped by account already
+    scale = float(MINOR_SCALE)
+    everyone = np.arange(n, dtype=np.int64)
+    flag = np.zeros(n, dtype=np.bool_)
+    K.detect(everyone, False, scale, acc_cnt, book.balance, book.credit, fig["profit"],
+             fig["margin"], book.so_rule, book.so_so, book.so_end, flag)
+    todo = everyone[flag]
+    m = len(todo)
+    cnt = acc_cnt[todo]
+    base = np.zeros(m, np.int64)
+    if m:
+        np.cumsum(cnt[:-1], out=base[1:])
+    rows = max(int(cnt.sum()), 1)
+    out_n, out_status = np.zeros(m, np.int64), np.zeros(m, np.int8)
+    slot, work = np.empty(rows, np.int32), np.empty(rows, np.int32)
+    price, volume, profit, comm = (np.empty(rows, np.int64) for _ in range(4))
+    level, equity, margin = (np.empty(rows) for _ in range(3))
+    bal_out, left = np.empty(m, np.int64), np.empty(m, np.int64)
+    pr_out, m_out, mm_out = (np.empty(m) for _ in range(3))
+    K.sweep(todo, False, scale, acc_off, acc_cnt, pool, book.pos_sym, book.pos_vol,
+            book.pos_open, book.pos_ticket, bid, ask, s.k_profit, s.k_margin, s.k_margin,
+            s.calc_mode, s.k_num, s.k_den, s.closable, s.comm_num, s.comm_den, s.comm_min,
+            book.balance, book.credit, fig["profit"], fig["margin"], fig["margin"],
+            book.leverage, book.so_rule, book.so_so, book.so_end, base, work, out_n,
+            out_status, slot, price, volume, profit, comm, level, equity, margin, bal_out,
+            pr_out, m_out, mm_out, left)
     closed = np.zeros(n_pos, dtype=np.bool_)
+    closed[slot[np.repeat(base, out_n) + _within(out_n)]] = True
     status = np.zeros(n, dtype=np.int8)
+    status[todo] = np.where(out_status == K.SO_PENDING, ST_STUCK,
+                            np.where(out_n > 0, ST_STOPPED, ST_NONE))
     n_closed = np.zeros(n, dtype=np.int32)
-    bal = np.zeros(n, dtype=np.int64)
+    n_closed[todo] = out_n
+    bal = book.balance.copy()
+    bal[todo] = bal_out
+    # negative balance protection: a flat account left below zero is brought to zero
     deficit = np.zeros(n, dtype=np.int64)
-    eq_b, lvl_b, eq_a, m_a = (np.zeros(n) for _ in range(4))
-    stress_sweep(book.acc_off, book.pos_sym, book.pos_vol, book.pos_open, book.pos_ticket, bid,
-                 ask, s.k_profit, s.k_margin, s.calc_mode, s.k_num, s.k_den, s.closable,
-                 s.comm_lot, s.comm_min, book.balance, book.credit, book.leverage,
-                 book.so_rule, book.so_so, book.so_end, float(MINOR_SCALE), closed, status,
-                 n_closed, bal, deficit, eq_b, lvl_b, eq_a, m_a)
+    flat_negative = todo[(out_n > 0) & (left == 0) & (bal_out < 0)]
+    deficit[flat_negative] = -bal[flat_negative]
+    bal[flat_negative] = 0
+    eq_b = fig["equity"].copy()
+    lvl_b = fig["level"].copy()
+    after_profit = fig["profit"].copy()
+    after_profit[todo] = pr_out
+    eq_a = (bal + book.credit) / MINOR_SCALE + after_profit
     res = StressResult(moves=np.asarray(moves), status=status, n_closed=n_closed,
                        closed=closed, balance_after=bal, deficit=deficit, equity_before=eq_b,
                        level_before=lvl_b, equity_after=eq_a, fund_before=book.insurance_fund)
@@ -120,6 +164,13 @@ def run_stress(book: Book, moves: np.ndarray, with_exposure: bool = True) -> Str
         res.exposure = remaining_exposure(book, closed, bid, ask)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _within(counts: np.ndarray) -> np.ndarray:
+    """``0, 1, .., counts[0]-1, 0, 1, .., counts[1]-1, ...``"""
+    total = int(counts.sum())
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total, dtype=np.int64) - starts
 
 
 def remaining_exposure(book: Book, closed: np.ndarray, bid: np.ndarray, ask: np.ndarray
@@ -159,13 +210,16 @@ def depeg_symbols(book: Book, haircut: float, specs: list[dict] | None = None) -
 
     s = book.symbols
     f = Fraction(Decimal(1)) / (1 - Fraction(Decimal(str(haircut))))
-    k_num = s.k_num.copy()
-    k_den = s.k_den.copy()
+    k_num, k_den = s.k_num.copy(), s.k_den.copy()
+    c_num, c_den, c_min = s.comm_num.copy(), s.comm_den.copy(), s.comm_min.copy()
     for i in range(len(s)):
         exact = Fraction(int(s.k_num[i]), int(s.k_den[i])) * f
         k_num[i], k_den[i] = exact.numerator, exact.denominator
+        comm = Fraction(int(s.comm_num[i]), int(s.comm_den[i])) * f
+        c_num[i], c_den[i] = comm.numerator, comm.denominator
+        c_min[i] = to_minor(Fraction(int(s.comm_min[i])) * f, 1)
     from dataclasses import replace
 
     syms = replace(s, k_profit=s.k_profit * float(f), k_margin=s.k_margin * float(f),
-                   k_num=k_num, k_den=k_den, comm_lot=s.comm_lot * float(f))
+                   k_num=k_num, k_den=k_den, comm_num=c_num, comm_den=c_den, comm_min=c_min)
     return book.with_symbols(syms)

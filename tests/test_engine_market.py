@@ -299,7 +299,7 @@ def test_order_check_shows_account_after_trade(book):
 def test_order_calc_margin_and_profit_per_calc_mode(book):
     eng = book.eng
     # CFD: 2 * 230.00 * 0.2 = 92.00
-    assert eng.order_calc_margin(0, "AAPL", 2.0, 230.0) == 92.00
+    assert eng.order_calc_margin(0, "AAPL", 2.0, 230.0, login=1001) == 92.00
     book.account(3003, 0, leverage=10)
     eng.apply(C.SetSymbol(time_msc=book.tick(), name="MSFT",
                           changes={"calc_mode": 4, "margin_initial_rate": "1"}))

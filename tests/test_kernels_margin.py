@@ -42,17 +42,18 @@ def run_kernel(eng):
 
 
 def test_reference_states_by_rule():
-    # percent: 50 / 100 * 100 = 50% <= 50: stop-out; 80% <= 100: margin call
-    assert R.state_python(0, 50.0, 100.0, 50.0, 100.0) == R.STATE_STOP_OUT
-    assert R.state_python(0, 50.0, 100.0, 80.0, 100.0) == R.STATE_MARGIN_CALL
-    assert R.state_python(0, 50.0, 100.0, 100.01, 100.0) == R.STATE_OK
-    # money: equity 30 <= 30 stop-out
-    assert R.state_python(1, 30.0, 60.0, 30.0, 100.0) == R.STATE_STOP_OUT
-    # ESMA: 49.99 < 0.5 * 100; 50 is not below
-    assert R.state_python(2, 50.0, 100.0, 49.99, 100.0) == R.STATE_STOP_OUT
-    assert R.state_python(2, 50.0, 100.0, 50.0, 100.0) == R.STATE_MARGIN_CALL
+    # figures in cents. percent: 50.00 / 100.00 * 100 = 50% <= 50: stop-out; 80% <= 100:
+    # margin call; 100.01 / 100.00 = 100.01% > 100: ok
+    assert R.state_python(0, 50.0, 100.0, 5_000, 10_000) == R.STATE_STOP_OUT
+    assert R.state_python(0, 50.0, 100.0, 8_000, 10_000) == R.STATE_MARGIN_CALL
+    assert R.state_python(0, 50.0, 100.0, 10_001, 10_000) == R.STATE_OK
+    # money: equity 30.00 <= 30 stop-out
+    assert R.state_python(1, 30.0, 60.0, 3_000, 10_000) == R.STATE_STOP_OUT
+    # ESMA: 49.99 < 0.5 * 100.00; 50.00 is not below
+    assert R.state_python(2, 50.0, 100.0, 4_999, 10_000) == R.STATE_STOP_OUT
+    assert R.state_python(2, 50.0, 100.0, 5_000, 10_000) == R.STATE_MARGIN_CALL
     # no margin: never
-    assert R.state_python(0, 50.0, 100.0, -5.0, 0.0) == R.STATE_OK
+    assert R.state_python(0, 50.0, 100.0, -500, 0) == R.STATE_OK
 
 
 @SETTINGS
@@ -61,15 +62,17 @@ def test_recompute_detect_equals_references(spec, at_level):
     eng = build(spec)
     ac = eng.accounts.cols
     n = len(eng.accounts)
-    # accounts exactly at their level: stop-out level := the current level
+    # accounts exactly at their level, on the figures account_info shows (cents): money
+    # level := equity; percent level := the account's level rounded up to the hundredth
+    # (the smallest level a stop-out fires at: equity * 10,000 <= level * 100 * margin)
     idx = eng.positions.by_acc
     with_pos = np.nonzero(idx.cnt[:n] > 0)[0][:at_level]
     for a in with_pos:
-        eq = eng.accounts.equity(int(a))
+        eq_c, m_c, _ = eng.accounts.figures(int(a))
         if ac.so_rule[a] == 1:
-            ac.so_so[a] = eq
-        elif ac.so_rule[a] == 0:
-            ac.so_so[a] = eq / ac.margin[a] * 100.0
+            ac.so_so[a] = eq_c / 100
+        elif ac.so_rule[a] == 0 and m_c > 0:
+            ac.so_so[a] = -(-eq_c * 10_000 // m_c) / 100
     n_so, (pr, m, mm, state) = run_kernel(eng)
     args = kernel_args(eng)
     npr = R.recompute_detect_numpy(**args)
@@ -81,7 +84,7 @@ def test_recompute_detect_equals_references(spec, at_level):
     assert np.array_equal(npr[2], mm) and np.array_equal(npr[3], state)
     assert n_so == int((state == STATE_STOP_OUT).sum())
     for a in with_pos:
-        if ac.so_rule[a] != 2:
+        if ac.so_rule[a] != 2 and eng.accounts.figures(int(a))[1] > 0:
             assert state[a] == STATE_STOP_OUT  # exactly at the level: <= fires
     assert (state[idx.cnt[:n] == 0] == 0).all()  # zero margin: never stopped out
 

@@ -36,7 +36,15 @@ def engine_after_shock(eng, moves):
 @pytest.mark.parametrize("seed,move", [(1, -0.12), (2, -0.25), (5, 0.3), (9, -0.4)])
 def test_stress_matches_the_engine_sweep(seed, move):
     eng = build_engine(60, seed=seed, fund=1_000_00)
+    from cfd import commands as C
+
+    # a book that charges commission on the stop-out closes: 0.07 USDT per lot, at least
+    # 1.00 USDT (odd per-lot amounts round half to even, as the engine books them)
+    for name in SYMBOLS:
+        assert eng.apply(C.SetSymbol(time_msc=10**9 - 1, name=name, changes={
+            "commission_per_lot": "0.07", "commission_min": "1"})).ok
     book = Book.from_engine(eng)
+    assert (book.symbols.comm_num[[book.symbols.index(n) for n in SYMBOLS]] > 0).all()
     names = book.symbols.names
     moves = scenario_moves(names, {"TSLA": move * 1.5 if move > -0.6 else move}, all_move=move)
     res = run_stress(book, moves)

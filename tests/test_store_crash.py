@@ -22,8 +22,6 @@ from cfd.store import Store
 from cfd.store.runner import recover, verify_replay
 from tests import store_fixtures
 
-pytest.importorskip("cfd.engine")
-
 store_url = store_fixtures.store_url
 WORKER = Path(__file__).with_name("store_crash_worker.py")
 

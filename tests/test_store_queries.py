@@ -30,6 +30,16 @@ def test_symbol_in_group() -> None:
     assert symbol_in_group("MSFT", "*,!AAPL")
     assert symbol_in_group("MSFT", "!AAPL")  # only exclusions: the rest is in
     assert symbol_in_group("TSLA", "AA*, TS*")
+    assert not symbol_in_group("AAPL", "!AAPL")  # a leading exclusion starts from everything
+    assert symbol_in_group("AAPL", "!*A*,*")  # in order: the later * re-includes
+    assert not symbol_in_group("NVDA", "*,!*A*")
+    assert symbol_in_group("aapl", "AA*")  # case-insensitive, as MT5
+
+
+def test_one_group_filter_for_the_api_and_the_store() -> None:
+    from api import records
+
+    assert records.in_group is symbol_in_group
 
 
 def test_accounts_upsert_and_numpy_values(store: Store) -> None:

@@ -1,10 +1,12 @@
 """Trading accounts in USDT: settings, money (mirrored from the ledger) and the figures the
 kernels re-derive (floating profit, margin).
 
-MT5's account figures:
+MT5's account figures, in minor units (:meth:`AccountTable.figures`; floats re-derived on
+every tick are rounded to the cent half to even, ``formulas.float_to_minor``):
   * equity       = balance + credit + floating profit
-  * margin_free  = equity - margin
+  * margin_free  = equity - margin - margin of pending orders (MT5's margin_initial)
   * margin_level = equity / margin * 100, and 0.0 when margin is 0 (no open positions)
+Every level and free-margin decision is taken on these integers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from decimal import Decimal
 import numpy as np
 
 from cfd.constants import MarginMode, StopOutMode
-from cfd.kernels.formulas import RULE_ESMA, RULE_MT5_MONEY, RULE_MT5_PERCENT
+from cfd.kernels.formulas import RULE_ESMA, RULE_MT5_MONEY, RULE_MT5_PERCENT, float_to_minor
 from cfd.money import MINOR_SCALE
 from cfd.soa import Columns
 
@@ -97,6 +99,23 @@ class AccountTable:
         self.groups.append(group.name)
         return i
 
+    def figures(self, i: int) -> tuple[int, int, int]:
+        """``(equity, margin, margin of pending orders)`` of account ``i`` in minor units,
+        as ``account_info`` shows them."""
+        c = self.cols
+        return (int(c.balance[i]) + int(c.credit[i]) + minor(float(c.profit[i])),
+                minor(float(c.margin[i])), minor(float(c.margin_orders[i])))
+
+    def free_margin(self, i: int) -> int:
+        """Free margin in minor units: equity - margin - margin of pending orders."""
+        eq, m, orders = self.figures(i)
+        return eq - m - orders
+
     def equity(self, i: int) -> float:
         c = self.cols
         return (int(c.balance[i]) + int(c.credit[i])) / MINOR_SCALE + float(c.profit[i])
+
+
+def minor(x: float) -> int:
+    """A re-derived float amount in minor units (``formulas.float_to_minor``)."""
+    return int(float_to_minor(x, float(MINOR_SCALE)))

@@ -27,7 +27,6 @@ from cfd.constants import (
     Retcode,
 )
 from cfd.errors import Rejected
-from cfd.money import MINOR_SCALE
 from cfd.result import Result
 from cfd.trading import market
 
@@ -48,6 +47,7 @@ class CashHandlers:
     def _deposit(self, cmd: C.Deposit) -> Result:
         a = self._acc(cmd.login)
         amount = self._amount(cmd.amount)
+        self.ledger.check([(EXTERNAL_CASH, client_ledger(a), amount)])
         deal = self._balance_deal(a, DealType.BALANCE, amount, cmd.comment or "deposit")
         self._post(EXTERNAL_CASH, client_ledger(a), amount, PostingKind.DEPOSIT, deal,
                    cmd.comment)
@@ -61,13 +61,11 @@ class CashHandlers:
         if amount > int(ac.balance[a]):
             raise Rejected(Retcode.NO_MONEY, f"withdrawal {market.fmt(amount)} exceeds the "
                            f"balance {market.fmt(int(ac.balance[a]))}")
-        used = float(ac.margin[a]) + float(ac.margin_orders[a])
-        free_after = self.accounts.equity(a) - amount / MINOR_SCALE - used
-        if free_after < 0:
-            free = self.accounts.equity(a) - used
+        free = self.accounts.free_margin(a)  # minor units, as account_info shows it
+        if free - amount < 0:
             raise Rejected(Retcode.NO_MONEY, f"withdrawal {market.fmt(amount)} would leave "
-                           f"free margin below zero (free margin "
-                           f"{market.fmt(free * MINOR_SCALE)})")
+                           f"free margin below zero (free margin {market.fmt(free)})")
+        self.ledger.check([(client_ledger(a), EXTERNAL_CASH, amount)])
         deal = self._balance_deal(a, DealType.BALANCE, -amount, cmd.comment or "withdrawal")
         self._post(client_ledger(a), EXTERNAL_CASH, amount, PostingKind.WITHDRAWAL, deal,
                    cmd.comment)
@@ -83,10 +81,11 @@ class CashHandlers:
         if int(ac.credit[a]) + amt < 0:
             raise Rejected(Retcode.NO_MONEY, f"credit {market.fmt(int(ac.credit[a]))} cannot "
                            f"be reduced by {market.fmt(-amt)}")
-        used = float(ac.margin[a]) + float(ac.margin_orders[a])
-        if amt < 0 and self.accounts.equity(a) + amt / MINOR_SCALE < used:
-            raise Rejected(Retcode.NO_MONEY, "removing the credit would leave free margin "
-                                             "below zero")
+        free = self.accounts.free_margin(a)
+        if amt < 0 and free + amt < 0:
+            raise Rejected(Retcode.NO_MONEY, f"removing {market.fmt(-amt)} of credit would "
+                           f"leave free margin below zero (free margin {market.fmt(free)})")
+        self.ledger.check([(BROKER_CREDIT, client_credit_ledger(a), amt)])
         deal = self._balance_deal(a, DealType.CREDIT, amt, cmd.comment or "credit")
         self._post_signed(BROKER_CREDIT, client_credit_ledger(a), amt, PostingKind.CREDIT,
                           deal, cmd.comment)
@@ -99,6 +98,7 @@ class CashHandlers:
             raise Rejected(Retcode.INVALID, f"amount {amt!r} must be a non-zero integer")
         if amt < 0 and int(self.ledger.balance[INSURANCE_FUND]) + amt < 0:
             raise Rejected(Retcode.NO_MONEY, "the insurance fund holds less than that")
+        self.ledger.check([(BROKER_PL, INSURANCE_FUND, amt)])
         self._post_signed(BROKER_PL, INSURANCE_FUND, amt, PostingKind.INSURANCE_TOPUP, 0,
                           cmd.actor)
         self._effects.events.append({"kind": "insurance_topup", "amount": amt,

@@ -14,6 +14,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from cfd.constants import Retcode
+from cfd.errors import Rejected
 from cfd.soa import Columns
 
 EXTERNAL_CASH = 0  # money outside the system: deposits come from here
@@ -61,6 +63,14 @@ def client_credit_ledger(acc_index: int) -> int:
     return N_HOUSE + 2 * acc_index + 1
 
 
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+class LedgerOverflow(ArithmeticError):
+    """A posting would take a ledger balance out of int64 (a bug if it reaches a command's
+    middle: handlers check their postings first, :meth:`Ledger.check`)."""
+
+
 class Ledger:
     def __init__(self) -> None:
         self.balance = np.zeros(64, dtype=np.int64)
@@ -77,11 +87,29 @@ class Ledger:
             self.balance = new
         self.n_accounts = max(self.n_accounts, need)
 
+    def check(self, moves: list[tuple[int, int, int]]) -> None:
+        """Refuse (:class:`Rejected`) postings ``(src, dst, amount)`` that would take a
+        ledger balance out of int64; called before a command changes anything."""
+        after: dict[int, int] = {}
+        for src, dst, amount in moves:
+            for lid, d in ((src, -amount), (dst, amount)):
+                after[lid] = after.get(lid, int(self.balance[lid])) + int(d)
+        for lid, bal in after.items():
+            if not _I64_MIN <= bal <= _I64_MAX:
+                raise Rejected(Retcode.INVALID, f"the amount would take ledger account "
+                               f"{lid} beyond the largest balance it can hold")
+
     def post(self, time_msc: int, src: int, dst: int, amount: int, kind: PostingKind,
              deal: int = 0, comment: str = "") -> int:
-        """Record one posting; ``amount`` must be a positive int (minor units)."""
+        """Record one posting; ``amount`` must be a positive int (minor units). A posting
+        that would take a balance out of int64 raises :class:`LedgerOverflow` and records
+        nothing (never a silent wrap)."""
         if not isinstance(amount, (int, np.integer)) or amount <= 0:
             raise ValueError(f"posting amount must be a positive integer, got {amount!r}")
+        if (int(self.balance[src]) - int(amount) < _I64_MIN
+                or int(self.balance[dst]) + int(amount) > _I64_MAX):
+            raise LedgerOverflow(f"posting {int(amount)} from ledger account {src} to {dst} "
+                                 "would overflow int64")
         p = self.postings
         i = p.append_row()
         pid = self.next_id

@@ -71,29 +71,69 @@ def margin_level(equity, margin):
 
 
 @nb.njit(cache=True, inline="always")
-def is_stop_out(rule, so_level, equity, margin):
-    """True when an account with this equity and (initial) margin must be stopped out.
-
-    An account without margin is never stopped out.
-    """
-    if margin <= 0.0:
-        return False
-    if rule == RULE_MT5_PERCENT:
-        return equity / margin * 100.0 <= so_level
-    if rule == RULE_MT5_MONEY:
-        return equity <= so_level
-    return equity < 0.5 * margin
+def float_to_minor(x, minor_scale):
+    """A re-derived float amount (floating profit, margin) in minor units, rounded half to
+    even: ``rint(x * minor_scale)``. The one rule by which every such figure is shown
+    (``account_info``) and by which every level and free-margin decision is taken; Python's
+    ``round(x * minor_scale)`` gives the same integer."""
+    return np.int64(np.rint(x * minor_scale))
 
 
 @nb.njit(cache=True, inline="always")
-def is_margin_call(rule, call_level, equity, margin):
+def account_figures(balance, credit, profit, margin, minor_scale):
+    """``(equity, margin)`` in minor units, as ``account_info`` shows them: balance + credit
+    + the floating profit rounded to the cent; the margin rounded to the cent."""
+    return (balance + credit + float_to_minor(profit, minor_scale),
+            float_to_minor(margin, minor_scale))
+
+
+@nb.njit(cache=True, inline="always")
+def level_at_or_below(equity, margin, level):
+    """``equity / margin * 100 <= level`` decided exactly on minor units (``margin > 0``),
+    the level taken to hundredths of a percent: ``equity * 10_000 <= round(level * 100) *
+    margin`` in int64; in float only past int64 (figures beyond 9e14 minor units)."""
+    lh = np.int64(np.rint(level * 100.0))
+    lhs = float(equity) * 10000.0
+    rhs = float(lh) * float(margin)
+    if abs(lhs) < _INT64_SAFE and abs(rhs) < _INT64_SAFE:
+        return equity * 10000 <= lh * margin
+    return lhs <= rhs
+
+
+@nb.njit(cache=True, inline="always")
+def money_at_or_below(equity, level, minor_scale):
+    """``equity <= level`` with ``equity`` in minor units and the level (money) taken to the
+    cent."""
+    return equity <= float_to_minor(level, minor_scale)
+
+
+@nb.njit(cache=True, inline="always")
+def is_stop_out(rule, so_level, equity, margin, minor_scale):
+    """True when an account with this equity and (initial) margin, both in minor units as
+    :func:`account_figures` gives them, must be stopped out: margin level ``<= so_level``
+    (percent), ``equity <= so_level`` (money), ``equity < 50%`` of the margin (ESMA).
+
+    An account without margin is never stopped out.
+    """
+    if margin <= 0:
+        return False
+    if rule == RULE_MT5_PERCENT:
+        return level_at_or_below(equity, margin, so_level)
+    if rule == RULE_MT5_MONEY:
+        return money_at_or_below(equity, so_level, minor_scale)
+    return 2 * equity < margin
+
+
+@nb.njit(cache=True, inline="always")
+def is_margin_call(rule, call_level, equity, margin, minor_scale):
     """True at or below the margin-call level: ``equity <= level`` in money mode, else
-    (percent mode, and ESMA groups) ``margin level <= level``. Never without margin."""
-    if margin <= 0.0:
+    (percent mode, and ESMA groups) ``margin level <= level``; on minor units as
+    :func:`is_stop_out`. Never without margin."""
+    if margin <= 0:
         return False
     if rule == RULE_MT5_MONEY:
-        return equity <= call_level
-    return equity / margin * 100.0 <= call_level
+        return money_at_or_below(equity, call_level, minor_scale)
+    return level_at_or_below(equity, margin, call_level)
 
 
 @nb.njit(cache=True)

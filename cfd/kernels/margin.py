@@ -7,6 +7,7 @@ import numpy as np
 from cfd.kernels.formulas import (
     CALC_CFDLEVERAGE,
     CALC_EXCH_STOCKS,
+    account_figures,
     is_margin_call,
     is_stop_out,
     margin_price,
@@ -220,8 +221,9 @@ def tick_update_accounts(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, moves,
                 acc_margin_maint[a] = mm
             else:
                 m = acc_margin[a]
-            eq = (acc_balance[a] + acc_credit[a]) / minor_scale + pr
-            out_state[a] = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, m)
+            eq, mc = account_figures(acc_balance[a], acc_credit[a], pr, m, minor_scale)
+            out_state[a] = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, mc,
+                                         minor_scale)
         else:
             out_state[a] = -1
 
@@ -243,12 +245,13 @@ STATE_STOP_OUT = 2
 
 
 @nb.njit(cache=True, inline="always")
-def account_state(rule, so_level, call_level, equity, margin):
+def account_state(rule, so_level, call_level, equity, margin, minor_scale):
     """STATE_STOP_OUT when the stop-out rule fires, else STATE_MARGIN_CALL at or below the
-    margin-call level (ESMA accounts use the percent margin call), else STATE_OK."""
-    if is_stop_out(rule, so_level, equity, margin):
+    margin-call level (ESMA accounts use the percent margin call), else STATE_OK; equity and
+    margin in minor units (``formulas.account_figures``)."""
+    if is_stop_out(rule, so_level, equity, margin, minor_scale):
         return STATE_STOP_OUT
-    if is_margin_call(rule, call_level, equity, margin):
+    if is_margin_call(rule, call_level, equity, margin, minor_scale):
         return STATE_MARGIN_CALL
     return STATE_OK
 
@@ -268,8 +271,8 @@ def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vo
         out_profit[a] = pr
         out_margin[a] = m
         out_margin_maint[a] = mm
-        eq = (acc_balance[a] + acc_credit[a]) / minor_scale + pr
-        st = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, m)
+        eq, mc = account_figures(acc_balance[a], acc_credit[a], pr, m, minor_scale)
+        st = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, mc, minor_scale)
         out_state[a] = st
         if st == STATE_STOP_OUT:
             n_so += 1
@@ -284,8 +287,9 @@ def stop_out_hits(accs, minor_scale, acc_balance, acc_credit, acc_profit, acc_ma
     n = 0
     for i in range(len(accs)):
         a = accs[i]
-        eq = (acc_balance[a] + acc_credit[a]) / minor_scale + acc_profit[a]
-        if is_stop_out(acc_rule[a], acc_so[a], eq, acc_margin[a]):
+        eq, m = account_figures(acc_balance[a], acc_credit[a], acc_profit[a], acc_margin[a],
+                                minor_scale)
+        if is_stop_out(acc_rule[a], acc_so[a], eq, m, minor_scale):
             out[n] = a
             n += 1
     return n
@@ -300,8 +304,9 @@ def margin_calls(accs, minor_scale, acc_balance, acc_credit, acc_profit, acc_mar
     n = 0
     for i in range(len(accs)):
         a = accs[i]
-        eq = (acc_balance[a] + acc_credit[a]) / minor_scale + acc_profit[a]
-        mc = is_margin_call(acc_rule[a], acc_call[a], eq, acc_margin[a])
+        eq, m = account_figures(acc_balance[a], acc_credit[a], acc_profit[a], acc_margin[a],
+                                minor_scale)
+        mc = is_margin_call(acc_rule[a], acc_call[a], eq, m, minor_scale)
         if mc and not mc_flag[a]:
             out[n] = a
             n += 1

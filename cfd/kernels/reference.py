@@ -7,11 +7,15 @@ before timing, and timed against). Arguments are the kernels' arrays, in the ker
 
 import numpy as np
 
-CALC_CFDLEVERAGE = 4
-CALC_EXCH_STOCKS = 32
-RULE_MT5_PERCENT = 0
-RULE_MT5_MONEY = 1
-STATE_OK, STATE_MARGIN_CALL, STATE_STOP_OUT = 0, 1, 2
+from cfd.kernels.formulas import (
+    CALC_CFDLEVERAGE,
+    CALC_EXCH_STOCKS,
+    RULE_MT5_MONEY,
+    RULE_MT5_PERCENT,
+)
+from cfd.kernels.margin import STATE_MARGIN_CALL, STATE_OK, STATE_STOP_OUT
+
+__all__ = ["STATE_MARGIN_CALL", "STATE_OK", "STATE_STOP_OUT"]
 
 
 # ------------------------------------------------------------------ pure Python
@@ -27,21 +31,29 @@ def _position(v, po, bid, ask, kp, km, kmm, mode, lev):
     return pp, m, mm
 
 
-def state_python(rule, so, call, equity, margin):
-    """``margin.account_state`` in Python."""
-    if margin <= 0.0:
+def figures_python(balance, credit, profit, margin, minor_scale):
+    """``formulas.account_figures`` in Python: (equity, margin) in minor units."""
+    return (int(balance) + int(credit) + round(profit * minor_scale),
+            round(margin * minor_scale))
+
+
+def state_python(rule, so, call, equity, margin, minor_scale=100.0):
+    """``margin.account_state`` in Python, on Python integers: ``equity`` and ``margin`` in
+    minor units, percent levels to hundredths (``equity * 10_000 <= level * 100 *
+    margin``), money levels to the cent."""
+    if margin <= 0:
         return STATE_OK
     if rule == RULE_MT5_PERCENT:
-        so_hit = equity / margin * 100.0 <= so
+        so_hit = equity * 10_000 <= round(so * 100.0) * margin
     elif rule == RULE_MT5_MONEY:
-        so_hit = equity <= so
+        so_hit = equity <= round(so * minor_scale)
     else:
-        so_hit = equity < 0.5 * margin
+        so_hit = 2 * equity < margin
     if so_hit:
         return STATE_STOP_OUT
     if rule == RULE_MT5_MONEY:
-        return STATE_MARGIN_CALL if equity <= call else STATE_OK
-    return STATE_MARGIN_CALL if equity / margin * 100.0 <= call else STATE_OK
+        return STATE_MARGIN_CALL if equity <= round(call * minor_scale) else STATE_OK
+    return STATE_MARGIN_CALL if equity * 10_000 <= round(call * 100.0) * margin else STATE_OK
 
 
 def recompute_detect_python(accounts, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
@@ -67,12 +79,12 @@ def recompute_detect_python(accounts, minor_scale, acc_off, acc_cnt, pool, pos_s
             pr += dp
             m += dm
             mm += dmm
-        eq = (int(acc_balance[a]) + int(acc_credit[a])) / minor_scale + pr
+        eq_c, m_c = figures_python(acc_balance[a], acc_credit[a], pr, m, minor_scale)
         profits.append(pr)
         margins.append(m)
         maints.append(mm)
-        states.append(state_python(int(acc_rule[a]), float(acc_so[a]), float(acc_call[a]), eq,
-                                   m))
+        states.append(state_python(int(acc_rule[a]), float(acc_so[a]), float(acc_call[a]),
+                                   eq_c, m_c, minor_scale))
     return profits, margins, maints, states
 
 
@@ -167,14 +179,21 @@ def recompute_detect_numpy(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, 
 
 
 def detect_numpy(minor_scale, balance, credit, profit, margin, rule, so, call):
-    """Account states (``STATE_*``) from equity and margin, vectorised."""
-    eq = (balance + credit) / minor_scale + profit
-    has = margin > 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        level = np.where(has, eq / margin * 100.0, 0.0)
-    so_hit = np.where(rule == RULE_MT5_PERCENT, level <= so,
-                      np.where(rule == RULE_MT5_MONEY, eq <= so, eq < 0.5 * margin)) & has
-    mc = np.where(rule == RULE_MT5_MONEY, eq <= call, level <= call) & has
+    """Account states (``STATE_*``) from equity and margin, vectorised, on minor units
+    (int64) as ``state_python``."""
+    eq = balance + credit + np.rint(profit * minor_scale).astype(np.int64)
+    m = np.rint(margin * minor_scale).astype(np.int64)
+    has = m > 0
+
+    def at_or_below(level):
+        return eq * 10_000 <= np.rint(level * 100.0).astype(np.int64) * m
+
+    def money_at_or_below(level):
+        return eq <= np.rint(level * minor_scale).astype(np.int64)
+
+    so_hit = np.where(rule == RULE_MT5_PERCENT, at_or_below(so),
+                      np.where(rule == RULE_MT5_MONEY, money_at_or_below(so), 2 * eq < m)) & has
+    mc = np.where(rule == RULE_MT5_MONEY, money_at_or_below(call), at_or_below(call)) & has
     return np.where(so_hit, STATE_STOP_OUT, np.where(mc, STATE_MARGIN_CALL, STATE_OK)
                     ).astype(np.int8)
 

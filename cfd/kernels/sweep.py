@@ -26,11 +26,14 @@ import numpy as np
 
 from cfd.kernels.formulas import (
     RULE_MT5_MONEY,
+    account_figures,
     deal_profit_minor,
     div_round_half_even,
     is_stop_out,
+    level_at_or_below,
     margin_level,
     margin_price,
+    money_at_or_below,
     position_margin,
     position_profit,
 )
@@ -45,16 +48,19 @@ _INT64_SAFE = 9.0e18
 
 
 @nb.njit(cache=True, inline="always")
-def must_close(force, rule, so_level, so_end, equity, margin, n_left, started):
-    """The sweep's loop condition (``stopout.must_close`` in Python)."""
+def must_close(force, rule, so_level, so_end, balance, credit, profit, margin, n_left, started,
+               minor_scale):
+    """The sweep's loop condition (``stopout.must_close`` in Python), decided on the figures
+    ``account_info`` shows (``formulas.account_figures``)."""
     if force:
         return margin > 0.0 or n_left > 0
-    if is_stop_out(rule, so_level, equity, margin):
+    eq, m = account_figures(balance, credit, profit, margin, minor_scale)
+    if is_stop_out(rule, so_level, eq, m, minor_scale):
         return True
-    if started and so_end > so_level and margin > 0.0:
+    if started and so_end > so_level and m > 0:
         if rule != RULE_MT5_MONEY:
-            return margin_level(equity, margin) <= so_end
-        return equity <= so_end
+            return level_at_or_below(eq, m, so_end)
+        return money_at_or_below(eq, so_end, minor_scale)
     return False
 
 
@@ -93,12 +99,13 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
     status = SO_NONE
     closed = 0
     eq = (bal + cred) / minor_scale + pr
-    if must_close(force, rule, so, end, eq, m, n_left, False):
+    if must_close(force, rule, so, end, bal, cred, pr, m, n_left, False, minor_scale):
         for k in range(n_left):
             work[base + k] = pool[off + k]
         while True:
             eq = (bal + cred) / minor_scale + pr
-            if not must_close(force, rule, so, end, eq, m, n_left, closed > 0):
+            if not must_close(force, rule, so, end, bal, cred, pr, m, n_left, closed > 0,
+                              minor_scale):
                 status = SO_DONE
                 break
             best = -1
@@ -192,9 +199,9 @@ def detect(accs, force, minor_scale, acc_cnt, acc_balance, acc_credit, acc_profi
     n = 0
     for i in nb.prange(len(accs)):
         a = accs[i]
-        eq = (acc_balance[a] + acc_credit[a]) / minor_scale + acc_profit[a]
-        f = must_close(force, acc_rule[a], acc_so[a], acc_end[a], eq, acc_margin[a],
-                       acc_cnt[a], False)
+        f = must_close(force, acc_rule[a], acc_so[a], acc_end[a], acc_balance[a],
+                       acc_credit[a], acc_profit[a], acc_margin[a], acc_cnt[a], False,
+                       minor_scale)
         out_flag[i] = f
         if f:
             n += 1

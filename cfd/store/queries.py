@@ -7,13 +7,15 @@ date_to)`` calls select.
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, or_, select
 
 from cfd.constants import OrderState
+from cfd.instruments.groups import symbol_in_group
 from cfd.store import models as m
+
+__all__ = ["symbol_in_group"]  # (re-exported: the filter lives in cfd.instruments.groups)
 
 Row = dict[str, Any]
 
@@ -23,22 +25,6 @@ ACTIVE_ORDER_STATES = (
     OrderState.REQUEST_MODIFY, OrderState.REQUEST_CANCEL,
 )
 _ACTIVE = [int(s) for s in ACTIVE_ORDER_STATES]
-
-
-def symbol_in_group(symbol: str, group: str | None) -> bool:
-    """MT5's ``group`` filter: comma-separated masks, ``*`` wildcard, ``!`` excludes.
-
-    ``symbol_in_group("AAPL", "*,!AAPL") is False``; ``symbol_in_group("AAPL", "AA*")``.
-    With only exclusions (``"!TSLA"``) everything else is included.
-    """
-    if not group:
-        return True
-    masks = [g.strip() for g in group.split(",") if g.strip()]
-    includes = [g for g in masks if not g.startswith("!")]
-    excludes = [g[1:] for g in masks if g.startswith("!")]
-    if any(fnmatchcase(symbol, g) for g in excludes):
-        return False
-    return not includes or any(fnmatchcase(symbol, g) for g in includes)
 
 
 def _rows(conn: Connection, stmt: Select[Any], group: str | None = None) -> list[Row]:

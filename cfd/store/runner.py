@@ -89,6 +89,7 @@ class DurableEngine:
                                 else _engine_api()[3])
         self._since_snapshot = 0
         self._failed: BaseException | None = None
+        self.last_effects: Any = None  # the effects of the last batch ``submit`` committed
         self._writer: threading.Thread | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
         #: wall seconds spent applying commands and in the store (for benchmarks)
@@ -142,6 +143,7 @@ class DurableEngine:
         except BaseException as exc:
             self._failed = exc
             raise
+        self.last_effects = effects
         self._after_batch(len(entries))
         return results
 

@@ -62,6 +62,14 @@ class Snapshot:
     meta: dict[str, Any]
 
 
+def copy_chunk(data: Any, views: list[np.ndarray]) -> None:
+    """Copy one chunk's bytes to its places in the arrays (``chunk_targets``)."""
+    off = 0
+    for view in views:
+        view[...] = np.frombuffer(data, np.uint8, len(view), off)
+        off += len(view)
+
+
 class SnapshotStore:
     """The snapshot half of :class:`cfd.store.store.Store` (``engine``, ``url``,
     ``_head_seq`` and ``_check_writer`` are the store's)."""
@@ -281,10 +289,7 @@ class SnapshotStore:
                             got = wcur.fetchone()
                             if got is None or len(got[0]) != lengths[i]:
                                 raise bad(f"chunk {i} went missing or changed while read")
-                            data, off = got[0], 0
-                            for view in targets[i - 1]:
-                                view[...] = np.frombuffer(data, np.uint8, len(view), off)
-                                off += len(view)
+                            copy_chunk(got[0], targets[i - 1])
                             ready[i].set()
                     finally:
                         wcur.close()

@@ -131,6 +131,10 @@ class TradeHandlers:
         pc = pos.cols
         a, s = plan.acc, plan.sym
         req = plan.request
+        # the plan's postings must fit the ledger: checked before anything changes
+        net = sum(leg.profit - leg.commission for leg in plan.legs)
+        if net:
+            self.ledger.check([(BROKER_PL, client_ledger(a), net)])
         order = order or self._order_ticket()
         t = self.now_msc
         deal = 0

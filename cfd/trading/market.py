@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_EVEN
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from cfd.accounts.book import minor
 from cfd.constants import (
     DealEntry,
     FillingFlag,
@@ -424,10 +425,21 @@ def project(eng: Engine, plan: Plan) -> None:
     plan.equity_after = (balance + int(ac.credit[a])) / MINOR_SCALE + profit
 
 
+def figures_after(eng: Engine, plan: Plan) -> tuple[int, int, int]:
+    """``(equity, margin, margin of pending orders)`` in minor units after the plan, by the
+    rule of ``account_info`` (``AccountTable.figures``)."""
+    ac = eng.accounts.cols
+    a = plan.acc
+    return (plan.balance_after + int(ac.credit[a]) + minor(plan.profit_after),
+            minor(plan.margin_after), minor(float(ac.margin_orders[a])))
+
+
 def check_money(eng: Engine, plan: Plan) -> None:
-    # pending orders keep their reserved margin (margin_initial) out of the free margin
-    free = plan.equity_after - plan.margin_after - float(eng.accounts.cols.margin_orders[plan.acc])
-    if free < 0:
+    """Free margin after the plan must stay >= 0, decided on the figures ``account_info``
+    would show (pending orders keep their reserved margin out of the free margin)."""
+    equity, margin, orders = figures_after(eng, plan)
+    if equity - margin - orders < 0:
+        held = f" and {fmt(orders)} held by pending orders" if orders else ""
         raise Rejected(Retcode.NO_MONEY,
-                       f"not enough money: margin {fmt(plan.margin_after * MINOR_SCALE)} "
-                       f"required, equity would be {fmt(plan.equity_after * MINOR_SCALE)}")
+                       f"not enough money: margin {fmt(margin)} required{held}, equity "
+                       f"would be {fmt(equity)}")

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cfd.accounts.book import minor
 from cfd.constants import (
     DealReason,
     OrderFilling,
@@ -50,7 +51,7 @@ from cfd.errors import Rejected
 from cfd.kernels.formulas import margin_level
 from cfd.kernels.triggers import FIRE_ORDER, FIRE_SL, scan_triggers
 from cfd.kernels.triggers_reference import scan_reference
-from cfd.money import PRICE_SCALE, VOLUME_SCALE
+from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.soa import Columns
 from cfd.trading import market
 from cfd.trading import orders_check as chk
@@ -288,11 +289,13 @@ class PendingOrders:
         else:
             return None
         info = eng.account_info(int(eng.accounts.cols.login[acc]))
-        margin = round(info["margin"] + float(eng.accounts.cols.margin_orders[acc]) + extra, 2)
-        eq = info["equity"]
+        equity_c, margin_c, _ = eng.accounts.figures(acc)
+        # the margin with what the pending orders would hold after the request
+        margin_c += minor(float(eng.accounts.cols.margin_orders[acc]) + extra)
+        margin, eq = margin_c / MINOR_SCALE, equity_c / MINOR_SCALE
         return OrderCheckResult(Retcode.CHECK_OK, balance=info["balance"], equity=eq,
                                 profit=info["profit"], margin=margin,
-                                margin_free=round(eq - margin, 2),
+                                margin_free=(equity_c - margin_c) / MINOR_SCALE,
                                 margin_level=margin_level(eq, margin), comment="Done",
                                 request=req)
 

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cfd.accounts.book import minor
 from cfd.constants import (
     ExpirationFlag,
     MarginMode,
@@ -33,7 +34,7 @@ from cfd.constants import (
 from cfd.errors import Rejected
 from cfd.instruments import sessions
 from cfd.kernels.formulas import position_margin
-from cfd.money import MINOR_SCALE, VOLUME_SCALE
+from cfd.money import VOLUME_SCALE
 from cfd.trading import market
 from cfd.trading.market import price_text
 from cfd.trading.request import TradeRequest
@@ -220,12 +221,13 @@ def check_free_margin(eng: Engine, acc: int, extra: float) -> None:
     reserving ``extra`` more."""
     if extra <= 0:
         return
-    ac = eng.accounts.cols
-    free = eng.accounts.equity(acc) - float(ac.margin[acc]) - float(ac.margin_orders[acc])
-    if free - extra < 0:
+    # decided on the figures account_info would show once the order holds its margin
+    equity, margin, orders = eng.accounts.figures(acc)
+    orders_after = minor(float(eng.accounts.cols.margin_orders[acc]) + extra)
+    if equity - margin - orders_after < 0:
         raise Rejected(Retcode.NO_MONEY, f"not enough money: free margin "
-                       f"{market.fmt(free * MINOR_SCALE)}, the order needs "
-                       f"{market.fmt(extra * MINOR_SCALE)}")
+                       f"{market.fmt(equity - margin - orders)}, the order needs "
+                       f"{market.fmt(orders_after - orders)}")
 
 
 def _prices(eng: Engine, sym: int, otype: int, req: TradeRequest) -> tuple[int, int, int, int]:

@@ -58,7 +58,7 @@ class TradeRequest:
             raise RequestFormatError("request", "expected a dict")
         # fast path: every value already of its field's exact type and in range
         if all(_KIND.get(k) is type(v) for k, v in data.items()) and all(
-                -(2**63) <= data[k] < 2**64 for k in _INT_FIELDS if k in data):
+                -(2**63) <= data[k] < 2**63 for k in _INT_FIELDS if k in data):
             return cls(**data)
         unknown = sorted(set(data) - set(REQUEST_FIELDS))
         if unknown:
@@ -73,7 +73,7 @@ class TradeRequest:
                         v = int(v)
                     else:
                         raise RequestFormatError(k, f"expected an integer, got {v!r}")
-                if not -(2**63) <= v < 2**64:
+                if not -(2**63) <= v < 2**63:
                     raise RequestFormatError(k, "out of range")
                 out[k] = v
             elif k in _FLOAT_FIELDS:

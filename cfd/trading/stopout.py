@@ -26,7 +26,7 @@ import numpy as np
 from cfd.accounts.ledger import BROKER_PL, INSURANCE_FUND, PostingKind, client_ledger
 from cfd.constants import DealEntry, DealReason, DealType, OrderReason, OrderState
 from cfd.kernels import sweep as K
-from cfd.kernels.formulas import is_stop_out, margin_level
+from cfd.kernels.formulas import margin_level
 from cfd.money import MINOR_SCALE, VOLUME_SCALE, to_minor
 from cfd.trading import market
 from cfd.trading.positions import floating_profit
@@ -40,18 +40,12 @@ def so_comment(level: float, equity: float, margin: float) -> str:
 
 
 def must_close(eng: Engine, a: int, force: bool, started: bool) -> bool:
+    """The sweep's loop condition for account ``a`` (the kernel's ``sweep.must_close``)."""
     ac = eng.accounts.cols
-    eq = eng.accounts.equity(a)
-    m = float(ac.margin[a])
-    if force:
-        return m > 0 or len(eng.positions.of_account(a)) > 0
-    rule = int(ac.so_rule[a])
-    if is_stop_out(rule, float(ac.so_so[a]), eq, m):
-        return True
-    end = float(ac.so_end[a])
-    if started and end > float(ac.so_so[a]) and m > 0:
-        return margin_level(eq, m) <= end if rule != 1 else eq <= end
-    return False
+    return bool(K.must_close(force, int(ac.so_rule[a]), float(ac.so_so[a]),
+                             float(ac.so_end[a]), int(ac.balance[a]), int(ac.credit[a]),
+                             float(ac.profit[a]), float(ac.margin[a]),
+                             len(eng.positions.of_account(a)), started, float(MINOR_SCALE)))
 
 
 def closable(eng: Engine, a: int) -> np.ndarray:
