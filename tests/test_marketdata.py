@@ -78,6 +78,19 @@ def test_columnar_m1_equals_the_record_fold() -> None:
         assert (got[names[s]] == combine(one)).all()
 
 
+def test_split_bytes_decode_to_the_slices() -> None:
+    rng = np.random.default_rng(2)
+    n = 1_000
+    b = TickBatch.from_arrays(np.sort(rng.integers(0, 5, n)), rng.integers(0, 2**40, n),
+                              rng.random(n), rng.random(n) + 1,
+                              volume=np.where(rng.random(n) < 0.1, 5, 0))
+    cut = np.flatnonzero(np.r_[True, b.symbol[1:] != b.symbol[:-1], True]).tolist()
+    parts = b.split_bytes(cut)
+    assert len(parts) == 5
+    for a, c, blob in zip(cut[:-1], cut[1:], parts, strict=True):
+        assert TickBatch.from_bytes(blob) == b.take(slice(a, c))
+
+
 def test_merge_equals_sorting_and_folding() -> None:
     rng = np.random.default_rng(5)
     for _ in range(200):

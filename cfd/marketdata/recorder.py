@@ -82,7 +82,7 @@ class TickRecorder:
     """Queue in, batched writes out (one daemon thread)."""
 
     def __init__(self, store: MarketData, point_of: Callable[[str], float], *,
-                 flush_ms: int = 2000, flush_ticks: int = 1_000_000) -> None:
+                 flush_ms: int = 5000, flush_ticks: int = 1_000_000) -> None:
         self.store = store
         self.point_of = point_of
         self.flush_s = flush_ms / 1000

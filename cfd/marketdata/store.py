@@ -4,9 +4,9 @@ Storage is columnar chunks in two tables, on SQLite or PostgreSQL (measured agai
 per tick in ``benchmarks.marketdata``; see the README):
 
 * ``md_tick_chunks``: one row per symbol per flush, the flush's ticks of that symbol in the
-  journal's compact column encoding (``TickBatch.to_bytes``: all-zero columns left out,
-  times as 32-bit offsets; about 28 bytes a quote-only tick; zlib on top cost more CPU than
-  the replay could spare), with its first and last ``time_msc``;
+  journal's column encoding (``TickBatch.split_bytes``: all-zero columns left out; 32 bytes
+  a quote-only tick; zlib on top cost more CPU than the replay could spare), with its first
+  and last ``time_msc``;
 * ``md_bars``: one row per symbol, timeframe and period: the M1 bars of one hour
   (``period`` = hours since 1970-01-01: a flush rewrites at most a few small rows per
   symbol), or D1 bars of one year (``period`` = the year), as a ``RATE_DTYPE`` array.
@@ -430,14 +430,10 @@ class MarketData:
 def chunks_by_symbol(names: Sequence[str], ticks: TickBatch
                      ) -> dict[str, tuple[int, int, int, bytes]]:
     """Each symbol's ticks (columns grouped by ascending symbol index, each symbol's in
-    time order) as (first time_msc, last time_msc, count, bytes in the journal's compact
-    encoding, ``TickBatch.to_bytes``)."""
-    s = ticks.symbol
-    cut = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True])
-    cols = {k: getattr(ticks, k) for k in TickBatch.__dataclass_fields__}
-    t = ticks.time_msc
-    out = {}
-    for a, b in zip(cut[:-1].tolist(), cut[1:].tolist(), strict=True):
-        part = TickBatch(**{k: v[a:b] for k, v in cols.items()})
-        out[names[int(s[a])]] = (int(t[a]), int(t[b - 1]), b - a, part.to_bytes())
-    return out
+    time order) as (first time_msc, last time_msc, count, bytes in the journal's tick
+    encoding, ``TickBatch.split_bytes``)."""
+    s, t = ticks.symbol, ticks.time_msc
+    cut = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True]).tolist()
+    blobs = ticks.split_bytes(cut)
+    return {names[int(s[a])]: (int(t[a]), int(t[b - 1]), b - a, blob)
+            for a, b, blob in zip(cut[:-1], cut[1:], blobs, strict=True)}
