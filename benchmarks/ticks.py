@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['pending']:,} pending orders, batches of {r['batch']:,}: "
                   f"{r['ticks_per_s']:,} ticks/s ({mode}); events {r['events']}, "
                   f"{r['open_positions_after']:,} positions left")
-    if args.record is not None:
+    if args.record is not None and not args.json:
         base = int(np.median([r["ticks_per_s"] for r in out if not r["recorded"]]))
         rec = int(np.median([r["ticks_per_s"] for r in out if r["recorded"]]))
         n = out[1]["ticks"]
