@@ -142,6 +142,9 @@ def test_synthetic_ticks_fold_back_into_their_bars(md: MarketData) -> None:
         np.zeros(len(tk), np.int32), tk["time_msc"], tk["bid"], tk["ask"]), np.array([0.01]))
     for k in ("time", "open", "high", "low", "close"):
         assert (again["AAPL"][k] == m1[k]).all(), k
+    # synthetic ticks are quotes: COPY_TICKS_INFO has them all, COPY_TICKS_TRADE none
+    assert len(md.ticks_from("AAPL", jan7 * 1000, 100, flags=1)) == 100
+    assert len(md.ticks_from("AAPL", 0, 1, flags=2)) == 0
     # the first 10 ticks from Jan 8, 00:00 are that day's session's first 10 (14:30 UTC)
     first = md.ticks_from("AAPL", (jan7 + 86_400) * 1000, 10)
     assert first["time"][0] == jan7 + 86_400 + 14 * 3600 + 1800 and len(first) == 10

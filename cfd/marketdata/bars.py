@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from cfd.constants import TickFlag
 from cfd.marketdata.timeframes import bar_open
 
 RATE_DTYPE = np.dtype([("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"),
@@ -126,3 +127,16 @@ def resample(bars: np.ndarray, timeframe: int) -> np.ndarray:
     moved = np.array(bars, dtype=RATE_DTYPE)
     moved["time"] = bar_open(timeframe, moved["time"])
     return combine(moved)
+
+
+COPY_TICKS_ALL, COPY_TICKS_INFO, COPY_TICKS_TRADE = -1, 1, 2
+
+
+def select_ticks(ticks: np.ndarray, flags: int) -> np.ndarray:
+    """``COPY_TICKS_INFO`` (1): ticks changing bid or ask; ``COPY_TICKS_TRADE`` (2): ticks
+    changing last or volume; ``COPY_TICKS_ALL`` (-1): all."""
+    if flags == COPY_TICKS_INFO:
+        return ticks[(ticks["flags"] & int(TickFlag.BID | TickFlag.ASK)) != 0]
+    if flags == COPY_TICKS_TRADE:
+        return ticks[(ticks["flags"] & int(TickFlag.LAST | TickFlag.VOLUME)) != 0]
+    return ticks

@@ -49,7 +49,16 @@ from sqlalchemy.engine import make_url
 
 from cfd.feed.ticks import TickBatch
 from cfd.marketdata import synthetic
-from cfd.marketdata.bars import RATE_DTYPE, TICK_DTYPE, as_ticks, merge, resample
+from cfd.marketdata.bars import (
+    COPY_TICKS_ALL,
+    COPY_TICKS_TRADE,
+    RATE_DTYPE,
+    TICK_DTYPE,
+    as_ticks,
+    merge,
+    resample,
+    select_ticks,
+)
 from cfd.marketdata.timeframes import D1, TIMEFRAMES, bar_open, seconds
 
 M1 = 1
@@ -256,32 +265,33 @@ class MarketData:
 
     # ------------------------------------------------------------------ ticks
     def ticks_range(self, symbol: str, t0_msc: int, t1_msc: int, limit: int,
-                    point: float = 0.01) -> np.ndarray:
-        """Ticks with ``t0 <= time_msc <= t1``, oldest first, at most ``limit``: stored
-        ones, and on days of synthetic history, ticks generated from its M1 bars."""
+                    point: float = 0.01, flags: int = COPY_TICKS_ALL) -> np.ndarray:
+        """Ticks with ``t0 <= time_msc <= t1`` of the kind ``flags`` selects
+        (``COPY_TICKS_*``), oldest first, at most ``limit``: stored ones, and on days of
+        synthetic history, ticks generated from its M1 bars (quotes: INFO, not TRADE)."""
         c = tick_chunks.c
         stmt = (select(c.data).where(c.symbol == symbol, c.t_last >= t0_msc,
                                      c.t_first <= t1_msc).order_by(c.t_first, c.id))
-        stored = self._collect(stmt, t0_msc, t1_msc, limit)
-        return _join_ticks(stored, self._fake_ticks(symbol, t0_msc, t1_msc, limit, point))[
-            :limit]
+        stored = self._collect(stmt, t0_msc, t1_msc, limit, flags)
+        fake = self._fake_ticks(symbol, t0_msc, t1_msc, limit, point, flags)
+        return _join_ticks(stored, fake)[:limit]
 
-    def ticks_from(self, symbol: str, t0_msc: int, count: int,
-                   point: float = 0.01) -> np.ndarray:
-        """The first ``count`` ticks at or after ``t0`` (stored and synthetic ones)."""
+    def ticks_from(self, symbol: str, t0_msc: int, count: int, point: float = 0.01,
+                   flags: int = COPY_TICKS_ALL) -> np.ndarray:
+        """The first ``count`` ticks (of the kind ``flags`` selects) at or after ``t0``."""
         c = tick_chunks.c
         stmt = (select(c.data).where(c.symbol == symbol, c.t_last >= t0_msc)
                 .order_by(c.t_first, c.id))
-        stored = self._collect(stmt, t0_msc, 2**62, count)
-        return _join_ticks(stored, self._fake_ticks(symbol, t0_msc, 2**62, count, point))[
-            :count]
+        stored = self._collect(stmt, t0_msc, 2**62, count, flags)
+        fake = self._fake_ticks(symbol, t0_msc, 2**62, count, point, flags)
+        return _join_ticks(stored, fake)[:count]
 
-    def _fake_ticks(self, symbol: str, t0_msc: int, t1_msc: int, limit: int, point: float
-                    ) -> np.ndarray:
+    def _fake_ticks(self, symbol: str, t0_msc: int, t1_msc: int, limit: int, point: float,
+                    flags: int) -> np.ndarray:
         """The first ``limit`` synthetic ticks in ``[t0, t1]``, generated a window at a
         time (widened until it holds them or passes the history)."""
         b = self.bounds(symbol)
-        if b is None or limit <= 0:
+        if b is None or limit <= 0 or flags == COPY_TICKS_TRADE:  # quotes only
             return np.empty(0, TICK_DTYPE)
         t1_msc = min(t1_msc, (b[1] + _DAY) * 1000)
         span = (limit // (4 * synthetic.SESSION_MINUTES) + 2) * _DAY * 1000
@@ -302,13 +312,13 @@ class MarketData:
         tk = synthetic.ticks(fake, point)
         return tk[(tk["time_msc"] >= t0_msc) & (tk["time_msc"] <= t1_msc)]
 
-    def _collect(self, stmt: Any, t0: int, t1: int, limit: int) -> np.ndarray:
+    def _collect(self, stmt: Any, t0: int, t1: int, limit: int, flags: int) -> np.ndarray:
         out: list[np.ndarray] = []
         have = 0
         with self.db.connect() as conn:
             for (blob,) in conn.execute(stmt.execution_options(yield_per=64)):
                 tk = _ticks(blob)
-                tk = tk[(tk["time_msc"] >= t0) & (tk["time_msc"] <= t1)]
+                tk = select_ticks(tk[(tk["time_msc"] >= t0) & (tk["time_msc"] <= t1)], flags)
                 out.append(tk)
                 have += len(tk)
                 if have >= limit:
