@@ -124,7 +124,7 @@ def run(positions: int = 200_000, accounts: int = 20_000, symbols: int = 500,
     cpu = time.process_time() - cpu1  # every thread of the process (numba's too)
     stored = drain = rec_cpu = None
     if recorder is not None:
-        recorder.sync(timeout=600)
+        assert recorder.sync(timeout=600)
         drain = round(time.perf_counter() - t1 - dt, 3)
         stored = recorder.stored
         rec_cpu = round(recorder.cpu_s, 3)

@@ -224,7 +224,7 @@ def test_recorder_stores_and_keeps_day_stats(tmp_path: Path) -> None:
     names = ("AAPL", "MSFT")
     rec.record([ticks([T0, T0 + 1], [100.0, 99.0], sym=[0, 1])], names)
     rec.record([ticks([T0 + 2, T0 + 3], [103.0, 101.0], sym=[0, 0])], names)
-    rec.sync()
+    assert rec.sync()
     assert rec.stored == 4 and rec.failed is None
     day = rec.day.get("AAPL")
     # first bid 100, bids 100 / 103 / 101: high 103, low 100; asks = bid + 0.02
@@ -233,3 +233,4 @@ def test_recorder_stores_and_keeps_day_stats(tmp_path: Path) -> None:
     assert rec.store.ticks_range("AAPL", 0, 2**60, 9)["bid"].tolist() == [100.0, 103.0,
                                                                           101.0]
     rec.close()
+    assert not rec.sync(timeout=0.1)  # stopped: readers read what is stored, no hang

@@ -105,12 +105,18 @@ class TickRecorder:
         if batches:
             self._q.put((list(batches), tuple(names)))
 
-    def sync(self, timeout: float = 30.0) -> None:
-        """Return once every tick handed over before this call is stored."""
+    def sync(self, timeout: float = 5.0) -> bool:
+        """Wait until every tick handed over before this call is stored; False if that
+        took longer than ``timeout`` seconds (or the recorder stopped): readers then read
+        what is stored."""
+        if not self._thread.is_alive():
+            return False
         done = threading.Event()
         self._q.put(done)
-        if not done.wait(timeout):
-            raise TimeoutError("the tick recorder did not catch up")
+        if done.wait(timeout):
+            return True
+        log.warning("the tick recorder is more than %s s behind", timeout)
+        return False
 
     def close(self) -> None:
         if self._thread.is_alive():
@@ -120,6 +126,13 @@ class TickRecorder:
 
     # ------------------------------------------------------------------ recorder thread
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # a bug here must not hang readers: sync() sees it dead
+            log.exception("the tick recorder stopped")
+            self.failed = exc
+
+    def _loop(self) -> None:
         first = 0.0
         while True:
             wait = self.flush_s - (time.monotonic() - first) if self._n else None
