@@ -30,6 +30,23 @@ from cfd.marketdata.store import MarketData, chunks_by_symbol
 log = logging.getLogger("cfd.marketdata")
 
 
+def _grouped(batches: list[TickBatch]) -> TickBatch:
+    """The batches' ticks in one batch grouped by symbol (each symbol's in arrival order);
+    all-zero columns (a quote feed's last and volumes) are not gathered."""
+    sym = np.concatenate([b.symbol for b in batches])
+    order = np.argsort(sym, kind="stable")
+    cols = {"symbol": sym[order]}
+    for name in TickBatch.__dataclass_fields__:
+        if name == "symbol":
+            continue
+        parts = [getattr(b, name) for b in batches]
+        if name in ("last", "volume", "volume_real") and not any(p.any() for p in parts):
+            cols[name] = np.zeros(len(sym), parts[0].dtype)
+        else:
+            cols[name] = np.concatenate(parts)[order]
+    return TickBatch(**cols)
+
+
 class DayStats:
     """Per symbol index: the UTC day of its last tick, that day's first bid and its bid and
     ask highs and lows (symbol_info's bidhigh, bidlow, askhigh, asklow, price_change)."""
@@ -165,8 +182,7 @@ class TickRecorder:
         pending, self._pending, self._n = self._pending, [], 0
         cpu = time.thread_time()
         try:
-            ticks = TickBatch.concat(pending)
-            ticks = ticks.take(np.argsort(ticks.symbol, kind="stable"))
+            ticks = _grouped(pending)
             self.day.fold(ticks, self._names)
             points = np.array([self.point_of(n) for n in self._names])
             self.store.write_ticks(chunks_by_symbol(self._names, ticks),
