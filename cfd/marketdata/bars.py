@@ -107,15 +107,10 @@ def merge(older: np.ndarray, newer: np.ndarray) -> np.ndarray:
         out = np.empty(k + len(newer) - shared, RATE_DTYPE)
         out[:k] = older
         out[k - shared:] = newer
-        if shared:
-            a, b = older[-1], newer[0]
-            j = out[k - 1:k]
-            j["open"] = a["open"]
-            j["high"] = max(a["high"], b["high"])
-            j["low"] = min(a["low"], b["low"])
-            j["tick_volume"] = a["tick_volume"] + b["tick_volume"]
-            j["spread"] = min(a["spread"], b["spread"])
-            j["real_volume"] = a["real_volume"] + b["real_volume"]
+        if shared:  # time, open, high, low, close, tick_volume, spread, real_volume
+            a, b = older[-1].item(), newer[0].item()
+            out[k - 1] = (b[0], a[1], max(a[2], b[2]), min(a[3], b[3]), b[4], a[5] + b[5],
+                          min(a[6], b[6]), a[7] + b[7])
         return out
     both = np.concatenate([older, newer])
     order = np.argsort(both["time"], kind="stable")

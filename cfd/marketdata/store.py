@@ -185,7 +185,11 @@ class MarketData:
         for sym, bars in by_symbol.items():
             if not len(bars):
                 continue
-            per = self._period(timeframe, bars["time"])
+            times = bars["time"]
+            if timeframe == M1 and times[0] // _HOUR == times[-1] // _HOUR:  # the usual flush
+                parts[(sym, int(times[0] // _HOUR))] = bars
+                continue
+            per = self._period(timeframe, times)
             cut = np.flatnonzero(np.r_[True, per[1:] != per[:-1], True])
             for a, b in zip(cut[:-1], cut[1:], strict=True):
                 parts[(sym, int(per[a]))] = bars[a:b]
