@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cfd.constants import TickFlag
-from cfd.marketdata import TICK_DTYPE, MarketData, synthetic
+from cfd.marketdata import MarketData, synthetic
 from cfd.marketdata.recorder import TickRecorder
 from cfd.marketdata.store import url_beside
 from cfd.marketdata.timeframes import D1
@@ -27,7 +26,6 @@ BOOK_LEVELS = (10.0, 25.0, 50.0, 100.0, 200.0)
 BOOK_DEPTH = len(BOOK_LEVELS)
 #: symbol_info().bank (the quotes' feeder) says where market depth comes from
 BOOK_SOURCE = "feed quotes; market depth synthesised from the top of book"
-TICK_DTYPE_EMPTY = np.empty(0, TICK_DTYPE)
 
 
 def open_recorder(database_url: str | None, marketdata_url: str | None,
@@ -89,16 +87,6 @@ def tick_events(batches: Sequence[Any], names: Sequence[str], symbols: set[str]
                 yield {"event": "tick", "symbol": names[s], "time": t // 1000, "bid": bid,
                        "ask": ask, "last": last, "volume": vol, "time_msc": t,
                        "flags": flags, "volume_real": 0.0}
-
-
-def select_ticks(ticks: np.ndarray, flags: int) -> np.ndarray:
-    """``COPY_TICKS_INFO`` (1): ticks changing bid or ask; ``COPY_TICKS_TRADE`` (2): ticks
-    changing last or volume; ``COPY_TICKS_ALL`` (-1): all."""
-    if flags == 1:
-        return ticks[(ticks["flags"] & int(TickFlag.BID | TickFlag.ASK)) != 0]
-    if flags == 2:
-        return ticks[(ticks["flags"] & int(TickFlag.LAST | TickFlag.VOLUME)) != 0]
-    return ticks
 
 
 def rows(records: np.ndarray) -> list[dict]:

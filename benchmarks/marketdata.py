@@ -101,6 +101,17 @@ def read_bars(md: MarketData, bars: int, repeats: int) -> dict:
         lambda: md.rates_range("BARS", 1, t0, t1), repeats)}
     out["copy_rates_range_h1_store_ms"] = _median_ms(
         lambda: md.rates_range("BARS", 16385, t0, t1), repeats)
+    # as many ticks of one symbol, in chunks of 500 (a flush's share of a busy symbol)
+    tk = TickBatch.from_arrays(np.zeros(bars, np.int32), T0_MSC + np.arange(bars) * 250,
+                               np.full(bars, 100.0), np.full(bars, 100.02))
+    cuts = list(range(0, bars, 500)) + [bars]
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        part = tk.take(slice(a, b))
+        md.write_ticks(chunks_by_symbol(("TICKS",), part), {})
+    t_end = int(tk.time_msc[-1])
+    assert len(md.ticks_range("TICKS", T0_MSC, t_end, 10**7)) == bars
+    out["copy_ticks_range_store_ms"] = _median_ms(
+        lambda: md.ticks_range("TICKS", T0_MSC, t_end, 10**7), repeats)
     return out
 
 

@@ -124,7 +124,7 @@ def run(positions: int = 200_000, accounts: int = 20_000, symbols: int = 500,
     cpu = time.process_time() - cpu1  # every thread of the process (numba's too)
     stored = drain = rec_cpu = None
     if recorder is not None:
-        recorder.sync(timeout=600)
+        assert recorder.sync(timeout=600)
         drain = round(time.perf_counter() - t1 - dt, 3)
         stored = recorder.stored
         rec_cpu = round(recorder.cpu_s, 3)
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['pending']:,} pending orders, batches of {r['batch']:,}: "
                   f"{r['ticks_per_s']:,} ticks/s ({mode}); events {r['events']}, "
                   f"{r['open_positions_after']:,} positions left")
-    if args.record is not None:
+    if args.record is not None and not args.json:
         base = int(np.median([r["ticks_per_s"] for r in out if not r["recorded"]]))
         rec = int(np.median([r["ticks_per_s"] for r in out if r["recorded"]]))
         n = out[1]["ticks"]

@@ -275,7 +275,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
                 sym.astype(np.int32), batch.time_msc[idx], bid_u / PRICE_SCALE,
                 ask_u / PRICE_SCALE, batch.last[idx], batch.volume[idx],
                 batch.volume_real[idx], batch.flags[idx]))
-            self._effects.tick_names = tuple(s.name for s in self.symbols.specs)
+            self._effects.tick_names = self.symbols.names()
         rejected = len(batch) - len(idx)
         self.rejected_ticks += rejected
         n_sym = len(self.symbols)

@@ -171,11 +171,10 @@ def test_store_keeps_keys_positions_and_idempotency(tmp_path, monkeypatch) -> No
                    json={"amount": "10000.00"})
             sent = c.post("/v1/order_send", headers=h, json=BUY).json()
             assert sent["retcode"] == 10009
-            # the pushed tick (the demo's synthetic history ends before the server started)
-            now = first.service.clock() // 1000
-            ticks = c.get("/v1/copy_ticks_range", headers=headers(acc),
-                          params={"symbol": "AAPL", "date_from": now - 600,
-                                  "date_to": now + 600}).json()
+            now = c.get("/v1/symbol_info_tick/AAPL", headers=headers(acc)).json()["time"]
+            ticks = c.get("/v1/copy_ticks_range", headers=headers(acc),  # after the demo's
+                          params={"symbol": "AAPL", "date_from": now,    # synthetic history
+                                  "date_to": 2**34}).json()
             assert len(ticks) == 1 and ticks[0]["bid"] == 230.0
     finally:
         first.close()

@@ -51,6 +51,9 @@ def test_ticks_flags_and_bars_from_pushed_ticks(client: httpx.Client, rt) -> Non
             for b in h1] == [(420.0, 422.0, 420.0, 422.0, 3, 10)]
     info = _get(client, rt, "symbol_info/MSFT").json()
     assert (info["bidhigh"], info["bidlow"]) == (422.0, 420.0)
+    push(client, MSFT=(425.0, 425.1))  # not stored yet: the current quote widens the range
+    info = _get(client, rt, "symbol_info/MSFT").json()
+    assert (info["bidhigh"], info["bidlow"], info["askhigh"]) == (425.0, 420.0, 425.1)
 
 
 def test_bad_requests_are_4xx(client: httpx.Client, rt) -> None:  # noqa: F811

@@ -170,12 +170,12 @@ def test_rate_limit_answers_10024() -> None:
 def test_ticks_and_rates_from_recorded_ticks(client: httpx.Client, rt) -> None:  # noqa: F811
     for k in range(5):
         push(client, AAPL=(230.00 + k, 230.05 + k))
-    now = rt.service.clock() // 1000  # the demo's synthetic history ends before today
+    now = client.get("/v1/symbol_info_tick/AAPL", headers=_acc(rt)).json()["time"]
+    today = now // 86_400 * 86_400  # the demo's synthetic history ends the day before
     ticks = client.get("/v1/copy_ticks_range", headers=_acc(rt),
-                       params={"symbol": "AAPL", "date_from": now - 600,
-                               "date_to": now + 600, "flags": -1}).json()
+                       params={"symbol": "AAPL", "date_from": today, "date_to": 2**34,
+                               "flags": -1}).json()
     assert [t["bid"] for t in ticks] == [230.0, 231.0, 232.0, 233.0, 234.0]
-    today = ticks[0]["time"] // 86_400 * 86_400  # the demo's synthetic history ends before
     bars = client.get("/v1/copy_rates_range", headers=_acc(rt),
                       params={"symbol": "AAPL", "timeframe": 16408, "date_from": today,
                               "date_to": 2**34}).json()

@@ -52,3 +52,18 @@ def test_tick_replay_runs_through_the_pipeline():
         assert r["ticks"] == 49_000 and r["rejected_ticks"] == 0  # the first batch warms up
         assert r["pending"] > 0 and r["ledger_total"] == 0
         assert r["events"].get("margin_call", 0) > 0
+
+
+def test_tick_replay_with_storage_and_the_storage_benchmark(capsys):
+    """``benchmarks.ticks --record`` stores every accepted tick (and says so), and
+    ``benchmarks.marketdata`` checks its reads' counts before timing them."""
+    from benchmarks import marketdata, ticks
+
+    r = ticks.run(positions=2_000, accounts=200, symbols=10, pending=50, ticks=5_000,
+                  batch=500, record="")
+    # 10 batches of 500 ticks, all accepted and stored; the first is a warm-up, not timed
+    assert r["recorded"] and (r["stored_ticks"], r["ticks"]) == (5_000, 4_500)
+    assert marketdata.main(["--ticks", "3000", "--symbols", "5", "--flush", "1000",
+                            "--bars", "2000", "--repeats", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "chunks_ticks_per_s" in text and "copy_rates_range_http_numpy_ms" in text

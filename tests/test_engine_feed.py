@@ -129,3 +129,20 @@ def test_every_tick_in_a_batch_runs_the_pipeline():
     assert b.positions(1) == []
     # closed at the dip's bid: (94.90 - 100.00) * 1 = -5.10
     assert b.info(1)["balance"] == 10_000.00 - 5.10
+
+
+def test_accepted_ticks_are_handed_over_as_columns():
+    """The effects carry the accepted ticks (snapped to the point grid) as one TickBatch per
+    command, with the symbol names their indices refer to; rejected ticks are not there."""
+    b = Book()
+    b.eng.take_effects()
+    s = b.eng.symbols.get("AAPL")
+    b.eng.apply(C.Ticks(time_msc=5_000, symbols=(s, s), bid=(230.004, float("nan")),
+                        ask=(230.056, 231.0)))
+    eff = b.eng.take_effects()
+    (got,) = eff.ticks
+    assert isinstance(got, TickBatch) and got.symbol.tolist() == [s]
+    # 230.004 and 230.056 on AAPL's 0.01 grid: 230.00 and 230.06
+    assert (got.bid.tolist(), got.ask.tolist(), got.time_msc.tolist()) == (
+        [230.0], [230.06], [5_000])
+    assert eff.tick_names[s] == "AAPL"

@@ -78,6 +78,22 @@ def test_columnar_m1_equals_the_record_fold() -> None:
         assert (got[names[s]] == combine(one)).all()
 
 
+def test_split_bytes_decode_to_the_slices() -> None:
+    rng = np.random.default_rng(2)
+    n = 1_000
+    b = TickBatch.from_arrays(np.sort(rng.integers(0, 5, n)), rng.integers(0, 2**40, n),
+                              rng.random(n), rng.random(n) + 1,
+                              volume=np.where(rng.random(n) < 0.1, 5, 0))
+    cut = np.flatnonzero(np.r_[True, b.symbol[1:] != b.symbol[:-1], True]).tolist()
+    parts = b.split_bytes(cut)
+    assert len(parts) == 5
+    for a, c, blob in zip(cut[:-1], cut[1:], parts, strict=True):
+        part = b.take(slice(a, c))
+        assert TickBatch.from_bytes(blob) == part
+        if part.volume.any():  # the same optional columns: to_bytes' very bytes
+            assert blob == part.to_bytes()
+
+
 def test_merge_equals_sorting_and_folding() -> None:
     rng = np.random.default_rng(5)
     for _ in range(200):
@@ -129,6 +145,9 @@ def test_synthetic_ticks_fold_back_into_their_bars(md: MarketData) -> None:
         np.zeros(len(tk), np.int32), tk["time_msc"], tk["bid"], tk["ask"]), np.array([0.01]))
     for k in ("time", "open", "high", "low", "close"):
         assert (again["AAPL"][k] == m1[k]).all(), k
+    # synthetic ticks are quotes: COPY_TICKS_INFO has them all, COPY_TICKS_TRADE none
+    assert len(md.ticks_from("AAPL", jan7 * 1000, 100, flags=1)) == 100
+    assert len(md.ticks_from("AAPL", 0, 1, flags=2)) == 0
     # the first 10 ticks from Jan 8, 00:00 are that day's session's first 10 (14:30 UTC)
     first = md.ticks_from("AAPL", (jan7 + 86_400) * 1000, 10)
     assert first["time"][0] == jan7 + 86_400 + 14 * 3600 + 1800 and len(first) == 10
@@ -208,7 +227,7 @@ def test_recorder_stores_and_keeps_day_stats(tmp_path: Path) -> None:
     names = ("AAPL", "MSFT")
     rec.record([ticks([T0, T0 + 1], [100.0, 99.0], sym=[0, 1])], names)
     rec.record([ticks([T0 + 2, T0 + 3], [103.0, 101.0], sym=[0, 0])], names)
-    rec.sync()
+    assert rec.sync()
     assert rec.stored == 4 and rec.failed is None
     day = rec.day.get("AAPL")
     # first bid 100, bids 100 / 103 / 101: high 103, low 100; asks = bid + 0.02
@@ -217,3 +236,4 @@ def test_recorder_stores_and_keeps_day_stats(tmp_path: Path) -> None:
     assert rec.store.ticks_range("AAPL", 0, 2**60, 9)["bid"].tolist() == [100.0, 103.0,
                                                                           101.0]
     rec.close()
+    assert not rec.sync(timeout=0.1)  # stopped: readers read what is stored, no hang

@@ -104,7 +104,7 @@ def test_client_functions(live: dict) -> None:
     assert ticks.dtype.names[:3] == ("time", "bid", "ask") and ticks["bid"][0] == 230.0
     old = mt5.copy_ticks_range("AAPL", 0, 1578009599, mt5.COPY_TICKS_INFO)  # to Jan 2, 2020
     assert old["time"][0] == 1577975400 and len(old) == 390 * 4  # from 14:30 UTC, synthetic
-    rates = mt5.copy_rates_range("AAPL", mt5.TIMEFRAME_M1, 0, 2**34)
+    rates = mt5.copy_rates_range("AAPL", mt5.TIMEFRAME_M1, tick.time - 60, 2**34)
     assert rates["close"][-1] == 230.0 and rates.dtype.names[-1] == "real_volume"
     r = mt5.order_send({"action": 1, "symbol": "AAPL", "volume": -1.0, "type": 0,
                         "price": 230.05, "type_filling": 2})

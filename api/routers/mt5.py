@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 
@@ -325,14 +324,7 @@ def copy_ticks_from(_: ClientDep, svc: ServiceDep, symbol: Sym, date_from: Secon
     """The first ``count`` ticks (of the kind ``flags`` selects) at or after
     ``date_from``."""
     point = _market(svc, symbol)
-    got, t0 = [], date_from * 1000
-    while count:
-        part = svc.market.store.ticks_from(symbol, t0, count, point)
-        got.append(bars.select_ticks(part, flags))
-        if len(part) < count or sum(map(len, got)) >= count:
-            break
-        t0 = int(part["time_msc"][-1]) + 1
-    out = np.concatenate(got)[:count] if got else bars.TICK_DTYPE_EMPTY
+    out = svc.market.store.ticks_from(symbol, date_from * 1000, count, point, flags)
     return _records(out, format)
 
 
@@ -342,8 +334,8 @@ def copy_ticks_range(_: ClientDep, svc: ServiceDep, symbol: Sym, date_from: Seco
     """Ticks (of the kind ``flags`` selects) in ``[date_from, date_to]`` (seconds)."""
     point = _market(svc, symbol)
     out = svc.market.store.ticks_range(symbol, date_from * 1000, date_to * 1000 + 999,
-                                       MAX_RECORDS, point)
-    return _records(bars.select_ticks(out, flags), format)
+                                       MAX_RECORDS, point, flags)
+    return _records(out, format)
 
 
 @router.get("/market_book_get/{symbol}", response_model=list[S.BookRow])

@@ -202,6 +202,35 @@ class TickBatch:
         out.append(self.flags.tobytes())
         return b"".join(out)
 
+    def split_bytes(self, cuts: Sequence[int]) -> list[bytes]:
+        """The encoding of each row range ``cuts[i]:cuts[i + 1]`` (decoded by
+        :meth:`from_bytes` into ``take(slice(...))``), sliced from the columns' bytes in one
+        pass: an optional column is kept in every part when any row of the batch has it
+        (otherwise as :meth:`to_bytes`). For storing a batch grouped by symbol without a
+        batch per group."""
+        mask = 0
+        cols = [self.symbol, self.time_msc, self.bid, self.ask]
+        for bit, name in enumerate(_OPTIONAL):
+            if np.any(getattr(self, name).view(np.uint8)):
+                mask |= 1 << bit
+                cols.append(getattr(self, name))
+        cols.append(self.flags)
+        views = [(memoryview(np.ascontiguousarray(c)).cast("B"), c.itemsize) for c in cols]
+        t = self.time_msc
+        out = []
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            part = t[a:b]
+            base = int(part.min()) if b > a else 0
+            if b == a or int(part.max()) - base >= 2**32:
+                head = [_HEADER.pack(_MAGIC, _VERSION, mask, _TIME_ABSOLUTE, b - a),
+                        views[0][0][a * 4:b * 4], views[1][0][a * 8:b * 8]]
+            else:  # times as 32-bit offsets, as to_bytes writes them
+                head = [_HEADER.pack(_MAGIC, _VERSION, mask, _TIME_OFFSET32, b - a),
+                        views[0][0][a * 4:b * 4], struct.pack("<q", base),
+                        (part - base).astype("<u4").tobytes()]
+            out.append(b"".join(head + [v[a * size:b * size] for v, size in views[2:]]))
+        return out
+
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> TickBatch:
         """Inverse of :meth:`to_bytes`; raises ``ValueError`` on a malformed buffer."""

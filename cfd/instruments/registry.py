@@ -44,6 +44,7 @@ class SymbolTable:
         self.index: dict[str, int] = {}
         self.k_exact: list[Fraction] = []
         self._points: np.ndarray | None = None
+        self._names: tuple[str, ...] | None = None
         self._vol_limits: dict[int, tuple[int, int, int]] = {}
         flags_on = {"market_open": 1, "session_open": 1, "admin_open": 1, "confirmed": 1}
         self.cols = Columns(SYMBOL_COLUMNS, max(len(specs), 16), fill=flags_on)
@@ -76,6 +77,7 @@ class SymbolTable:
 
     def _load(self, i: int, spec: SymbolSpec) -> None:
         self._points = None
+        self._names = None
         self._vol_limits.pop(i, None)
         c = self.cols
         kp = profit_factor(spec, self.rate(spec.currency_profit, spec))
@@ -101,6 +103,12 @@ class SymbolTable:
                    int(s.volume_step * VOLUME_SCALE))
             self._vol_limits[i] = lim
         return lim
+
+    def names(self) -> tuple[str, ...]:
+        """Symbol names by index (one tuple until a symbol is added or replaced)."""
+        if self._names is None:
+            self._names = tuple(s.name for s in self.specs)
+        return self._names
 
     def point_array(self) -> np.ndarray:
         """Price units per point, per symbol (int64)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from cfd.constants import TickFlag
 from cfd.marketdata.timeframes import bar_open
 
 RATE_DTYPE = np.dtype([("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"),
@@ -106,15 +107,10 @@ def merge(older: np.ndarray, newer: np.ndarray) -> np.ndarray:
         out = np.empty(k + len(newer) - shared, RATE_DTYPE)
         out[:k] = older
         out[k - shared:] = newer
-        if shared:
-            a, b = older[-1], newer[0]
-            j = out[k - 1:k]
-            j["open"] = a["open"]
-            j["high"] = max(a["high"], b["high"])
-            j["low"] = min(a["low"], b["low"])
-            j["tick_volume"] = a["tick_volume"] + b["tick_volume"]
-            j["spread"] = min(a["spread"], b["spread"])
-            j["real_volume"] = a["real_volume"] + b["real_volume"]
+        if shared:  # time, open, high, low, close, tick_volume, spread, real_volume
+            a, b = older[-1].item(), newer[0].item()
+            out[k - 1] = (b[0], a[1], max(a[2], b[2]), min(a[3], b[3]), b[4], a[5] + b[5],
+                          min(a[6], b[6]), a[7] + b[7])
         return out
     both = np.concatenate([older, newer])
     order = np.argsort(both["time"], kind="stable")
@@ -126,3 +122,16 @@ def resample(bars: np.ndarray, timeframe: int) -> np.ndarray:
     moved = np.array(bars, dtype=RATE_DTYPE)
     moved["time"] = bar_open(timeframe, moved["time"])
     return combine(moved)
+
+
+COPY_TICKS_ALL, COPY_TICKS_INFO, COPY_TICKS_TRADE = -1, 1, 2
+
+
+def select_ticks(ticks: np.ndarray, flags: int) -> np.ndarray:
+    """``COPY_TICKS_INFO`` (1): ticks changing bid or ask; ``COPY_TICKS_TRADE`` (2): ticks
+    changing last or volume; ``COPY_TICKS_ALL`` (-1): all."""
+    if flags == COPY_TICKS_INFO:
+        return ticks[(ticks["flags"] & int(TickFlag.BID | TickFlag.ASK)) != 0]
+    if flags == COPY_TICKS_TRADE:
+        return ticks[(ticks["flags"] & int(TickFlag.LAST | TickFlag.VOLUME)) != 0]
+    return ticks

@@ -30,6 +30,23 @@ from cfd.marketdata.store import MarketData, chunks_by_symbol
 log = logging.getLogger("cfd.marketdata")
 
 
+def _grouped(batches: list[TickBatch]) -> TickBatch:
+    """The batches' ticks in one batch grouped by symbol (each symbol's in arrival order);
+    all-zero columns (a quote feed's last and volumes) are not gathered."""
+    sym = np.concatenate([b.symbol for b in batches])
+    order = np.argsort(sym, kind="stable")
+    cols = {"symbol": sym[order]}
+    for name in TickBatch.__dataclass_fields__:
+        if name == "symbol":
+            continue
+        parts = [getattr(b, name) for b in batches]
+        if name in ("last", "volume", "volume_real") and not any(p.any() for p in parts):
+            cols[name] = np.zeros(len(sym), parts[0].dtype)
+        else:
+            cols[name] = np.concatenate(parts)[order]
+    return TickBatch(**cols)
+
+
 class DayStats:
     """Per symbol index: the UTC day of its last tick, that day's first bid and its bid and
     ask highs and lows (symbol_info's bidhigh, bidlow, askhigh, asklow, price_change)."""
@@ -82,7 +99,7 @@ class TickRecorder:
     """Queue in, batched writes out (one daemon thread)."""
 
     def __init__(self, store: MarketData, point_of: Callable[[str], float], *,
-                 flush_ms: int = 2000, flush_ticks: int = 1_000_000) -> None:
+                 flush_ms: int = 5000, flush_ticks: int = 1_000_000) -> None:
         self.store = store
         self.point_of = point_of
         self.flush_s = flush_ms / 1000
@@ -110,12 +127,18 @@ class TickRecorder:
         are stored (a split rescales them, a ticker change renames them)."""
         self._q.put(("store", fn))
 
-    def sync(self, timeout: float = 30.0) -> None:
-        """Return once every tick handed over before this call is stored."""
+    def sync(self, timeout: float = 5.0) -> bool:
+        """Wait until every tick handed over before this call is stored; False if that
+        took longer than ``timeout`` seconds (or the recorder stopped): readers then read
+        what is stored."""
+        if not self._thread.is_alive():
+            return False
         done = threading.Event()
         self._q.put(done)
-        if not done.wait(timeout):
-            raise TimeoutError("the tick recorder did not catch up")
+        if done.wait(timeout):
+            return True
+        log.warning("the tick recorder is more than %s s behind", timeout)
+        return False
 
     def close(self) -> None:
         if self._thread.is_alive():
@@ -125,6 +148,13 @@ class TickRecorder:
 
     # ------------------------------------------------------------------ recorder thread
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # a bug here must not hang readers: sync() sees it dead
+            log.exception("the tick recorder stopped")
+            self.failed = exc
+
+    def _loop(self) -> None:
         first = 0.0
         while True:
             wait = self.flush_s - (time.monotonic() - first) if self._n else None
@@ -164,8 +194,7 @@ class TickRecorder:
         pending, self._pending, self._n = self._pending, [], 0
         cpu = time.thread_time()
         try:
-            ticks = TickBatch.concat(pending)
-            ticks = ticks.take(np.argsort(ticks.symbol, kind="stable"))
+            ticks = _grouped(pending)
             self.day.fold(ticks, self._names)
             points = np.array([self.point_of(n) for n in self._names])
             self.store.write_ticks(chunks_by_symbol(self._names, ticks),

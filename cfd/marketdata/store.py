@@ -4,9 +4,9 @@ Storage is columnar chunks in two tables, on SQLite or PostgreSQL (measured agai
 per tick in ``benchmarks.marketdata``; see the README):
 
 * ``md_tick_chunks``: one row per symbol per flush, the flush's ticks of that symbol in the
-  journal's compact column encoding (``TickBatch.to_bytes``: all-zero columns left out,
-  times as 32-bit offsets; about 28 bytes a quote-only tick; zlib on top cost more CPU than
-  the replay could spare), with its first and last ``time_msc``;
+  journal's column encoding (``TickBatch.split_bytes``: all-zero columns left out; 32 bytes
+  a quote-only tick; zlib on top cost more CPU than the replay could spare), with its first
+  and last ``time_msc``;
 * ``md_bars``: one row per symbol, timeframe and period: the M1 bars of one hour
   (``period`` = hours since 1970-01-01: a flush rewrites at most a few small rows per
   symbol), or D1 bars of one year (``period`` = the year), as a ``RATE_DTYPE`` array.
@@ -49,7 +49,16 @@ from sqlalchemy.engine import make_url
 
 from cfd.feed.ticks import TickBatch
 from cfd.marketdata import synthetic
-from cfd.marketdata.bars import RATE_DTYPE, TICK_DTYPE, as_ticks, merge, resample
+from cfd.marketdata.bars import (
+    COPY_TICKS_ALL,
+    COPY_TICKS_TRADE,
+    RATE_DTYPE,
+    TICK_DTYPE,
+    as_ticks,
+    merge,
+    resample,
+    select_ticks,
+)
 from cfd.marketdata.timeframes import D1, TIMEFRAMES, bar_open, seconds
 
 M1 = 1
@@ -176,7 +185,11 @@ class MarketData:
         for sym, bars in by_symbol.items():
             if not len(bars):
                 continue
-            per = self._period(timeframe, bars["time"])
+            times = bars["time"]
+            if timeframe == M1 and times[0] // _HOUR == times[-1] // _HOUR:  # the usual flush
+                parts[(sym, int(times[0] // _HOUR))] = bars
+                continue
+            per = self._period(timeframe, times)
             cut = np.flatnonzero(np.r_[True, per[1:] != per[:-1], True])
             for a, b in zip(cut[:-1], cut[1:], strict=True):
                 parts[(sym, int(per[a]))] = bars[a:b]
@@ -268,32 +281,33 @@ class MarketData:
 
     # ------------------------------------------------------------------ ticks
     def ticks_range(self, symbol: str, t0_msc: int, t1_msc: int, limit: int,
-                    point: float = 0.01) -> np.ndarray:
-        """Ticks with ``t0 <= time_msc <= t1``, oldest first, at most ``limit``: stored
-        ones, and on days of synthetic history, ticks generated from its M1 bars."""
+                    point: float = 0.01, flags: int = COPY_TICKS_ALL) -> np.ndarray:
+        """Ticks with ``t0 <= time_msc <= t1`` of the kind ``flags`` selects
+        (``COPY_TICKS_*``), oldest first, at most ``limit``: stored ones, and on days of
+        synthetic history, ticks generated from its M1 bars (quotes: INFO, not TRADE)."""
         c = tick_chunks.c
         stmt = (select(c.data).where(c.symbol == symbol, c.t_last >= t0_msc,
                                      c.t_first <= t1_msc).order_by(c.t_first, c.id))
-        stored = self._collect(stmt, t0_msc, t1_msc, limit)
-        return _join_ticks(stored, self._fake_ticks(symbol, t0_msc, t1_msc, limit, point))[
-            :limit]
+        stored = self._collect(stmt, t0_msc, t1_msc, limit, flags)
+        fake = self._fake_ticks(symbol, t0_msc, t1_msc, limit, point, flags)
+        return _join_ticks(stored, fake)[:limit]
 
-    def ticks_from(self, symbol: str, t0_msc: int, count: int,
-                   point: float = 0.01) -> np.ndarray:
-        """The first ``count`` ticks at or after ``t0`` (stored and synthetic ones)."""
+    def ticks_from(self, symbol: str, t0_msc: int, count: int, point: float = 0.01,
+                   flags: int = COPY_TICKS_ALL) -> np.ndarray:
+        """The first ``count`` ticks (of the kind ``flags`` selects) at or after ``t0``."""
         c = tick_chunks.c
         stmt = (select(c.data).where(c.symbol == symbol, c.t_last >= t0_msc)
                 .order_by(c.t_first, c.id))
-        stored = self._collect(stmt, t0_msc, 2**62, count)
-        return _join_ticks(stored, self._fake_ticks(symbol, t0_msc, 2**62, count, point))[
-            :count]
+        stored = self._collect(stmt, t0_msc, 2**62, count, flags)
+        fake = self._fake_ticks(symbol, t0_msc, 2**62, count, point, flags)
+        return _join_ticks(stored, fake)[:count]
 
-    def _fake_ticks(self, symbol: str, t0_msc: int, t1_msc: int, limit: int, point: float
-                    ) -> np.ndarray:
+    def _fake_ticks(self, symbol: str, t0_msc: int, t1_msc: int, limit: int, point: float,
+                    flags: int) -> np.ndarray:
         """The first ``limit`` synthetic ticks in ``[t0, t1]``, generated a window at a
         time (widened until it holds them or passes the history)."""
         b = self.bounds(symbol)
-        if b is None or limit <= 0:
+        if b is None or limit <= 0 or flags == COPY_TICKS_TRADE:  # quotes only
             return np.empty(0, TICK_DTYPE)
         t1_msc = min(t1_msc, (b[1] + _DAY) * 1000)
         span = (limit // (4 * synthetic.SESSION_MINUTES) + 2) * _DAY * 1000
@@ -314,13 +328,13 @@ class MarketData:
         tk = synthetic.ticks(fake, point)
         return tk[(tk["time_msc"] >= t0_msc) & (tk["time_msc"] <= t1_msc)]
 
-    def _collect(self, stmt: Any, t0: int, t1: int, limit: int) -> np.ndarray:
+    def _collect(self, stmt: Any, t0: int, t1: int, limit: int, flags: int) -> np.ndarray:
         out: list[np.ndarray] = []
         have = 0
         with self.db.connect() as conn:
             for (blob,) in conn.execute(stmt.execution_options(yield_per=64)):
                 tk = _ticks(blob)
-                tk = tk[(tk["time_msc"] >= t0) & (tk["time_msc"] <= t1)]
+                tk = select_ticks(tk[(tk["time_msc"] >= t0) & (tk["time_msc"] <= t1)], flags)
                 out.append(tk)
                 have += len(tk)
                 if have >= limit:
@@ -442,14 +456,10 @@ class MarketData:
 def chunks_by_symbol(names: Sequence[str], ticks: TickBatch
                      ) -> dict[str, tuple[int, int, int, bytes]]:
     """Each symbol's ticks (columns grouped by ascending symbol index, each symbol's in
-    time order) as (first time_msc, last time_msc, count, bytes in the journal's compact
-    encoding, ``TickBatch.to_bytes``)."""
-    s = ticks.symbol
-    cut = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True])
-    cols = {k: getattr(ticks, k) for k in TickBatch.__dataclass_fields__}
-    t = ticks.time_msc
-    out = {}
-    for a, b in zip(cut[:-1].tolist(), cut[1:].tolist(), strict=True):
-        part = TickBatch(**{k: v[a:b] for k, v in cols.items()})
-        out[names[int(s[a])]] = (int(t[a]), int(t[b - 1]), b - a, part.to_bytes())
-    return out
+    time order) as (first time_msc, last time_msc, count, bytes in the journal's tick
+    encoding, ``TickBatch.split_bytes``)."""
+    s, t = ticks.symbol, ticks.time_msc
+    cut = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True]).tolist()
+    blobs = ticks.split_bytes(cut)
+    return {names[int(s[a])]: (int(t[a]), int(t[b - 1]), b - a, blob)
+            for a, b, blob in zip(cut[:-1], cut[1:], blobs, strict=True)}
