@@ -13,11 +13,13 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 
 import numba
 import numpy as np
 
 from benchmarks import liquidation as L
+from benchmarks.corporate import bench_corporate
 from benchmarks.rollover import bench_rollover
 
 
@@ -121,6 +123,15 @@ def report(res: dict) -> str:
             f"-{r['broker_pl_draw'] / 100:,.2f}; deals in "
             f"{fmt_t(r['deals_total_s'])} (incremental recompute {fmt_t(r['recompute_s'])}, sweep "
             f"{fmt_t(r['sweep_kernel_s'])}, booking {fmt_t(r['bulk_booking_s'])}){eff}")
+    c = res.get("corporate")
+    if c:
+        lines += ["", f"corporate actions on {c['symbol']}, held by {c['symbol_positions']:,} of "
+                  f"{c['positions']:,} positions (checked against the reference on "
+                  f"{c['checked_positions']:,}), each a rollover computed, booked and journaled:",
+                  f"  split 10:1   {fmt_t(c['split_s'])}  (query-table rows "
+                  f"+{fmt_t(c['split_rows_s'])})",
+                  f"  dividend     {fmt_t(c['dividend_s'])}  (query-table rows "
+                  f"+{fmt_t(c['dividend_rows_s'])})"]
     lines += ["", "rollover (overnight financing of every position, Friday: 3 nights)"]
     for r in res.get("rollover", []):
         eff = "" if r["effect_rows_s"] is None else \
@@ -189,6 +200,8 @@ def run(args: argparse.Namespace) -> dict:
             res["cascade"].append(L.bench_cascade(spec, 1 + pct / 100, not args.no_effects,
                                                   check=n <= 200_000))
     spec = L.book_spec(max(args.sizes), args)
+    say(f"[{time.perf_counter() - t_start:6.1f}s] corporate actions on the most held symbol")
+    res["corporate"] = bench_corporate(replace(spec, symbol_skew=1.15))
     say(f"[{time.perf_counter() - t_start:6.1f}s] ticks vs positions in the symbol")
     res["ticks_vs_symbol"] = L.bench_ticks_vs_symbol(spec, args.tick_targets, args.repeats * 30)
     res["elapsed_s"] = time.perf_counter() - t_start

@@ -27,6 +27,11 @@ def test_suite_runs_on_a_tiny_book(tmp_path, capsys):
     assert all(r["checked_positions"] > 0 and r["charged_positions"] > 0
                for r in res["rollover"])
     assert "rollover (overnight financing" in text
+    # the corporate actions on the most held symbol: checked, then both applied
+    c = res["corporate"]
+    assert c["checked_positions"] > 0
+    assert [a["kind"] for a in c["applied"]] == ["split", "dividend"]
+    assert "split 10:1" in text
     assert png.stat().st_size > 1000
 
 
