@@ -84,6 +84,21 @@ class AccountTable:
     def find(self, login: int) -> int | None:
         return self.index.get(login)
 
+    def group_index(self, names: list[str]) -> np.ndarray:
+        """Per account, the index of its group in ``names`` (int64; cached, extended as
+        accounts are added; ``groups`` is only appended to)."""
+        key, done, arr = getattr(self, "_gidx", (None, 0, np.zeros(0, np.int64)))
+        n = len(self.groups)
+        if key != names:
+            done, arr = 0, np.zeros(0, np.int64)
+        if done < n:
+            pos = {g: i for i, g in enumerate(names)}
+            tail = np.fromiter((pos[g] for g in self.groups[done:n]), dtype=np.int64,
+                               count=n - done)
+            arr = np.concatenate([arr[:done], tail])
+            self._gidx = (list(names), n, arr)
+        return arr[:n]
+
     def add(self, login: int, name: str, group: AccountGroup, leverage: int,
             trade_mode: int) -> int:
         c = self.cols

@@ -399,10 +399,7 @@ class CorporateActions:
         return slots[np.argsort(eng.positions.cols.ticket[slots], kind="stable")]
 
     def _group_of(self, acc: np.ndarray) -> np.ndarray:
-        names = sorted(self.eng.config.groups)
-        gidx = {g: i for i, g in enumerate(names)}
-        groups = self.eng.accounts.groups
-        return np.array([gidx[groups[a]] for a in acc.tolist()], dtype=np.int64)
+        return self.eng.accounts.group_index(sorted(self.eng.config.groups))[acc]
 
     def _group_rates(self, fn) -> list[tuple[int, int]]:
         groups = self.eng.config.groups

@@ -156,10 +156,8 @@ class TradingDay:
         fac = F.charge_factors(eng, day, groups)
         if not fac.nights.any():
             return None
-        gidx = {g: i for i, g in enumerate(groups)}
         n_acc = len(eng.accounts)
-        group_of = np.fromiter((gidx[g] for g in eng.accounts.groups), dtype=np.int64,
-                               count=n_acc)
+        group_of = eng.accounts.group_index(groups)
         pc, sc = eng.positions.cols, eng.symbols.cols
         n = pc.size
         amount = np.zeros(n, dtype=np.int64)
