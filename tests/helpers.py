@@ -70,3 +70,17 @@ class Book:
         a = self.eng.accounts.find(login)
         rows = [self.eng.position_row(int(p)) for p in self.eng.positions.of_account(a)]
         return sorted(rows, key=lambda r: r["ticket"])
+
+
+def record_journal(eng: Engine) -> list[C.Command]:
+    """From now on, every command applied to ``eng`` is appended to the returned list (the
+    journal a replay needs)."""
+    journal: list[C.Command] = []
+    apply = eng.apply
+
+    def record(cmd: C.Command) -> Result:
+        journal.append(cmd)
+        return apply(cmd)
+
+    eng.apply = record  # type: ignore[method-assign]
+    return journal

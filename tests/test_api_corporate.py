@@ -11,6 +11,16 @@ from fastapi.testclient import TestClient
 from cfd.trading.financing import cutoff_msc, trading_date
 from tests.test_api_fixtures import ADMIN, headers, make_runtime, push
 
+
+def monday_ahead(svc) -> dt.date:
+    """A Monday at least two weeks after the server's trading date (ex-dates in the future
+    whatever day the tests run)."""
+    ex = trading_date(svc.clock()) + dt.timedelta(days=14)
+    while ex.weekday() != 0:
+        ex += dt.timedelta(days=1)
+    return ex
+
+
 BUY = {"action": 1, "symbol": "NVDA", "volume": 1.3, "type": 0, "price": 1209.00,
        "deviation": 20, "type_filling": 2}
 
@@ -22,10 +32,7 @@ def test_calendar_through_the_api() -> None:
             svc = rt.service
             # dates ahead of the server's clock: an ex-date two weeks out and the session day
             # before it, whose rollover applies the split
-            today = trading_date(svc.clock())
-            ex = today + dt.timedelta(days=14)
-            while ex.weekday() != 0:
-                ex += dt.timedelta(days=1)
+            ex = monday_ahead(svc)
             nvda = svc.read(lambda eng: eng.symbols.get("NVDA"))
             eff = svc.read(lambda eng: eng.corporate.effect_day(nvda, ex))
             h = headers(rt.demo["accounts"][0])
@@ -92,10 +99,7 @@ def test_stored_history_follows_a_split_and_a_ticker_change() -> None:
 
             before = closes("AAPL")
             assert len(before) == 3
-            today = trading_date(svc.clock())
-            ex = today + dt.timedelta(days=14)
-            while ex.weekday() != 0:
-                ex += dt.timedelta(days=1)
+            ex = monday_ahead(svc)
             aapl = svc.read(lambda eng: eng.symbols.get("AAPL"))
             eff = svc.read(lambda eng: eng.corporate.effect_day(aapl, ex))
             for fields in ({"kind": "split", "symbol": "AAPL", "ex_date": str(ex),

@@ -20,7 +20,7 @@ from cfd.engine import Engine, EngineConfig
 from cfd.instruments.spec import SymbolSpec
 from cfd.kernels.corporate import split_positions, split_reference
 from cfd.trading.financing import cutoff_msc
-from tests.helpers import Book
+from tests.helpers import Book, record_journal
 
 FRI = dt.date(2024, 6, 7)  # NVIDIA traded split-adjusted from Monday 10 June 2024
 # NVIDIA's close on 7 June 2024 was 1,208.88 USD; on 10 June it opened at 120.37 USD
@@ -268,14 +268,7 @@ def test_bad_actions_are_refused_and_change_nothing():
 
 def test_replay_and_snapshot_apply_each_action_once():
     b = nvda_book()
-    journal = []
-    orig = b.eng.apply
-
-    def record(cmd):
-        journal.append(cmd)
-        return orig(cmd)
-
-    b.eng.apply = record
+    journal = record_journal(b.eng)
     assert b.add(kind="split", symbol="NVDA", ex_date="2024-06-10", ratio="10:1").ok
     assert b.add(kind="dividend", symbol="AAPL", ex_date="2024-06-10", amount="0.25").ok
     arrays, meta = b.eng.snapshot()

@@ -20,7 +20,7 @@ from cfd.engine import Engine, EngineConfig
 from cfd.instruments.sessions import Session, default_calendar
 from cfd.instruments.spec import SymbolSpec
 from cfd.trading.financing import cutoff_msc, nights
-from tests.helpers import Book
+from tests.helpers import Book, record_journal
 
 MON = dt.date(2024, 6, 3)  # a Monday; 2024-06-07 is a Friday
 
@@ -251,14 +251,7 @@ def test_missed_dates_are_caught_up_in_order():
 
 def test_snapshot_and_replay_charge_nothing_twice():
     b = Day([spec("AAPL")])
-    journal = []
-    orig = b.eng.apply
-
-    def record(cmd):
-        journal.append(cmd)
-        return orig(cmd)
-
-    b.eng.apply = record
+    journal = record_journal(b.eng)
     b.bench("5.31")
     b.open(1, "AAPL", 100, 229.99, 230.01)
     assert b.roll(MON).ok
@@ -402,14 +395,7 @@ def test_rollovers_keep_the_ledger_at_zero_and_replay(seq):
                                swap_short=Decimal("0.11"))]
     grp = groups()
     b = Day(specs, grp)
-    journal = []
-    orig = b.eng.apply
-
-    def record(cmd):
-        journal.append(cmd)
-        return orig(cmd)
-
-    b.eng.apply = record
+    journal = record_journal(b.eng)
     b.bench("5.31")
     for login, g in ((1, "retail"), (2, "netting"), (3, "daily")):
         b.account(login, 1_000_000, group=g)

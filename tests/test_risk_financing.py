@@ -30,6 +30,28 @@ def book_file(tmp_path_factory):
     return path, eng, res.data
 
 
+def fake_server(path, monkeypatch) -> list[tuple]:
+    """An admin API that serves the snapshot file and records every other call as
+    ``(method, path, content type, body bytes)``."""
+    blob = path.read_bytes()
+    calls: list[tuple] = []
+
+    def handle(req: httpx.Request) -> httpx.Response:
+        if req.url.path == "/demo/credentials":
+            return httpx.Response(200, json={"admin_key": "k", "accounts": []})
+        if req.url.path == "/admin/snapshot":
+            return httpx.Response(200, content=blob)
+        calls.append((req.method, req.url.path, req.headers.get("content-type"),
+                      req.content))
+        if req.url.path.endswith("/import"):
+            return httpx.Response(200, json={"added": 1, "results": []})
+        return httpx.Response(200, json={"retcode": 10009, "comment": "done", "data": None})
+
+    monkeypatch.setattr(cli, "TRANSPORT", httpx.MockTransport(handle))
+    monkeypatch.delenv("CFD_ADMIN_KEY", raising=False)
+    return calls
+
+
 def run(*args: str) -> tuple[int, str]:
     res = CliRunner().invoke(cli.app, list(args))
     return res.exit_code, res.stdout
@@ -65,19 +87,7 @@ def test_report_has_a_financing_section(book_file, tmp_path):
 
 def test_rollover_action_dry_run_then_confirm(book_file, monkeypatch):
     path, eng, _ = book_file
-    blob = path.read_bytes()
-    calls = []
-
-    def handle(req: httpx.Request) -> httpx.Response:
-        if req.url.path == "/demo/credentials":
-            return httpx.Response(200, json={"admin_key": "k", "accounts": []})
-        if req.url.path == "/admin/snapshot":
-            return httpx.Response(200, content=blob)
-        calls.append((req.method, req.url.path, json.loads(req.content or b"null")))
-        return httpx.Response(200, json={"retcode": 10009, "comment": "done", "data": None})
-
-    monkeypatch.setattr(cli, "TRANSPORT", httpx.MockTransport(handle))
-    monkeypatch.delenv("CFD_ADMIN_KEY", raising=False)
+    calls = fake_server(path, monkeypatch)
     code, out = run("rollover", "--date", "2024-06-04", "--json")
     assert code == 2, out  # a dry run
     dry = json.loads(out)["dry_run"]
@@ -87,27 +97,13 @@ def test_rollover_action_dry_run_then_confirm(book_file, monkeypatch):
     assert code == 1 and calls == []  # already rolled: the engine refuses, nothing is sent
     code, out = run("rollover", "--date", "2024-06-04", "--confirm")
     assert code == 0, out
-    assert calls == [("POST", "/admin/rollover", {"date": "2024-06-04"})]
+    assert [(m, p, json.loads(body)) for m, p, _, body in calls] == [
+        ("POST", "/admin/rollover", {"date": "2024-06-04"})]
 
 
 def test_corporate_actions_from_the_cli(book_file, monkeypatch, tmp_path):
     path, eng, _ = book_file
-    blob = path.read_bytes()
-    calls = []
-
-    def handle(req: httpx.Request) -> httpx.Response:
-        if req.url.path == "/demo/credentials":
-            return httpx.Response(200, json={"admin_key": "k", "accounts": []})
-        if req.url.path == "/admin/snapshot":
-            return httpx.Response(200, content=blob)
-        calls.append((req.method, req.url.path, req.headers.get("content-type"),
-                      req.content))
-        if req.url.path.endswith("/import"):
-            return httpx.Response(200, json={"added": 1, "results": []})
-        return httpx.Response(200, json={"retcode": 10009, "comment": "done", "data": None})
-
-    monkeypatch.setattr(cli, "TRANSPORT", httpx.MockTransport(handle))
-    monkeypatch.delenv("CFD_ADMIN_KEY", raising=False)
+    calls = fake_server(path, monkeypatch)
     # actions are stamped with the officer's clock: ex-dates two weeks ahead
     ex = str(dt.date.today() + dt.timedelta(days=14))
     code, out = run("action-add", "dividend", "AAPL", ex, "--amount", "0.25", "--json")
