@@ -307,10 +307,11 @@ def report(
         step("gap Monte Carlo")
         table = GapTable.load().select(weekend_only=True)
         res = run_gap(book, sample_gaps(table, book.symbols.names, scenarios))
-        from risk.financing import summary
+        from risk.financing import corporate_summary, summary
 
         html = R.build(book, state.source.describe(), state.arrays, betas(), res.summary(),
-                       res.losses, png_dir, step, summary(state.engine))
+                       res.losses, png_dir, step, summary(state.engine),
+                       corporate_summary(state.engine))
     out_file.write_text(html)
     out.print(f"wrote {out_file} ({len(html) / 1024:,.0f} KiB)"
               + (f" and PNGs in {png_dir}" if png_dir else ""))

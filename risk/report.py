@@ -130,7 +130,8 @@ def build(book: Book, source: str, arrays: dict[str, np.ndarray] | None,
           betas: dict[str, float] | None = None, gap: dict[str, Any] | None = None,
           gap_losses: np.ndarray | None = None, png_dir: Path | None = None,
           step: Callable[[str], None] | None = None,
-          financing: dict[str, Any] | None = None) -> str:
+          financing: dict[str, Any] | None = None,
+          corporate: dict[str, Any] | None = None) -> str:
     step = step or (lambda _s: None)
     step("exposure")
     expo = exposure(book)
@@ -180,5 +181,15 @@ def build(book: Book, source: str, arrays: dict[str, np.ndarray] | None,
                                                     "net_income"]),
                   _table(financing["next"], ["symbol", "group", "nights", "positions",
                                              "charged", "paid", "net_income"])]
+    if corporate is not None:
+        parts += ["<h2>Corporate actions</h2>",
+                  "<p>Upcoming, with their cash effect on the current book (USDT)</p>",
+                  _table(corporate["upcoming"], ["id", "kind", "symbol", "ex_date", "status",
+                                                 "detail", "positions", "due_to_longs",
+                                                 "due_from_shorts", "withholding",
+                                                 "broker_net"]),
+                  "<p>Applied at the last rollovers</p>",
+                  _table(corporate["last_applied"], ["id", "date", "kind", "symbol",
+                                                     "positions"])]
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -83,6 +83,7 @@ def test_report_has_a_financing_section(book_file, tmp_path):
     assert code == 0, out
     text = html.read_text()
     assert "Overnight financing" in text and "rolled through 2024-06-03" in text
+    assert "Corporate actions" in text
 
 
 def test_rollover_action_dry_run_then_confirm(book_file, monkeypatch):
