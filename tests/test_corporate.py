@@ -35,7 +35,8 @@ def groups() -> dict[str, AccountGroup]:
     return {"hedge": AccountGroup(name="hedge"),
             "net": AccountGroup(name="net", margin_mode=MarginMode.RETAIL_NETTING),
             "retail": AccountGroup(name="retail", dividend_withholding=Decimal(30)),
-            "nostops": AccountGroup(name="nostops", split_remove_stops=True)}
+            "nostops": AccountGroup(name="nostops", split_remove_stops=True,
+                                    split_remove_orders=True)}
 
 
 class Cal(Book):
@@ -70,6 +71,8 @@ def nvda_book():
     assert b.buy(1, "AAPL", 3).ok
     r = b.send(3, action=5, symbol="NVDA", volume=0.2, type=2, price=1150.0)  # BUY LIMIT
     assert r.ok, r
+    r = b.send(4, action=5, symbol="NVDA", volume=0.3, type=3, price=1300.0)  # SELL LIMIT
+    assert r.ok, r
     b.quote(NVDA=(1205.10, 1205.22))  # the close, away from the open prices
     return b
 
@@ -82,8 +85,10 @@ def test_nvidia_split_keeps_every_account_whole():
     r = b.roll(FRI)
     assert r.ok, r
     after = b.figures(logins)
-    # the removed BUY LIMIT of account 3 gives back its reserve: 0.2 x 1,150.00 x 20% = 46.00
-    freed = {3: 46.00}
+    # account 4's group removes pending orders on a split: its SELL LIMIT gives back its
+    # reserve, 0.3 x 1,300.00 x 20% = 78.00; account 3's BUY LIMIT follows the share and
+    # keeps its reserve (2 lots x 115.00 x 20% = 46.00, as 0.2 x 1,150.00 x 20% before)
+    freed = {4: 78.00}
     for lg in logins:
         assert after[lg]["equity"] == pytest.approx(before[lg]["equity"], abs=0.01), lg
         assert after[lg]["margin_free"] == pytest.approx(
@@ -99,8 +104,10 @@ def test_nvidia_split_keeps_every_account_whole():
     assert (pos[1]["sl"], pos[1]["tp"]) == (110_000_000, 140_000_000)
     assert pos[2]["volume"] == 270_000  # 2.7 -> 27 lots, short
     assert pos[4]["sl"] == 0  # this group removes stops on a split
-    # the pending BUY LIMIT of account 3 was removed
-    assert len(b.eng.pending) == 0
+    # the BUY LIMIT of account 3: 0.2 lots at 1,150.00 -> 2 lots at 115.00
+    assert [(o["volume_current"], o["price_open"]) for o in b.eng.pending.orders_of(
+        b.eng.accounts.find(3))] == [(20_000, 115_000_000)]
+    assert len(b.eng.pending) == 1
     # every adjusted position has a SPLIT deal
     deals = [b.eng.deal_row(i) for i in range(len(b.eng.deals))]
     split_deals = [d for d in deals if d["reason"] == DealReason.SPLIT]

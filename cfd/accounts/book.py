@@ -60,9 +60,11 @@ class AccountGroup:
     financing_markup: Decimal = Decimal(3)
     swap_daily: bool = False
     # corporate actions: withholding tax on dividends paid to longs (percent; 30 for the
-    # US rate on non-US residents), and whether a split removes SL/TP instead of rescaling
+    # US rate on non-US residents), and whether a split removes SL/TP (and pending orders)
+    # instead of rescaling them
     dividend_withholding: Decimal = Decimal(0)
     split_remove_stops: bool = False
+    split_remove_orders: bool = False  # a split removes pending orders instead of rescaling
 
     @property
     def rule(self) -> int:

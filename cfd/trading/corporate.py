@@ -8,8 +8,8 @@ actor, refused with a clear message when it cannot be right):
   separate TAX deal) and each short is debited the gross; MT5 deals DIVIDEND (15) and TAX (17).
 * ``split`` -- ``ratio`` ``"n:m"`` (10:1 forward, 1:10 reverse): volumes x n/m on the volume
   grid, open prices x m/n on the price grid, the rest settled in cash so that no position's
-  profit moves (``cfd.kernels.corporate``), SL/TP rescaled (or removed, a group setting),
-  pending orders in the symbol removed, the quote and the price-hygiene reference rescaled so
+  profit moves (``cfd.kernels.corporate``), SL/TP and pending orders rescaled (or removed,
+  group settings), the quote and the price-hygiene reference rescaled so
   that the first tick after the split is an ordinary tick. A position a reverse split leaves
   below the minimum volume is closed at the price before the split. Deals carry reason SPLIT.
 * ``ticker`` -- the symbol is renamed ``new_symbol`` (FB -> META); positions, orders and
@@ -279,8 +279,8 @@ class CorporateActions:
         bid0, ask0 = int(sc.bid[s]), int(sc.ask[s])
         bid1 = _round_div(np.array([bid0 * m]), n * pu)[0] * pu
         ask1 = max(_round_div(np.array([ask0 * m]), n * pu)[0] * pu, bid1)
-        # pending orders in the symbol are removed (prices and volumes of the old share)
-        removed = self._cancel_orders(s, "split")
+        # pending orders follow the share (or are removed: a group setting)
+        removed, adjusted = self._split_orders(s, n, m)
         # positions a reverse split would leave below the minimum volume: closed first
         slots = self._slots(s)
         plan = self.split_plan(s, slots, n, m, bid1, ask1)
@@ -321,7 +321,8 @@ class CorporateActions:
                                     "price_factor": m / n, "digits": spec.digits,
                                     "time_msc": eng.now_msc})
         return {"positions": int(len(slots)), "closed_below_min": closed,
-                "orders_removed": removed, "cash_to_clients": int(cash[cash > 0].sum()),
+                "orders_removed": removed, "orders_adjusted": adjusted,
+                "cash_to_clients": int(cash[cash > 0].sum()),
                 "cash_from_clients": int(-cash[cash < 0].sum())}
 
     def split_plan(self, s: int, slots: np.ndarray, n: int, m: int, bid1: int, ask1: int
@@ -419,6 +420,42 @@ class CorporateActions:
             book._finish(slot, OrderState.CANCELED)
             book._event("order_canceled", slot, comment=why)
         return len(slots)
+
+    def _split_orders(self, s: int, n: int, m: int) -> tuple[int, int]:
+        """Pending orders in a splitting symbol: volume x n/m on the volume grid, prices x
+        m/n on the point grid, the reserve re-derived; removed where the account's group
+        says so (``split_remove_orders``) or the volume falls below the minimum. Returns
+        ``(removed, adjusted)``."""
+        from cfd.trading.orders_check import order_margin
+
+        eng = self.eng
+        book = eng.pending
+        if s >= book.by_sym.n_groups:
+            return 0, 0
+        c = book.cols
+        pu = eng.symbols.point_units(s)
+        vmin, _, step = eng.symbols.volume_limits(s)
+        groups = eng.config.groups
+        removed = adjusted = 0
+        for slot in sorted(book.by_sym.items(s).tolist(), key=lambda x: int(c.ticket[x])):
+            acc = int(c.acc[slot])
+            volume = (int(c.volume_current[slot]) * n // m) // step * step
+            if groups[eng.accounts.groups[acc]].split_remove_orders or volume < vmin:
+                book._finish(slot, OrderState.CANCELED)
+                book._event("order_canceled", slot, comment="split")
+                removed += 1
+                continue
+            c.volume_initial[slot] = (int(c.volume_initial[slot]) * n // m) // step * step
+            c.volume_current[slot] = volume
+            for col in (c.price_open, c.price_stoplimit, c.sl, c.tp):
+                if col[slot]:
+                    col[slot] = max(div_round_half_even(int(col[slot]) * m, n * pu), 1) * pu
+            c.margin[slot] = order_margin(eng, acc, s, volume, book._terms(slot).fill_price)
+            book._reserve(acc)
+            book._mark(s)
+            book._emit(slot)
+            adjusted += 1
+        return removed, adjusted
 
     def _close_at(self, p: int, price: int, reason: int, comment: str) -> None:
         eng = self.eng
