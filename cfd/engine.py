@@ -87,12 +87,16 @@ class EngineConfig:
     sessions: bool = False  # follow each symbol's trading session (else always open)
     conflate_ticks: bool = False  # mark only each symbol's last tick of a batch
     record_ticks: bool = True
+    # book-wide cap on the clients' net volume per symbol (lots; cfd.accounts.rules)
+    exposure_limits: dict[str, Decimal] = field(default_factory=dict)
     groups: dict[str, AccountGroup] = field(default_factory=lambda: {
         "demo\\usdt": AccountGroup(),
         "demo\\netting": AccountGroup(name="demo\\netting",
                                       margin_mode=MarginMode.RETAIL_NETTING),
         "retail\\esma": AccountGroup(name="retail\\esma", esma=True, margin_call=100.0,
-                                     stop_out=50.0, dividend_withholding=Decimal(30)),
+                                     stop_out=50.0, dividend_withholding=Decimal(30),
+                                     blocked_countries=frozenset({"US"}),
+                                     min_margin_rate={"retail": Decimal("0.2")}),
     })
 
 
@@ -141,6 +145,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
             C.Rollover: self.day.rollover,
             C.SetBenchmark: self.day.set_benchmark,
             C.CorporateAction: self.corporate.command,
+            C.SetClient: self._set_client,
         }
         # stop-out sweep: the numba kernel with bulk booking; ``_stop_out_python`` is the
         # reference (same state hash)

@@ -14,8 +14,9 @@ from cfd.instruments.spec import SymbolSpec
 if TYPE_CHECKING:
     from cfd.engine import Engine, EngineConfig
 
-#: The layout of the engine's state arrays (2: positions no longer store a floating profit).
-SCHEMA_VERSION = 3
+#: The layout of the engine's state arrays (2: positions no longer store a floating profit;
+#: 4: accounts carry a client category and country).
+SCHEMA_VERSION = 4
 
 
 def _strings(values: list[str]) -> np.ndarray:
@@ -66,7 +67,8 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
     ac = eng.accounts.cols
     n = len(eng.accounts)
     for k in ("login", "balance", "credit", "leverage", "margin_mode", "so_mode", "so_rule",
-              "so_call", "so_so", "so_end", "trade_mode", "trade_allowed"):
+              "so_call", "so_so", "so_end", "trade_mode", "trade_allowed", "category",
+              "country"):
         yield f"acc.{k}", getattr(ac, k)[:n]
     yield "ledger.balance", eng.ledger.balance[: eng.ledger.n_accounts]
     lp = eng.ledger.postings
