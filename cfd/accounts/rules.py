@@ -134,7 +134,7 @@ def _account_in_symbol(eng: Engine, acc: int, sym: int) -> tuple[int, int, int, 
     oslots = book.items(acc) if acc < book.n_groups else np.zeros(0, dtype=np.int64)
     omine = oslots[po.sym[oslots] == sym]
     return (len(mine), int(np.abs(pc.volume[mine]).sum()), len(omine),
-            int(np.abs(po.volume[omine]).sum()))
+            int(po.volume_current[omine].sum()))
 
 
 def _value(eng: Engine, sym: int, volume: int, price: int) -> Fraction:
