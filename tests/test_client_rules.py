@@ -156,3 +156,17 @@ def test_book_net_exposure_limit() -> None:
     assert b.sell(2, "AAPL", 7.0).ok  # net 2 - 7 = -5: at the short limit
     res = unchanged(b, lambda: b.sell(1, "AAPL", 0.1))  # -5.1: beyond it, short side
     assert "short" in res.comment
+
+
+def test_risk_exposure_shows_the_limit_and_headroom() -> None:
+    from risk.analytics import exposure
+    from risk.book import Book as RiskBook
+
+    b = book(exposure_limits={"AAPL": Decimal(5)})
+    b.account(1, 10_000_000)
+    assert b.buy(1, "AAPL", 4.0).ok
+    assert b.buy(1, "MSFT", 1.0).ok
+    rows = {r["symbol"]: r for r in exposure(RiskBook.from_engine(b.eng))}
+    # clients net long 4 lots of a 5-lot cap: 1 lot of headroom
+    assert (rows["AAPL"]["limit_lots"], rows["AAPL"]["headroom_lots"]) == (5.0, 1.0)
+    assert rows["MSFT"]["limit_lots"] is None and rows["MSFT"]["headroom_lots"] is None
