@@ -85,6 +85,7 @@ class AdminHandlers:
             self._grow_hygiene()
         else:
             self.symbols.replace(i, spec)
+        self.weekend.rescale([i])  # the weekend margin stays in force on the new rates
         self._effects.symbols[spec.name] = spec.to_dict()
         self._effects.events.append({"kind": "set_symbol", "symbol": spec.name,
                                      "changes": {k: str(v) for k, v in cmd.changes.items()},

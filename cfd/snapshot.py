@@ -98,6 +98,7 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
     yield from eng.pending.canonical_arrays()
     yield from eng.day.canonical_arrays()
     yield from eng.corporate.canonical_arrays()
+    yield from eng.weekend.canonical_arrays()
 
 
 def state_hash(eng: Engine) -> str:
@@ -160,7 +161,7 @@ def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[st
         "rates": {k: str(v) for k, v in eng.symbols.rates.items()},
         "state_hash": state_hash(eng),
     }
-    for stage in (eng.pending, eng.day, eng.corporate):
+    for stage in (eng.pending, eng.day, eng.corporate, eng.weekend):
         stage_arrays, stage_meta = stage.snapshot()
         arrays.update(stage_arrays)
         meta.update(stage_meta)
@@ -227,7 +228,7 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
     eng.rejected_ticks = int(meta.get("rejected_ticks", 0))
     eng.hygiene.restore({k[len("hygiene."):]: v for k, v in arrays.items()
                          if k.startswith("hygiene.")})
-    for stage in (eng.pending, eng.day, eng.corporate):
+    for stage in (eng.pending, eng.day, eng.corporate, eng.weekend):
         stage.restore(arrays, meta)
     eng.recompute_all()
     return eng
