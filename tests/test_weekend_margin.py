@@ -108,3 +108,17 @@ def test_bad_schedule_is_refused_and_changes_nothing(kw: dict, code: int) -> Non
     res = b.apply(MarginSchedule, **kw)
     assert res.refused and res.retcode == code
     assert b.eng.state_hash() == before
+
+
+def test_symbol_info_shows_the_margin_that_will_apply() -> None:
+    from api.records import symbol_info
+
+    b = setup()
+    s = b.eng.symbols.get("AAPL")
+    # one lot: 1 share x 100.00 x 20% = 20.00 initial, x 10% = 10.00 maintenance
+    assert (symbol_info(b.eng, s)["margin_initial"],
+            symbol_info(b.eng, s)["margin_maintenance"]) == (20.0, 10.0)
+    assert b.apply(MarginSchedule, upcoming=("AAPL",), actor="clock").ok
+    assert symbol_info(b.eng, s)["margin_initial"] == 40.0  # x2 from the warning on
+    assert b.apply(MarginSchedule, active=("AAPL",), actor="clock").ok
+    assert symbol_info(b.eng, s)["margin_initial"] == 40.0
