@@ -122,3 +122,29 @@ def test_symbol_info_shows_the_margin_that_will_apply() -> None:
     assert symbol_info(b.eng, s)["margin_initial"] == 40.0  # x2 from the warning on
     assert b.apply(MarginSchedule, active=("AAPL",), actor="clock").ok
     assert symbol_info(b.eng, s)["margin_initial"] == 40.0
+
+
+def test_the_demo_server_clock_switches_it_on_a_friday_afternoon() -> None:
+    from fastapi.testclient import TestClient
+
+    from api.clock import RolloverClock
+    from tests.test_api_fixtures import headers, make_runtime, push
+
+    rt = make_runtime(rollover_clock=False)
+    try:
+        svc = rt.service
+        clock = RolloverClock(svc)
+        svc.clock = lambda: ny(2026, 12, 4, 15, 0)  # Friday 15:00, New York
+        assert "under the weekend margin" in clock.schedule_step()
+        assert clock.schedule_step() is None  # proposed once
+        assert svc.read(lambda eng: eng.weekend.active[eng.symbols.get("AAPL")])
+        with TestClient(rt.app) as client:
+            push(client, AAPL=(229.99, 230.01))
+            info = client.get("/v1/symbol_info/AAPL",
+                              headers=headers(rt.demo["accounts"][0])).json()
+            # AAPL margins at 20%: one lot x 230.01 x 0.2 x 2 = 92.004
+            assert info["margin_initial"] == 92.0
+        svc.clock = lambda: ny(2026, 12, 7, 10, 0)  # Monday after the open: lifted
+        assert "0 symbols under" in clock.schedule_step()
+    finally:
+        rt.close()
