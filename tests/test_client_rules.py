@@ -170,3 +170,32 @@ def test_risk_exposure_shows_the_limit_and_headroom() -> None:
     # clients net long 4 lots of a 5-lot cap: 1 lot of headroom
     assert (rows["AAPL"]["limit_lots"], rows["AAPL"]["headroom_lots"]) == (5.0, 1.0)
     assert rows["MSFT"]["limit_lots"] is None and rows["MSFT"]["headroom_lots"] is None
+
+
+def test_admin_api_sets_category_and_country() -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.test_api_fixtures import ADMIN, make_runtime
+
+    rt = make_runtime(rollover_clock=False)
+    try:
+        with TestClient(rt.app) as client:
+            body = {"group": "retail\\esma", "country": "US", "login": 777}
+            r = client.post("/admin/accounts", headers=ADMIN, json=body)
+            assert r.status_code == 409 and "blocked_countries" in r.json()["comment"]
+            assert rt.service.read(lambda eng: eng.accounts.find(777)) is None
+            r = client.post("/admin/accounts", headers=ADMIN,
+                            json={**body, "country": "FR", "category": "professional"})
+            assert r.status_code == 200, r.text
+            bad = client.post("/admin/accounts", headers=ADMIN,
+                              json={**body, "login": 778, "category": "whale"})
+            assert bad.status_code == 422
+            r = client.patch("/admin/accounts/777/client", headers=ADMIN, json={"country": "US"})
+            assert r.status_code == 409 and "blocked_countries" in r.json()["comment"]
+            r = client.patch("/admin/accounts/777/client", headers=ADMIN,
+                             json={"category": "retail"})
+            assert r.status_code == 200 and r.json()["retcode"] == 10009
+            assert rt.service.read(lambda eng: int(eng.accounts.cols.category[
+                eng.accounts.find(777)])) == 0
+    finally:
+        rt.close()
