@@ -1,4 +1,5 @@
-"""The server's clock proposes rollovers; the journal decides that they happened.
+"""The server's clock proposes rollovers and the weekend margin schedule; the journal decides
+that they happened.
 
 Every ``interval_s`` the loop asks the engine which trading date is due
 (``TradingDay.next_date`` at the service's clock: the last New York date whose rollover
@@ -38,6 +39,7 @@ class RolloverClock:
         while True:
             try:
                 self.step()
+                self.schedule_step()
             except Exception:
                 log.exception("rollover check failed")
                 if self.service.failed is not None:
@@ -54,6 +56,19 @@ class RolloverClock:
         res = self.service.call_sync(C.Rollover(time_msc=0, actor="clock", date=str(due)),
                                      timeout=120)
         log.info("rollover %s: %s", due, res.comment)
+        return res.comment
+
+
+    def schedule_step(self) -> str | None:
+        """Submit the weekend/holiday margin schedule when it differs from the engine's
+        (``WeekendMargin.proposal`` at the service's clock); its result comment."""
+        now = self.service.clock()
+        cmd = self.service.read(lambda eng: eng.weekend.proposal(now))
+        if cmd is None:
+            return None
+        res = self.service.call_sync(cmd, timeout=120)
+        log.info("margin schedule %s / upcoming %s: %s", cmd.active, cmd.upcoming,
+                 res.comment)
         return res.comment
 
 

@@ -116,6 +116,9 @@ def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
     first = day.get("first_bid", 0.0)
     change = round((bid - first) / first * 100, 4) if first and bid else 0.0
     swap_long, swap_short = eng.day.symbol_rates(s)
+    # the margin of one lot at the ask, at the rates in force or about to be (the weekend
+    # and holiday schedule's multiplier shows a day ahead: cfd.trading.weekend)
+    lot = float(spec.contract_size) * ask * float(eng.weekend.multiplier(s))
     return {
         "custom": False, "chart_mode": 0, "select": selected, "visible": selected,
         "session_deals": 0, "session_buy_orders": 0, "session_sell_orders": 0, "volume": 0,
@@ -141,7 +144,9 @@ def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
         "volume_min": float(spec.volume_min), "volume_max": float(spec.volume_max),
         "volume_step": float(spec.volume_step), "volume_limit": 0.0,
         "swap_long": swap_long, "swap_short": swap_short,
-        "margin_initial": 0.0, "margin_maintenance": 0.0, "session_volume": 0.0,
+        "margin_initial": round(lot * float(spec.margin_initial_rate), 2),
+        "margin_maintenance": round(lot * float(spec.margin_maintenance_rate), 2),
+        "session_volume": 0.0,
         "session_turnover": 0.0, "session_interest": 0.0, "session_buy_orders_volume": 0.0,
         "session_sell_orders_volume": 0.0, "session_open": first, "session_close": 0.0,
         "session_aw": 0.0, "session_price_settlement": 0.0, "session_price_limit_min": 0.0,

@@ -6,7 +6,7 @@ named tuples come from the same lists), so names and order are MT5's in both pla
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -133,6 +133,14 @@ class CreateAccount(BaseModel):
     name: Annotated[str, Field(max_length=128)] = ""
     group: Annotated[str, Field(max_length=64)] = "demo\\usdt"
     leverage: Annotated[int, Field(ge=1, le=1000)] = 100
+    category: Literal["retail", "professional", "eligible_counterparty"] = "retail"
+    country: Annotated[str, Field(max_length=2)] = ""  # ISO 3166-1 alpha-2
+
+
+class ClientSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    category: Literal["retail", "professional", "eligible_counterparty"] | None = None
+    country: Annotated[str, Field(max_length=2)] | None = None
 
 
 class Credentials(BaseModel):

@@ -62,6 +62,8 @@ class CreateAccount(Command):
     group: str = "demo\\usdt"
     leverage: int = 1
     trade_mode: int = 0
+    category: str = "retail"  # retail, professional, eligible_counterparty
+    country: str = ""  # country of residence, ISO 3166-1 alpha-2 ("": not declared)
 
 
 @dataclass(frozen=True)
@@ -237,11 +239,22 @@ class CorporateAction(Command):
     fields: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SetClient(Command):
+    """Admin: change an account's client category and/or country of residence (None: keep);
+    the account's group rules must still hold."""
+
+    kind: ClassVar[str] = "set_client"
+    login: int = 0
+    category: str | None = None
+    country: str | None = None
+
+
 COMMANDS: dict[str, type[Command]] = {
     c.kind: c for c in (CreateAccount, Deposit, Withdraw, AdjustCredit, SendOrder, Ticks,
                         TickBatchCommand,
                         SetSymbol, SetMarket, TopUpInsurance, ForceStopOut, SetAccountLevels,
-                        Rollover, SetBenchmark, CorporateAction)
+                        Rollover, SetBenchmark, CorporateAction, SetClient)
 }
 
 

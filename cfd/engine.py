@@ -67,6 +67,7 @@ from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
 from cfd.trading.orders import PendingOrders
 from cfd.trading.positions import PositionTable
 from cfd.trading.rollover import TradingDay
+from cfd.trading.weekend import WeekendMargin, WeekendSchedule
 
 # the public surface other packages (api, risk) reach the engine through
 __all__ = ["FIRST_DEAL_TICKET", "FIRST_ORDER_TICKET", "INSURANCE_FUND", "Engine",
@@ -87,12 +88,17 @@ class EngineConfig:
     sessions: bool = False  # follow each symbol's trading session (else always open)
     conflate_ticks: bool = False  # mark only each symbol's last tick of a batch
     record_ticks: bool = True
+    # book-wide cap on the clients' net volume per symbol (lots; cfd.accounts.rules)
+    exposure_limits: dict[str, Decimal] = field(default_factory=dict)
+    weekend: WeekendSchedule = field(default_factory=WeekendSchedule)  # trading.weekend
     groups: dict[str, AccountGroup] = field(default_factory=lambda: {
         "demo\\usdt": AccountGroup(),
         "demo\\netting": AccountGroup(name="demo\\netting",
                                       margin_mode=MarginMode.RETAIL_NETTING),
         "retail\\esma": AccountGroup(name="retail\\esma", esma=True, margin_call=100.0,
-                                     stop_out=50.0, dividend_withholding=Decimal(30)),
+                                     stop_out=50.0, dividend_withholding=Decimal(30),
+                                     blocked_countries=frozenset({"US"}),
+                                     min_margin_rate={"retail": Decimal("0.2")}),
     })
 
 
@@ -141,7 +147,9 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
             C.Rollover: self.day.rollover,
             C.SetBenchmark: self.day.set_benchmark,
             C.CorporateAction: self.corporate.command,
+            C.SetClient: self._set_client,
         }
+        self.weekend = WeekendMargin(self, self.config.weekend)  # weekend/holiday margin
         # stop-out sweep: the numba kernel with bulk booking; ``_stop_out_python`` is the
         # reference (same state hash)
         self.stop_out: Callable[[np.ndarray, bool], list[dict]] = self._stop_out_kernel

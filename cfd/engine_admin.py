@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from cfd import commands as C
+from cfd.accounts import rules
 from cfd.constants import (
     Retcode,
 )
@@ -32,11 +33,35 @@ class AdminHandlers:
             raise Rejected(Retcode.INVALID, f"unknown account group {cmd.group!r}")
         if not isinstance(cmd.leverage, int) or not 1 <= cmd.leverage <= 1000:
             raise Rejected(Retcode.INVALID, f"leverage {cmd.leverage!r} must be 1..1000")
-        a = self.accounts.add(cmd.login, cmd.name, group, cmd.leverage, cmd.trade_mode)
+        category, country = rules.category_code(cmd.category), rules.country_code(cmd.country)
+        rules.check_client(group, category, country)
+        a = self.accounts.add(cmd.login, cmd.name, group, cmd.leverage, cmd.trade_mode,
+                              category, country)
         self.ledger.ensure_clients(len(self.accounts))
         self.positions.by_acc.ensure_groups(len(self.accounts))
         self._touch_account(a)
         return Result(Retcode.DONE, f"account {cmd.login} created", self.account_info(cmd.login))
+
+    def _set_client(self, cmd: C.SetClient) -> Result:
+        a = self._acc(cmd.login)
+        ac = self.accounts.cols
+        category = int(ac.category[a]) if cmd.category is None \
+            else rules.category_code(cmd.category)
+        country = int(ac.country[a]) if cmd.country is None \
+            else rules.country_code(cmd.country)
+        rules.check_client(self.config.groups[self.accounts.groups[a]], category, country)
+        if (category, country) == (int(ac.category[a]), int(ac.country[a])):
+            raise Rejected(Retcode.NO_CHANGES, f"account {cmd.login} already has these "
+                                               f"client settings")
+        ac.category[a], ac.country[a] = category, country
+        self._effects.accounts[cmd.login] = self.account_row(a)
+        self._effects.events.append({"kind": "set_client", "login": cmd.login,
+                                     "category": rules.CATEGORIES[category],
+                                     "country": rules.country_name(country),
+                                     "actor": cmd.actor, "time_msc": self.now_msc})
+        return Result(Retcode.DONE, f"account {cmd.login}: {rules.CATEGORIES[category]}, "
+                      f"{rules.country_name(country) or 'no country'}",
+                      self.account_info(cmd.login))
 
     def _set_symbol(self, cmd: C.SetSymbol) -> Result:
         if not isinstance(cmd.name, str) or not isinstance(cmd.changes, dict) \
@@ -60,6 +85,7 @@ class AdminHandlers:
             self._grow_hygiene()
         else:
             self.symbols.replace(i, spec)
+        self.weekend.rescale([i])  # the weekend margin stays in force on the new rates
         self._effects.symbols[spec.name] = spec.to_dict()
         self._effects.events.append({"kind": "set_symbol", "symbol": spec.name,
                                      "changes": {k: str(v) for k, v in cmd.changes.items()},

@@ -14,8 +14,9 @@ from cfd.instruments.spec import SymbolSpec
 if TYPE_CHECKING:
     from cfd.engine import Engine, EngineConfig
 
-#: The layout of the engine's state arrays (2: positions no longer store a floating profit).
-SCHEMA_VERSION = 3
+#: The layout of the engine's state arrays (2: positions no longer store a floating profit;
+#: 4: accounts carry a client category and country).
+SCHEMA_VERSION = 4
 
 
 def _strings(values: list[str]) -> np.ndarray:
@@ -66,7 +67,8 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
     ac = eng.accounts.cols
     n = len(eng.accounts)
     for k in ("login", "balance", "credit", "leverage", "margin_mode", "so_mode", "so_rule",
-              "so_call", "so_so", "so_end", "trade_mode", "trade_allowed"):
+              "so_call", "so_so", "so_end", "trade_mode", "trade_allowed", "category",
+              "country"):
         yield f"acc.{k}", getattr(ac, k)[:n]
     yield "ledger.balance", eng.ledger.balance[: eng.ledger.n_accounts]
     lp = eng.ledger.postings
@@ -96,6 +98,7 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
     yield from eng.pending.canonical_arrays()
     yield from eng.day.canonical_arrays()
     yield from eng.corporate.canonical_arrays()
+    yield from eng.weekend.canonical_arrays()
 
 
 def state_hash(eng: Engine) -> str:
@@ -158,7 +161,7 @@ def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[st
         "rates": {k: str(v) for k, v in eng.symbols.rates.items()},
         "state_hash": state_hash(eng),
     }
-    for stage in (eng.pending, eng.day, eng.corporate):
+    for stage in (eng.pending, eng.day, eng.corporate, eng.weekend):
         stage_arrays, stage_meta = stage.snapshot()
         arrays.update(stage_arrays)
         meta.update(stage_meta)
@@ -225,7 +228,7 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
     eng.rejected_ticks = int(meta.get("rejected_ticks", 0))
     eng.hygiene.restore({k[len("hygiene."):]: v for k, v in arrays.items()
                          if k.startswith("hygiene.")})
-    for stage in (eng.pending, eng.day, eng.corporate):
+    for stage in (eng.pending, eng.day, eng.corporate, eng.weekend):
         stage.restore(arrays, meta)
     eng.recompute_all()
     return eng

@@ -136,7 +136,8 @@ def exposure_cmd(
                      f"{c['accounts']} acc)"})
     out.print(_table("Exposure by symbol (notional in USDT; the broker holds the opposite)",
                      view, ["symbol", "price", "long_lots", "short_lots", "net_lots",
-                            "net_notional", "broker_notional", "accounts", "largest",
+                            "limit_lots", "headroom_lots", "net_notional",
+                            "broker_notional", "accounts", "largest",
                             "stop_outs_cluster_at"]))
 
 

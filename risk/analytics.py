@@ -105,6 +105,7 @@ def exposure(book: Book, top: int = 3, bins: int = 40, span: float = 0.5
     """
     s = book.symbols
     ns = len(s)
+    limits = book.info.get("exposure_limits", {})
     f = book.figures()
     notional = book.notional()
     vol = book.pos_vol
@@ -148,11 +149,17 @@ def exposure(book: Book, top: int = 3, bins: int = 40, span: float = 0.5
                        "lots": round(float(hist[k]) / VOLUME_SCALE, 2),
                        "accounts": int(((r[ok] >= edges[k]) & (r[ok] < edges[k + 1])).sum())}
         net = lots_long[i] - lots_short[i]
+        limit = limits.get(s.names[i])
         rows.append({
             "symbol": s.names[i], "price": round(float(mid[i]), 2),
             "long_lots": float(lots_long[i]) / VOLUME_SCALE,
             "short_lots": float(lots_short[i]) / VOLUME_SCALE,
             "net_lots": float(net) / VOLUME_SCALE,
+            # the book's net exposure cap and what clients may still add in the net's
+            # direction (EngineConfig.exposure_limits; None: no cap)
+            "limit_lots": None if limit is None else float(limit),
+            "headroom_lots": None if limit is None else float(limit) - abs(float(net))
+            / VOLUME_SCALE,
             "long_notional": round(float(n_long[i]), 2),
             "short_notional": round(float(n_short[i]), 2),
             "net_notional": round(float(n_long[i] - n_short[i]), 2),

@@ -117,7 +117,9 @@ class Book:
             pos_acc=pc.acc[slots].astype(np.int32), pos_sym=pc.sym[slots].astype(np.int32),
             pos_vol=pc.volume[slots].copy(), pos_open=pc.price_open[slots].copy(),
             pos_ticket=pc.ticket[slots].copy(),
-            insurance_fund=eng.insurance_fund, info=dict(info or {}))
+            insurance_fund=eng.insurance_fund,
+            info={"exposure_limits": {k: str(v) for k, v in
+                                      eng.config.exposure_limits.items()}, **(info or {})})
 
     def with_prices(self, bid: np.ndarray, ask: np.ndarray) -> Book:
         """The same book at other prices (arrays shared, figures re-derived)."""

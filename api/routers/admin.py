@@ -79,11 +79,21 @@ async def register_key(svc: EngineService, login: int, actor: str,
 async def create_account(body: S.CreateAccount, who: AdminDep, svc: ServiceDep) -> Any:
     login = body.login or svc.next_login()
     cmd = C.CreateAccount(time_msc=0, actor=_actor(who), login=login, name=body.name,
-                          group=body.group, leverage=body.leverage)
+                          group=body.group, leverage=body.leverage,
+                          category=body.category, country=body.country)
     res, key = await register_key(svc, login, _actor(who), cmd)
     if not res.ok:
         return _answer(res)
     return S.Credentials(login=login, api_key=key)
+
+
+@router.patch("/accounts/{login}/client", response_model=S.AdminResult,
+              responses={409: {"model": S.AdminResult}})
+async def set_client(login: Login, body: S.ClientSettings, who: AdminDep,
+                     svc: ServiceDep) -> Any:
+    _known_login(svc, login)
+    return _answer(await svc.call(C.SetClient(time_msc=0, actor=_actor(who), login=login,
+                                              category=body.category, country=body.country)))
 
 
 @router.post("/accounts/{login}/api_key", response_model=S.Credentials)

@@ -11,11 +11,13 @@ Every level and free-margin decision is taken on these integers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
 
+from cfd.accounts.rules import SymbolLimits
 from cfd.constants import MarginMode, StopOutMode
 from cfd.kernels.formulas import RULE_ESMA, RULE_MT5_MONEY, RULE_MT5_PERCENT, float_to_minor
 from cfd.money import MINOR_SCALE
@@ -39,6 +41,8 @@ ACCOUNT_COLUMNS = {
     "margin_maint": np.float64,  # maintenance margin of positions (re-derived)
     "margin_orders": np.float64,  # margin reserved by pending orders
     "mc_flag": np.bool_,  # at or below the margin-call level (an event on each crossing)
+    "category": np.int8,  # client category (accounts.rules.CATEGORIES)
+    "country": np.int16,  # country of residence (accounts.rules.country_code; 0: none)
 }
 
 
@@ -65,6 +69,13 @@ class AccountGroup:
     dividend_withholding: Decimal = Decimal(0)
     split_remove_stops: bool = False
     split_remove_orders: bool = False  # a split removes pending orders instead of rescaling
+    # client rules (cfd.accounts.rules): jurisdictions (ISO 3166 alpha-2; empty allowed:
+    # any), the minimum initial margin rate for equities per client category, and limits
+    # per account and symbol (by symbol name, "*" for every symbol)
+    allowed_countries: frozenset[str] = frozenset()
+    blocked_countries: frozenset[str] = frozenset()
+    min_margin_rate: Mapping[str, Decimal] = field(default_factory=dict)
+    symbol_limits: Mapping[str, SymbolLimits] = field(default_factory=dict)
 
     @property
     def rule(self) -> int:
@@ -102,7 +113,7 @@ class AccountTable:
         return arr[:n]
 
     def add(self, login: int, name: str, group: AccountGroup, leverage: int,
-            trade_mode: int) -> int:
+            trade_mode: int, category: int = 0, country: int = 0) -> int:
         c = self.cols
         i = c.append_row()
         c.login[i], c.leverage[i] = login, leverage
@@ -111,6 +122,7 @@ class AccountTable:
         c.so_call[i], c.so_so[i] = group.margin_call, group.stop_out
         c.so_end[i] = group.stop_out_end
         c.trade_mode[i], c.trade_allowed[i] = trade_mode, True
+        c.category[i], c.country[i] = category, country
         self.index[login] = i
         self.names.append(name)
         self.groups.append(group.name)

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_EVEN
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from cfd.accounts import rules
 from cfd.accounts.book import minor
 from cfd.constants import (
     DealEntry,
@@ -319,6 +320,7 @@ def plan_deal(eng: Engine, acc: int, req: TradeRequest) -> Plan:
         if opens:
             check_stops(eng, sym, is_buy, sl, tp)
     project(eng, plan)
+    rules.check_plan(eng, plan)
     if any(leg.action in (OPEN, ADD, REVERSE) for leg in plan.legs):
         check_money(eng, plan)
     return plan

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cfd.accounts import rules
 from cfd.accounts.book import minor
 from cfd.constants import (
     ExpirationFlag,
@@ -270,6 +271,7 @@ def check_pending(eng: Engine, acc: int, req: TradeRequest, n_orders: int) -> Or
     if limit and n_orders >= limit:
         raise Rejected(Retcode.LIMIT_ORDERS, f"the account has {n_orders} pending orders, "
                        f"the limit is {limit}")
+    rules.check_pending(eng, acc, sym, volume, price)
     terms = OrderTerms(sym, int(req.type), volume, price, stoplimit, sl, tp, int(req.type_time),
                        int(req.type_filling), expire_msc, expiration, 0.0)
     terms.margin = order_margin(eng, acc, sym, volume, terms.fill_price)
