@@ -11,8 +11,9 @@ Every level and free-margin decision is taken on these integers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,15 @@ class AccountGroup:
     # US rate on non-US residents), and whether a split removes SL/TP instead of rescaling
     dividend_withholding: Decimal = Decimal(0)
     split_remove_stops: bool = False
+    # commission schedules overriding the symbols' own, by symbol name or "*" (any other)
+    # -> CommissionSchedule or its fields as a dict (cfd.trading.commission)
+    commission: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from cfd.trading.commission import CommissionSchedule
+
+        object.__setattr__(self, "commission", {
+            str(k): CommissionSchedule.of(v) for k, v in dict(self.commission).items()})
 
     @property
     def rule(self) -> int:

@@ -417,7 +417,7 @@ class PendingOrders:
         plan = market.Plan(acc=a, sym=s, request=req, order_type=side, volume=abs(v),
                            price=price)
         leg = market._closing_leg(eng, p, market.CLOSE, side, abs(v), price)
-        leg.commission = market.commission_minor(eng, s, abs(v))
+        market.charge_leg(eng, a, s, leg)
         plan.legs.append(leg)
         reason = OrderReason.SL if is_sl else OrderReason.TP
         order, deal = eng.execute(plan, reason=reason, comment=comment,
