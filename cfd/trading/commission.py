@@ -93,13 +93,23 @@ class CommissionSchedule:
                     or self.fee_per_lot or self.fee_percent)
 
 
+_BY_SPEC: dict[int, tuple[Any, CommissionSchedule]] = {}
+
+
 def symbol_schedule(spec: Any) -> CommissionSchedule:
-    """The schedule a symbol's fields describe."""
-    return CommissionSchedule(
+    """The schedule a symbol's fields describe (specs are immutable: kept per spec)."""
+    hit = _BY_SPEC.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    sched = CommissionSchedule(
         per_lot=spec.commission_per_lot, per_deal=spec.commission_per_deal,
         percent=spec.commission_percent, minimum=spec.commission_min,
         maximum=spec.commission_max, charge=spec.commission_charge,
         fee_per_lot=spec.fee_per_lot, fee_percent=spec.fee_percent)
+    if len(_BY_SPEC) > 100_000:
+        _BY_SPEC.clear()
+    _BY_SPEC[id(spec)] = (spec, sched)
+    return sched
 
 
 def schedule_for(eng: Engine, group: str, sym: int) -> CommissionSchedule:
