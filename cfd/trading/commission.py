@@ -147,6 +147,22 @@ def terms(eng: Engine, sched: CommissionSchedule, sym: int, entry: bool
     return comm, fee
 
 
+_TERMS: dict[tuple, tuple] = {}
+
+
+def _terms_cached(eng: Engine, sched: CommissionSchedule, sym: int, entry: bool) -> tuple:
+    spec = eng.symbols.specs[sym]
+    key = (id(eng.symbols), sym, id(sched), entry, eng.symbols.rates.get(spec.currency_profit))
+    hit = _TERMS.get(key)
+    if hit is not None and hit[0] is sched and hit[1] is spec:
+        return hit[2]
+    out = terms(eng, sched, sym, entry)
+    if len(_TERMS) > 100_000:
+        _TERMS.clear()
+    _TERMS[key] = (sched, spec, out)
+    return out
+
+
 def charge_minor(t: tuple[int, ...], volume: int, price: int) -> int:
     """The charge of terms ``t`` on ``volume`` units at ``price`` (exact, minor units)."""
     lot, pct, fixed, den, lo, hi = t
@@ -170,7 +186,7 @@ def deal_charges(eng: Engine, acc: int, sym: int, entry_volume: int, exit_volume
         volume += exit_volume
     if not volume:
         return 0, 0
-    comm, fee = terms(eng, sched, sym, entry=sched.charge != "exit")
+    comm, fee = _terms_cached(eng, sched, sym, sched.charge != "exit")
     return charge_minor(comm, volume, price), charge_minor(fee, volume, price)
 
 
