@@ -70,7 +70,8 @@ BookRow = _record("BookInfo", R.BOOK_INFO_FIELDS, "MT5 BookInfo: one market dept
 OrderSendResult = _record("OrderSendResult", R.ORDER_SEND_RESULT_FIELDS,
                           "MT5 OrderSendResult (11); retcode 10009 when executed.")
 OrderCheckResult = _record("OrderCheckResult", R.ORDER_CHECK_RESULT_FIELDS,
-                           "MT5 OrderCheckResult (9); retcode 0 'Done' when it would pass.")
+                           "MT5 OrderCheckResult (9), then the commission and fee the "
+                           "trade will be charged; retcode 0 'Done' when it would pass.")
 
 
 class Version(BaseModel):

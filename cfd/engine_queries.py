@@ -98,7 +98,8 @@ class EngineQueries:
             equity=equity_c / MINOR_SCALE, profit=profit_c / MINOR_SCALE, margin=margin,
             margin_free=(equity_c - margin_c - orders_c) / MINOR_SCALE,
             margin_level=margin_level(equity_c / MINOR_SCALE, margin), comment="Done",
-            request=req)
+            request=req, commission=sum(leg.commission for leg in plan.legs) / MINOR_SCALE,
+            fee=sum(leg.fee for leg in plan.legs) / MINOR_SCALE)
 
     def order_calc_margin(self, order_type: int, symbol: str, volume: float, price: float,
                           login: int) -> float:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
+from cfd.trading.commission import ZERO as ZERO_TERMS
 from risk.kernels import account_figures
 
 if TYPE_CHECKING:
@@ -31,11 +32,11 @@ class Symbols:
     k_den: np.ndarray
     calc_mode: np.ndarray
     closable: np.ndarray  # market open, quoted and not halted
-    # commission of ``v`` volume units, minor units: max(round_half_even(v * comm_num /
-    # comm_den), comm_min), the engine's terms (``cfd.trading.stopout.commission_terms``)
-    comm_num: np.ndarray  # int64
-    comm_den: np.ndarray  # int64
-    comm_min: np.ndarray  # int64
+    # commission and fee of a stop-out close, the engine's terms rows (R, 6) int64
+    # (``cfd.trading.commission.exit_terms``): account a in symbol s uses row
+    # ``Book.comm_row[a] + s`` (row s when the book has no ``comm_row``)
+    comm_terms: np.ndarray
+    fee_terms: np.ndarray
     contract_size: np.ndarray
 
     def __len__(self) -> int:
@@ -73,6 +74,7 @@ class Book:
     pos_open: np.ndarray  # int64 price units
     pos_ticket: np.ndarray  # int64
     insurance_fund: int = 0  # minor units
+    comm_row: np.ndarray | None = None  # int64 per account, see Symbols.comm_terms
     info: dict[str, Any] = field(default_factory=dict)
     _fig: dict[str, np.ndarray] | None = None
 
@@ -88,7 +90,7 @@ class Book:
     @classmethod
     def from_engine(cls, eng: Engine, info: dict[str, Any] | None = None) -> Book:
         """Copy the book out of an engine (the engine is not changed)."""
-        from cfd.trading.stopout import commission_terms
+        from cfd.trading.commission import exit_terms
 
         sc, ac, pc = eng.symbols.cols, eng.accounts.cols, eng.positions.cols
         ns, na = len(eng.symbols), len(eng.accounts)
@@ -98,7 +100,7 @@ class Book:
         off = np.zeros(na + 1, dtype=np.int64)
         off[1:] = np.cumsum(counts)
         specs = eng.symbols.specs
-        comm_num, comm_den, comm_min = (x[:ns].copy() for x in commission_terms(eng))
+        comm_terms, fee_terms, comm_row = (x.copy() for x in exit_terms(eng))
         syms = Symbols(
             names=[s.name for s in specs], bid=sc.bid[:ns].copy(), ask=sc.ask[:ns].copy(),
             point=np.array([eng.symbols.point_units(i) for i in range(ns)], dtype=np.int64),
@@ -106,7 +108,7 @@ class Book:
             k_num=sc.k_num[:ns].copy(), k_den=sc.k_den[:ns].copy(),
             calc_mode=sc.calc_mode[:ns].copy(),
             closable=(sc.market_open[:ns] & sc.has_quote[:ns] & ~sc.halted[:ns]).copy(),
-            comm_num=comm_num, comm_den=comm_den, comm_min=comm_min,
+            comm_terms=comm_terms, fee_terms=fee_terms,
             contract_size=np.array([float(s.contract_size) for s in specs]))
         return cls(
             symbols=syms, login=ac.login[:na].copy(), balance=ac.balance[:na].copy(),
@@ -117,7 +119,7 @@ class Book:
             pos_acc=pc.acc[slots].astype(np.int32), pos_sym=pc.sym[slots].astype(np.int32),
             pos_vol=pc.volume[slots].copy(), pos_open=pc.price_open[slots].copy(),
             pos_ticket=pc.ticket[slots].copy(),
-            insurance_fund=eng.insurance_fund,
+            insurance_fund=eng.insurance_fund, comm_row=comm_row[:max(na, 1)],
             info={"exposure_limits": {k: str(v) for k, v in
                                       eng.config.exposure_limits.items()}, **(info or {})})
 
@@ -190,8 +192,9 @@ def synthetic_book(n_accounts: int, n_positions: int, n_symbols: int = 25, seed:
         k_den=np.full(n_symbols, PRICE_SCALE * VOLUME_SCALE // MINOR_SCALE, dtype=np.int64),
         calc_mode=np.full(n_symbols, 2, dtype=np.int32),
         closable=np.ones(n_symbols, dtype=np.bool_),
-        comm_num=np.zeros(n_symbols, dtype=np.int64), comm_den=np.ones(n_symbols, dtype=np.int64),
-        comm_min=np.zeros(n_symbols, dtype=np.int64), contract_size=np.ones(n_symbols))
+        comm_terms=np.tile(np.array(ZERO_TERMS, np.int64), (n_symbols, 1)),
+        fee_terms=np.tile(np.array(ZERO_TERMS, np.int64), (n_symbols, 1)),
+        contract_size=np.ones(n_symbols))
     pos_acc = np.sort(rng.integers(0, n_accounts, n_positions)).astype(np.int32)
     off = np.zeros(n_accounts + 1, dtype=np.int64)
     off[1:] = np.cumsum(np.bincount(pos_acc, minlength=n_accounts))

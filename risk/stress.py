@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from cfd.kernels import sweep as K
-from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE, to_minor
+from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
+from cfd.trading.commission import scale_terms
 from risk.book import Book, shocked_prices
 
 #: Per-account outcome of a stress run.
@@ -127,16 +128,17 @@ def run_stress(book: Book, moves: np.ndarray, with_exposure: bool = True) -> Str
     rows = max(int(cnt.sum()), 1)
     out_n, out_status = np.zeros(m, np.int64), np.zeros(m, np.int8)
     slot, work = np.empty(rows, np.int32), np.empty(rows, np.int32)
-    price, volume, profit, comm = (np.empty(rows, np.int64) for _ in range(4))
+    price, volume, profit, comm, fee = (np.empty(rows, np.int64) for _ in range(5))
+    comm_row = book.comm_row if book.comm_row is not None else np.zeros(max(n, 1), np.int64)
     level, equity, margin = (np.empty(rows) for _ in range(3))
     bal_out, left = np.empty(m, np.int64), np.empty(m, np.int64)
     pr_out, m_out, mm_out = (np.empty(m) for _ in range(3))
     K.sweep(todo, False, scale, acc_off, acc_cnt, pool, book.pos_sym, book.pos_vol,
             book.pos_open, book.pos_ticket, bid, ask, s.k_profit, s.k_margin, s.k_margin,
-            s.calc_mode, s.k_num, s.k_den, s.closable, s.comm_num, s.comm_den, s.comm_min,
+            s.calc_mode, s.k_num, s.k_den, s.closable, s.comm_terms, s.fee_terms, comm_row,
             book.balance, book.credit, fig["profit"], fig["margin"], fig["margin"],
             book.leverage, book.so_rule, book.so_so, book.so_end, base, work, out_n,
-            out_status, slot, price, volume, profit, comm, level, equity, margin, bal_out,
+            out_status, slot, price, volume, profit, comm, fee, level, equity, margin, bal_out,
             pr_out, m_out, mm_out, left)
     closed = np.zeros(n_pos, dtype=np.bool_)
     closed[slot[np.repeat(base, out_n) + _within(out_n)]] = True
@@ -211,15 +213,12 @@ def depeg_symbols(book: Book, haircut: float, specs: list[dict] | None = None) -
     s = book.symbols
     f = Fraction(Decimal(1)) / (1 - Fraction(Decimal(str(haircut))))
     k_num, k_den = s.k_num.copy(), s.k_den.copy()
-    c_num, c_den, c_min = s.comm_num.copy(), s.comm_den.copy(), s.comm_min.copy()
     for i in range(len(s)):
         exact = Fraction(int(s.k_num[i]), int(s.k_den[i])) * f
         k_num[i], k_den[i] = exact.numerator, exact.denominator
-        comm = Fraction(int(s.comm_num[i]), int(s.comm_den[i])) * f
-        c_num[i], c_den[i] = comm.numerator, comm.denominator
-        c_min[i] = to_minor(Fraction(int(s.comm_min[i])) * f, 1)
     from dataclasses import replace
 
     syms = replace(s, k_profit=s.k_profit * float(f), k_margin=s.k_margin * float(f),
-                   k_num=k_num, k_den=k_den, comm_num=c_num, comm_den=c_den, comm_min=c_min)
+                   k_num=k_num, k_den=k_den, comm_terms=scale_terms(s.comm_terms, f),
+                   fee_terms=scale_terms(s.fee_terms, f))
     return book.with_symbols(syms)

@@ -44,7 +44,7 @@ def test_stress_matches_the_engine_sweep(seed, move):
         assert eng.apply(C.SetSymbol(time_msc=10**9 - 1, name=name, changes={
             "commission_per_lot": "0.07", "commission_min": "1"})).ok
     book = Book.from_engine(eng)
-    assert (book.symbols.comm_num[[book.symbols.index(n) for n in SYMBOLS]] > 0).all()
+    assert (book.symbols.comm_terms[[book.symbols.index(n) for n in SYMBOLS], 0] > 0).all()
     names = book.symbols.names
     moves = scenario_moves(names, {"TSLA": move * 1.5 if move > -0.6 else move}, all_move=move)
     res = run_stress(book, moves)

@@ -8,16 +8,30 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cfd import commands as C
-from cfd.engine import Engine
+from cfd.accounts.book import AccountGroup
+from cfd.engine import Engine, EngineConfig
 from cfd.trading import stopout
 from tests.helpers import T0
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "META"]
-GROUPS = ["demo\\usdt", "demo\\netting", "retail\\esma"]
+GROUPS = ["demo\\usdt", "demo\\netting", "retail\\esma", "pro\\usdt"]
+# a group whose commission schedule overrides the symbols' (cfd.trading.commission)
+PRO = AccountGroup(name="pro\\usdt", commission={
+    "AAPL": {"per_lot": "0.01", "charge": "exit"},
+    "*": {"per_deal": "0.40", "percent": "0.03", "minimum": "0.50", "maximum": "4.00",
+          "fee_percent": "0.002"}})
+SCHEDULES = [
+    {"commission_per_lot": "0.35", "commission_min": "1.00"},
+    {"commission_percent": "0.1", "commission_max": "6.00", "commission_per_deal": "0.25",
+     "fee_per_lot": "0.003", "fee_percent": "0.00278"},
+    {"commission_per_lot": "0.02", "commission_charge": "entry", "fee_per_lot": "0.01"},
+]
 
 
 def twin_engines() -> tuple[Engine, Engine]:
-    py, nb = Engine(), Engine()
+    cfg = EngineConfig()
+    cfg.groups[PRO.name] = PRO
+    py, nb = Engine(config=cfg), Engine(config=cfg)
     py.stop_out = lambda accs, force=False: stopout.sweep_python(py, accs, force)
     nb.stop_out = lambda accs, force=False: stopout.sweep_kernel(nb, accs, force)
     return py, nb
@@ -60,14 +74,14 @@ def run_scenario(seed: int) -> Twin:
     base = {s: float(rng.integers(50, 400)) for s in SYMBOLS}
     tw.do(C.Ticks, symbols=tuple(tw.py.symbols.get(s) for s in SYMBOLS),
           bid=tuple(base.values()), ask=tuple(round(p + 0.02, 2) for p in base.values()))
-    if rng.random() < 0.5:
-        tw.do(C.SetSymbol, name="TSLA", changes={"commission_per_lot": "0.35",
-                                                 "commission_min": "1.00"})
+    if rng.random() < 0.7:
+        tw.do(C.SetSymbol, name="TSLA",
+              changes=SCHEDULES[int(rng.integers(0, len(SCHEDULES)))])
     tw.do(C.TopUpInsurance, amount=int(rng.integers(0, 3)) * 50_000 + 1)
     logins = list(range(101, 101 + int(rng.integers(3, 9))))
     for login in logins:
         tw.do(C.CreateAccount, login=login, name=str(login),
-              group=GROUPS[int(rng.integers(0, 3))])
+              group=GROUPS[int(rng.integers(0, len(GROUPS)))])
         tw.do(C.Deposit, login=login, amount=int(rng.integers(1, 40)) * 100_000)
         if rng.random() < 0.3:
             tw.do(C.SetAccountLevels, login=login, stop_out_end=float(rng.choice([80, 120])))

@@ -104,7 +104,7 @@ ORDER_SEND_RESULT_FIELDS = (
 ORDER_CHECK_RESULT_FIELDS = (
     ("retcode", int), ("balance", float), ("equity", float), ("profit", float),
     ("margin", float), ("margin_free", float), ("margin_level", float), ("comment", str),
-    ("request", "TradeRequest"),
+    ("request", "TradeRequest"), ("commission", float), ("fee", float),
 )
 
 BOOK_INFO_FIELDS = (("type", int), ("price", float), ("volume", int), ("volume_dbl", float))

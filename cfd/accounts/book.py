@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -76,6 +77,15 @@ class AccountGroup:
     blocked_countries: frozenset[str] = frozenset()
     min_margin_rate: Mapping[str, Decimal] = field(default_factory=dict)
     symbol_limits: Mapping[str, SymbolLimits] = field(default_factory=dict)
+    # commission schedules overriding the symbols' own, by symbol name or "*" (any other)
+    # -> CommissionSchedule or its fields as a dict (cfd.trading.commission)
+    commission: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from cfd.trading.commission import CommissionSchedule
+
+        object.__setattr__(self, "commission", {
+            str(k): CommissionSchedule.of(v) for k, v in dict(self.commission).items()})
 
     @property
     def rule(self) -> int:

@@ -67,6 +67,14 @@ class SymbolSpec:
     currency_margin: str = "USD"
     commission_per_lot: Decimal = Decimal(0)
     commission_min: Decimal = Decimal(0)
+    # the rest of the commission schedule (cfd.trading.commission): per deal, percent of
+    # the notional, a maximum (0: none), the side charged, and a venue's fee
+    commission_per_deal: Decimal = Decimal(0)
+    commission_percent: Decimal = Decimal(0)
+    commission_max: Decimal = Decimal(0)
+    commission_charge: str = "both"  # "entry", "exit" or "both"
+    fee_per_lot: Decimal = Decimal(0)
+    fee_percent: Decimal = Decimal(0)
     swap_mode: int = 0  # SYMBOL_SWAP_MODE (cfd.trading.financing)
     swap_long: Decimal = Decimal(0)
     swap_short: Decimal = Decimal(0)
@@ -108,7 +116,8 @@ class SymbolSpec:
 _DECIMAL_FIELDS = {
     "contract_size", "volume_min", "volume_max", "volume_step", "margin_initial_rate",
     "margin_maintenance_rate", "commission_per_lot", "commission_min", "swap_long",
-    "swap_short", "reference_price", "borrow_fee",
+    "swap_short", "reference_price", "borrow_fee", "commission_per_deal", "commission_percent",
+    "commission_max", "fee_per_lot", "fee_percent",
 }
 _INT_FIELDS = {
     "digits", "calc_mode", "trade_mode", "execution_mode", "filling_mode", "expiration_mode",
@@ -180,10 +189,7 @@ def _validate(s: SymbolSpec) -> None:
         bad("stops_level", "must not be negative")
     if s.freeze_level < 0:
         bad("freeze_level", "must not be negative")
-    if s.commission_per_lot < 0:
-        bad("commission_per_lot", "must not be negative")
-    if s.commission_min < 0:
-        bad("commission_min", "must not be negative")
+    _validate_commission(s, bad)
     _validate_swaps(s, bad)
     if s.session not in SESSION_KINDS:
         bad("session", f"must be one of {SESSION_KINDS}")
@@ -194,6 +200,18 @@ def _validate(s: SymbolSpec) -> None:
         if not (isinstance(v, str) and 3 <= len(v) <= 5 and v.isalpha()):
             bad(fld, "must be a 3-5 letter currency code")
     _ = ExpirationFlag  # flags documented above
+
+
+def _validate_commission(s: SymbolSpec, bad) -> None:
+    from cfd.trading.commission import symbol_schedule
+
+    fields = {"per_lot": "commission_per_lot", "per_deal": "commission_per_deal",
+              "percent": "commission_percent", "minimum": "commission_min",
+              "maximum": "commission_max", "charge": "commission_charge"}
+    try:
+        symbol_schedule(s)
+    except SpecError as exc:
+        bad(fields.get(exc.field, exc.field), exc.reason)
 
 
 def _validate_swaps(s: SymbolSpec, bad) -> None:

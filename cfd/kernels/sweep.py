@@ -4,8 +4,9 @@ For each account of ``accs`` at or below its stop-out level (``formulas.is_stop_
 hysteresis, until above ``so_end``; ``force`` closes everything closable): pick the most
 loss-making closable position (market open, quoted, not halted; ties -> the lowest ticket),
 close it at bid (long) / ask (short) with an exact realised profit in minor units
-(``formulas.deal_profit_minor``) and commission, update the account's balance in the kernel's
-working copy, re-derive floating profit and margin over the remaining positions, repeat.
+(``formulas.deal_profit_minor``), commission and fee (``charge``), update the account's
+balance in the kernel's working copy, re-derive floating profit and margin over the
+remaining positions, repeat.
 
 The kernel mirrors the engine's Python sweep (``cfd.trading.stopout.sweep_python``) step by
 step, floats included: it keeps a working copy of the account's segment of the by-account
@@ -14,7 +15,7 @@ item moves into the hole), so the sums run in the same order and give the same b
 
 Outputs (preallocated by the caller; account ``accs[i]`` owns rows
 ``out_base[i] : out_base[i] + acc_cnt[accs[i]]``): per close, the position slot, price,
-signed volume, profit and commission (minor units), and the margin level, equity and margin
+signed volume, profit, commission and fee (minor units), and the margin level, equity and margin
 the decision was taken on; per account, the number of closes, the status code, the final
 balance, floating profit, margin, maintenance margin and the positions left.
 """
@@ -65,24 +66,32 @@ def must_close(force, rule, so_level, so_end, balance, credit, profit, margin, n
 
 
 @nb.njit(cache=True, inline="always")
-def commission(volume, num, den, minimum):
-    """Commission in minor units for ``volume`` units: ``max(round(volume * num / den),
-    minimum)``; -1 when it would overflow."""
-    if num == 0 and minimum == 0:
+def charge(volume, price, t):
+    """Commission (or fee) in minor units of ``volume`` units at ``price`` by the terms row
+    ``t = (lot, pct, fixed, den, lo, hi)``: ``clamp(round_half_even((volume * lot + volume *
+    price * pct + fixed) / den), lo, hi)`` (``hi`` 0: no maximum), as
+    ``cfd.trading.commission.charge_minor``; -1 when it would overflow."""
+    lot, pct, fixed, den, lo, hi = t[0], t[1], t[2], t[3], t[4], t[5]
+    if volume <= 0 or (lot == 0 and pct == 0 and fixed == 0 and lo == 0):
         return np.int64(0)
-    if float(volume) * float(num) >= _INT64_SAFE:
+    v = float(volume)
+    if v * float(lot) + v * float(price) * float(pct) + float(fixed) >= _INT64_SAFE:
         return np.int64(-1)
-    c = div_round_half_even(volume * num, den)
-    return c if c > minimum else minimum
+    c = div_round_half_even(volume * lot + volume * price * pct + fixed, den)
+    if c < lo:
+        c = lo
+    if hi > 0 and c > hi:
+        c = hi
+    return c
 
 
 @nb.njit(cache=True)
 def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
                   pos_price, pos_ticket, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm,
-                  sym_mode, sym_knum, sym_kden, sym_closable, sym_cnum, sym_cden, sym_cmin,
+                  sym_mode, sym_knum, sym_kden, sym_closable, c_terms, f_terms, acc_trow,
                   acc_balance, acc_credit, acc_profit, acc_margin, acc_maint, acc_lev, acc_rule,
                   acc_so, acc_end, out_base, work, out_n, out_status, out_slot, out_price,
-                  out_volume, out_profit, out_comm, out_level, out_equity, out_margin,
+                  out_volume, out_profit, out_comm, out_fee, out_level, out_equity, out_margin,
                   out_balance, out_acc_profit, out_acc_margin, out_acc_maint, out_left):
     base = out_base[i]
     n_left = acc_cnt[a]
@@ -131,8 +140,10 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
             v = pos_vol[p]
             price = sym_bid[s] if v > 0 else sym_ask[s]
             ok, minor = deal_profit_minor(v, pos_price[p], price, sym_knum[s], sym_kden[s])
-            c = commission(abs(v), sym_cnum[s], sym_cden[s], sym_cmin[s])
-            if not ok or c < 0:
+            tr = acc_trow[a] + s
+            c = charge(abs(v), price, c_terms[tr])
+            f = charge(abs(v), price, f_terms[tr])
+            if not ok or c < 0 or f < 0:
                 status = SO_OVERFLOW
                 break
             r = base + closed
@@ -141,11 +152,12 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
             out_volume[r] = v
             out_profit[r] = minor
             out_comm[r] = c
+            out_fee[r] = f
             out_level[r] = margin_level(eq, m)
             out_equity[r] = eq
             out_margin[r] = m
             closed += 1
-            bal += minor - c
+            bal += minor - c - f
             last = n_left - 1
             work[base + best] = work[base + last]
             n_left = last
@@ -174,22 +186,22 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
 @nb.njit(cache=True, parallel=True)
 def sweep(accs, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
           pos_ticket, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, sym_knum,
-          sym_kden, sym_closable, sym_cnum, sym_cden, sym_cmin, acc_balance, acc_credit,
+          sym_kden, sym_closable, c_terms, f_terms, acc_trow, acc_balance, acc_credit,
           acc_profit, acc_margin, acc_maint, acc_lev, acc_rule, acc_so, acc_end, out_base, work,
-          out_n, out_status, out_slot, out_price, out_volume, out_profit, out_comm, out_level,
-          out_equity, out_margin, out_balance, out_acc_profit, out_acc_margin, out_acc_maint,
-          out_left):
+          out_n, out_status, out_slot, out_price, out_volume, out_profit, out_comm, out_fee,
+          out_level, out_equity, out_margin, out_balance, out_acc_profit, out_acc_margin,
+          out_acc_maint, out_left):
     """Stop-out sweep over ``accs`` (one thread per account); see the module docstring.
     Reads the engine's arrays, writes only the ``out_*`` arrays and ``work``."""
     for i in nb.prange(len(accs)):
         sweep_account(i, accs[i], force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
                       pos_price, pos_ticket, sym_bid, sym_ask, sym_kp, sym_km,
-                      sym_kmm, sym_mode, sym_knum, sym_kden, sym_closable, sym_cnum, sym_cden,
-                      sym_cmin, acc_balance, acc_credit, acc_profit, acc_margin, acc_maint,
+                      sym_kmm, sym_mode, sym_knum, sym_kden, sym_closable, c_terms, f_terms,
+                      acc_trow, acc_balance, acc_credit, acc_profit, acc_margin, acc_maint,
                       acc_lev, acc_rule, acc_so, acc_end, out_base, work, out_n, out_status,
-                      out_slot, out_price, out_volume, out_profit, out_comm, out_level,
-                      out_equity, out_margin, out_balance, out_acc_profit, out_acc_margin,
-                      out_acc_maint, out_left)
+                      out_slot, out_price, out_volume, out_profit, out_comm, out_fee,
+                      out_level, out_equity, out_margin, out_balance, out_acc_profit,
+                      out_acc_margin, out_acc_maint, out_left)
 
 
 @nb.njit(cache=True, parallel=True)

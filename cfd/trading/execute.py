@@ -118,8 +118,8 @@ class TradeHandlers:
             plan.legs.append(market.Leg(
                 "close_by", slot, 1 if v > 0 else 0, DealEntry.OUT_BY, vol, px,
                 closed_volume=closed, profit=profit, new_volume=v - closed,
-                new_price=int(pc.price_open[slot]),
-                commission=market.commission_minor(self, s, vol)))
+                new_price=int(pc.price_open[slot])))
+        market.charge_legs(self, a, s, plan.legs)
         market.project(self, plan)
         return plan
 
@@ -132,7 +132,7 @@ class TradeHandlers:
         a, s = plan.acc, plan.sym
         req = plan.request
         # the plan's postings must fit the ledger: checked before anything changes
-        net = sum(leg.profit - leg.commission for leg in plan.legs)
+        net = sum(leg.profit - leg.commission - leg.fee for leg in plan.legs)
         if net:
             self.ledger.check([(BROKER_PL, client_ledger(a), net)])
         order = order or self._order_ticket()
@@ -161,11 +161,12 @@ class TradeHandlers:
                 comment, ticket=deal, order=order, acc=a, sym=s, time_msc=t,
                 type=leg.deal_type, entry=leg.entry, magic=req.magic, position_id=position_id,
                 reason=d_reason, volume=leg.volume, price=leg.price, commission=-leg.commission,
-                swap=swap, profit=leg.profit, fee=0)
+                swap=swap, profit=leg.profit, fee=-leg.fee)
             if self.collect_effects:
                 self._effects.deals.append(self.deal_row(len(self.deals) - 1))
             self._book(a, leg.profit, PostingKind.PROFIT, deal)
             self._book(a, -leg.commission, PostingKind.COMMISSION, deal)
+            self._book(a, -leg.fee, PostingKind.COMMISSION, deal)
             if leg.slot >= 0:
                 self._update_position(p, leg, plan, order, t)
         if plan.order_type == OrderType.CLOSE_BY:

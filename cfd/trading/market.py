@@ -36,8 +36,8 @@ from cfd.money import (
     VOLUME_SCALE,
     div_round_half_even,
     parse_decimal,
-    to_minor,
 )
+from cfd.trading.commission import charge_leg
 from cfd.trading.request import COMMENT_MAX, TradeRequest
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class Leg:
     closed_volume: int = 0  # signed as the position, the part that is closed
     profit: int = 0  # realised, minor units
     commission: int = 0  # charged, minor units (>= 0)
+    fee: int = 0  # a venue's fee, charged, minor units (>= 0; cfd.trading.commission)
     new_volume: int = 0  # signed position volume after the deal
     new_price: int = 0  # position open price after the deal
 
@@ -198,13 +199,10 @@ def realised_profit(eng: Engine, sym: int, closed_volume: int, price_open: int,
     return div_round_half_even(exact.numerator, exact.denominator)
 
 
-def commission_minor(eng: Engine, sym: int, volume: int) -> int:
-    spec = eng.symbols.specs[sym]
-    if spec.commission_per_lot == 0 and spec.commission_min == 0:
-        return 0
-    rate = eng.symbols.rate(spec.currency_profit, spec)
-    amount = Fraction(spec.commission_per_lot) * Fraction(volume, VOLUME_SCALE) * Fraction(rate)
-    return max(to_minor(amount), to_minor(Fraction(spec.commission_min) * Fraction(rate)))
+def charge_legs(eng: Engine, acc: int, sym: int, legs: list[Leg]) -> None:
+    """Commission and fee of each leg, by the account's schedule (``cfd.trading.commission``)."""
+    for leg in legs:
+        charge_leg(eng, acc, sym, leg)
 
 
 def to_units(value: float, scale: int) -> int:
@@ -313,8 +311,7 @@ def plan_deal(eng: Engine, acc: int, req: TradeRequest) -> Plan:
                 leg.new_price = market
                 plan.legs.append(leg)
     check_direction(eng, sym, plan)
-    for leg in plan.legs:
-        leg.commission = commission_minor(eng, sym, leg.volume)
+    charge_legs(eng, acc, sym, plan.legs)
     if sl or tp:
         opens = plan.legs[0].action in (OPEN, ADD, REVERSE)
         if opens:
@@ -412,7 +409,7 @@ def project(eng: Engine, plan: Plan) -> None:
     profit = float(ac.profit[a])
     margin = float(ac.margin[a])
     for leg in plan.legs:
-        balance += leg.profit - leg.commission
+        balance += leg.profit - leg.commission - leg.fee
         if leg.slot >= 0:
             v, po = int(pc.volume[leg.slot]), int(pc.price_open[leg.slot])
             profit -= position_profit(v, po, bid, ask, kp)

@@ -55,6 +55,7 @@ from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.soa import Columns
 from cfd.trading import market
 from cfd.trading import orders_check as chk
+from cfd.trading.commission import deal_charges
 from cfd.trading.history import ORDER_COLUMNS
 from cfd.trading.request import OrderCheckResult, TradeRequest
 from cfd.trading.segments import SegmentedIndex
@@ -274,8 +275,11 @@ class PendingOrders:
     def order_check(self, acc: int, req: TradeRequest) -> OrderCheckResult | None:
         eng = self.eng
         extra = 0.0
+        charges = (0, 0)
         if req.action == TradeAction.PENDING:
-            extra = chk.check_pending(eng, acc, req, self._count(acc)).margin
+            terms = chk.check_pending(eng, acc, req, self._count(acc))
+            extra = terms.margin
+            charges = deal_charges(eng, acc, terms.sym, terms.volume, 0, terms.price)
         elif req.action == TradeAction.MODIFY:
             slot = self.find(acc, req.order)
             old = self._terms(slot)
@@ -297,7 +301,8 @@ class PendingOrders:
                                 profit=info["profit"], margin=margin,
                                 margin_free=(equity_c - margin_c) / MINOR_SCALE,
                                 margin_level=margin_level(eq, margin), comment="Done",
-                                request=req)
+                                request=req, commission=charges[0] / MINOR_SCALE,
+                                fee=charges[1] / MINOR_SCALE)
 
     def _count(self, acc: int) -> int:
         return int(self.by_acc.cnt[acc]) if acc < self.by_acc.n_groups else 0
@@ -417,7 +422,7 @@ class PendingOrders:
         plan = market.Plan(acc=a, sym=s, request=req, order_type=side, volume=abs(v),
                            price=price)
         leg = market._closing_leg(eng, p, market.CLOSE, side, abs(v), price)
-        leg.commission = market.commission_minor(eng, s, abs(v))
+        market.charge_leg(eng, a, s, leg)
         plan.legs.append(leg)
         reason = OrderReason.SL if is_sl else OrderReason.TP
         order, deal = eng.execute(plan, reason=reason, comment=comment,

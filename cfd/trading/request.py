@@ -118,7 +118,9 @@ class OrderSendResult:
 @dataclass(frozen=True)
 class OrderCheckResult:
     """The account as it would be after the trade. ``retcode`` 0 and comment "Done" when the
-    request would pass."""
+    request would pass. MT5's nine fields first, then what the trade will be charged
+    (``commission`` and ``fee``, account currency, >= 0; a pending order: at its price,
+    as an entry), which MT5's result does not carry."""
 
     retcode: int
     balance: float = 0.0
@@ -129,6 +131,8 @@ class OrderCheckResult:
     margin_level: float = 0.0
     comment: str = ""
     request: TradeRequest = field(default_factory=TradeRequest)
+    commission: float = 0.0
+    fee: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

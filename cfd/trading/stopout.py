@@ -18,7 +18,6 @@ operations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,8 +26,9 @@ from cfd.accounts.ledger import BROKER_PL, INSURANCE_FUND, PostingKind, client_l
 from cfd.constants import DealEntry, DealReason, DealType, OrderReason, OrderState
 from cfd.kernels import sweep as K
 from cfd.kernels.formulas import margin_level
-from cfd.money import MINOR_SCALE, VOLUME_SCALE, to_minor
+from cfd.money import MINOR_SCALE, VOLUME_SCALE
 from cfd.trading import market
+from cfd.trading.commission import exit_terms
 from cfd.trading.positions import floating_profit
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def close_position(eng: Engine, a: int, p: int, comment: str) -> None:
     plan = market.Plan(acc=a, sym=s, request=req, order_type=1 if v > 0 else 0,
                        volume=abs(v), price=price)
     leg = market._closing_leg(eng, p, market.CLOSE, 1 if v > 0 else 0, abs(v), price)
-    leg.commission = market.commission_minor(eng, s, abs(v))
+    market.charge_leg(eng, a, s, leg)
     plan.legs.append(leg)
     eng.execute(plan, reason=OrderReason.SO, comment=comment)
 
@@ -149,6 +149,7 @@ class SweepOut:
     volume: np.ndarray
     profit: np.ndarray
     comm: np.ndarray
+    fee: np.ndarray
     level: np.ndarray
     equity: np.ndarray
     margin: np.ndarray
@@ -171,33 +172,6 @@ class Booked:
     events: list[dict] = field(default_factory=list)
 
 
-_COMM_CACHE: dict[int, tuple[tuple, np.ndarray, np.ndarray, np.ndarray]] = {}
-
-
-def commission_terms(eng: Engine) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per symbol ``(num, den, min)`` with ``commission_minor(volume) ==
-    max(round_half_even(volume * num / den), min)`` (see ``market.commission_minor``)."""
-    key = tuple(map(id, eng.symbols.specs))
-    hit = _COMM_CACHE.get(id(eng.symbols))
-    if hit is not None and hit[0] == key:
-        return hit[1], hit[2], hit[3]
-    n = len(eng.symbols)
-    num = np.zeros(max(n, 1), np.int64)
-    den = np.ones(max(n, 1), np.int64)
-    mn = np.zeros(max(n, 1), np.int64)
-    for s, spec in enumerate(eng.symbols.specs):
-        if spec.commission_per_lot == 0 and spec.commission_min == 0:
-            continue
-        rate = Fraction(eng.symbols.rate(spec.currency_profit, spec))
-        per_unit = Fraction(spec.commission_per_lot) * rate * MINOR_SCALE / VOLUME_SCALE
-        if per_unit.numerator >= 2**62 or per_unit.denominator >= 2**62:
-            raise OverflowError(f"commission of {spec.name} does not fit int64")
-        num[s], den[s] = per_unit.numerator, per_unit.denominator
-        mn[s] = to_minor(Fraction(spec.commission_min) * rate)
-    _COMM_CACHE[id(eng.symbols)] = (key, num, den, mn)
-    return num, den, mn
-
-
 def run_kernel(eng: Engine, accs: np.ndarray, force: bool = False) -> SweepOut:
     """Run the numba sweep over ``accs`` (all of which should need it: see ``detect``)."""
     ac, sc, pc = eng.accounts.cols, eng.symbols.cols, eng.positions.cols
@@ -209,21 +183,21 @@ def run_kernel(eng: Engine, accs: np.ndarray, force: bool = False) -> SweepOut:
     if m:
         np.cumsum(cnt[:-1], out=base[1:])
     rows = max(int(cnt.sum()), 1)
-    num, den, mn = commission_terms(eng)
+    c_terms, f_terms, acc_trow = exit_terms(eng)
     closable = sc.market_open & sc.has_quote & ~sc.halted
     out = SweepOut(accs, base, np.zeros(m, np.int64), np.zeros(m, np.int8),
                    np.empty(rows, np.int32), np.empty(rows, np.int64), np.empty(rows, np.int64),
                    np.empty(rows, np.int64), np.empty(rows, np.int64),
-                   np.empty(rows, np.float64), np.empty(rows, np.float64),
+                   np.empty(rows, np.int64), np.empty(rows, np.float64), np.empty(rows, np.float64),
                    np.empty(rows, np.float64), np.empty(m, np.int64), np.empty(m, np.float64),
                    np.empty(m, np.float64), np.empty(m, np.float64), np.empty(m, np.int64))
     work = np.empty(rows, np.int32)
     K.sweep(accs, force, float(MINOR_SCALE), idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
             pc.price_open, pc.ticket, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
-            sc.k_margin_maint, sc.calc_mode, sc.k_num, sc.k_den, closable, num, den, mn,
-            ac.balance, ac.credit, ac.profit, ac.margin, ac.margin_maint, ac.leverage,
+            sc.k_margin_maint, sc.calc_mode, sc.k_num, sc.k_den, closable, c_terms, f_terms,
+            acc_trow, ac.balance, ac.credit, ac.profit, ac.margin, ac.margin_maint, ac.leverage,
             ac.so_rule, ac.so_so, ac.so_end, base, work, out.n, out.status, out.slot,
-            out.price, out.volume, out.profit, out.comm, out.level, out.equity, out.margin,
+            out.price, out.volume, out.profit, out.comm, out.fee, out.level, out.equity, out.margin,
             out.balance, out.acc_profit, out.acc_margin, out.acc_maint, out.left)
     return out
 
@@ -305,6 +279,7 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
     price = out.price[rows]
     profit = out.profit[rows]
     comm = out.comm[rows]
+    fee = out.fee[rows]
     acc_c = np.repeat(accs, n)
     sym_c = pc.sym[slot]
     pos_id = pc.identifier[slot]
@@ -352,8 +327,7 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
                                                                    np.int8),
                   volume=deal_col(np.abs(vol), 0), price=deal_col(price, 0),
                   commission=deal_col(-comm, 0), swap=deal_col(pc.swap[slot], 0),
-                  profit=deal_col(profit, need[comp]),
-                  fee=0)
+                  profit=deal_col(profit, need[comp]), fee=deal_col(-fee, 0))
     dl.comments.extend(deal_comments)
     dl.by_ticket.update(zip(deal_ticket.tolist(), range(i_d, i_d + n_deals), strict=True))
     ol = eng.orders
@@ -365,13 +339,13 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
                   price_stoplimit=0)
     ol.comments.extend(comments)
     ol.by_ticket.update(zip(order_ticket.tolist(), range(i_o, i_o + n_close), strict=True))
-    # postings: per close deal (profit, commission), per compensation deal (fund, broker)
+    # postings: per close deal (profit, commission, fee), per compensation deal (fund, broker)
     client_c = client_ledger(0) + 2 * acc_c
     client_a = (client_ledger(0) + 2 * accs[comp]).astype(np.int64)
-    src = np.zeros((n_deals, 2), np.int64)
-    dst = np.zeros((n_deals, 2), np.int64)
-    amt = np.zeros((n_deals, 2), np.int64)
-    kind = np.zeros((n_deals, 2), np.int8)
+    src = np.zeros((n_deals, 3), np.int64)
+    dst = np.zeros((n_deals, 3), np.int64)
+    amt = np.zeros((n_deals, 3), np.int64)
+    kind = np.zeros((n_deals, 3), np.int8)
     src[close_pos, 0] = np.where(profit > 0, BROKER_PL, client_c)
     dst[close_pos, 0] = np.where(profit > 0, client_c, BROKER_PL)
     amt[close_pos, 0] = np.abs(profit)
@@ -380,6 +354,10 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
     dst[close_pos, 1] = BROKER_PL
     amt[close_pos, 1] = comm
     kind[close_pos, 1] = int(PostingKind.COMMISSION)
+    src[close_pos, 2] = client_c
+    dst[close_pos, 2] = BROKER_PL
+    amt[close_pos, 2] = fee
+    kind[close_pos, 2] = int(PostingKind.COMMISSION)
     src[comp_pos, 0] = INSURANCE_FUND
     src[comp_pos, 1] = BROKER_PL
     dst[comp_pos, 0] = client_a
@@ -394,9 +372,9 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
     post_ids = led.next_id + np.arange(n_post, dtype=np.int64)
     i_p = _append(led.postings, n_post, id=post_ids, time_msc=t, src=p_src, dst=p_dst,
                   amount=p_amt, kind=kind.ravel()[flat],
-                  deal=np.repeat(deal_ticket, 2)[flat])
+                  deal=np.repeat(deal_ticket, 3)[flat])
     led.next_id += n_post
-    is_comp = np.zeros((n_deals, 2), np.int8)
+    is_comp = np.zeros((n_deals, 3), np.int8)
     is_comp[comp_pos, 0] = 1
     is_comp[comp_pos, 1] = 2
     tags = is_comp.ravel()[flat]

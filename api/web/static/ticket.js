@@ -108,8 +108,7 @@ async function checkOrder() {
   $("c-result").className = ok ? "pos" : "neg";
   if (!ok) return;
   $("c-margin").textContent = Web.fmtMoney(res.margin - acc.margin);
-  const cost = acc.balance - res.balance;
-  $("c-commission").textContent = Web.fmtMoney(cost);
+  $("c-commission").textContent = Web.fmtMoney(res.commission + res.fee);
   $("c-free").textContent = Web.fmtMoney(res.margin_free);
   $("c-level").textContent = res.margin ? Web.fmtPct(res.margin_level) : "";
 }
