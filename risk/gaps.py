@@ -257,11 +257,14 @@ def scenario_losses(inp: GapInputs, gaps: np.ndarray, chunk: int = 1000,
     chunk's running equities stay in cache). Runs where the book is: here or on a worker."""
     n_scen = gaps.shape[1]
     losses = np.zeros(n_scen)
+    width = min(chunk, n_scen)
+    work, acc = np.empty((ACCOUNT_BLOCKS, width)), np.empty((ACCOUNT_BLOCKS, width))
     for start in range(0, n_scen, chunk):
         g = np.ascontiguousarray(gaps[:, start : start + chunk])
-        out = np.zeros((ACCOUNT_BLOCKS, g.shape[1]))
+        out = acc[:, : g.shape[1]]
+        out.fill(0.0)
         gap_losses(inp.at_risk, inp.pair_off, inp.pair_sym, inp.pair_delta, inp.equity,
-                   inp.credit, g, ACCOUNT_BLOCKS, out)
+                   inp.credit, g, ACCOUNT_BLOCKS, out, work)
         losses[start : start + g.shape[1]] = out.sum(axis=0)
         if progress is not None:
             progress(g.shape[1])
