@@ -31,6 +31,7 @@ def cluster():
 def test_blocks_cover_everything_once():
     # 10 chunks of 7 scenarios (the last one 4), 2 workers -> ceil(10 / 4) = 3 chunks a task
     assert gap_blocks(67, 7, 2) == [(0, 21), (21, 42), (42, 63), (63, 67)]
+    # a block of 10 rounds up to whole chunks: 14
     assert gap_blocks(67, 7, 2, block=10) == [(0, 14), (14, 28), (28, 42), (42, 56), (56, 67)]
     book = synthetic_book(300, 2_000, seed=3)
     ranges = account_blocks(book, 250)
