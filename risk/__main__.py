@@ -20,7 +20,9 @@ from risk import actions as A
 from risk.analytics import accounts_table, exposure, level_counts
 from risk.book import Book
 from risk.cli_common import (
+    ClusterOpt,
     _act,
+    _cluster,
     _consoles,
     _fail,
     _kv,
@@ -182,6 +184,7 @@ def stress(
     beta: Annotated[bool, typer.Option(help="Scale --market by each symbol's beta "
                                        "(risk/data/symbol_map.csv).")] = False,
     limit: Annotated[int, typer.Option(help="Stopped accounts shown.")] = 20,
+    cluster: ClusterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What-if shock: stop-outs, deals, insurance-fund loss, exposure left (on a copy)."""
@@ -198,8 +201,13 @@ def stress(
             _percent(market, "--market") if market else None, betas() if beta else None)
     except ValueError as exc:
         _fail(str(exc))
-    with err.status("sweeping a copy of the book..."):
-        res = run_stress(book, moves)
+    with _cluster(cluster, err) as client, err.status("sweeping a copy of the book..."):
+        if client is None:
+            res = run_stress(book, moves)
+        else:
+            from risk.fanout import stress_on_cluster
+
+            res = stress_on_cluster(client, book, moves)
     if as_json:
         _print_json(_stress_json(res, book, limit))
         return
@@ -252,6 +260,7 @@ def gap(
     data: Annotated[Path | None, typer.Option(help="Derive gaps from this folder of daily "
                                               "bars (default: the packaged table).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    cluster: ClusterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Weekend-gap Monte Carlo: expected and tail (99%, 99.9%) insurance-fund loss."""
@@ -263,9 +272,10 @@ def gap(
     table = table.select(weekend_only=not overnight)
     mapping = symbol_map()
     gaps = sample_gaps(table, book.symbols.names, scenarios, correlation, seed, mapping)
-    with _progress(err) as prog:
+    with _cluster(cluster, err) as client, _progress(err) as prog:
         task = prog.add_task("gap scenarios", total=scenarios)
-        res = run_gap(book, gaps, progress=lambda done, _n: prog.update(task, completed=done))
+        res = run_gap(book, gaps, progress=lambda done, _n: prog.update(task, completed=done),
+                      client=client)
     summary = res.summary()
     q = table.quantiles()
     dists = [{"series": k, "p0.1": v[0], "p1": v[1], "median": v[2], "p99": v[3],

@@ -2,7 +2,9 @@
 
 ``python -m risk.bench --accounts 1000000 --positions 10000000 --gap-positions 1000000``
 prints JSON: seconds per stress scenario (after a warm-up, median of the runs) and for the
-gap Monte Carlo, with the thread count. Before timing, the stress kernel is checked against
+gap Monte Carlo, with the thread count. With ``--cluster tcp://host:8786`` (or ``local:2``)
+it times only the gap Monte Carlo, here and on that Dask cluster, and checks the losses are
+equal. Before timing, the stress kernel is checked against
 the gap identity (deficit = -equity for accounts that end flat) on a small book.
 """
 
@@ -65,6 +67,44 @@ def bench_gap(n_accounts: int, n_positions: int, scenarios: int = 10_000, seed: 
             **{k: v for k, v in res.summary().items() if k != "seconds"}}
 
 
+def bench_gap_cluster(n_accounts: int, n_positions: int, scenarios: int, address: str,
+                      seed: int = 7) -> dict[str, Any]:
+    """The gap Monte Carlo here and on a Dask cluster (``address``, or ``local:N`` for a
+    LocalCluster of N one-thread worker processes on this machine); the losses must be
+    equal."""
+    from distributed import Client, LocalCluster
+
+    book = synthetic_book(n_accounts, n_positions, seed=seed)
+    table = GapTable.load().select(weekend_only=False)
+    t0 = time.perf_counter()
+    gaps = sample_gaps(table, book.symbols.names, scenarios, 0.5, seed, mapping={})
+    sample = time.perf_counter() - t0
+    run_gap(book, gaps[:, :10])  # warm-up
+    here = run_gap(book, gaps)
+    cluster = None
+    if address.startswith("local:"):
+        n = int(address.split(":", 1)[1])
+        threads = max(1, (os.cpu_count() or 1) // n)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None,
+                               env={"NUMBA_NUM_THREADS": str(threads)})
+        address = cluster.scheduler_address
+    try:
+        with Client(address) as client:
+            run_gap(book, gaps[:, :10], client=client)  # warm-up (workers compile)
+            workers = len(client.scheduler_info()["workers"])
+            there = run_gap(book, gaps, client=client)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    assert np.array_equal(here.losses, there.losses), "the cluster's losses differ"
+    return {"accounts": n_accounts, "positions": n_positions, "scenarios": scenarios,
+            "accounts_at_risk": here.accounts_at_risk, "sample_seconds": round(sample, 2),
+            "local_seconds": round(here.seconds, 2), "cluster": address,
+            "cluster_workers": workers, "cluster_seconds": round(there.seconds, 2),
+            "equal": True, "expected_loss": here.summary()["expected_loss"],
+            "var_99_9": here.summary()["var_99_9"]}
+
+
 def main() -> None:
     import numba
 
@@ -74,8 +114,17 @@ def main() -> None:
     p.add_argument("--gap-accounts", type=int, default=200_000)
     p.add_argument("--gap-positions", type=int, default=1_000_000)
     p.add_argument("--scenarios", type=int, default=10_000)
+    p.add_argument("--cluster", default=None,
+                   help="Only the gap Monte Carlo, here and on this Dask scheduler "
+                   "(tcp://host:8786, or local:N for N worker processes on this machine).")
     a = p.parse_args()
     _check()
+    if a.cluster:
+        print(json.dumps({"machine": platform.processor() or platform.machine(),
+                          "cpus": os.cpu_count(), "threads": numba.get_num_threads(),
+                          "gap": bench_gap_cluster(a.gap_accounts, a.gap_positions,
+                                                   a.scenarios, a.cluster)}, indent=2))
+        return
     out = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
            "threads": numba.get_num_threads(),
            "stress": bench_stress(a.accounts, a.positions),

@@ -131,6 +131,23 @@ class Book:
     def with_symbols(self, symbols: Symbols) -> Book:
         return replace(self, symbols=symbols, _fig=None)
 
+    def accounts(self, first: int, stop: int) -> Book:
+        """Accounts ``first:stop`` and their positions, as a book of their own (copies; the
+        symbols and the insurance fund are shared): what one worker sweeps."""
+        p0, p1 = int(self.acc_off[first]), int(self.acc_off[stop])
+        a = slice(first, stop)
+        p = slice(p0, p1)
+        return replace(
+            self, login=self.login[a].copy(), balance=self.balance[a].copy(),
+            credit=self.credit[a].copy(), leverage=self.leverage[a].copy(),
+            so_rule=self.so_rule[a].copy(), so_call=self.so_call[a].copy(),
+            so_so=self.so_so[a].copy(), so_end=self.so_end[a].copy(),
+            groups=self.groups[a], acc_off=self.acc_off[first : stop + 1] - p0,
+            pos_acc=(self.pos_acc[p] - first).astype(np.int32),
+            pos_sym=self.pos_sym[p].copy(), pos_vol=self.pos_vol[p].copy(),
+            pos_open=self.pos_open[p].copy(), pos_ticket=self.pos_ticket[p].copy(),
+            info=dict(self.info), _fig=None)
+
     # ----------------------------------------------------------------- figures
     def figures(self) -> dict[str, np.ndarray]:
         """Per account: ``profit``, ``margin``, ``equity``, ``free``, ``level``, ``delta``

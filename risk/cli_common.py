@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -17,6 +18,29 @@ from rich.table import Table
 
 from risk import actions as A
 from risk.source import SourceError
+
+ClusterOpt = Annotated[str | None, typer.Option(
+    "--cluster", help="Run the scenarios on this Dask scheduler, e.g. tcp://host:8786 "
+    "(workers need cfd-engine installed).")]
+
+
+@contextmanager
+def _cluster(address: str | None, err: Console) -> Iterator[Any]:
+    """A Dask client of ``address`` for the block (None: run here)."""
+    if not address:
+        yield None
+        return
+    from risk.fanout import connect
+
+    try:
+        with err.status(f"connecting to the cluster at {address}..."):
+            client = connect(address)
+    except (OSError, TimeoutError, ValueError) as exc:
+        _fail(f"cannot reach the Dask scheduler at {address}: {exc}")
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def _fail(msg: str, code: int = 1) -> None:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -217,8 +218,62 @@ def account_symbol_pairs(book: Book) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return off, (uniq % ns).astype(np.int32), delta
 
 
+#: Account blocks of the gap kernel (rows of its output, summed in this order): fixed, so a
+#: scenario's loss is the same float on any machine and any thread count.
+ACCOUNT_BLOCKS = 64
+
+
+@dataclass
+class GapInputs:
+    """What the gap kernel reads of a book: the accounts that can reach negative equity and
+    their (account, symbol) pairs. Small next to the book, so it is what a cluster receives."""
+
+    at_risk: np.ndarray
+    pair_off: np.ndarray
+    pair_sym: np.ndarray
+    pair_delta: np.ndarray
+    equity: np.ndarray
+    credit: np.ndarray
+
+    @classmethod
+    def of(cls, book: Book, gaps: np.ndarray) -> GapInputs:
+        """Accounts that cannot reach negative equity even if every symbol gaps against them
+        by the largest gap in ``gaps`` are left out."""
+        fig = book.figures()
+        off, psym, pdelta = account_symbol_pairs(book)
+        worst = np.abs(gaps).max(axis=1) if gaps.size else np.zeros(len(book.symbols))
+        risk = np.zeros(book.n_accounts)
+        np.add.at(risk, np.repeat(np.arange(book.n_accounts), np.diff(off)),
+                  np.abs(pdelta) * worst[psym])
+        equity = fig["equity"]
+        return cls(at_risk=np.nonzero(equity - risk < 0)[0].astype(np.int64), pair_off=off,
+                   pair_sym=psym, pair_delta=pdelta, equity=equity,
+                   credit=book.credit / MINOR_SCALE)
+
+
+def scenario_losses(inp: GapInputs, gaps: np.ndarray, chunk: int = 1000,
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Loss per scenario (column of ``gaps``), ``chunk`` scenarios per kernel call (a
+    chunk's running equities stay in cache). Runs where the book is: here or on a worker."""
+    n_scen = gaps.shape[1]
+    losses = np.zeros(n_scen)
+    width = min(chunk, n_scen)
+    work, acc = np.empty((ACCOUNT_BLOCKS, width)), np.empty((ACCOUNT_BLOCKS, width))
+    for start in range(0, n_scen, chunk):
+        g = np.ascontiguousarray(gaps[:, start : start + chunk])
+        out = acc[:, : g.shape[1]]
+        out.fill(0.0)
+        gap_losses(inp.at_risk, inp.pair_off, inp.pair_sym, inp.pair_delta, inp.equity,
+                   inp.credit, g, ACCOUNT_BLOCKS, out, work)
+        losses[start : start + g.shape[1]] = out.sum(axis=0)
+        if progress is not None:
+            progress(g.shape[1])
+    return losses
+
+
 def run_gap(book: Book, gaps: np.ndarray, chunk: int = 1000,
-            progress: Callable[[int, int], None] | None = None) -> GapResult:
+            progress: Callable[[int, int], None] | None = None,
+            client: Any = None) -> GapResult:
     """Insurance-fund loss per scenario when every symbol opens with ``gaps[:, j]``.
 
     The stop-out at the open trades at the gapped prices, where closing a position does not
@@ -227,34 +282,27 @@ def run_gap(book: Book, gaps: np.ndarray, chunk: int = 1000,
     whatever the order of the closes. Accounts that cannot reach negative equity even if every
     symbol gaps against them by the largest gap in ``gaps`` are skipped. (Exact for the
     sweep without commissions; ``tests/test_risk_gap.py`` checks it against the stress sweep.)
+
+    With a Dask ``client`` the scenarios run on its cluster in blocks of whole chunks
+    (``risk.fanout``), with the same losses to the last bit.
     """
     import time
 
     t0 = time.perf_counter()
-    fig = book.figures()
-    off, psym, pdelta = account_symbol_pairs(book)
-    worst = np.abs(gaps).max(axis=1) if gaps.size else np.zeros(len(book.symbols))
-    risk = np.zeros(book.n_accounts)
-    np.add.at(risk, np.repeat(np.arange(book.n_accounts), np.diff(off)),
-              np.abs(pdelta) * worst[psym])
-    equity = fig["equity"]
-    at_risk = np.nonzero(equity - risk < 0)[0].astype(np.int64)
-    credit = book.credit / MINOR_SCALE
+    inp = GapInputs.of(book, gaps)
     n_scen = gaps.shape[1]
-    losses = np.zeros(n_scen)
-    threads = max(1, _threads())
-    for start in range(0, n_scen, chunk):
-        g = np.ascontiguousarray(gaps[:, start : start + chunk])
-        out = np.zeros((threads * 4, g.shape[1]))
-        gap_losses(at_risk, off, psym, pdelta, equity, credit, g, threads * 4, out)
-        losses[start : start + g.shape[1]] = out.sum(axis=0)
+    done = [0]
+
+    def step(k: int) -> None:
+        done[0] += k
         if progress is not None:
-            progress(min(start + chunk, n_scen), n_scen)
+            progress(done[0], n_scen)
+
+    if client is None:
+        losses = scenario_losses(inp, gaps, chunk, step)
+    else:
+        from risk.fanout import gap_on_cluster
+
+        losses = gap_on_cluster(client, inp, gaps, chunk, step)
     return GapResult(losses=losses, fund=book.insurance_fund / MINOR_SCALE,
-                     accounts_at_risk=len(at_risk), seconds=time.perf_counter() - t0)
-
-
-def _threads() -> int:
-    import numba
-
-    return int(numba.get_num_threads())
+                     accounts_at_risk=len(inp.at_risk), seconds=time.perf_counter() - t0)

@@ -7,7 +7,6 @@ account ``a`` owns positions ``acc_off[a] : acc_off[a + 1]``. One thread owns on
 """
 
 import numba as nb
-import numpy as np
 
 from cfd.kernels.formulas import (
     CALC_EXCH_STOCKS,
@@ -55,7 +54,7 @@ def account_figures(acc_off, pos_sym, pos_vol, pos_open, sym_bid, sym_ask, sym_k
 
 @nb.njit(cache=True, parallel=True)
 def gap_losses(acc_list, pair_off, pair_sym, pair_delta, acc_equity, acc_credit, gaps,
-               n_chunks, out_loss):
+               n_chunks, out_loss, work):
     """Insurance-fund loss per Monte Carlo scenario.
 
     ``gaps`` is ``(n_symbols, n_scenarios)``: the relative price move of each symbol at the
@@ -63,13 +62,16 @@ def gap_losses(acc_list, pair_off, pair_sym, pair_delta, acc_equity, acc_credit,
     sum(pair_delta[k] * gaps[pair_sym[k], j])`` over its (account, symbol) pairs ``k``;
     when that is negative the stop-out closes everything and the balance left below zero,
     ``credit - equity``, is compensated. ``out_loss`` is ``(n_chunks, n_scenarios)``: each
-    thread owns one chunk of accounts and one row (summed by the caller).
+    thread owns one chunk of accounts and one row (summed by the caller). ``work`` (at least
+    ``n_chunks x n_scenarios``) holds the running equities: allocated by the caller, once,
+    as allocating inside the parallel loop is slow where malloc trims eagerly (Dask workers
+    set ``MALLOC_TRIM_THRESHOLD_``).
     """
     n = len(acc_list)
     n_scen = gaps.shape[1]
     step = (n + n_chunks - 1) // n_chunks
     for c in nb.prange(n_chunks):
-        e = np.empty(n_scen)
+        e = work[c, :n_scen]
         row = out_loss[c]
         for i in range(c * step, min(n, (c + 1) * step)):
             a = acc_list[i]
