@@ -198,3 +198,20 @@ def test_audit_trail_reads_the_store(tmp_path: Path) -> None:
         second.close()
     assert [(t["action"], t["reason"]) for t in again] == [("set_market", ""),
                                                            ("halt", "exchange halt")]
+
+
+def test_accounts_filter_by_category_and_country(client: TestClient) -> None:  # noqa: F811
+    for body in ({"name": "Pro DE", "category": "professional", "country": "DE"},
+                 {"name": "Retail GB", "category": "retail", "country": "GB"}):
+        r = client.post("/admin/accounts", headers=ADMIN, json=body)
+        assert r.status_code == 200, r.text
+    res = client.get("/web/admin/accounts", headers=ADMIN).json()
+    assert res["countries"] == ["DE", "GB"] and "professional" in res["categories"]
+    pro = client.get("/web/admin/accounts", headers=ADMIN,
+                     params={"category": "professional"}).json()["rows"]
+    assert [(r["name"], r["country"]) for r in pro] == [("Pro DE", "DE")]
+    gb = client.get("/web/admin/accounts", headers=ADMIN, params={"country": "GB"}).json()
+    assert [r["name"] for r in gb["rows"]] == ["Retail GB"]
+    for bad in ({"country": "ZZ"}, {"category": "nobody"}):
+        assert client.get("/web/admin/accounts", headers=ADMIN,
+                          params=bad).json()["rows"] == []

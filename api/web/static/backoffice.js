@@ -53,7 +53,8 @@ let accounts, exposureT, auditT, marketsT, dPositions, dOrders, dDeals;
 function start() {
   accounts = new Web.Table($("accounts"), [
     { key: "login", label: "Login", num: true }, { key: "name", label: "Name", wide: false },
-    { key: "group", label: "Group", wide: false }, { key: "positions", label: "Positions", num: true, wide: false },
+    { key: "group", label: "Group", wide: false }, { key: "category", label: "Category", wide: false },
+    { key: "country", label: "Country", wide: false }, { key: "positions", label: "Positions", num: true, wide: false },
     { ...money("balance", "Balance"), wide: false }, { ...money("credit", "Credit"), wide: false }, money("equity", "Equity"),
     money("margin", "Margin"), { ...money("margin_free", "Free margin"), wide: false },
     { key: "margin_level", label: "Margin level", num: true, cls: levelClass,
@@ -107,7 +108,9 @@ function start() {
     { key: "profit", label: "Profit", num: true, fmt: Web.fmtMoney, cls: (r) => Web.signClass(r.profit) },
     { key: "reason", label: "Reason", fmt: (v) => Web.name("DealReason", v) }, { key: "comment", label: "Comment" },
   ], { sortKey: "time", sortDir: -1, empty: "No deals" });
-  for (const id of ["f-group", "f-below", "f-search", "f-flat"]) $(id).addEventListener("input", refreshAccounts);
+  for (const id of ["f-group", "f-category", "f-country", "f-below", "f-search", "f-flat"]) {
+    $(id).addEventListener("input", refreshAccounts);
+  }
   every(2000, refreshAccounts);
   every(2000, refreshDetail);
   every(5000, refreshExposure);
@@ -120,16 +123,18 @@ function start() {
 
 async function refreshAccounts() {
   const q = new URLSearchParams({ include_flat: $("f-flat").checked });
-  if ($("f-group").value) q.set("group", $("f-group").value);
+  for (const k of ["group", "category", "country"]) if ($(`f-${k}`).value) q.set(k, $(`f-${k}`).value);
   if ($("f-below").value) q.set("below", $("f-below").value);
   if ($("f-search").value.trim()) q.set("search", $("f-search").value.trim());
   const res = await Web.api(`/web/admin/accounts?${q}`);
   accounts.set(res.rows);
   $("n-accounts").textContent = String(res.total);
   $("n-call").textContent = String(res.rows.filter((r) => r.margin && r.margin_level <= r.margin_call_level).length);
-  const sel = $("f-group");
-  const have = new Set([...sel.options].map((o) => o.value));
-  for (const g of res.groups) if (!have.has(g)) sel.append(Web.el("option", { value: g }, g));
+  for (const [id, values] of [["f-group", res.groups], ["f-category", res.categories], ["f-country", res.countries]]) {
+    const sel = $(id);
+    const have = new Set([...sel.options].map((o) => o.value));
+    for (const g of values) if (!have.has(g)) sel.append(Web.el("option", { value: g }, g));
+  }
 }
 
 async function openAccount(login) {
