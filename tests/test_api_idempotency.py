@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from api import idempotency
 from cfd.store import Store
+from tests.store_fixtures import store_url  # noqa: F401
 from tests.test_api_admin import BUY
 from tests.test_api_fixtures import ADMIN, headers, make_runtime, push
 
@@ -28,9 +29,9 @@ def _send(c: TestClient, acc: dict, rid: int) -> dict:
 
 
 def test_restart_answers_a_retry_from_the_store_without_loading_results(
-        tmp_path, monkeypatch) -> None:
+        tmp_path, monkeypatch, store_url) -> None:  # noqa: F811
     monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'cfd.sqlite'}"
+    url = store_url
     first = make_runtime(in_memory=False, database_url=url)
     try:
         with TestClient(first.app) as c:
@@ -114,3 +115,26 @@ def test_the_cache_is_bounded_and_knows_when_to_ask_the_store() -> None:
     assert r.get((1, 1), 2700).result == {"retcode": 1}  # 1700 >= 2700 - 1000: the edge
     assert r.get((1, 1), 2701) is None  # 1700 < 2701 - 1000: expired and dropped
     assert len(r) == 1 and r.get((1, 2), 2701).result == {"retcode": 2}  # 1800 >= 1701
+
+
+def test_the_upgrade_indexes_results_stored_before_it(tmp_path) -> None:
+    """A store written before revision 0003 keeps honouring its recent results."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from cfd.store import schema
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    eng = schema.make_engine(url, writer=True)
+    with eng.begin() as conn:
+        command.upgrade(schema._alembic_config(conn), "0002")
+        conn.execute(text(
+            "INSERT INTO events (seq, time_msc, kind, login, data) VALUES "
+            "(1, 5000, 'order_result', 7, :d)"),
+            {"d": '{"kind":"order_result","login":7,"request_id":42,"time_msc":5000,'
+                  '"result":{"retcode":10009},"request_sha256":"ab"}'})
+    schema.migrate(eng)  # 0002 -> 0003: the request id moves into its indexed column
+    eng.dispose()
+    with Store.open(url, read_only=True) as st:
+        assert st.order_result(7, 42, 5000)["result"] == {"retcode": 10009}
+        assert st.order_result(7, 42, 5001) is None  # 5000 < 5001: outside the window
