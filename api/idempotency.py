@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import threading
 from typing import Any
 
 import orjson
@@ -62,6 +63,7 @@ class Results:
         self.size = int(size)
         self.complete_after = int(complete_after)
         self._d: collections.OrderedDict[tuple[int, int], Entry] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._d)
@@ -72,6 +74,10 @@ class Results:
 
     def get(self, key: tuple[int, int], now_msc: int) -> Entry | None:
         """The key's entry if it is within the window (an expired one is dropped)."""
+        with self._lock:
+            return self._get(key, now_msc)
+
+    def _get(self, key: tuple[int, int], now_msc: int) -> Entry | None:
         e = self._d.get(key)
         if e is not None and e.result is not None and e.time_msc < self.since(now_msc):
             del self._d[key]
@@ -92,10 +98,11 @@ class Results:
         """The key's entry (the cached one, else ``found`` in the store, else a new in-flight
         one for ``request``); raises :class:`RequestIdReused` if it was another body's."""
         digest = request_hash(request)
-        e = self.get(key, now_msc)
-        if e is None:
-            e = found if found is not None else Entry(now_msc, digest)
-            self._put(key, e)
+        with self._lock:
+            e = self._get(key, now_msc)
+            if e is None:
+                e = found if found is not None else Entry(now_msc, digest)
+                self._put(key, e)
         if e.sha256 is not None and e.sha256 != digest:
             raise RequestIdReused(key[1])
         return e
@@ -103,14 +110,16 @@ class Results:
     def record(self, key: tuple[int, int], time_msc: int, sha256: str | None,
                result: dict) -> None:
         """A committed result (the writer calls this after the batch is durable)."""
-        self._d.pop(key, None)
-        self._put(key, Entry(int(time_msc), sha256, result))
+        with self._lock:
+            self._d.pop(key, None)
+            self._put(key, Entry(int(time_msc), sha256, result))
 
     def forget(self, key: tuple[int, int]) -> None:
         """Drop an in-flight claim that recorded nothing."""
-        e = self._d.get(key)
-        if e is not None and e.result is None:
-            del self._d[key]
+        with self._lock:
+            e = self._d.get(key)
+            if e is not None and e.result is None:
+                del self._d[key]
 
     def _put(self, key: tuple[int, int], e: Entry) -> None:
         self._d[key] = e
