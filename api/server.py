@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import auth, bars
+from api import auth, bars, idempotency
 from api.app import create_app
 from api.clock import RolloverClock, seed_demo_benchmark
 from api.feed import FeedLoop
@@ -79,6 +79,8 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
                         rate_limit=RateLimiter(settings.rate_limit_per_s,
                                                settings.rate_limit_burst))
     svc.snapshot_every = settings.snapshot_every
+    svc.results = idempotency.Results(int(settings.idempotency_window_s * 1000),
+                                      settings.idempotency_cache, complete_after=svc.clock())
     svc.reader = reader
     kept: dict = {}
     svc.market = bars.open_recorder(url, settings.marketdata_url, _point_of(svc.engine))
@@ -108,13 +110,17 @@ def _point_of(engine: Engine) -> Any:
     return point
 
 
+_START_KINDS = (DEMO_KEY, "api_key")  # the events start-up reads
+
+
 def _load_events(svc: EngineService, store: Any) -> dict:
-    """API key hashes and idempotent order results, from the store's events table; returns
-    the demo's kept keys (``{"admin": key, login: key, ...}``)."""
+    """API key hashes from the store's events table; returns the demo's kept keys
+    (``{"admin": key, login: key, ...}``). Idempotent order results stay in the store: the
+    service looks one up when a retry asks for it (:mod:`api.idempotency`)."""
     after = 0
     kept: dict = {}
     while True:
-        rows = store.events(after_id=after, limit=5000)
+        rows = store.events(after_id=after, limit=5000, kinds=_START_KINDS)
         if not rows:
             return kept
         for r in rows:
@@ -123,11 +129,6 @@ def _load_events(svc: EngineService, store: Any) -> dict:
                 kept[data.get("who") or int(data["login"])] = data["key"]
             elif r["kind"] == "api_key":
                 svc.keys.set_client(int(data["login"]), data["salt"], data["hash"])
-            elif r["kind"] == "order_result":
-                key = (int(data["login"]), int(data["request_id"]))
-                svc.results[key] = data["result"]
-                if data.get("request_sha256"):
-                    svc.request_hashes[key] = data["request_sha256"]
         after = rows[-1]["id"]
 
 

@@ -115,8 +115,8 @@ class EngineService:
         self.clock = clock
         self.lock = threading.RLock()
         self.market: Any = None  # cfd.marketdata.TickRecorder: stores accepted ticks
-        self.results: dict[tuple[int, int], Any] = {}  # (login, request id) -> result dict
-        self.request_hashes: dict[tuple[int, int], str] = {}  # ... -> sha256 of the body
+        # (login, request id) -> the first result: recent ones here, the rest in the store
+        self.results = idempotency.Results(complete_after=clock())
         self._inflight: dict[tuple[int, int], cf.Future] = {}
         self._q: queue.Queue[_Item | None] = queue.Queue()
         self._subs: set[_Subscriber] = set()
@@ -219,13 +219,18 @@ class EngineService:
 
     # ------------------------------------------------------------------ idempotent order_send
     async def order_send(self, login: int, request: dict, request_id: int) -> dict:
-        """Send a trade request; a request id seen before returns the first result."""
+        """Send a trade request; a request id seen within the retention window returns the
+        first result (looked up in the store when the recent cache cannot vouch for it)."""
         key = (login, request_id)
         if request_id:
-            idempotency.claim(self.request_hashes, key, request)  # or RequestIdReused
-            done = self.results.get(key)
-            if done is not None:
-                return done
+            now = self.clock()
+            found = None
+            if (self.results.get(key, now) is None and self.reader is not None
+                    and self.results.needs_store(now)):
+                found = await asyncio.to_thread(self._stored_result, key, now)
+            entry = self.results.claim(key, request, now, found)  # or RequestIdReused
+            if entry.result is not None:
+                return entry.result
             pending = self._inflight.get(key)
             if pending is not None:
                 return await asyncio.wrap_future(pending)
@@ -240,12 +245,15 @@ class EngineService:
             outer.set_result(out)
             return out
         except BaseException as exc:
-            if key not in self.results:
-                self.request_hashes.pop(key, None)  # nothing recorded under this id
+            self.results.forget(key)  # nothing recorded under this id
             outer.set_exception(exc)
             raise
         finally:
             self._inflight.pop(key, None)
+
+    def _stored_result(self, key: tuple[int, int], now: int) -> idempotency.Entry | None:
+        data = self.reader.order_result(key[0], key[1], self.results.since(now))
+        return None if data is None else idempotency.from_event(data)
 
     # ------------------------------------------------------------------ the writer
     def _run(self) -> None:
@@ -305,7 +313,8 @@ class EngineService:
                 self._command_counter(cmd.kind, res.ok).inc()
             for e in effects.events:
                 if e.get("kind") == "order_result":
-                    self.results[(e["login"], e["request_id"])] = e["result"]
+                    self.results.record((e["login"], e["request_id"]), e["time_msc"],
+                                        e.get("request_sha256"), e["result"])
             done: list[tuple[_Item, Result]] = [
                 (it, Result(Retcode.DONE, "recorded")) for it in batch if it.cmd is None]
             done += list(zip(items, results, strict=True))

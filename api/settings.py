@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     snapshot_every: int = Field(100_000, ge=0)
     rate_limit_per_s: float = Field(200.0, gt=0)
     rate_limit_burst: int = Field(400, ge=1)
+    # X-Request-Id: a result is honoured this long (service clock), then the id is new again
+    idempotency_window_s: float = Field(24 * 3600.0, gt=0)
+    idempotency_cache: int = Field(100_000, ge=1)  # recent results kept in memory
     demo_accounts: int = Field(3, ge=1, le=100)
     demo_deposit: str = "100000.00"
     rollover_clock: bool = True  # start each trading date's rollover (17:00 New York)

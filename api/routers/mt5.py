@@ -163,7 +163,7 @@ async def place_order(svc: EngineService, login: int, body: dict, rid: int) -> b
     """order_send for ``login``: rate limit, idempotency, the writer; the OrderSendResult as
     JSON (already in MT5's field order: serialised once, without re-validating it against
     the response model)."""
-    if not (rid and svc.results.get((login, rid))) and not svc.rate.allow(login):
+    if not (rid and svc.results.done((login, rid))) and not svc.rate.allow(login):
         svc.metrics.too_many.inc()
         return dumps(svc.too_many(body, request_id=rid))
     try:

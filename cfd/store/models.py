@@ -16,7 +16,7 @@ from sqlalchemy import JSON, BigInteger, Float, Index, Integer, LargeBinary, Str
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Database schema version: the Alembic head revision this code expects.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 
 class Base(DeclarativeBase):
@@ -213,7 +213,11 @@ class Event(Base):
     """Margin calls, stop-outs, admin actions: the whole event dict in ``data``."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_login_time", "login", "time_msc"),)
+    __table_args__ = (
+        Index("ix_events_login_time", "login", "time_msc"),
+        Index("ix_events_login_request", "login", "request_id"),
+        Index("ix_events_kind", "kind", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
@@ -221,4 +225,5 @@ class Event(Base):
     time_msc: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(64))
     login: Mapped[int | None] = mapped_column(BigInteger)
+    request_id: Mapped[int | None] = mapped_column(BigInteger)  # of an order_result
     data: Mapped[Any] = mapped_column(JSON)

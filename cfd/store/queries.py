@@ -152,9 +152,23 @@ def symbols(conn: Connection) -> dict[str, Row]:
 
 
 def events(conn: Connection, login: int | None = None, after_id: int = 0,
-           limit: int = 1000) -> list[Row]:
+           limit: int = 1000, kinds: tuple[str, ...] | None = None) -> list[Row]:
     t = m.Event.__table__
     stmt = select(t).where(t.c.id > after_id).order_by(t.c.id).limit(limit)
     if login is not None:
         stmt = stmt.where(t.c.login == login)
+    if kinds is not None:
+        stmt = stmt.where(t.c.kind.in_(kinds))
     return _rows(conn, stmt)
+
+
+def order_result(conn: Connection, login: int, request_id: int,
+                 since_msc: int) -> dict | None:
+    """The ``order_result`` event of (login, request id) made at ``since_msc`` or later (the
+    newest), as its event dict; None if there is none in that window."""
+    t = m.Event.__table__
+    stmt = (select(t.c.data).where(t.c.login == login, t.c.request_id == request_id,
+                                   t.c.kind == "order_result", t.c.time_msc >= since_msc)
+            .order_by(t.c.id.desc()).limit(1))
+    data = conn.execute(stmt).scalar()
+    return None if data is None else dict(data)

@@ -356,9 +356,15 @@ class Store(SnapshotStore):
     def symbols(self) -> dict[str, dict[str, Any]]:
         return self._query(queries.symbols)
 
-    def events(self, login: int | None = None, after_id: int = 0, limit: int = 1000
+    def order_result(self, login: int, request_id: int, since_msc: int
+                     ) -> dict[str, Any] | None:
+        """The stored result of an idempotent order_send made at ``since_msc`` or later."""
+        return self._query(queries.order_result, login, request_id, since_msc)
+
+    def events(self, login: int | None = None, after_id: int = 0, limit: int = 1000,
+               kinds: tuple[str, ...] | None = None
                ) -> list[dict[str, Any]]:
-        return self._query(queries.events, login, after_id, limit)
+        return self._query(queries.events, login, after_id, limit, kinds)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -286,6 +286,8 @@ def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
                 "time_msc": None if e.get("time_msc") is None else int(e["time_msc"]),
                 "kind": str(e.get("kind", "")),
                 "login": None if e.get("login") is None else int(e["login"]),
+                "request_id": (int(e["request_id"]) if e.get("kind") == "order_result"
+                               and e.get("request_id") else None),
                 "data": dict(e),
             }
             for e in effects.events
