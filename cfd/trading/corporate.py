@@ -244,9 +244,9 @@ class CorporateActions:
         # the tax from the client to the tax withheld
         client = client_ledger(0) + 2 * d_acc
         house = np.where(d_type == DealType.TAX, TAX_WITHHELD, CORPORATE_ACTIONS)
-        self._post(client, house, d_profit, PostingKind.CORPORATE_ACTION, tickets, label)
+        p0 = self._post(client, house, d_profit, PostingKind.CORPORATE_ACTION, tickets, label)
         touched[acc] = True
-        self._emit(i0, acc, None)
+        self._emit(i0, p0, acc, None)
         return {"positions": n_div, "paid_to_longs": int(gross[long].sum()),
                 "charged_to_shorts": int(gross[~long].sum()), "withheld": int(tax.sum()),
                 "broker_net": int(gross[~long].sum() - gross[long].sum())}
@@ -309,14 +309,14 @@ class CorporateActions:
                                                          np.int8),
                                          pc.identifier[slots], np.abs(new_v), new_p, cash,
                                          DealReason.SPLIT, [label] * len(slots))
-        self._post(client_ledger(0) + 2 * acc, np.full(len(slots), CORPORATE_ACTIONS), cash,
+        p0 = self._post(client_ledger(0) + 2 * acc, np.full(len(slots), CORPORATE_ACTIONS), cash,
                    PostingKind.CORPORATE_ACTION, tickets, label)
         # the quote and the price hygiene follow the share, so the next tick is ordinary
         sc.bid[s], sc.ask[s] = bid1, ask1
         eng.hygiene.rescale(s, m / n, bid1 / PRICE_SCALE, ask1 / PRICE_SCALE)
         touched[acc] = True
         eng.recompute_all()
-        self._emit(i0, acc, slots)
+        self._emit(i0, p0, acc, slots)
         eng._effects.events.append({"kind": "split", "symbol": spec.name, "ratio": a["ratio"],
                                     "price_factor": m / n, "digits": spec.digits,
                                     "time_msc": eng.now_msc})
@@ -493,8 +493,9 @@ class CorporateActions:
         return tickets, i0
 
     def _post(self, client: np.ndarray, house: np.ndarray, signed: np.ndarray, kind,
-              deals: np.ndarray, comment: str) -> None:
-        """Signed amounts to each client from ``house`` (negative: to the house)."""
+              deals: np.ndarray, comment: str) -> int:
+        """Signed amounts to each client from ``house`` (negative: to the house); returns the
+        row of the first posting."""
         eng = self.eng
         nz = signed != 0
         client, house, signed, deals = client[nz], house[nz], signed[nz], deals[nz]
@@ -502,18 +503,22 @@ class CorporateActions:
         dst = np.where(signed > 0, client, house)
         amt = np.abs(signed)
         led = eng.ledger
-        self._posted_from = led.post_many(eng.now_msc, src, dst, amt, kind, deals, comment)
+        first = led.post_many(eng.now_msc, src, dst, amt, kind, deals, comment)
         apply_postings(led.balance, src, dst, amt)
         accs = (client - client_ledger(0)) // 2
         eng.accounts.cols.balance[accs] = led.balance[client]
+        return first
 
-    def _emit(self, deal0: int, acc: np.ndarray, slots: np.ndarray | None) -> None:
+    def _emit(self, deal0: int, post0: int, acc: np.ndarray, slots: np.ndarray | None
+              ) -> None:
+        """The store's rows for the deals from ``deal0``, the postings from ``post0``, the
+        accounts ``acc`` and the positions ``slots``."""
         eng = self.eng
         if not eng.collect_effects:
             return
         eff = eng._effects
         eff.deals.extend(eng.deal_rows(deal0, len(eng.deals)))
-        eff.postings.extend(eng.ledger.rows(self._posted_from, eng.ledger.postings.size,
+        eff.postings.extend(eng.ledger.rows(post0, eng.ledger.postings.size,
                                             eng.accounts.cols.login))
         accs = np.unique(acc)
         eff.accounts.update((r["login"], r) for r in eng.account_rows(accs))

@@ -27,6 +27,7 @@ import datetime as dt
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -179,8 +180,6 @@ class TradingDay:
             side, g = (0 if v > 0 else 1), int(group_of[pc.acc[p]])
             f = fac.exact.get((g, s, side))
             if f is None:
-                from fractions import Fraction
-
                 f = Fraction(int(fac.k_num[g, s, side]), int(fac.k_den[g, s, side]))
             base = {K.BASE_ONE: 1, K.BASE_OPEN: int(pc.price_open[p])}.get(
                 int(fac.base[s]), int(sc.bid[s]) + int(sc.ask[s]))
