@@ -82,3 +82,12 @@ def test_market_book_is_a_ladder_from_the_top_of_book(client: httpx.Client, rt) 
     assert [b["volume_dbl"] for b in book[BOOK_DEPTH:]] == [10.0, 25.0, 50.0, 100.0, 200.0]
     info = _get(client, rt, "symbol_info/NVDA").json()
     assert info["ticks_bookdepth"] == BOOK_DEPTH and "synthesised" in info["bank"]
+
+
+def test_client_records_and_timeframes_equal_the_engines() -> None:
+    # api.mt5 keeps its own copies (the client installs without the engine): the same
+    from api.mt5 import _market as mt5_market
+    from cfd.marketdata.timeframes import TIMEFRAMES
+
+    assert mt5_market.RATE_DTYPE == RATE_DTYPE and mt5_market.TICK_DTYPE == TICK_DTYPE
+    assert mt5_market._TIMEFRAMES == TIMEFRAMES

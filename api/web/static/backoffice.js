@@ -28,15 +28,8 @@ function logout() {
   location.reload();
 }
 
-function every(ms, fn) {
-  const run = async () => {
-    if (!document.hidden) {
-      try { await fn(); } catch (e) { if (e.status === 401) logout(); }
-    }
-    setTimeout(run, ms);
-  };
-  run();
-}
+// Polled reads: every ``ms`` while the page is visible; a 401 logs out.
+const every = (ms, fn) => Web.every(ms, fn, logout);
 
 const money = (k, label) => ({ key: k, label, num: true, fmt: Web.fmtMoney });
 

@@ -193,7 +193,18 @@ const Web = (() => {
 
   function signClass(x) { return x > 0 ? "pos" : x < 0 ? "neg" : ""; }
 
+  // Run ``fn`` now and every ``ms`` while the page is visible; ``onUnauthorized`` on a 401.
+  function every(ms, fn, onUnauthorized) {
+    const run = async () => {
+      if (!document.hidden) {
+        try { await fn(); } catch (e) { if (e.status === 401) onUnauthorized(); }
+      }
+      setTimeout(run, ms);
+    };
+    run();
+  }
+
   return { loadConstants, setAuth, api, HttpError, name, words, retcode, fmtMoney, fmtPrice,
-           fmtVol, fmtTime, fmtPct, el, schedule, Table, announce, signClass,
+           fmtVol, fmtTime, fmtPct, el, schedule, every, Table, announce, signClass,
            get K() { return K; } };
 })();
