@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return import_history(args_in[1:])
     p = argparse.ArgumentParser(prog="cfd-server", description=__doc__.split("\n\n")[0])
-    p.add_argument("command", nargs="?", choices=["serve", "init"], default="serve",
-                   help="serve (default), or init: create the store and exit")
+    p.add_argument("command", nargs="?", default="serve",
+                   choices=["serve", "init", "writer", "gateway", "standby"],
+                   help="serve (default); init: create the store and exit; writer, gateway, "
+                        "standby: one process of a writer with gateways (see api.procs)")
     p.add_argument("--init", action="store_true", help="create the store if there is none")
     p.add_argument("--demo", action="store_true", help="demo server (SQLite in the cwd)")
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
@@ -40,6 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database-url", help="store URL (default sqlite:///./cfd.sqlite)")
     p.add_argument("--in-memory", action="store_true", help="no store (state is lost)")
     p.add_argument("--settings", help="settings file (default ./cfd-server.env)")
+    p.add_argument("--link", default="tcp://127.0.0.1:5555",
+                   help="writer/standby: where gateways send requests")
+    p.add_argument("--events", default="tcp://127.0.0.1:5556",
+                   help="writer/standby: where it publishes events; gateway: where to "
+                        "subscribe (comma-separated)")
+    p.add_argument("--writer", default="tcp://127.0.0.1:5555",
+                   help="gateway: the writer's and standbys' --link (comma-separated)")
+    p.add_argument("--http", action="store_true",
+                   help="writer/standby: serve the HTTP API on --port as well")
+    p.add_argument("--gateways", type=int, default=0,
+                   help="serve: also start N gateway processes on the ports after --port")
+    p.add_argument("--lease-ttl", type=float, default=2.0,
+                   help="standby: seconds without a heartbeat before it takes over")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("cfd").setLevel(logging.INFO)
@@ -54,16 +69,21 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None}
     if args.command == "init":
         return _init(args.settings, overrides)
+    if args.command == "gateway":  # limits only: the keys come from the writer
+        overrides.setdefault("demo", True)
     try:
         settings = load_settings(args.settings, **overrides)
     except ValidationError as exc:
         for err in exc.errors():
             print(f"cfd-server: {err['msg']}", file=sys.stderr)
         return 2
-    busy = port_problem(settings.host, settings.port)  # before any database file is made
-    if busy is not None:
+    serving = args.command in ("serve", "gateway") or args.http
+    busy = port_problem(settings.host, settings.port) if serving else None
+    if busy is not None:  # before any database file is made
         print(f"cfd-server: {busy}", file=sys.stderr)
         return 4
+    if args.command != "serve":
+        return _process(args, settings)
     try:
         rt = build(settings)
     except Exception as exc:
@@ -82,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  login {a['login']}  api key {a['api_key']}  ({a['name']})")
         print("  python: import api.mt5 as mt5; mt5.initialize()  # uses the first account")
         sys.stdout.flush()
+    if args.gateways > 0:
+        from api.procs import run_demo_with_gateways
+
+        return run_demo_with_gateways(settings, rt, args.gateways)
 
     import uvicorn
 
@@ -93,6 +117,29 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         rt.close()
     return 0
+
+
+def _process(args: argparse.Namespace, settings: object) -> int:
+    """``writer``, ``gateway``, ``standby`` (see :mod:`api.procs`)."""
+    from api import procs
+
+    if args.command == "gateway":
+        return procs.run_gateway(settings, args.writer.split(","),  # type: ignore[arg-type]
+                                 args.events.split(","))
+    try:
+        if args.command == "writer":
+            return procs.run_writer(settings, args.link, args.events,  # type: ignore[arg-type]
+                                    args.http)
+        return procs.run_standby(settings, args.link, args.events,  # type: ignore[arg-type]
+                                 args.lease_ttl, args.http)
+    except Exception as exc:
+        from cfd.store.startup import one_line
+
+        line = one_line(exc)
+        if line is None:
+            raise
+        print(f"cfd-server: {line}", file=sys.stderr)
+        return 3
 
 
 def port_problem(host: str, port: int) -> str | None:

@@ -19,7 +19,7 @@ from api.fastpath import OrderSendFastPath
 from api.idempotency import RequestIdReused
 from api.limits import EdgeGuard, bounded_errors
 from api.routers import admin, corporate, financing, mt5, streams
-from api.service import EngineService, ServiceStopped
+from api.service import EngineService, Retryable, ServiceStopped
 from api.settings import Settings
 from api.throttle import AuthRefused, LoginThrottle
 from api.web import router as web_router
@@ -117,6 +117,11 @@ def create_app(service: EngineService, demo: dict | None = None,
     @app.exception_handler(RequestIdReused)
     async def request_id_reused(_: Request, exc: RequestIdReused) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(Retryable)
+    async def retry_later(_: Request, exc: Retryable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503,
+                            headers={"Retry-After": "1"})
 
     @app.exception_handler(ServiceStopped)
     async def engine_stopped(_: Request, exc: ServiceStopped) -> JSONResponse:

@@ -73,6 +73,20 @@ class KeyRing:
         with self._lock:
             self._admins[name] = hash_key(key)
 
+    def export(self) -> dict:
+        """The stored hashes (no keys): what a gateway needs to authenticate (api.link)."""
+        with self._lock:
+            return {"clients": {str(k): list(v) for k, v in self._clients.items()},
+                    "admins": {k: list(v) for k, v in self._admins.items()}}
+
+    def load(self, hashes: dict) -> None:
+        """Take the hashes :meth:`export` gave (a gateway's copy of the writer's key ring)."""
+        for login, (salt, digest) in hashes.get("clients", {}).items():
+            self.set_client(int(login), salt, digest)
+        with self._lock:
+            for name, (salt, digest) in hashes.get("admins", {}).items():
+                self._admins[name] = (salt, digest)
+
     def has_client(self, login: int) -> bool:
         return int(login) in self._clients
 

@@ -29,13 +29,14 @@ from api.auth import Client, bearer, parse_login
 from api.idempotency import RequestIdReused
 from api.limits import answer
 from api.routers import mt5
-from api.service import EngineService
+from api.service import EngineService, Retryable
 
 PATH = "/v1/order_send"
 MAX_BODY = 64 * 1024  # larger bodies go to the route (and its limits)
 _MAX_RID = 2**63 - 1
 _HEADERS = (b"x-cfd-login", b"authorization", b"x-request-id", b"content-type")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+RETRY_HEADERS = {"Retry-After": "1"}
 
 
 def _route() -> Any:
@@ -88,6 +89,9 @@ class OrderSendFastPath:
             out = await mt5.place_order(self.service, login, request, rid)
         except RequestIdReused as exc:
             await answer(send, 409, str(exc))
+            return
+        except Retryable as exc:
+            await answer(send, 503, str(exc), RETRY_HEADERS)
             return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % len(out))]})

@@ -52,15 +52,23 @@ class Runtime:
             self.service.reader = None
 
 
-def build(settings: Settings, engine: Engine | None = None) -> Runtime:
-    """Open the store (unless ``in_memory``), recover, start the writer, feed and demo."""
+def build(settings: Settings, engine: Engine | None = None, durable: Any = None) -> Runtime:
+    """Open the store (unless ``in_memory``), recover, start the writer, feed and demo.
+
+    ``durable``: a store already open for writing with its engine (a standby that took over:
+    :mod:`cfd.store.standby`) instead of opening and recovering one."""
     keys = auth.KeyRing()
     for name, key in settings.admins().items():
         keys.add_admin(name, key)
-    durable = None
     reader = None
     url = None
-    if not settings.in_memory:
+    if durable is not None:
+        from cfd.store import Store
+
+        url = settings.database_url
+        reader = Store.open(url, read_only=True)
+        engine = durable.engine
+    elif not settings.in_memory:
         from cfd.store import Store, startup
         from cfd.store.runner import open_durable
 

@@ -42,6 +42,11 @@ def now_msc() -> int:
     return time.time_ns() // 1_000_000
 
 
+class Retryable(RuntimeError):
+    """The command may not have reached the writer, or its answer was lost: retry it (with
+    its X-Request-Id, a retry of an executed order returns the first result)."""
+
+
 class ServiceStopped(RuntimeError):
     """The writer is not running (stopped, or halted after a store failure)."""
 
@@ -128,6 +133,12 @@ class EngineService:
         self.reader: Any = None  # a read-only Store, when there is a store
         self._hidden: dict[int, set[str]] = {}
         self._counters: dict[tuple[str, bool], Any] = {}
+        #: called with each committed batch's effects on the writer thread (api.link hands
+        #: them to its own thread, which publishes them to the gateways)
+        self.listeners: list[Callable[[Any], None]] = []
+        #: seconds between lease heartbeats while no batch comes (0: none); a store whose
+        #: heartbeat finds the lease taken stops the service (api.link, cfd.store.lease)
+        self.heartbeat_s = 0.0
 
     @property
     def snapshot_every(self) -> int:
@@ -185,6 +196,9 @@ class EngineService:
 
     def call_sync(self, cmd: C.Command, timeout: float = 30.0, **kw: Any) -> Result:
         return self.submit(cmd, **kw).result(timeout)
+
+    def known_symbols(self) -> set[str]:
+        return self.read(lambda eng: set(eng.symbols.index))
 
     def read(self, fn: Callable[[Engine], Any]) -> Any:
         """Run a query on a consistent engine state (between batches)."""
@@ -258,7 +272,11 @@ class EngineService:
     # ------------------------------------------------------------------ the writer
     def _run(self) -> None:
         while True:
-            item = self._q.get()
+            try:
+                item = self._q.get(timeout=self.heartbeat_s or None)
+            except queue.Empty:
+                self._heartbeat()
+                continue
             if item is None:
                 return
             batch = [item]
@@ -280,6 +298,17 @@ class EngineService:
                 self._settle([(it, exc) for it in batch])
             if stop:
                 return
+
+    def _heartbeat(self) -> None:
+        """Idle: tell the store this writer lives; a lease taken over stops the service."""
+        if self.failed is not None or self.store is None:
+            return
+        try:
+            with self.lock:
+                self.store.heartbeat()
+        except BaseException as exc:
+            log.error("lease heartbeat failed; the engine stops taking commands: %s", exc)
+            self.failed = exc
 
     def _run_batch(self, batch: list[_Item]) -> None:
         m = self.metrics
@@ -365,7 +394,7 @@ class EngineService:
             self._subs.discard(sub)
 
     def _publish(self, effects: Any) -> None:
-        from api import bars, records
+        from api import bars
 
         if effects.ticks and self.market is not None:
             self.market.record(effects.ticks, effects.tick_names)
@@ -378,25 +407,44 @@ class EngineService:
                 self.metrics.margin_calls.inc()
         with self._subs_lock:
             subs = list(self._subs)
-        if not subs:
-            return
-        for sub in subs:
-            if sub.symbols is not None:
-                for msg in bars.tick_events(effects.ticks, effects.tick_names, sub.symbols):
-                    sub.put(msg)
-            if sub.login is not None:
-                for d in effects.deals:
-                    if d["login"] == sub.login:
-                        sub.put({"event": "deal", **records.deal(d)})
-                for o in effects.orders.values():
-                    if o["login"] == sub.login:
-                        sub.put({"event": "order", **records.order(o)})
-                for ev in effects.events:
-                    if ev.get("login") == sub.login and ev.get("kind") in (
-                            "margin_call", "stop_out"):
-                        sub.put({"event": ev["kind"], **{k: v for k, v in ev.items()
-                                                        if k != "kind"}})
+        if subs:
+            fan_out(subs, *render(effects))
+        for listener in self.listeners:
+            listener(effects)
 
+
+def render(effects: Any) -> tuple[list[dict], list[tuple[int, dict]]]:
+    """A batch's stream messages: every tick (``{"event": "tick", "symbol": ...}``) and the
+    account messages as ``(login, message)``: deals, order changes, margin calls and
+    stop-outs. Subscribers take their share (:func:`fan_out`); gateways get them as they are
+    (api.link)."""
+    from api import bars, records
+
+    ticks = list(bars.tick_events(effects.ticks, effects.tick_names,
+                                  set(effects.tick_names))) if effects.ticks else []
+    acct: list[tuple[int, dict]] = []
+    for d in effects.deals:
+        acct.append((d["login"], {"event": "deal", **records.deal(d)}))
+    for o in effects.orders.values():
+        acct.append((o["login"], {"event": "order", **records.order(o)}))
+    for ev in effects.events:
+        if ev.get("login") is not None and ev.get("kind") in ("margin_call", "stop_out"):
+            acct.append((ev["login"], {"event": ev["kind"],
+                                       **{k: v for k, v in ev.items() if k != "kind"}}))
+    return ticks, acct
+
+
+def fan_out(subs: Any, ticks: list[dict], acct: list[tuple[int, dict]]) -> None:
+    """Each subscriber's share of a batch's messages (see :func:`render`)."""
+    for sub in subs:
+        if sub.symbols is not None:
+            for msg in ticks:
+                if msg["symbol"] in sub.symbols:
+                    sub.put(msg)
+        if sub.login is not None:
+            for login, msg in acct:
+                if login == sub.login:
+                    sub.put(msg)
 
 def _local_result(retcode: int, comment: str, body: dict, request_id: int,
                   check: bool) -> dict:

@@ -16,7 +16,7 @@ from api import bars, history, records
 from api import schemas as S
 from api.deps import ClientDep, ServiceDep
 from api.idempotency import RequestIdReused
-from api.service import EngineService
+from api.service import EngineService, Retryable
 from cfd.engine import Engine
 from cfd.errors import Rejected
 from cfd.marketdata.timeframes import TIMEFRAMES
@@ -168,8 +168,8 @@ async def place_order(svc: EngineService, login: int, body: dict, rid: int) -> b
         return dumps(svc.too_many(body, request_id=rid))
     try:
         out = await svc.order_send(login, body, rid)
-    except RequestIdReused:
-        raise  # answered 409 (api.app)
+    except (RequestIdReused, Retryable):
+        raise  # answered 409 / 503 (api.app)
     except Exception:
         svc.metrics.engine_errors.inc()
         out = svc.error_result(body, request_id=rid)

@@ -109,7 +109,7 @@ async def ws_ticks(ws: WebSocket) -> None:
     if len(names) > cap:
         await _refuse(ws, f"{len(names)} symbols asked, at most {cap} per connection")
         return
-    known = svc.read(lambda eng: set(eng.symbols.index))
+    known = svc.known_symbols()
     unknown = sorted(names - known)
     if unknown:
         await _refuse(ws, f"unknown symbols: {', '.join(n[:32] for n in unknown[:10])}")

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from cfd.effects import Effects
-from cfd.store import headmark, queries, schema
+from cfd.store import headmark, lease, queries, schema
 from cfd.store import models as m
 from cfd.store.errors import (
     StoreCorrupted,
@@ -90,12 +90,13 @@ class Store(SnapshotStore):
             schema.check_revision(eng)
             return cls(eng, safe_url, read_only=True, lock=None, owner=None)
         owner = uuid.uuid4().hex
+        lease.tag_sessions(eng, owner)  # a standby can end this writer's sessions
         lock = schema.WriterLock(eng)
         holder = f"{owner} {socket.gethostname()} {os.getpid()}"
         try:
             if not lock.acquire(holder):
-                lease = _read_lease(eng)
-                raise schema.refuse_second_writer(safe_url, lease, lock.description)
+                held = _read_lease(eng)
+                raise schema.refuse_second_writer(safe_url, held, lock.description)
             schema.migrate(eng)
             _take_lease(eng, owner, safe_url, lock)
         except BaseException:
@@ -185,6 +186,13 @@ class Store(SnapshotStore):
         if self._mark is not None:
             self._mark.record(seq, prev)
         return stored
+
+    def heartbeat(self) -> None:
+        """Tell a standby this writer lives (between batches, which do it themselves); raises
+        :class:`StoreLeaseLost` once the lease was taken over (this writer is fenced)."""
+        self._check_writer()
+        with self.engine.begin() as conn:
+            lease.heartbeat(conn, self.owner, self.url)
 
     def _move_head(self, conn: Connection, seq: int, hash_: str) -> None:
         meta = m.StoreMeta.__table__

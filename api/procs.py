@@ -1,0 +1,136 @@
+"""The server's processes beyond one: writer, gateway, standby (``cfd-server writer|gateway|
+standby``), and the demo's writer with gateways of its own (``--gateways N``).
+
+* ``writer``: the engine, its store and its feed, and the link (:mod:`api.link`) at
+  ``--link`` (requests) and ``--events`` (event stream). ``--port``: also its own HTTP API
+  (as ``serve``).
+* ``gateway``: HTTP and WebSockets on ``--port`` in front of the writers at ``--writer``
+  (comma-separated: the writer's and the standbys' ``--link`` addresses) and ``--events``.
+* ``standby``: follows the writer's journal (PostgreSQL), takes over when the writer's
+  lease lapses (``--lease-ttl`` seconds), then runs as ``writer`` at its own ``--link`` and
+  ``--events``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from api.settings import Settings
+
+log = logging.getLogger("cfd.api")
+
+HEARTBEAT_S = 0.5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def serve_writer(rt: Any, link: str, events: str, port: int | None,
+                 host: str = "127.0.0.1") -> int:
+    """Run the link (and, with ``port``, the HTTP API) around a built runtime."""
+    from api.link import WriterLink
+
+    rt.service.heartbeat_s = HEARTBEAT_S if rt.service.store is not None else 0.0
+    owner = rt.service.store.owner if rt.service.store is not None else ""
+    wl = WriterLink(rt.service, rt.app, link, events, owner=owner)
+    try:
+        wl.start()
+        print(f"cfd writer: requests at {link}, events at {events}", flush=True)
+        if port:
+            import uvicorn
+
+            uvicorn.run(rt.app, host=host, port=port, log_level="warning", access_log=False)
+        else:
+            _wait_for_signal()
+    finally:
+        wl.stop()
+        rt.close()
+    return 0
+
+
+def run_writer(settings: Settings, link: str, events: str, http: bool) -> int:
+    from api.server import build
+
+    return serve_writer(build(settings), link, events, settings.port if http else None,
+                        settings.host)
+
+
+def run_standby(settings: Settings, link: str, events: str, ttl_s: float,
+                http: bool) -> int:
+    from api.server import build
+    from cfd.store import standby
+
+    url = settings.database_url
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"cfd standby: following {url}", flush=True)
+    durable = standby.run(url, ttl_s=ttl_s, snapshot_every=None, stop=stop.is_set)
+    if durable is None:
+        return 0
+    print(f"cfd standby: took over as writer at seq {durable.store.head_seq}", flush=True)
+    rt = build(settings, durable=durable)
+    return serve_writer(rt, link, events, settings.port if http else None, settings.host)
+
+
+def run_gateway(settings: Settings, writers: list[str], events: list[str]) -> int:
+    import uvicorn
+
+    from api.gateway import create_gateway
+
+    app, _ = create_gateway(writers, events, settings)
+    print(f"cfd gateway on http://{settings.host}:{settings.port} -> {', '.join(writers)}",
+          flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                access_log=False)
+    return 0
+
+
+def spawn_gateways(n: int, first_port: int, host: str, link: str, events: str
+                   ) -> list[subprocess.Popen]:
+    """``n`` gateway processes on ``first_port``, ``first_port + 1``, ... (the demo's)."""
+    procs = []
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for i in range(n):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "api", "gateway", "--host", host,
+             "--port", str(first_port + i), "--writer", link, "--events", events],
+            env=env))
+    return procs
+
+
+def run_demo_with_gateways(settings: Settings, rt: Any, n: int) -> int:
+    """The demo's writer (its own HTTP API on ``settings.port``) and ``n`` gateways on the
+    ports after it."""
+    link = f"tcp://127.0.0.1:{free_port()}"
+    events = f"tcp://127.0.0.1:{free_port()}"
+    procs = spawn_gateways(n, settings.port + 1, settings.host, link, events)
+    for i in range(n):
+        print(f"  gateway on http://{settings.host}:{settings.port + 1 + i}", flush=True)
+    try:
+        return serve_writer(rt, link, events, settings.port, settings.host)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
