@@ -91,9 +91,22 @@ class RemoteService:
         for e in self.events:
             s.connect(e)
         self._tasks.append(asyncio.ensure_future(self._listen()))
-        with contextlib.suppress(WriterUnavailable):
-            await self.writer.find()
-            await self.refresh()  # a writer found before: refresh did not run for it
+        if not await self._connect(tries=20):  # serve anyway; keep looking meanwhile
+            self._tasks.append(asyncio.ensure_future(self._connect()))
+
+    async def _connect(self, tries: int = 0) -> bool:
+        """Find the writer and take its key ring (``tries`` of 0.25 s; 0: until found)."""
+        n = 0
+        while True:
+            try:
+                await self.writer.find()
+                await self.refresh()
+                return True
+            except WriterUnavailable:
+                n += 1
+                if tries and n >= tries:
+                    return False
+                await asyncio.sleep(0.25)
 
     async def stop(self) -> None:
         for t in self._tasks:

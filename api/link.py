@@ -102,6 +102,7 @@ class WriterLink:
         finally:
             for t in tasks:
                 t.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             ctx.destroy(0)
             loop.close()
 
@@ -126,6 +127,11 @@ class WriterLink:
             status, out = RETRY, dumps(f"the writer could not run it: {exc}")
         with contextlib.suppress(zmq.ZMQError):
             await router.send_multipart([ident, rid, status, out])
+
+    @property
+    def streaming(self) -> bool:
+        """Does some gateway subscribe to the stream (ticks, deals, ...)?"""
+        return self._stream
 
     def writing(self) -> bool:
         svc = self.service

@@ -1,0 +1,153 @@
+"""Gateways in front of one writer (api.gateway, api.link): the same answers as one process,
+idempotent retries through any gateway, events to the subscribers of every gateway, and a
+retryable 503 when no writer answers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from websockets.sync.client import connect
+
+from tests.gateway_fixtures import Served, link_addresses, start_gateway, start_link
+from tests.test_api_fixtures import ADMIN, headers, make_runtime
+
+BUY = {"action": 1, "symbol": "AAPL", "volume": 10.0, "type": 0, "price": 230.05,
+       "deviation": 20,
+       "type_filling": 2, "magic": 7, "comment": "t"}
+_VOLATILE = {"time", "time_msc", "time_setup", "time_setup_msc", "time_update",
+             "time_update_msc", "time_done", "time_done_msc", "login", "request_id"}
+
+
+def _stable(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: _stable(v) for k, v in obj.items() if k not in _VOLATILE}
+    if isinstance(obj, list):
+        return [_stable(v) for v in obj]
+    return obj
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple]:
+    """A single-process server and a writer with two gateways, each fresh."""
+    single = make_runtime()
+    writer = make_runtime()
+    wl, link, events = start_link(writer)
+    gws = [start_gateway([link], [events]) for _ in range(2)]
+    try:
+        with TestClient(single.app) as c:
+            yield c, single, writer, gws, wl
+    finally:
+        for g in gws:
+            g.close()
+        wl.stop()
+        writer.close()
+        single.close()
+
+
+def _script(c: httpx.Client, acc: dict) -> list[tuple[int, object]]:
+    """The same calls on a server: ticks (admin), orders good and bad, reads."""
+    h = headers(acc)
+    out = []
+
+    def rec(r: httpx.Response) -> None:
+        out.append((r.status_code, _stable(r.json())))
+
+    rec(c.post("/admin/ticks", headers=ADMIN,
+               json=[{"symbol": "AAPL", "bid": 230.0, "ask": 230.05},
+                     {"symbol": "MSFT", "bid": 410.0, "ask": 410.1}]))
+    rec(c.post("/v1/order_send", headers=h, json=BUY))
+    rec(c.post("/v1/order_send", headers=h, json={**BUY, "type": 1, "volume": 4.0}))
+    rec(c.post("/v1/order_send", headers=h, json={**BUY, "symbol": "NOPE"}))
+    rec(c.post("/v1/order_send", headers=h, json={**BUY, "volume": -1}))
+    rec(c.post("/v1/order_check", headers=h, json=BUY))
+    rec(c.get("/v1/positions_get", headers=h))
+    rec(c.get("/v1/account_info", headers=h))
+    rec(c.get("/v1/symbol_info_tick", headers=h, params={"symbol": "AAPL"}))
+    rec(c.get("/v1/account_info", headers={**h, "Authorization": "Bearer wrong"}))
+    return out
+
+
+def test_gateway_answers_as_one_process(pair: tuple) -> None:
+    c, single, writer, gws, _ = pair
+    want = _script(c, single.demo["accounts"][0])
+    with httpx.Client(base_url=gws[0].url, timeout=10) as g:
+        got = _script(g, writer.demo["accounts"][0])
+    assert [s for s, _ in got] == [s for s, _ in want]
+    assert got == want
+    assert got[1][1]["retcode"] == 10009  # the buy was done (a result worth comparing)
+
+
+def test_retries_through_two_gateways_are_idempotent(pair: tuple) -> None:
+    _, _, writer, gws, *_ = pair
+    acc = writer.demo["accounts"][0]
+    h = headers(acc)
+    with httpx.Client(base_url=gws[0].url, timeout=10) as a, \
+            httpx.Client(base_url=gws[1].url, timeout=10) as b:
+        a.post("/admin/ticks", headers=ADMIN,
+               json=[{"symbol": "AAPL", "bid": 230.0, "ask": 230.05}])
+        first = a.post("/v1/order_send", headers={**h, "X-Request-Id": "41"}, json=BUY)
+        again = b.post("/v1/order_send", headers={**h, "X-Request-Id": "41"}, json=BUY)
+        other = b.post("/v1/order_send", headers={**h, "X-Request-Id": "41"},
+                       json={**BUY, "volume": 2.0})
+        positions = a.get("/v1/positions_get", headers=h).json()
+    assert first.status_code == again.status_code == 200
+    assert first.json()["retcode"] == 10009
+    assert again.json() == first.json()
+    assert other.status_code == 409
+    assert len(positions) == 1 and positions[0]["volume"] == 10.0
+
+
+def test_events_reach_subscribers_of_both_gateways(pair: tuple) -> None:
+    _, _, writer, gws, wl = pair
+    acc = writer.demo["accounts"][0]
+    h = headers(acc)
+    with contextlib.ExitStack() as stack:
+        socks = []
+        for g in gws:
+            ws = g.url.replace("http", "ws")
+            socks.append(stack.enter_context(connect(f"{ws}/ws/account",
+                                                     additional_headers=h)))
+            socks.append(stack.enter_context(connect(f"{ws}/ws/ticks?symbols=AAPL")))
+        deadline = time.monotonic() + 10
+        while not wl.streaming:  # the writer has seen the gateways' subscriptions
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with httpx.Client(base_url=gws[1].url, timeout=10) as g:
+            g.post("/admin/ticks", headers=ADMIN,
+                   json=[{"symbol": "AAPL", "bid": 230.0, "ask": 230.05}])
+            res = g.post("/v1/order_send", headers=h, json=BUY).json()
+        assert res["retcode"] == 10009
+        for i, s in enumerate(socks):
+            seen = []
+            while True:
+                msg = json.loads(s.recv(timeout=10))
+                seen.append(msg["event"])
+                if i % 2 == 1 and msg["event"] == "tick":
+                    assert msg["symbol"] == "AAPL" and msg["bid"] == 230.0
+                    break
+                if i % 2 == 0 and msg["event"] == "deal":
+                    assert msg["order"] == res["order"] and msg["volume"] == 10.0
+                    break
+
+
+def test_no_writer_is_a_retryable_503() -> None:
+    link, events = link_addresses()  # nobody binds these
+    g: Served = start_gateway([link], [events], timeout_s=0.5)
+    try:
+        r = httpx.post(f"{g.url}/v1/order_send", json=BUY, timeout=10,
+                       headers={"X-CFD-Login": "1001", "Authorization": "Bearer x"})
+        # no key ring yet: authentication cannot succeed, and says so without a writer
+        assert r.status_code in (401, 503)
+        r = httpx.get(f"{g.url}/v1/account_info", timeout=10,
+                      headers={"X-CFD-Login": "1001", "Authorization": "Bearer x"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "retry" in r.json()["detail"]
+        assert httpx.get(f"{g.url}/health", timeout=10).json()["ok"] is False
+    finally:
+        g.close()
