@@ -82,10 +82,12 @@ def run_standby(settings: Settings, link: str, events: str, ttl_s: float,
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     print(f"cfd standby: following {url}", flush=True)
-    durable = standby.run(url, ttl_s=ttl_s, snapshot_every=None, stop=stop.is_set)
+    durable, sb = standby.run(url, ttl_s=ttl_s, snapshot_every=None, stop=stop.is_set)
     if durable is None:
         return 0
-    print(f"cfd standby: took over as writer at seq {durable.store.head_seq}", flush=True)
+    print(f"cfd standby: took over as writer at seq {sb.seq} state {sb.first_hash} "
+          f"{sb.takeover_s:.3f} s after the lease's last change "
+          f"({sb.hashes_checked} snapshot hashes checked while following)", flush=True)
     rt = build(settings, durable=durable)
     return serve_writer(rt, link, events, settings.port if http else None, settings.host)
 

@@ -148,17 +148,19 @@ class Standby:
 
 
 def run(url: str, *, ttl_s: float = 2.0, poll_s: float = 0.05,
-        snapshot_every: int | None = None, stop: Any = None) -> DurableEngine | None:
-    """Follow until the writer's lease lapses, then take over; None if ``stop()`` said so."""
+        snapshot_every: int | None = None, stop: Any = None
+        ) -> tuple[DurableEngine | None, Standby]:
+    """Follow until the writer's lease lapses, then take over (the writer, and the standby
+    with its figures); no writer if ``stop()`` said so first."""
     sb = Standby(url, ttl_s=ttl_s, poll_s=poll_s)
     try:
         while stop is None or not stop():
             sb.follow()
             if sb.lapsed():
-                return sb.take_over(snapshot_every=snapshot_every)
+                return sb.take_over(snapshot_every=snapshot_every), sb
             time.sleep(poll_s)
     except BaseException:
         sb.close()
         raise
     sb.close()
-    return None
+    return None, sb
