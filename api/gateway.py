@@ -28,19 +28,20 @@ import zmq
 import zmq.asyncio
 from fastapi import FastAPI
 
+from api import schemas as S
 from api.auth import Authenticator, KeyRing
 from api.fastpath import RETRY_HEADERS, OrderSendFastPath
 from api.limits import EdgeGuard, answer
 from api.link import TOPIC_KEYS, TOPIC_STREAM, WriterClient, WriterUnavailable
 from api.metrics import Metrics
-from api.routers import streams
+from api.routers import mt5, streams
 from api.service import RateLimiter, Retryable, _local_result, _Subscriber, fan_out
 from api.settings import Settings
 from api.throttle import LoginThrottle
 
 log = logging.getLogger("cfd.api.gateway")
 
-_LOCAL_PATHS = ("/v1/ws_token", "/health")
+_LOCAL_PATHS = ("/v1/ws_token", "/v1/version", "/health")
 
 
 class _Answered:
@@ -91,7 +92,7 @@ class RemoteService:
         for e in self.events:
             s.connect(e)
         self._tasks.append(asyncio.ensure_future(self._listen()))
-        if not await self._connect(tries=20):  # serve anyway; keep looking meanwhile
+        if not await self._connect(tries=12):  # serve anyway; keep looking meanwhile
             self._tasks.append(asyncio.ensure_future(self._connect()))
 
     async def _connect(self, tries: int = 0) -> bool:
@@ -240,6 +241,7 @@ def create_gateway(writers: list[str], events: list[str], settings: Settings | N
 
     local.state.ws_limits = WsLimits(st.ws_max_connections, st.ws_max_symbols, st.ws_queue)
     local.include_router(streams.router)
+    local.add_api_route("/v1/version", mt5.version, response_model=S.Version)  # constant
 
     @local.get("/health")
     async def health() -> dict:

@@ -1,10 +1,14 @@
 """The channel between gateways and the writer, over ZeroMQ (no broker).
 
 * Requests: each gateway holds a DEALER per writer address; the writer (and a standby once it
-  took over) binds a ROUTER. A request is ``[id, op, deadline_msc, body]``, its answer
-  ``[id, status, body]`` (bodies JSON). Ops: ``ping`` (is this the writer? and its lease
-  owner), ``keys`` (the key ring's hashes), ``symbols``, ``send`` (order_send for a login,
-  with its request id: the writer's own idempotent path, :meth:`EngineService.order_send`),
+  took over) binds a ROUTER. The requests a gateway's event loop makes in one turn go as ONE
+  message ``[deadline_msc, ids, ops, body...]`` (ids: 8 bytes each; ops space-separated),
+  and the answers the writer has ready in one turn of its loop go back to that gateway as one
+  ``[ids, statuses, body...]`` (bodies JSON): per order, the channel costs a few
+  microseconds, not a message (``python -m benchmarks.transport``). Ops: ``ping`` (is this
+  the writer? and its lease owner), ``keys`` (the key ring's hashes), ``symbols``, ``send``
+  (order_send for a login, with its request id: the writer's own idempotent path,
+  :meth:`EngineService.order_send`),
   ``http`` (any other HTTP request, run by the writer's own app, so the answer is the
   single-process answer). Statuses: ``ok``, ``reused`` (409), ``retry`` (the writer does not
   run: a standby that has not taken over, a writer fenced or stopped). A request whose
@@ -62,6 +66,7 @@ class WriterLink:
         self._stream = False  # some gateway subscribes to the stream topic
         self._pub: Any = None
         self._error: BaseException | None = None
+        self._out: dict[bytes, list[tuple[bytes, bytes, bytes]]] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="cfd-link", daemon=True)
@@ -110,12 +115,18 @@ class WriterLink:
     async def _serve(self, router: Any) -> None:
         while True:
             frames = await router.recv_multipart(copy=True)
-            if len(frames) != 5:
+            if len(frames) < 5:
                 continue
-            ident, rid, op, deadline, body = frames
+            ident, deadline, rids, ops = frames[:4]
+            bodies = frames[4:]
+            ops_list = ops.split(b" ")
+            if len(rids) != 8 * len(bodies) or len(ops_list) != len(bodies):
+                continue
             if int(deadline or 0) and now_msc() > int(deadline):
                 continue  # its gateway gave up on it: never execute it late
-            asyncio.ensure_future(self._answer(router, ident, rid, op, body))
+            for i, body in enumerate(bodies):
+                asyncio.ensure_future(self._answer(router, ident, rids[8 * i:8 * i + 8],
+                                                   ops_list[i], body))
 
     async def _answer(self, router: Any, ident: bytes, rid: bytes, op: bytes,
                       body: bytes) -> None:
@@ -125,8 +136,20 @@ class WriterLink:
             status, out = REUSED, dumps(str(exc))
         except Exception as exc:
             status, out = RETRY, dumps(f"the writer could not run it: {exc}")
-        with contextlib.suppress(zmq.ZMQError):
-            await router.send_multipart([ident, rid, status, out])
+        queued = self._out.get(ident)
+        if queued is None:
+            queued = self._out[ident] = []
+            asyncio.get_running_loop().call_soon(self._flush, router, ident)
+        queued.append((rid, status, out))
+
+    def _flush(self, router: Any, ident: bytes) -> None:
+        """The answers ready in this turn of the loop, to one gateway, as one message."""
+        batch = self._out.pop(ident, [])
+        if batch:
+            with contextlib.suppress(zmq.ZMQError):
+                router.send_multipart([ident, b"".join(r for r, _, _ in batch),
+                                       b" ".join(st for _, st, _ in batch),
+                                       *(out for _, _, out in batch)], flags=zmq.NOBLOCK)
 
     @property
     def streaming(self) -> bool:
@@ -245,6 +268,7 @@ class WriterClient:
         self._socks: list[Any] = []
         self._readers: list[asyncio.Task] = []
         self._pending: dict[bytes, asyncio.Future] = {}
+        self._queued: list[list[tuple[bytes, bytes, bytes]]] = []
         self._next = 0
         self._finding: asyncio.Future | None = None
 
@@ -254,6 +278,7 @@ class WriterClient:
         self._ctx = zmq.asyncio.Context()
         for i in range(len(self.endpoints)):
             self._socks.append(self._dealer(i))
+            self._queued.append([])
             self._readers.append(asyncio.ensure_future(self._read(i)))
 
     def _dealer(self, i: int) -> Any:
@@ -266,6 +291,7 @@ class WriterClient:
     def _reset(self, i: int) -> None:
         """Drop what is queued for a silent address (a frozen writer must never get a
         backlog of old requests when it wakes)."""
+        self._queued[i] = []
         self._readers[i].cancel()
         self._socks[i].close(0)
         self._socks[i] = self._dealer(i)
@@ -275,26 +301,54 @@ class WriterClient:
         sock = self._socks[i]
         while True:
             try:
-                rid, status, body = await sock.recv_multipart()
-            except (zmq.ZMQError, ValueError):
+                frames = await sock.recv_multipart()
+            except zmq.ZMQError:
                 return
+            if len(frames) < 3:
+                continue
+            rids, statuses = frames[0], frames[1].split(b" ")
+            for k, body in enumerate(frames[2:]):
+                fut = self._pending.pop(rids[8 * k:8 * k + 8], None)
+                if fut is not None and not fut.done():
+                    fut.set_result((statuses[k], body))
+
+    def _flush(self, i: int) -> None:
+        """What the requesters queued in this turn of the loop goes as one message."""
+        batch, self._queued[i] = self._queued[i], []
+        if not batch:
+            return
+        deadline = now_msc() + int(self.timeout_s * 1000)
+        try:  # not connected (zmq.IMMEDIATE) or full: their requests fail at once
+            sent = self._socks[i].send_multipart(
+                [b"%d" % deadline, b"".join(r for r, _, _ in batch),
+                 b" ".join(op for _, op, _ in batch), *(b for _, _, b in batch)],
+                flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self._unsent([r for r, _, _ in batch])
+            return
+        if isinstance(sent, asyncio.Future):
+            sent.add_done_callback(
+                lambda f: self._unsent([r for r, _, _ in batch])
+                if f.cancelled() or f.exception() is not None else None)
+
+    def _unsent(self, rids: list[bytes]) -> None:
+        for rid in rids:
             fut = self._pending.pop(rid, None)
             if fut is not None and not fut.done():
-                fut.set_result((status, body))
+                fut.set_exception(TimeoutError("not sent: the address is not connected"))
 
     async def _ask(self, i: int, op: bytes, body: bytes, timeout: float
                    ) -> tuple[bytes, bytes]:
         self._next += 1
         rid = self._next.to_bytes(8, "big")
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._pending[rid] = fut
-        deadline = now_msc() + int(timeout * 1000)
+        if not self._queued[i]:
+            loop.call_soon(self._flush, i)
+        self._queued[i].append((rid, op, body))
         try:
-            await self._socks[i].send_multipart([rid, op, b"%d" % deadline, body],
-                                                flags=zmq.NOBLOCK)
             return await asyncio.wait_for(fut, timeout)
-        except (zmq.Again, zmq.ZMQError):
-            raise TimeoutError from None
         finally:
             self._pending.pop(rid, None)
 
@@ -357,4 +411,4 @@ class WriterClient:
         if self._ctx is not None:
             self._ctx.destroy(0)
             self._ctx = None
-        self._socks, self._readers = [], []
+        self._socks, self._readers, self._queued = [], [], []

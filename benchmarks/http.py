@@ -15,6 +15,12 @@ result is there (durable before acknowledged). ``--repeat N`` runs it all N time
 fresh server, and reports the median and the range of each figure.
 
     python -m benchmarks.http --clients 32 --seconds 10 --rate 500 --repeat 3
+
+``--gateways N``: the server also starts N gateway processes (``cfd-server --demo
+--gateways N``: api.gateway, api.link); order_send and the no-op are measured through the
+gateways (clients spread over them), and order_send once more on the writer's own port (the
+single-process figure, in the same run). The cores are those of the writer and its
+gateways together.
 """
 
 from __future__ import annotations
@@ -76,23 +82,52 @@ class Conn:
             self.w.close()
 
 
-def start_server(port: int, workdir: str) -> subprocess.Popen:
+def start_server(port: int, workdir: str, gateways: int = 0) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "api", "--demo", "--port", str(port)],
-                            cwd=workdir, env=env, stdout=subprocess.PIPE,
+    cmd = [sys.executable, "-m", "api", "--demo", "--port", str(port)]
+    if gateways:
+        cmd += ["--gateways", str(gateways)]
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline:
+    waiting = [port + i for i in range(gateways + 1)]
+    while time.time() < deadline and waiting:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
+            with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.5):
+                waiting.pop(0)
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError("server exited: " + (proc.stdout.read() if proc.stdout
-                                                        else "")) from None
+                raise RuntimeError("server exited") from None
             time.sleep(0.2)
+    if not waiting:
+        return proc
     proc.kill()
     raise RuntimeError("server did not start within 60 s")
+
+
+def free_ports(n: int) -> int:
+    """A port with the ``n - 1`` after it free too (the demo's gateways take those)."""
+    for _ in range(100):
+        port = free_port()
+        if port + n > 65535:
+            continue
+        try:
+            for i in range(1, n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + i))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free ports")
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc; empty elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -121,15 +156,19 @@ class CpuMeter:
     everything else on the machine (a noisy neighbour shows there)."""
 
     def __init__(self, server_pid: int) -> None:
-        self.pid = server_pid
+        self.pids = [server_pid, *children(server_pid)]  # the writer and its gateways
         self.t0 = time.perf_counter()
-        self.s0 = cpu_seconds(server_pid)
+        self.s0 = self._server()
         self.c0 = time.process_time()
         self.m0 = busy_seconds()
 
+    def _server(self) -> float | None:
+        got = [cpu_seconds(p) for p in self.pids]
+        return None if None in got else sum(got)  # type: ignore[arg-type]
+
     def cores(self) -> dict:
         dt = time.perf_counter() - self.t0
-        s1, m1 = cpu_seconds(self.pid), busy_seconds()
+        s1, m1 = self._server(), busy_seconds()
         server = None if s1 is None or self.s0 is None else (s1 - self.s0) / dt
         client = (time.process_time() - self.c0) / dt
         other = None
@@ -188,11 +227,17 @@ def order_body(i: int, tick: dict) -> bytes:
                        "type_filling": 2, "comment": "bench"}).encode()
 
 
-async def saturate(port: int, creds: list[dict], tick: dict, seconds: float, noop: bool
-                   ) -> dict:
-    conns = [Conn("127.0.0.1", port, {"X-CFD-Login": str(c["login"]),
-                                      "Authorization": f"Bearer {c['api_key']}"})
-             for c in creds]
+def _conns(ports: int | list[int], creds: list[dict]) -> list[Conn]:
+    """One connection per client, spread over ``ports``."""
+    ports = [ports] if isinstance(ports, int) else ports
+    return [Conn("127.0.0.1", ports[i % len(ports)],
+                 {"X-CFD-Login": str(c["login"]), "Authorization": f"Bearer {c['api_key']}"})
+            for i, c in enumerate(creds)]
+
+
+async def saturate(port: int | list[int], creds: list[dict], tick: dict, seconds: float,
+                   noop: bool) -> dict:
+    conns = _conns(port, creds)
     await asyncio.gather(*(c.open() for c in conns))
     lat: list[float] = []
     codes: dict[int, int] = {}
@@ -223,10 +268,9 @@ async def saturate(port: int, creds: list[dict], tick: dict, seconds: float, noo
             "p99_ms": round(float(np.percentile(a, 99)) * 1e3, 2)}
 
 
-async def paced(port: int, creds: list[dict], tick: dict, rate: float, seconds: float) -> dict:
-    conns = [Conn("127.0.0.1", port, {"X-CFD-Login": str(c["login"]),
-                                      "Authorization": f"Bearer {c['api_key']}"})
-             for c in creds]
+async def paced(port: int | list[int], creds: list[dict], tick: dict, rate: float,
+                seconds: float) -> dict:
+    conns = _conns(port, creds)
     await asyncio.gather(*(c.open() for c in conns))
     free: asyncio.Queue[Conn] = asyncio.Queue()
     for c in conns:
@@ -266,22 +310,29 @@ def _answered(*phases: dict) -> int:
                if code != 10024 and code >= 10000)
 
 
-def run(clients: int = 32, seconds: float = 10.0, rate: float = 500.0) -> dict:
-    port = free_port()
+def run(clients: int = 32, seconds: float = 10.0, rate: float = 500.0,
+        gateways: int = 0) -> dict:
+    port = free_ports(gateways + 1)
+    front = [port + 1 + i for i in range(gateways)] or [port]
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(port, tmp)
+        proc = start_server(port, tmp, gateways)
         try:
             async def go() -> dict:
                 creds, tick = await setup(port, clients)
-                out = {"clients": clients, "seconds": seconds}
-                out["warmup"] = await saturate(port, creds, tick, 1.0, noop=False)
-                for name, noop in (("order_send", False), ("noop", True)):
+                if gateways:  # the gateways heard of the new keys (api.link's key topic)
+                    await asyncio.sleep(0.5)
+                out: dict = {"clients": clients, "seconds": seconds, "gateways": gateways}
+                out["warmup"] = await saturate(front, creds, tick, 1.0, noop=False)
+                phases = [("order_send", False, front), ("noop", True, front)]
+                if gateways:
+                    phases.append(("single", False, [port]))
+                for name, noop, ports in phases:
                     cpu = CpuMeter(proc.pid)
-                    out[name] = await saturate(port, creds, tick, seconds, noop=noop)
+                    out[name] = await saturate(ports, creds, tick, seconds, noop=noop)
                     out[name].update(cpu.cores())
                 out["ratio"] = round(out["order_send"]["per_s"] / out["noop"]["per_s"], 3)
                 cpu = CpuMeter(proc.pid)
-                out["paced"] = await paced(port, creds, tick, rate, seconds)
+                out["paced"] = await paced(front, creds, tick, rate, seconds)
                 out["paced"].update(cpu.cores())
                 return out
 
@@ -292,7 +343,8 @@ def run(clients: int = 32, seconds: float = 10.0, rate: float = 500.0) -> dict:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        answered = _answered(out["warmup"], out["order_send"], out["paced"])
+        answered = _answered(out["warmup"], out["order_send"], out["paced"],
+                             *([out["single"]] if gateways else []))
         journaled = journaled_orders(os.path.join(tmp, "cfd-demo.sqlite"))
         out["durable"] = {"answered": answered, "journaled": journaled,
                           "ok": journaled == answered}
@@ -301,11 +353,19 @@ def run(clients: int = 32, seconds: float = 10.0, rate: float = 500.0) -> dict:
 
 def _line(out: dict, clients: int) -> list[str]:
     o, n, pc, d = out["order_send"], out["noop"], out["paced"], out["durable"]
-    return [
-        f"order_send, {clients} clients: {o['per_s']:,}/s  p50 {o['p50_ms']} ms  "
+    g = out.get("gateways") or 0
+    via = f" through {g} gateways" if g else ""
+    single = []
+    if g:
+        s1 = out["single"]
+        single = [f"order_send on the writer's own port (single process), same run: "
+                  f"{s1['per_s']:,}/s  p50 {s1['p50_ms']} ms  p99 {s1['p99_ms']} ms  "
+                  f"cores: server {s1['server_cores']}"]
+    return single + [
+        f"order_send{via}, {clients} clients: {o['per_s']:,}/s  p50 {o['p50_ms']} ms  "
         f"p99 {o['p99_ms']} ms  retcodes {o['codes']}  cores: server {o['server_cores']}, "
         f"client {o['client_cores']}, other {o['other_cores']}",
-        f"no-op (GET /v1/version), same server: {n['per_s']:,}/s  -> ratio "
+        f"no-op (GET /v1/version){via}: {n['per_s']:,}/s  -> ratio "
         f"{out['ratio']}  cores: server {n['server_cores']}, client {n['client_cores']}, "
         f"other {n['other_cores']}",
         f"paced {pc['offered_per_s']:.0f}/s: achieved {pc['achieved_per_s']}/s  "
@@ -321,6 +381,7 @@ def summary(runs: list[dict]) -> dict:
     """Median and range of each headline figure over the runs."""
     figures = {
         "order_send_per_s": [r["order_send"]["per_s"] for r in runs],
+        "single_per_s": [r["single"]["per_s"] for r in runs if "single" in r],
         "noop_per_s": [r["noop"]["per_s"] for r in runs],
         "ratio": [r["ratio"] for r in runs],
         "paced_p50_ms": [r["paced"]["p50_ms"] for r in runs],
@@ -330,7 +391,7 @@ def summary(runs: list[dict]) -> dict:
         "other_cores_paced": [r["paced"]["other_cores"] for r in runs],
     }
     return {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "runs": v}
-            for k, v in figures.items() if None not in v}
+            for k, v in figures.items() if v and None not in v}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,11 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rate", type=float, default=500.0)
     p.add_argument("--repeat", type=int, default=1, help="runs, each on a fresh server")
+    p.add_argument("--gateways", type=int, default=0,
+                   help="measure through N gateway processes (and the writer alone)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     runs = []
     for i in range(max(1, args.repeat)):
-        out = run(args.clients, args.seconds, args.rate)
+        out = run(args.clients, args.seconds, args.rate, args.gateways)
         runs.append(out)
         if not args.json:
             if args.repeat > 1:
