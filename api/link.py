@@ -386,12 +386,18 @@ class WriterClient:
 
     async def _probe(self) -> int:
         async def ping(i: int) -> tuple[int, dict | None]:
-            try:
-                status, out = await self._ask(i, b"ping", b"", self.ping_timeout_s)
-            except TimeoutError:
-                self._reset(i)
-                return i, None
-            return i, orjson.loads(out) if status == OK else None
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.ping_timeout_s
+            while True:  # not connected yet: the send fails at once; try until the deadline
+                try:
+                    status, out = await self._ask(i, b"ping", b"",
+                                                  max(0.01, deadline - loop.time()))
+                    return i, orjson.loads(out) if status == OK else None
+                except TimeoutError:
+                    if loop.time() >= deadline:
+                        self._reset(i)
+                        return i, None
+                    await asyncio.sleep(0.02)
 
         answers = await asyncio.gather(*(ping(i) for i in range(len(self.endpoints))))
         for i, info in answers:

@@ -101,7 +101,7 @@ def run_gateway(settings: Settings, writers: list[str], events: list[str]) -> in
     print(f"cfd gateway on http://{settings.host}:{settings.port} -> {', '.join(writers)}",
           flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                access_log=False)
+                access_log=False, loop=os.environ.get("CFD_GATEWAY_LOOP", "auto"))
     return 0
 
 

@@ -159,6 +159,7 @@ class CpuMeter:
         self.pids = [server_pid, *children(server_pid)]  # the writer and its gateways
         self.t0 = time.perf_counter()
         self.s0 = self._server()
+        self.w0 = cpu_seconds(server_pid)
         self.c0 = time.process_time()
         self.m0 = busy_seconds()
 
@@ -174,7 +175,10 @@ class CpuMeter:
         other = None
         if server is not None and m1 is not None and self.m0 is not None:
             other = max(0.0, (m1 - self.m0) / dt - server - client)
+        w1 = cpu_seconds(self.pids[0])
+        writer = None if w1 is None or self.w0 is None else round((w1 - self.w0) / dt, 2)
         return {"server_cores": None if server is None else round(server, 2),
+                "writer_cores": writer,
                 "client_cores": round(client, 2),
                 "other_cores": None if other is None else round(other, 2)}
 
@@ -364,10 +368,11 @@ def _line(out: dict, clients: int) -> list[str]:
     return single + [
         f"order_send{via}, {clients} clients: {o['per_s']:,}/s  p50 {o['p50_ms']} ms  "
         f"p99 {o['p99_ms']} ms  retcodes {o['codes']}  cores: server {o['server_cores']}, "
-        f"client {o['client_cores']}, other {o['other_cores']}",
+        f"client {o['client_cores']}, other {o['other_cores']}"
+        + (f" (writer process {o['writer_cores']})" if g else ""),
         f"no-op (GET /v1/version){via}: {n['per_s']:,}/s  -> ratio "
         f"{out['ratio']}  cores: server {n['server_cores']}, client {n['client_cores']}, "
-        f"other {n['other_cores']}",
+        f"other {n['other_cores']}" + (f" (writer process {n['writer_cores']})" if g else ""),
         f"paced {pc['offered_per_s']:.0f}/s: achieved {pc['achieved_per_s']}/s  "
         f"p50 {pc['p50_ms']} ms  p99 {pc['p99_ms']} ms  max {pc['max_ms']} ms  "
         f"retcodes {pc['codes']}  cores: server {pc['server_cores']}, "
