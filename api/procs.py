@@ -35,34 +35,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-
-
 def serve_writer(rt: Any, link: str, events: str, port: int | None,
                  host: str = "127.0.0.1") -> int:
-    """Run the link (and, with ``port``, the HTTP API) around a built runtime."""
+    """Run the link (and, with ``port``, the HTTP API) around a built runtime, until a
+    signal, or until the writer stops (fenced: a standby took over; or a store failure):
+    then it exits with 5, for a supervisor to restart it (as a standby)."""
+    import uvicorn
+
     from api.link import WriterLink
 
-    rt.service.heartbeat_s = HEARTBEAT_S if rt.service.store is not None else 0.0
-    owner = rt.service.store.owner if rt.service.store is not None else ""
-    wl = WriterLink(rt.service, rt.app, link, events, owner=owner)
+    svc = rt.service
+    store = svc.store
+    on_pg = store is not None and store.engine.dialect.name == "postgresql"
+    svc.heartbeat_s = HEARTBEAT_S if on_pg else 0.0  # a standby watches it (PostgreSQL)
+    wl = WriterLink(svc, rt.app, link, events, owner=store.owner if store is not None else "")
+    stop = threading.Event()
+    server = None
+    if port:
+        server = uvicorn.Server(uvicorn.Config(rt.app, host=host, port=port,
+                                               log_level="warning", access_log=False))
+
+    def watch() -> None:
+        while not stop.wait(0.25):
+            if svc.failed is not None:
+                log.error("the writer stopped (%s): exiting", svc.failed)
+                stop.set()
+                if server is not None:
+                    server.should_exit = True
+
     try:
         wl.start()
         print(f"cfd writer: requests at {link}, events at {events}", flush=True)
-        if port:
-            import uvicorn
-
-            uvicorn.run(rt.app, host=host, port=port, log_level="warning", access_log=False)
+        threading.Thread(target=watch, name="cfd-watch", daemon=True).start()
+        if server is not None:
+            server.run()
+            stop.set()
         else:
-            _wait_for_signal()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+            stop.wait()
     finally:
         wl.stop()
-        rt.close()
-    return 0
+        try:
+            rt.close()
+        except Exception as exc:  # a fenced writer's sessions were ended by the standby
+            if svc.failed is None:
+                raise
+            log.warning("closing after the writer stopped: %s", exc)
+    return 5 if svc.failed is not None else 0
 
 
 def run_writer(settings: Settings, link: str, events: str, http: bool) -> int:

@@ -250,6 +250,7 @@ def test_standby_takes_over_from_killed_and_frozen_writers(pg_url: str) -> None:
                 time.sleep(0.5)
                 assert head.head_seq == before  # it journaled nothing
                 head.close()
+                assert writer.p.wait(15) == 5  # it found itself fenced, and stopped
             writer = standby
         counts = journal_orders(pg_url)
         assert acked
