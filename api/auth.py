@@ -81,11 +81,15 @@ class KeyRing:
 
     def load(self, hashes: dict) -> None:
         """Take the hashes :meth:`export` gave (a gateway's copy of the writer's key ring)."""
-        for login, (salt, digest) in hashes.get("clients", {}).items():
-            self.set_client(int(login), salt, digest)
+        clients = {int(login): (salt, digest)
+                   for login, (salt, digest) in hashes.get("clients", {}).items()}
         with self._lock:
+            changed = {lg for lg, v in clients.items() if self._clients.get(lg) != v}
+            self._clients.update(clients)
             for name, (salt, digest) in hashes.get("admins", {}).items():
                 self._admins[name] = (salt, digest)
+            self._ok = {k: v for k, v in self._ok.items()
+                        if not (isinstance(v, Client) and v.login in changed)}
 
     def has_client(self, login: int) -> bool:
         return int(login) in self._clients

@@ -271,11 +271,15 @@ class EngineService:
 
     # ------------------------------------------------------------------ the writer
     def _run(self) -> None:
+        beat = time.monotonic()
         while True:
+            if self.heartbeat_s and time.monotonic() - beat >= self.heartbeat_s:
+                # also under a stream of batches (refused commands commit nothing)
+                self._heartbeat()
+                beat = time.monotonic()
             try:
                 item = self._q.get(timeout=self.heartbeat_s or None)
             except queue.Empty:
-                self._heartbeat()
                 continue
             if item is None:
                 return

@@ -15,6 +15,7 @@ sets the rounds; the takeover times are printed (pytest -s).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -264,3 +265,60 @@ def test_standby_takes_over_from_killed_and_frozen_writers(pg_url: str) -> None:
           "first ack, s the standby measured, client retries):")
     for t in times:
         print(f"  {t[0]:8s} {t[1]:6.2f} {t[2]:6.2f} {t[3]:6d}")
+
+
+def test_standby_fences_the_old_writer_in_process(pg_url: str) -> None:
+    """The lease's token fences: after a takeover the old writer's batch and heartbeat fail,
+    and the journal holds only the new writer's rows after the takeover."""
+    from cfd.store.errors import StoreLeaseLost
+    from cfd.store.standby import Standby
+
+    seed(pg_url)
+    old = open_durable(pg_url, snapshot_every=None)
+    sb = Standby(pg_url, ttl_s=0.3)
+    try:
+        old.submit([C.Deposit(time_msc=300, actor="admin", login=LOGINS[0], amount=100)])
+        sb.follow()
+        assert sb.seq == old.head_seq and not sb.lapsed()
+        time.sleep(0.4)  # the old writer is silent past the lease's TTL
+        assert sb.lapsed()
+        new = sb.take_over()
+        try:
+            assert new.head_seq == old.head_seq
+            with contextlib.suppress(Exception):  # its session was ended under it
+                old.store.heartbeat()
+            # on a new session, the token is what refuses it
+            with pytest.raises(StoreLeaseLost):
+                old.store.heartbeat()
+            with pytest.raises(StoreLeaseLost):
+                old.store.append_batch([])
+            new.submit([C.Deposit(time_msc=400, actor="admin", login=LOGINS[1], amount=7)])
+            assert new.engine.state_hash() == replay_hash(pg_url, new.head_seq)
+        finally:
+            new.close()
+    finally:
+        with contextlib.suppress(Exception):
+            old.close()
+
+
+def test_standby_refuses_a_state_that_differs(pg_url: str) -> None:
+    """At a snapshot whose recorded hash differs from its own state, the standby stops."""
+    from cfd.store.errors import RecoveryMismatch
+    from cfd.store.standby import Standby
+
+    seed(pg_url)
+    sb = Standby(pg_url, ttl_s=5)
+    w = open_durable(pg_url, snapshot_every=None)
+    try:
+        w.submit([C.Deposit(time_msc=300, actor="admin", login=LOGINS[0], amount=100)])
+        w.snapshot_now()
+        assert sb.follow() == 1 and sb.hashes_checked == 1  # equal: followed
+        w.submit([C.Deposit(time_msc=301, actor="admin", login=LOGINS[0], amount=100)])
+        snap = w.store.latest_snapshot(w._schema_version)
+        w.store.save_snapshot(w.store.head_seq, snap.arrays, snap.meta, "0" * 64,
+                              w._schema_version)
+        with pytest.raises(RecoveryMismatch):
+            sb.follow()
+    finally:
+        sb.close()
+        w.close()
