@@ -42,6 +42,9 @@ from api.throttle import LoginThrottle
 log = logging.getLogger("cfd.api.gateway")
 
 _LOCAL_PATHS = ("/v1/ws_token", "/v1/version", "/health")
+#: answered by a gateway from the store's query tables when it has the store (read-only)
+_HISTORY_PATHS = ("/v1/history_orders_total", "/v1/history_orders_get",
+                  "/v1/history_deals_total", "/v1/history_deals_get")
 
 
 class _Answered:
@@ -74,6 +77,7 @@ class RemoteService:
         self.keys = KeyRing()
         self.results = _Answered()
         self.failed: BaseException | None = None
+        self.reader: Any = None  # a read-only Store: history reads are answered here
         self._symbols: set[str] = set()
         self._subs: set[_Subscriber] = set()
         self._sub_sock: Any = None
@@ -110,6 +114,9 @@ class RemoteService:
                 await asyncio.sleep(0.25)
 
     async def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
         for t in self._tasks:
             t.cancel()
         if self._sub_sock is not None:
@@ -183,9 +190,12 @@ class Forward:
     def __init__(self, local: Any, service: RemoteService) -> None:
         self.local = local
         self.service = service
+        self.paths = set(_LOCAL_PATHS)
+        if service.reader is not None:
+            self.paths.update(_HISTORY_PATHS)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in _LOCAL_PATHS:
+        if scope["type"] != "http" or scope["path"] in self.paths:
             await self.local(scope, receive, send)
             return
         body = b""
@@ -214,12 +224,20 @@ class Forward:
 
 
 def create_gateway(writers: list[str], events: list[str], settings: Settings | None = None,
-                   timeout_s: float = 5.0) -> tuple[Any, RemoteService]:
-    """The gateway's ASGI app and its service; run ``service.start()`` in the app's loop
-    (the app's startup does it)."""
+                   timeout_s: float = 5.0, database_url: str | None = None
+                   ) -> tuple[Any, RemoteService]:
+    """The gateway's ASGI app and its service (started by the app's lifespan).
+
+    ``database_url``: the writer's store, opened read-only: the gateway answers history
+    reads from its query tables itself (committed before any answer: it sees every
+    acknowledged trade)."""
     st = settings or Settings(demo=True, in_memory=True, _env_file=None)  # type: ignore[call-arg]
     svc = RemoteService(WriterClient(writers, timeout_s),
                         events, RateLimiter(st.rate_limit_per_s, st.rate_limit_burst))
+    if database_url:
+        from cfd.store import Store
+
+        svc.reader = Store.open(database_url, read_only=True)
     auth = Authenticator(svc.keys, LoginThrottle(
         login_failures=st.login_failures, address_failures=st.address_failures,
         base_s=st.lockout_base_s, max_s=st.lockout_max_s, concurrency=st.auth_concurrency,
@@ -242,6 +260,9 @@ def create_gateway(writers: list[str], events: list[str], settings: Settings | N
     local.state.ws_limits = WsLimits(st.ws_max_connections, st.ws_max_symbols, st.ws_queue)
     local.include_router(streams.router)
     local.add_api_route("/v1/version", mt5.version, response_model=S.Version)  # constant
+    for path in _HISTORY_PATHS:  # routed here only with a store (Forward.paths)
+        route = next(r for r in mt5.router.routes if getattr(r, "path", None) == path)
+        local.router.routes.append(route)
 
     @local.get("/health")
     async def health() -> dict:

@@ -117,7 +117,7 @@ def run_gateway(settings: Settings, writers: list[str], events: list[str]) -> in
 
     from api.gateway import create_gateway
 
-    app, _ = create_gateway(writers, events, settings)
+    app, _ = create_gateway(writers, events, settings, database_url=settings.database_url)
     print(f"cfd gateway on http://{settings.host}:{settings.port} -> {', '.join(writers)}",
           flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
@@ -125,15 +125,16 @@ def run_gateway(settings: Settings, writers: list[str], events: list[str]) -> in
     return 0
 
 
-def spawn_gateways(n: int, first_port: int, host: str, link: str, events: str
-                   ) -> list[subprocess.Popen]:
+def spawn_gateways(n: int, first_port: int, host: str, link: str, events: str,
+                   database_url: str | None = None) -> list[subprocess.Popen]:
     """``n`` gateway processes on ``first_port``, ``first_port + 1``, ... (the demo's)."""
     procs = []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    store = ["--database-url", database_url] if database_url else []
     for i in range(n):
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "api", "gateway", "--host", host,
-             "--port", str(first_port + i), "--writer", link, "--events", events],
+             "--port", str(first_port + i), "--writer", link, "--events", events, *store],
             env=env))
     return procs
 
@@ -143,7 +144,9 @@ def run_demo_with_gateways(settings: Settings, rt: Any, n: int) -> int:
     ports after it."""
     link = f"tcp://127.0.0.1:{free_port()}"
     events = f"tcp://127.0.0.1:{free_port()}"
-    procs = spawn_gateways(n, settings.port + 1, settings.host, link, events)
+    store = rt.service.store
+    url = None if store is None else store.engine.url.render_as_string(hide_password=False)
+    procs = spawn_gateways(n, settings.port + 1, settings.host, link, events, url)
     for i in range(n):
         print(f"  gateway on http://{settings.host}:{settings.port + 1 + i}", flush=True)
     try:

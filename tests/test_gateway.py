@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
+from api.gateway import create_gateway
 from tests.gateway_fixtures import Served, link_addresses, start_gateway, start_link
 from tests.test_api_fixtures import ADMIN, headers, make_runtime
 
@@ -151,3 +152,33 @@ def test_no_writer_is_a_retryable_503() -> None:
         assert httpx.get(f"{g.url}/health", timeout=10).json()["ok"] is False
     finally:
         g.close()
+
+
+def test_gateway_answers_history_from_the_store(tmp_path) -> None:
+    """With the store (read-only), a gateway answers history reads itself: the writer's
+    answers, and still while no writer answers."""
+    writer = make_runtime(in_memory=False, database_url=f"sqlite:///{tmp_path}/g.sqlite")
+    wl, link, events = start_link(writer)
+    g = Served(create_gateway([link], [events], timeout_s=1.0,
+                              database_url=f"sqlite:///{tmp_path}/g.sqlite")[0])
+    acc = writer.demo["accounts"][0]
+    h = headers(acc)
+    q = {"date_from": 0, "date_to": 2**33}
+    try:
+        with httpx.Client(base_url=g.url, timeout=10) as c, TestClient(writer.app) as w:
+            c.post("/admin/ticks", headers=ADMIN,
+                   json=[{"symbol": "AAPL", "bid": 230.0, "ask": 230.05}])
+            res = c.post("/v1/order_send", headers=h, json=BUY).json()
+            assert res["retcode"] == 10009
+            want = w.get("/v1/history_deals_get", headers=h, params=q).json()
+            got = c.get("/v1/history_deals_get", headers=h, params=q).json()
+            assert got == want and res["order"] in [d["order"] for d in got]
+            orders = c.get("/v1/history_orders_total", headers=h, params=q).json()
+            assert orders == w.get("/v1/history_orders_total", headers=h, params=q).json()
+            wl.stop()  # no writer: forwarded reads fail (retry), history is still answered
+            assert c.get("/v1/account_info", headers=h).status_code == 503
+            assert c.get("/v1/history_deals_get", headers=h, params=q).json() == want
+    finally:
+        g.close()
+        wl.stop()
+        writer.close()
