@@ -304,7 +304,7 @@ class EngineService:
                 return
 
     def _heartbeat(self) -> None:
-        """Idle: tell the store this writer lives; a lease taken over stops the service."""
+        """Tell the store this writer lives; a lease taken over stops the service."""
         if self.failed is not None or self.store is None:
             return
         try:
@@ -412,21 +412,26 @@ class EngineService:
         with self._subs_lock:
             subs = list(self._subs)
         if subs:
-            fan_out(subs, *render(effects))
+            fan_out(subs, *render(effects, any(s.symbols is not None for s in subs),
+                                  any(s.login is not None for s in subs)))
         for listener in self.listeners:
             listener(effects)
 
 
-def render(effects: Any) -> tuple[list[dict], list[tuple[int, dict]]]:
+def render(effects: Any, ticks: bool = True, accounts: bool = True
+           ) -> tuple[list[dict], list[tuple[int, dict]]]:
     """A batch's stream messages: every tick (``{"event": "tick", "symbol": ...}``) and the
     account messages as ``(login, message)``: deals, order changes, margin calls and
-    stop-outs. Subscribers take their share (:func:`fan_out`); gateways get them as they are
-    (api.link)."""
+    stop-outs (each kind only if asked for). Subscribers take their share
+    (:func:`fan_out`); gateways get them as they are (api.link)."""
     from api import bars, records
 
-    ticks = list(bars.tick_events(effects.ticks, effects.tick_names,
-                                  set(effects.tick_names))) if effects.ticks else []
+    tick_msgs = list(bars.tick_events(effects.ticks, effects.tick_names,
+                                      set(effects.tick_names))) \
+        if ticks and effects.ticks else []
     acct: list[tuple[int, dict]] = []
+    if not accounts:
+        return tick_msgs, acct
     for d in effects.deals:
         acct.append((d["login"], {"event": "deal", **records.deal(d)}))
     for o in effects.orders.values():
@@ -435,7 +440,7 @@ def render(effects: Any) -> tuple[list[dict], list[tuple[int, dict]]]:
         if ev.get("login") is not None and ev.get("kind") in ("margin_call", "stop_out"):
             acct.append((ev["login"], {"event": ev["kind"],
                                        **{k: v for k, v in ev.items() if k != "kind"}}))
-    return ticks, acct
+    return tick_msgs, acct
 
 
 def fan_out(subs: Any, ticks: list[dict], acct: list[tuple[int, dict]]) -> None:
