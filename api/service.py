@@ -54,7 +54,7 @@ class ServiceStopped(RuntimeError):
 @dataclasses.dataclass
 class _Item:
     cmd: C.Command | None
-    future: cf.Future
+    future: cf.Future | None  # None: an awaiting coroutine's (``waiter`` only)
     events: list[dict] = dataclasses.field(default_factory=list)  # journaled if ok
     after: Callable[[Result], None] | None = None  # run after the commit if ok
     waiter: asyncio.Future | None = None  # an awaiting coroutine's future, on ``loop``
@@ -167,13 +167,18 @@ class EngineService:
     # ------------------------------------------------------------------ commands
     def submit(self, cmd: C.Command, events: list[dict] | None = None,
                after: Callable[[Result], None] | None = None) -> cf.Future:
-        return self._put(_Item(cmd, cf.Future(), events or [], after))
+        fut: cf.Future = cf.Future()
+        self._put(_Item(cmd, fut, events or [], after))
+        return fut
 
-    def _put(self, item: _Item) -> cf.Future:
+    def _put(self, item: _Item) -> cf.Future | None:
         if self.failed is not None or self._thread is None:
             why = f"after a store failure: {self.failed!r}" if self.failed else "(stopped)"
-            item.future.set_exception(ServiceStopped(f"the engine service is not running "
-                                                     f"{why}"))
+            exc = ServiceStopped(f"the engine service is not running {why}")
+            if item.future is not None:
+                item.future.set_exception(exc)
+            if item.waiter is not None:
+                item.waiter.set_exception(exc)
             return item.future
         self._q.put(item)
         return item.future
@@ -181,18 +186,18 @@ class EngineService:
     def submit_events(self, events: list[dict],
                       after: Callable[[Result], None] | None = None) -> cf.Future:
         """Record events (no engine command) in the next batch's transaction."""
-        return self._put(_Item(None, cf.Future(), events, after))
+        fut: cf.Future = cf.Future()
+        self._put(_Item(None, fut, events, after))
+        return fut
 
     async def call(self, cmd: C.Command, events: list[dict] | None = None,
                    after: Callable[[Result], None] | None = None) -> Result:
         """Submit and await the result. The writer wakes each event loop once per batch (see
         :meth:`_settle`), not once per command."""
         loop = asyncio.get_running_loop()
-        item = _Item(cmd, cf.Future(), events or [], after, loop.create_future(), loop)
-        self._put(item)
-        if item.future.done():  # refused at once: the service is not running
-            return item.future.result()
-        return await item.waiter
+        waiter = loop.create_future()  # no thread-safe future: the loop is woken per batch
+        self._put(_Item(cmd, None, events or [], after, waiter, loop))
+        return await waiter  # raises at once if the service is not running
 
     def call_sync(self, cmd: C.Command, timeout: float = 30.0, **kw: Any) -> Result:
         return self.submit(cmd, **kw).result(timeout)
@@ -250,9 +255,10 @@ class EngineService:
                 return await asyncio.wrap_future(pending)
         cmd = C.SendOrder(time_msc=0, actor=f"client:{login}", login=login, request=request,
                           request_id=request_id)
+        if not request_id:  # nobody can wait on it: no in-flight entry
+            return send_result_dict(await self.call(cmd))
         outer: cf.Future = cf.Future()
-        if request_id:
-            self._inflight[key] = outer
+        self._inflight[key] = outer
         try:
             res = await self.call(cmd)
             out = send_result_dict(res)
@@ -373,7 +379,7 @@ class EngineService:
         per event loop for the coroutines awaiting them."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, Any]]] = {}
         for it, out in outcomes:
-            if not it.future.done():
+            if it.future is not None and not it.future.done():
                 if isinstance(out, BaseException):
                     it.future.set_exception(out)
                 else:
