@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -34,7 +35,7 @@ import zmq
 import zmq.asyncio
 
 from api.idempotency import RequestIdReused
-from api.service import EngineService, Retryable, render
+from api.service import EngineService, Retryable, render, send_result_dict
 
 log = logging.getLogger("cfd.api.link")
 
@@ -125,8 +126,22 @@ class WriterLink:
             if int(deadline or 0) and now_msc() > int(deadline):
                 continue  # its gateway gave up on it: never execute it late
             for i, body in enumerate(bodies):
-                asyncio.ensure_future(self._answer(router, ident, rids[8 * i:8 * i + 8],
-                                                   ops_list[i], body))
+                rid, op = rids[8 * i:8 * i + 8], ops_list[i]
+                if op == b"send" and self.writing():
+                    login, request, request_id = orjson.loads(body)
+                    if not request_id:  # the common case, without a task per order
+                        self.service.send_soon(login, request).add_done_callback(
+                            functools.partial(self._sent, router, ident, rid))
+                        continue
+                asyncio.ensure_future(self._answer(router, ident, rid, op, body))
+
+    def _sent(self, router: Any, ident: bytes, rid: bytes, fut: asyncio.Future) -> None:
+        exc = fut.exception()
+        if exc is None:
+            self._queue_reply(router, ident, rid, OK, dumps(send_result_dict(fut.result())))
+        else:
+            self._queue_reply(router, ident, rid, RETRY,
+                              dumps(f"the writer could not run it: {exc}"))
 
     async def _answer(self, router: Any, ident: bytes, rid: bytes, op: bytes,
                       body: bytes) -> None:
@@ -136,6 +151,10 @@ class WriterLink:
             status, out = REUSED, dumps(str(exc))
         except Exception as exc:
             status, out = RETRY, dumps(f"the writer could not run it: {exc}")
+        self._queue_reply(router, ident, rid, status, out)
+
+    def _queue_reply(self, router: Any, ident: bytes, rid: bytes, status: bytes,
+                     out: bytes) -> None:
         queued = self._out.get(ident)
         if queued is None:
             queued = self._out[ident] = []

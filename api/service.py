@@ -199,6 +199,16 @@ class EngineService:
         self._put(_Item(cmd, None, events or [], after, waiter, loop))
         return await waiter  # raises at once if the service is not running
 
+    def send_soon(self, login: int, request: dict) -> asyncio.Future:
+        """order_send without a request id, as a future of its Result on the running loop
+        (no coroutine: what :meth:`order_send` does for it, for api.link's batches)."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._put(_Item(C.SendOrder(time_msc=0, actor=f"client:{login}", login=login,
+                                    request=request, request_id=0), None, [], None, waiter,
+                        loop))
+        return waiter
+
     def call_sync(self, cmd: C.Command, timeout: float = 30.0, **kw: Any) -> Result:
         return self.submit(cmd, **kw).result(timeout)
 
