@@ -84,6 +84,8 @@ class RemoteService:
         self._tasks: list[asyncio.Task] = []
         self._lock = threading.Lock()
         writer.on_switch.append(self.refresh)
+        writer.on_lost.append(self._look_again)
+        self._looking: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -97,15 +99,20 @@ class RemoteService:
             s.connect(e)
         self._tasks.append(asyncio.ensure_future(self._listen()))
         if not await self._connect(tries=12):  # serve anyway; keep looking meanwhile
-            self._tasks.append(asyncio.ensure_future(self._connect()))
+            self._look_again()
+
+    def _look_again(self) -> None:
+        """Look for the writer in the background until one answers (its keys with it)."""
+        if self._looking is None or self._looking.done():
+            self._looking = asyncio.ensure_future(self._connect())
+            self._tasks.append(self._looking)
 
     async def _connect(self, tries: int = 0) -> bool:
         """Find the writer and take its key ring (``tries`` of 0.25 s; 0: until found)."""
         n = 0
         while True:
             try:
-                await self.writer.find()
-                await self.refresh()
+                await self.writer.find()  # a writer new to it: its keys first (refresh)
                 return True
             except WriterUnavailable:
                 n += 1
@@ -123,10 +130,11 @@ class RemoteService:
             self._sub_sock.close(0)
         self.writer.close()
 
-    async def refresh(self) -> None:
-        """The writer's key hashes and symbols (at start and after a new writer took over)."""
-        self.keys.load(orjson.loads(await self.writer.request(b"keys")))
-        self._symbols = set(orjson.loads(await self.writer.request(b"symbols")))
+    async def refresh(self, at: int | None = None) -> None:
+        """The writer's key hashes and symbols (at start and after a new writer took over;
+        ``at``: the address of the writer just found)."""
+        self.keys.load(orjson.loads(await self.writer.request(b"keys", at=at)))
+        self._symbols = set(orjson.loads(await self.writer.request(b"symbols", at=at)))
 
     async def _listen(self) -> None:
         while True:

@@ -28,6 +28,7 @@ import functools
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -60,7 +61,7 @@ class WriterLink:
         self.service = service
         self.app = app
         self.bind, self.publish = bind, publish
-        self.owner = owner or ""
+        self.owner = owner or uuid.uuid4().hex  # names this writer to the gateways
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -282,7 +283,10 @@ class WriterClient:
         self.ping_timeout_s = ping_timeout_s
         self.current: int | None = None
         self.owner = ""
-        self.on_switch: list[Any] = []  # coroutine functions called after finding a writer
+        self._last: tuple[int, str] | None = None  # the writer found last (index, owner)
+        #: ``await fn(index)`` for a newly found writer, before requests go to it
+        self.on_switch: list[Any] = []
+        self.on_lost: list[Any] = []  # functions called when the writer stopped answering
         self._ctx: Any = None
         self._socks: list[Any] = []
         self._readers: list[asyncio.Task] = []
@@ -371,10 +375,11 @@ class WriterClient:
         finally:
             self._pending.pop(rid, None)
 
-    async def request(self, op: bytes, body: bytes = b"") -> bytes:
-        """The writer's answer body; raises WriterUnavailable, RequestIdReused."""
+    async def request(self, op: bytes, body: bytes = b"", at: int | None = None) -> bytes:
+        """The writer's answer body; raises WriterUnavailable, RequestIdReused. ``at``: ask
+        that address (by index) rather than the current writer's."""
         self._open()
-        i = self.current
+        i = self.current if at is None else at
         if i is None:
             i = await self.find()
         try:
@@ -395,6 +400,8 @@ class WriterClient:
         if self.current == i:
             self.current = None
             self._reset(i)
+            for fn in self.on_lost:
+                fn()
 
     async def find(self) -> int:
         """The index of the address that answers as the writer (asks all at once)."""
@@ -421,11 +428,12 @@ class WriterClient:
         answers = await asyncio.gather(*(ping(i) for i in range(len(self.endpoints))))
         for i, info in answers:
             if info and info.get("writer"):
-                switched = self.owner != info.get("owner")
-                self.current, self.owner = i, info.get("owner", "")
-                if switched:
+                found = (i, info.get("owner", ""))
+                if found != self._last:  # a new writer: catch up before use
                     for fn in self.on_switch:
-                        await fn()
+                        await fn(i)
+                self._last = found
+                self.current, self.owner = found
                 return i
         raise WriterUnavailable("no writer answers at " + ", ".join(self.endpoints)
                                 + " (a takeover may be under way); retry")

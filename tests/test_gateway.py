@@ -182,3 +182,38 @@ def test_gateway_answers_history_from_the_store(tmp_path) -> None:
         g.close()
         wl.stop()
         writer.close()
+
+
+def test_gateway_finds_the_next_writer_by_itself() -> None:
+    """The writer at the first address goes away; the one at the second starts: the gateway
+    answers 503 (retry) meanwhile, then follows the new writer and takes its key ring."""
+    first, second = make_runtime(), make_runtime()
+    wl1, link1, events1 = start_link(first)
+    link2, events2 = link_addresses()
+    g = start_gateway([link1, link2], [events1, events2], timeout_s=1.0)
+    wl2 = None
+    try:
+        with httpx.Client(base_url=g.url, timeout=10) as c:
+            h1 = headers(first.demo["accounts"][0])
+            assert c.get("/v1/account_info", headers=h1).status_code == 200
+            wl1.stop()
+            r = c.get("/v1/account_info", headers=h1)
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            from api.link import WriterLink
+
+            wl2 = WriterLink(second.service, second.app, link2, events2)
+            wl2.start()
+            deadline = time.monotonic() + 15  # found with no request to prompt it
+            while c.get("/health").json().get("writer") != link2:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            h2 = headers(second.demo["accounts"][0])  # its key ring came with it
+            r = c.post("/v1/order_send", headers=h2, json=BUY)
+            assert r.status_code == 200 and r.json()["retcode"] == 10021  # no quote there
+    finally:
+        g.close()
+        for w in (wl1, wl2):
+            if w is not None:
+                w.stop()
+        first.close()
+        second.close()
