@@ -208,6 +208,7 @@ def journal_orders(url: str) -> dict[tuple[int, int], int]:
     return seen
 
 
+@pytest.mark.slow
 def test_standby_takes_over_from_killed_and_frozen_writers(pg_url: str) -> None:
     rounds = int(os.environ.get("CFD_STANDBY_ROUNDS", "3"))
     seed(pg_url)
