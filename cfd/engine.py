@@ -38,7 +38,7 @@ from cfd import commands as C
 from cfd.accounts.book import AccountGroup, AccountTable
 from cfd.accounts.cash import CashHandlers
 from cfd.accounts.ledger import INSURANCE_FUND, Ledger, client_ledger
-from cfd.constants import MarginMode, Retcode
+from cfd.constants import CalcMode, MarginMode, Retcode
 from cfd.effects import Effects
 from cfd.engine_admin import AdminHandlers
 from cfd.engine_queries import EngineQueries, round_half_even_float
@@ -55,6 +55,7 @@ from cfd.kernels.margin import (
     pack_moves,
     recompute_account,
     recompute_all,
+    rederive,
     stop_out_hits,
     tick_update,
     tick_update_accounts,
@@ -355,13 +356,15 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         n_moved = int(idx.cnt[syms].sum())
         if n_pos >= self.bulk_tick_min and n_moved >= self.bulk_tick_share * n_pos:
             moves = pack_moves(len(self.symbols), syms, old_bid, old_ask, sc.bid, sc.ask,
-                               sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode)
+                               sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
+                               self.symbols.tiers())
             pc, bi = self.positions.cols, self.positions.by_acc
             state = np.empty(max(n_acc, 1), dtype=np.int8)
             tick_update_accounts(n_acc, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, moves,
                                  float(MINOR_SCALE), ac.balance, ac.credit, ac.so_rule, ac.so_so,
                                  ac.so_call, ac.profit, ac.margin, ac.margin_maint, state)
             self._states = state[:n_acc]
+            self._rederive_tiered(syms, self._states)
             return np.nonzero(self._states >= 0)[0]
         if len(self._mark) < n_acc:
             self._mark = np.zeros(max(n_acc, 2 * len(self._mark)), dtype=np.bool_)
@@ -369,8 +372,24 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         out = np.empty(max(min(n_moved, n_acc), 1), dtype=np.int64)
         n = tick_update(syms, old_bid, old_ask, idx.off, idx.cnt, seg_acc, seg_vol, sc.bid,
                         sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                        ac.profit, ac.margin, ac.margin_maint, self._mark, out)
+                        self.symbols.tiers(), ac.profit, ac.margin, ac.margin_maint,
+                        self._mark, out)
+        self._rederive_tiered(syms, np.empty(0, np.int8))
         return np.sort(out[:n])
+
+    def _rederive_tiered(self, syms: np.ndarray, states: np.ndarray) -> None:
+        """The holders of moved tiered symbols margined at the market: re-derived whole
+        (their margin is not linear in the price); ``states`` updated where it covers."""
+        sc, ac, pc = self.symbols.cols, self.accounts.cols, self.positions.cols
+        tiers = self.symbols.tiers()
+        moved = syms[(tiers[0][syms] > 0) & (sc.calc_mode[syms] == CalcMode.EXCH_STOCKS)]
+        if len(moved):
+            idx = self.positions.by_acc
+            rederive(self.holders(moved), idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
+                     pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
+                     sc.calc_mode, tiers, ac.leverage, float(MINOR_SCALE), ac.balance,
+                     ac.credit, ac.so_rule, ac.so_so, ac.so_call, ac.profit, ac.margin,
+                     ac.margin_maint, states)
 
     def check_recompute(self) -> float:
         """Compare a full recompute with the incremental state and re-anchor to it; returns
@@ -396,7 +415,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         n = len(self.accounts)
         recompute_all(n, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
                       sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                      ac.leverage, ac.profit, ac.margin, ac.margin_maint)
+                      self.symbols.tiers(), ac.leverage, ac.profit, ac.margin, ac.margin_maint)
 
     def _check_levels(self, accs: np.ndarray, force: bool = False,
                       states: np.ndarray | None = None) -> list[dict]:
@@ -526,7 +545,8 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         idx = self.positions.by_acc
         pr, m, mm = recompute_account(a, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
                                       pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
-                                      sc.k_margin_maint, sc.calc_mode, int(ac.leverage[a]))
+                                      sc.k_margin_maint, sc.calc_mode, self.symbols.tiers(),
+                                      int(ac.leverage[a]))
         ac.profit[a], ac.margin[a], ac.margin_maint[a] = pr, m, mm
         if self.collect_effects:
             self._effects.accounts[int(ac.login[a])] = self.account_row(a)
