@@ -14,9 +14,9 @@ from cfd.constants import (
     Retcode,
 )
 from cfd.errors import Rejected
-from cfd.kernels.formulas import margin_level, position_margin
+from cfd.kernels.formulas import margin_level
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
-from cfd.trading import market
+from cfd.trading import margin_tiers, market
 from cfd.trading.history import ORDER_COLUMNS
 from cfd.trading.request import (
     OrderCheckResult,
@@ -106,13 +106,12 @@ class EngineQueries:
         """MT5's order_calc_margin for the account ``login``: the margin ``volume`` lots
         opened (or a pending order placed) at ``price`` will hold, ignoring open positions:
         the position margin at that price with the account's leverage (CFDLEVERAGE),
-        rounded to the cent by the rule of every margin figure (``formulas.float_to_minor``).
+        rounded to the cent by the rule of every margin figure (``formulas.float_to_minor``);
+        a tiered symbol's brackets apply to ``volume`` (``margin_tiers.order_margin``).
         """
         a = self._acc(login)
         s, vol, px = self._calc_args(order_type, symbol, volume, price, "price")
-        sc = self.symbols.cols
-        return minor(position_margin(int(sc.calc_mode[s]), vol, px, float(sc.k_margin[s]),
-                                     int(self.accounts.cols.leverage[a]))) / MINOR_SCALE
+        return minor(margin_tiers.order_margin(self, a, s, vol, px)) / MINOR_SCALE
 
     def order_calc_profit(self, order_type: int, symbol: str, volume: float, price_open: float,
                           price_close: float) -> float:

@@ -212,8 +212,9 @@ def recompute_detect_numpy(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, 
         margin = np.bincount(acc, weights=m, minlength=n_acc)
         maint = np.bincount(acc, weights=mm, minlength=n_acc)
     else:
-        margin = np.bincount(acc[~tiered], weights=m[~tiered], minlength=n_acc)
-        maint = np.bincount(acc[~tiered], weights=mm[~tiered], minlength=n_acc)
+        # (float even when no row is untiered: bincount of nothing is int)
+        margin = np.bincount(acc[~tiered], weights=m[~tiered], minlength=n_acc).astype(float)
+        maint = np.bincount(acc[~tiered], weights=mm[~tiered], minlength=n_acc).astype(float)
         _add_tiered(tiers, acc[tiered], s[tiered], base[tiered], m[tiered], mm[tiered],
                     np.abs(v[tiered]).astype(np.float64), margin, maint)
     state = detect_numpy(minor_scale, acc_balance[:n_acc], acc_credit[:n_acc], profit, margin,
