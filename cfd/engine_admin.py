@@ -54,6 +54,7 @@ class AdminHandlers:
             raise Rejected(Retcode.NO_CHANGES, f"account {cmd.login} already has these "
                                                f"client settings")
         ac.category[a], ac.country[a] = category, country
+        ac.so_rule[a] = self.config.groups[self.accounts.groups[a]].rule_for(category)
         self._effects.accounts[cmd.login] = self.account_row(a)
         self._effects.events.append({"kind": "set_client", "login": cmd.login,
                                      "category": rules.CATEGORIES[category],

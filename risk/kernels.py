@@ -9,7 +9,7 @@ account ``a`` owns positions ``acc_off[a] : acc_off[a + 1]``. One thread owns on
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import account_sums
+from cfd.kernels.account import GROUPS, account_sums
 from cfd.kernels.formulas import position_profit
 
 
@@ -25,18 +25,21 @@ def account_figures(acc_off, pos_sym, pos_vol, pos_open, sym_bid, sym_ask, sym_k
     n_acc = len(acc_off) - 1
     ident = np.arange(len(pos_sym))
     syms = (sym_bid, sym_ask, sym_kp, sym_km, sym_km, sym_mode)
-    for a in nb.prange(n_acc):
-        start = acc_off[a]
-        pr, m, _, mv, d = account_sums(ident, start, acc_off[a + 1] - start, pos_sym, pos_vol,
-                                       pos_open, syms, tiers, acc_lev[a])
-        for p in range(start, acc_off[a + 1]):
-            s = pos_sym[p]
-            out_pos_profit[p] = position_profit(pos_vol[p], pos_open[p], sym_bid[s], sym_ask[s],
-                                                sym_kp[s])
-        out_profit[a] = pr
-        out_margin[a] = m
-        out_delta[a] = d
-        out_margin_var[a] = mv
+    chunk = 512
+    for c in nb.prange((n_acc + chunk - 1) // chunk):
+        work = np.empty((GROUPS, 4))
+        for a in range(c * chunk, min(n_acc, (c + 1) * chunk)):
+            start = acc_off[a]
+            pr, m, _, mv, d = account_sums(ident, start, acc_off[a + 1] - start, pos_sym,
+                                           pos_vol, pos_open, syms, tiers, acc_lev[a], work)
+            for p in range(start, acc_off[a + 1]):
+                s = pos_sym[p]
+                out_pos_profit[p] = position_profit(pos_vol[p], pos_open[p], sym_bid[s],
+                                                    sym_ask[s], sym_kp[s])
+            out_profit[a] = pr
+            out_margin[a] = m
+            out_delta[a] = d
+            out_margin_var[a] = mv
 
 
 @nb.njit(cache=True, parallel=True)

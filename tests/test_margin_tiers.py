@@ -261,3 +261,20 @@ def test_tiered_incremental_ticks_agree_with_the_full_recompute(spec, seed, bulk
     tol = 1e-9 * (1.0 + np.abs(ac.margin[:n]).max())
     for got, want in zip(inc, (ac.profit[:n], ac.margin[:n], ac.margin_maint[:n]), strict=True):
         assert np.allclose(got, want, rtol=1e-9, atol=tol)
+
+
+def test_an_account_with_more_tiered_symbols_than_work_rows() -> None:
+    """Past ``account.GROUPS`` tiered symbols in one account the loop scans the account
+    again per symbol: the same figures, to the bit, as the references."""
+    from cfd.kernels.account import GROUPS
+
+    eng = build(BookSpec(positions=600, accounts=1, symbols=GROUPS + 30, seed=5,
+                         hedging_frac=1.0, esma_frac=0.0, tiered_frac=1.0))
+    assert len(set(eng.positions.cols.sym[eng.positions.of_account(0)].tolist())) > GROUPS
+    a = kernel_args(eng)
+    out = (np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, np.int8))
+    recompute_detect(**a, out_profit=out[0], out_margin=out[1], out_margin_maint=out[2],
+                     out_state=out[3])
+    a.pop("n_acc")
+    ppr = R.recompute_detect_python([0], **a)
+    assert (out[0][0], out[1][0], out[2][0]) == (ppr[0][0], ppr[1][0], ppr[2][0])

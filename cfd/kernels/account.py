@@ -53,27 +53,32 @@ def pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
     return t
 
 
-def sym_row(syms, tiers, s):
-    """``(bid, ask, k_profit, k_margin, k_margin_maint, calc_mode, tier_n, tier_off)`` of
-    symbol ``s``, as floats, from a packed table or from the columns' tuple."""
+def sym_row(syms, tiers, s, v):
+    """``(close, k_profit, k_margin, k_margin_maint, calc_mode, tier_n, tier_off)`` of symbol
+    ``s`` for a position of volume ``v`` (it closes at bid when long, at ask when short), as
+    floats, from a packed table or from the columns' tuple (the tier arrays cover every
+    symbol of the table: ``SymbolTable.tiers``, :func:`empty_tiers`)."""
     if isinstance(syms, tuple):
-        return (float(syms[0][s]), float(syms[1][s]), float(syms[2][s]), float(syms[3][s]),
-                float(syms[4][s]), float(syms[5][s]), float(tiers[0][s]), float(tiers[1][s]))
+        close = syms[0][s] if v > 0 else syms[1][s]
+        return (float(close), float(syms[2][s]), float(syms[3][s]), float(syms[4][s]),
+                float(syms[5][s]), float(tiers[0][s]), float(tiers[1][s]))
     r = syms[s]
-    return (r[BID], r[ASK], r[KP], r[KM], r[KMM], r[MODE], r[TIER_N], r[TIER_OFF])
+    return (r[BID + int(v <= 0)], r[KP], r[KM], r[KMM], r[MODE], r[TIER_N], r[TIER_OFF])
 
 
 @overload(sym_row)
-def _sym_row_nb(syms, tiers, s):
+def _sym_row_nb(syms, tiers, s, v):
     if isinstance(syms, types.Array):
-        def packed(syms, tiers, s):
-            return (syms[s, BID], syms[s, ASK], syms[s, KP], syms[s, KM], syms[s, KMM],
+        def packed(syms, tiers, s, v):
+            # the close price picked by index rather than by a branch
+            return (syms[s, BID + np.intp(v <= 0)], syms[s, KP], syms[s, KM], syms[s, KMM],
                     syms[s, MODE], syms[s, TIER_N], syms[s, TIER_OFF])
         return packed
 
-    def columns(syms, tiers, s):
-        return (float(syms[0][s]), float(syms[1][s]), float(syms[2][s]), float(syms[3][s]),
-                float(syms[4][s]), float(syms[5][s]), float(tiers[0][s]), float(tiers[1][s]))
+    def columns(syms, tiers, s, v):
+        close = syms[0][s] if v > 0 else syms[1][s]
+        return (float(close), float(syms[2][s]), float(syms[3][s]), float(syms[4][s]),
+                float(syms[5][s]), float(tiers[0][s]), float(tiers[1][s]))
     return columns
 
 
@@ -104,79 +109,127 @@ def tier_factor(table, off, n, x):
     return table[k, 1] - table[k, 2] / x
 
 
+#: Distinct tiered symbols one account's scratch holds (more: :func:`_tiered_slow`).
+GROUPS = 64
+
+
+def scratch() -> np.ndarray:
+    """The work rows of :func:`account_sums` (one per thread or per chunk of accounts):
+    per tiered symbol of the account, ``(symbol, margin, maintenance margin, aggregate)``."""
+    return np.empty((GROUPS, 4))
+
+
 @nb.njit(cache=True, inline="always")
-def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage):
+def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage, work):
     """``(profit, margin, margin_maint, margin_at_market, delta)`` of the positions
     ``pool[start : start + n]`` of one account: floating profit, initial and maintenance
     margin (tiers applied), the part of the margin margined at the market (EXCH_STOCKS,
     which follows the price) and the signed notional ``sum(close * volume * k_profit)``.
 
-    The callers that need fewer figures drop the rest (inlined, the compiler removes the
-    unused sums)."""
+    Positions of tiered symbols are summed per symbol in ``work`` (:func:`scratch`), in the
+    order of their first position, and added after the untiered ones. The callers that need
+    fewer figures drop the rest (inlined, the compiler removes the unused sums)."""
     profit = 0.0
     margin = 0.0
     maint = 0.0
     at_market = 0.0
     delta = 0.0
     lev = float(leverage)
-    tiered = False
+    ng = 0
+    overflow = False
     for k in range(start, start + n):
         p = pool[k]
         s = pos_sym[p]
-        bid, ask, kp, km, kmm, mode, tn, _ = sym_row(syms, tiers, s)
         v = pos_vol[p]
+        close, kp, km, kmm, mode, tn, to = sym_row(syms, tiers, s, v)
         fv = float(v)
         po = float(pos_price[p])
-        close = bid if v > 0 else ask
         profit += (close - po) * fv * kp
         delta += close * fv * kp
-        if tn != 0.0:
-            tiered = True
-            continue
-        m, mm, _ = position_margins(fv, po, close, km, kmm, mode, lev)
-        margin += m
-        maint += mm
-        if mode == CALC_EXCH_STOCKS:
-            at_market += m
-    if tiered:
-        table = tiers[2]
-        for k in range(start, start + n):
-            s = pos_sym[pool[k]]
-            _, _, _, _, _, mode, tn, to = sym_row(syms, tiers, s)
-            if tn == 0.0:
-                continue
-            first = True
-            for j in range(start, k):
-                if pos_sym[pool[j]] == s:
-                    first = False
-                    break
-            if not first:
-                continue
-            # the first position of a tiered symbol: margin the symbol's aggregate
-            off = np.intp(to)
-            kx = table[off, 3]
-            u = 0.0
-            um = 0.0
-            x = 0.0
-            for j in range(k, start + n):
-                q = pool[j]
-                if pos_sym[q] != s:
+        m, mm, base_m = position_margins(fv, po, close, km, kmm, mode, lev)
+        if tn == 0.0:
+            margin += m
+            maint += mm
+            if mode == CALC_EXCH_STOCKS:
+                at_market += m
+        elif not overflow:
+            kx = tiers[2][np.intp(to), 3]
+            x = abs(fv) if kx == 0.0 else base_m * kx
+            fs = float(s)
+            g = 0
+            while g < ng and work[g, 0] != fs:
+                g += 1
+            if g == ng:
+                if ng == GROUPS:
+                    overflow = True
                     continue
-                bid, ask, _, km, kmm, _, _, _ = sym_row(syms, tiers, s)
-                v = pos_vol[q]
-                fv = float(v)
-                m, mm, base_m = position_margins(fv, float(pos_price[q]),
-                                                 bid if v > 0 else ask, km, kmm, mode, lev)
-                u += m
-                um += mm
-                x += abs(fv) if kx == 0.0 else base_m * kx
-            if x > 0.0:
-                f = tier_factor(table, off, np.intp(tn), x)
-                margin += u * f
-                maint += um * f
+                ng += 1
+                work[g, 0] = fs
+                work[g, 1] = 0.0
+                work[g, 2] = 0.0
+                work[g, 3] = 0.0
+            work[g, 1] += m
+            work[g, 2] += mm
+            work[g, 3] += x
+    if overflow:
+        margin, maint, at_market = _tiered_slow(pool, start, n, pos_sym, pos_vol, pos_price,
+                                                syms, tiers, lev, margin, maint, at_market)
+    else:
+        table = tiers[2]
+        for g in range(ng):
+            s = np.intp(work[g, 0])
+            _, _, _, _, mode, tn, to = sym_row(syms, tiers, s, 1)
+            if work[g, 3] > 0.0:
+                f = tier_factor(table, np.intp(to), np.intp(tn), work[g, 3])
+                margin += work[g, 1] * f
+                maint += work[g, 2] * f
                 if mode == CALC_EXCH_STOCKS:
-                    at_market += u * f
+                    at_market += work[g, 1] * f
     return profit, margin, maint, at_market, delta
+
+
+@nb.njit(cache=True)
+def _tiered_slow(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, margin,
+                 maint, at_market):
+    """The tiered part of :func:`account_sums` without work rows (an account holding more
+    than :data:`GROUPS` tiered symbols): the same sums in the same order, found by scanning
+    the account again for each symbol; ``(margin, maint, at_market)`` with them added."""
+    table = tiers[2]
+    for k in range(start, start + n):
+        s = pos_sym[pool[k]]
+        _, _, _, _, mode, tn, to = sym_row(syms, tiers, s, 1)
+        if tn == 0.0:
+            continue
+        first = True
+        for j in range(start, k):
+            if pos_sym[pool[j]] == s:
+                first = False
+                break
+        if not first:
+            continue
+        kx = table[np.intp(to), 3]
+        u = 0.0
+        um = 0.0
+        x = 0.0
+        for j in range(k, start + n):
+            q = pool[j]
+            if pos_sym[q] != s:
+                continue
+            v = pos_vol[q]
+            close, _, km, kmm, _, _, _ = sym_row(syms, tiers, s, v)
+            fv = float(v)
+            m, mm, base_m = position_margins(fv, float(pos_price[q]), close, km, kmm, mode,
+                                             lev)
+            u += m
+            um += mm
+            x += abs(fv) if kx == 0.0 else base_m * kx
+        if x > 0.0:
+            f = tier_factor(table, np.intp(to), np.intp(tn), x)
+            margin += u * f
+            maint += um * f
+            if mode == CALC_EXCH_STOCKS:
+                at_market += u * f
+    return margin, maint, at_market
 
 
 def empty_tiers(n_symbols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

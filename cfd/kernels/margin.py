@@ -4,7 +4,7 @@ incremental (only positions of symbols that moved)."""
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import account_sums, pack_symbols
+from cfd.kernels.account import GROUPS, account_sums, pack_symbols
 from cfd.kernels.formulas import (
     CALC_EXCH_STOCKS,
     account_figures,
@@ -22,23 +22,29 @@ def recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
     is derived from the current quote when asked, ``positions.floating_profit``.)"""
     pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol, pos_price,
                                    (sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode),
-                                   tiers, leverage)
+                                   tiers, leverage, np.empty((GROUPS, 4)))
     return pr, m, mm
+
+
+#: Accounts per task of the full recompute (each task holds one ``account.scratch``).
+CHUNK = 512
 
 
 @nb.njit(cache=True, parallel=True)
 def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid, sym_ask,
                   sym_kp, sym_km, sym_kmm, sym_mode, tiers, acc_lev, out_profit, out_margin,
                   out_margin_maint):
-    """Full recompute: each thread owns whole accounts (no shared-slot reductions); the
-    symbols are read from one packed row each (``account.pack_symbols``)."""
+    """Full recompute: each task owns whole accounts, :data:`CHUNK` at a time (no shared-slot
+    reductions); the symbols are read from one packed row each (``account.pack_symbols``)."""
     symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers)
-    for a in nb.prange(n_acc):
-        pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                       pos_price, symtab, tiers, acc_lev[a])
-        out_profit[a] = pr
-        out_margin[a] = m
-        out_margin_maint[a] = mm
+    for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
+        work = np.empty((GROUPS, 4))
+        for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
+            pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
+                                           pos_price, symtab, tiers, acc_lev[a], work)
+            out_profit[a] = pr
+            out_margin[a] = m
+            out_margin_maint[a] = mm
 
 
 @nb.njit(cache=True, parallel=True)
@@ -210,21 +216,26 @@ def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vo
                      sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers, acc_lev,
                      acc_balance, acc_credit, acc_rule, acc_so, acc_call, out_profit,
                      out_margin, out_margin_maint, out_state):
-    """Full recompute and stop-out / margin-call detection in one pass over the book (one
-    thread per account). Returns the number of accounts at or below stop-out."""
+    """Full recompute and stop-out / margin-call detection in one pass over the book (each
+    task owns :data:`CHUNK` accounts). Returns the number of accounts at or below
+    stop-out."""
     symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers)
     n_so = 0
-    for a in nb.prange(n_acc):
-        pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                       pos_price, symtab, tiers, acc_lev[a])
-        out_profit[a] = pr
-        out_margin[a] = m
-        out_margin_maint[a] = mm
-        eq, mc = account_figures(acc_balance[a], acc_credit[a], pr, m, minor_scale)
-        st = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, mc, minor_scale)
-        out_state[a] = st
-        if st == STATE_STOP_OUT:
-            n_so += 1
+    for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
+        work = np.empty((GROUPS, 4))
+        hits = 0
+        for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
+            pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
+                                           pos_price, symtab, tiers, acc_lev[a], work)
+            out_profit[a] = pr
+            out_margin[a] = m
+            out_margin_maint[a] = mm
+            eq, mc = account_figures(acc_balance[a], acc_credit[a], pr, m, minor_scale)
+            st = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, mc, minor_scale)
+            out_state[a] = st
+            if st == STATE_STOP_OUT:
+                hits += 1
+        n_so += hits
     return n_so
 
 

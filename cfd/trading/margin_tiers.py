@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cfd.kernels.account import account_sums, tier_factor
+from cfd.kernels.account import account_sums, scratch, tier_factor
 from cfd.kernels.formulas import position_margin
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def aggregate_margin(eng: Engine, acc: int, sym: int, volumes: list[int],
                                  np.array(volumes, np.int64), np.array(prices, np.int64),
                                  (sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
                                   sc.calc_mode), eng.symbols.tiers(),
-                                 int(eng.accounts.cols.leverage[acc]))
+                                 int(eng.accounts.cols.leverage[acc]), scratch())
     return float(m)
 
 
