@@ -9,7 +9,7 @@ account ``a`` owns positions ``acc_off[a] : acc_off[a + 1]``. One thread owns on
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import GROUPS, account_sums
+from cfd.kernels.account import account_sums, scratch
 from cfd.kernels.formulas import position_profit
 
 
@@ -27,7 +27,7 @@ def account_figures(acc_off, pos_sym, pos_vol, pos_open, sym_bid, sym_ask, sym_k
     syms = (sym_bid, sym_ask, sym_kp, sym_km, sym_km, sym_mode)
     chunk = 512
     for c in nb.prange((n_acc + chunk - 1) // chunk):
-        work = np.empty((GROUPS, 4))
+        work = scratch()
         for a in range(c * chunk, min(n_acc, (c + 1) * chunk)):
             start = acc_off[a]
             pr, m, _, mv, d = account_sums(ident, start, acc_off[a + 1] - start, pos_sym,

@@ -263,14 +263,15 @@ def test_tiered_incremental_ticks_agree_with_the_full_recompute(spec, seed, bulk
         assert np.allclose(got, want, rtol=1e-9, atol=tol)
 
 
-def test_an_account_with_more_tiered_symbols_than_work_rows() -> None:
-    """Past ``account.GROUPS`` tiered symbols in one account the loop scans the account
-    again per symbol: the same figures, to the bit, as the references."""
+def test_an_account_with_more_tiered_symbols_than_the_work_table_holds() -> None:
+    """Past ``account.GROUPS / 2`` tiered symbols in one account (the work table half full)
+    the loop scans the account again per symbol: the same figures, to the bit, as the
+    references."""
     from cfd.kernels.account import GROUPS
 
-    eng = build(BookSpec(positions=600, accounts=1, symbols=GROUPS + 30, seed=5,
+    eng = build(BookSpec(positions=600, accounts=1, symbols=GROUPS, seed=5,
                          hedging_frac=1.0, esma_frac=0.0, tiered_frac=1.0))
-    assert len(set(eng.positions.cols.sym[eng.positions.of_account(0)].tolist())) > GROUPS
+    assert len(set(eng.positions.cols.sym[eng.positions.of_account(0)].tolist())) > GROUPS // 2
     a = kernel_args(eng)
     out = (np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, np.int8))
     recompute_detect(**a, out_profit=out[0], out_margin=out[1], out_margin_maint=out[2],
@@ -278,3 +279,22 @@ def test_an_account_with_more_tiered_symbols_than_work_rows() -> None:
     a.pop("n_acc")
     ppr = R.recompute_detect_python([0], **a)
     assert (out[0][0], out[1][0], out[2][0]) == (ppr[0][0], ppr[1][0], ppr[2][0])
+
+
+def test_the_work_table_is_left_free_for_the_next_account() -> None:
+    from cfd.kernels.account import account_sums, pack_symbols, scratch
+
+    eng = build(BookSpec(positions=300, accounts=10, symbols=40, seed=7, tiered_frac=1.0))
+    a = kernel_args(eng)
+    symtab = pack_symbols(a["sym_bid"], a["sym_ask"], a["sym_kp"], a["sym_km"], a["sym_kmm"],
+                          a["sym_mode"], a["tiers"])
+    work = scratch()
+    for i in range(10):
+        fresh = account_sums(a["pool"], a["acc_off"][i], a["acc_cnt"][i], a["pos_sym"],
+                             a["pos_vol"], a["pos_price"], symtab, a["tiers"], a["acc_lev"][i],
+                             scratch())
+        again = account_sums(a["pool"], a["acc_off"][i], a["acc_cnt"][i], a["pos_sym"],
+                             a["pos_vol"], a["pos_price"], symtab, a["tiers"], a["acc_lev"][i],
+                             work)
+        assert fresh == again
+        assert (work[:, 0] == -1.0).all()

@@ -109,14 +109,19 @@ def tier_factor(table, off, n, x):
     return table[k, 1] - table[k, 2] / x
 
 
-#: Distinct tiered symbols one account's scratch holds (more: :func:`_tiered_slow`).
+#: Work rows of :func:`account_sums`: a small open-addressed table of the account's tiered
+#: symbols (a power of two; past half full, :func:`_tiered_slow`).
 GROUPS = 64
 
 
-def scratch() -> np.ndarray:
-    """The work rows of :func:`account_sums` (one per thread or per chunk of accounts):
-    per tiered symbol of the account, ``(symbol, margin, maintenance margin, aggregate)``."""
-    return np.empty((GROUPS, 4))
+@nb.njit(cache=True)
+def scratch():
+    """The work rows of :func:`account_sums` (one per thread or per chunk of accounts): per
+    tiered symbol of the account, ``(symbol, margin, maintenance margin, aggregate,
+    row of the k-th symbol)``; symbol -1: free. Left free again by each call."""
+    w = np.zeros((GROUPS, 5))
+    w[:, 0] = -1.0
+    return w
 
 
 @nb.njit(cache=True, inline="always")
@@ -126,8 +131,9 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     margin (tiers applied), the part of the margin margined at the market (EXCH_STOCKS,
     which follows the price) and the signed notional ``sum(close * volume * k_profit)``.
 
-    Positions of tiered symbols are summed per symbol in ``work`` (:func:`scratch`), in the
-    order of their first position, and added after the untiered ones. The callers that need
+    Positions of tiered symbols are summed per symbol in ``work`` (:func:`scratch`, a table
+    keyed by symbol) and added after the untiered ones, in the order of their first
+    position. The callers that need
     fewer figures drop the rest (inlined, the compiler removes the unused sums)."""
     profit = 0.0
     margin = 0.0
@@ -156,35 +162,37 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
             kx = tiers[2][np.intp(to), 3]
             x = abs(fv) if kx == 0.0 else base_m * kx
             fs = float(s)
-            g = 0
-            while g < ng and work[g, 0] != fs:
-                g += 1
-            if g == ng:
-                if ng == GROUPS:
+            g = s & (GROUPS - 1)
+            while work[g, 0] != fs and work[g, 0] >= 0.0:
+                g = (g + 1) & (GROUPS - 1)
+            if work[g, 0] < 0.0:
+                if 2 * ng >= GROUPS:
                     overflow = True
                     continue
+                work[ng, 4] = g
                 ng += 1
                 work[g, 0] = fs
-                work[g, 1] = 0.0
-                work[g, 2] = 0.0
-                work[g, 3] = 0.0
-            work[g, 1] += m
-            work[g, 2] += mm
-            work[g, 3] += x
+                work[g, 1] = m
+                work[g, 2] = mm
+                work[g, 3] = x
+            else:
+                work[g, 1] += m
+                work[g, 2] += mm
+                work[g, 3] += x
+    table = tiers[2]
+    for i in range(ng):
+        g = np.intp(work[i, 4])
+        if not overflow and work[g, 3] > 0.0:
+            _, _, _, _, mode, tn, to = sym_row(syms, tiers, np.intp(work[g, 0]), 1)
+            f = tier_factor(table, np.intp(to), np.intp(tn), work[g, 3])
+            margin += work[g, 1] * f
+            maint += work[g, 2] * f
+            if mode == CALC_EXCH_STOCKS:
+                at_market += work[g, 1] * f
+        work[g, 0] = -1.0
     if overflow:
         margin, maint, at_market = _tiered_slow(pool, start, n, pos_sym, pos_vol, pos_price,
                                                 syms, tiers, lev, margin, maint, at_market)
-    else:
-        table = tiers[2]
-        for g in range(ng):
-            s = np.intp(work[g, 0])
-            _, _, _, _, mode, tn, to = sym_row(syms, tiers, s, 1)
-            if work[g, 3] > 0.0:
-                f = tier_factor(table, np.intp(to), np.intp(tn), work[g, 3])
-                margin += work[g, 1] * f
-                maint += work[g, 2] * f
-                if mode == CALC_EXCH_STOCKS:
-                    at_market += work[g, 1] * f
     return profit, margin, maint, at_market, delta
 
 

@@ -4,7 +4,7 @@ incremental (only positions of symbols that moved)."""
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import GROUPS, account_sums, pack_symbols
+from cfd.kernels.account import account_sums, pack_symbols, scratch
 from cfd.kernels.formulas import (
     CALC_EXCH_STOCKS,
     account_figures,
@@ -22,7 +22,7 @@ def recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
     is derived from the current quote when asked, ``positions.floating_profit``.)"""
     pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol, pos_price,
                                    (sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode),
-                                   tiers, leverage, np.empty((GROUPS, 4)))
+                                   tiers, leverage, scratch())
     return pr, m, mm
 
 
@@ -38,7 +38,7 @@ def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
     reductions); the symbols are read from one packed row each (``account.pack_symbols``)."""
     symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers)
     for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
-        work = np.empty((GROUPS, 4))
+        work = scratch()
         for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
             pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
                                            pos_price, symtab, tiers, acc_lev[a], work)
@@ -222,7 +222,7 @@ def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vo
     symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers)
     n_so = 0
     for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
-        work = np.empty((GROUPS, 4))
+        work = scratch()
         hits = 0
         for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
             pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,

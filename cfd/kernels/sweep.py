@@ -25,7 +25,7 @@ import math
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import GROUPS, account_sums
+from cfd.kernels.account import account_sums, scratch
 from cfd.kernels.formulas import (
     RULE_MT5_MONEY,
     account_figures,
@@ -108,7 +108,7 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
     closed = 0
     eq = (bal + cred) / minor_scale + pr
     if must_close(force, rule, so, end, bal, cred, pr, m, n_left, False, minor_scale):
-        sums_work = np.empty((GROUPS, 4))
+        sums_work = scratch()
         for k in range(n_left):
             work[base + k] = pool[off + k]
         while True:
