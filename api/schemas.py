@@ -155,6 +155,14 @@ class Amount(BaseModel):
     comment: Annotated[str, Field(max_length=64)] = ""
 
 
+class ExposureLimit(BaseModel):
+    """A book-wide cap of the clients' net volume in a symbol, in lots."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    lots: Annotated[str, Field(max_length=24, pattern=r"^[0-9]+(\.[0-9]+)?$",
+                               examples=["5000"])]
+
+
 class AdminResult(BaseModel):
     """An admin command's outcome: retcode 10009 when done (HTTP 200); a rejected command
     answers HTTP 409 with the same shape."""

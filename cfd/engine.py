@@ -149,6 +149,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
             C.SetBenchmark: self.day.set_benchmark,
             C.CorporateAction: self.corporate.command,
             C.SetClient: self._set_client,
+            C.SetExposureLimit: self._set_exposure_limit,
         }
         self.weekend = WeekendMargin(self, self.config.weekend)  # weekend/holiday margin
         # stop-out sweep: the numba kernel with bulk booking; ``_stop_out_python`` is the

@@ -407,6 +407,17 @@ def set_margin(
     _act(ctx, lambda who: A.set_symbol(symbol, changes, who), confirm, as_json)
 
 
+@app.command("set-limit")
+def set_limit(
+    ctx: typer.Context, symbol: str,
+    lots: Annotated[str, typer.Argument(help="net volume cap in lots; 'none' removes it")],
+    confirm: ConfirmOpt = False, as_json: JsonOpt = False,
+) -> None:
+    """Set the book-wide exposure limit of a symbol (shown by ``exposure``)."""
+    _act(ctx, lambda who: A.set_exposure_limit(symbol, "" if lots == "none" else lots, who),
+         confirm, as_json)
+
+
 @app.command("close-only")
 def close_only(ctx: typer.Context, symbol: str, confirm: ConfirmOpt = False,
                as_json: JsonOpt = False) -> None:
