@@ -59,7 +59,8 @@ class TradeRequest(BaseModel):
     position_by: I64 = 0
 
 
-AccountInfo = _record("AccountInfo", R.ACCOUNT_INFO_FIELDS, "MT5 AccountInfo (28 fields).")
+AccountInfo = _record("AccountInfo", R.ACCOUNT_INFO_FIELDS + R.ACCOUNT_INFO_EXTRA,
+                      "MT5 AccountInfo (28 fields), then the client category and country.")
 TerminalInfo = _record("TerminalInfo", R.TERMINAL_INFO_FIELDS, "MT5 TerminalInfo (22).")
 SymbolInfo = _record("SymbolInfo", R.SYMBOL_INFO_FIELDS, "MT5 SymbolInfo (96 fields).")
 Tick = _record("Tick", R.TICK_FIELDS, "MT5 Tick.")

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from cfd.accounts import rules
 from cfd.accounts.book import minor
 from cfd.constants import (
     OrderType,
@@ -63,6 +64,9 @@ class EngineQueries:
             "assets": 0.0, "liabilities": 0.0, "commission_blocked": 0.0,
             "name": self.accounts.names[a], "server": self.config.server,
             "currency": self.config.currency, "company": self.config.company,
+            # after MT5's fields (api.mt5._records.ACCOUNT_INFO_EXTRA)
+            "category": rules.CATEGORIES[int(ac.category[a])],
+            "country": rules.country_name(int(ac.country[a])),
         }
 
     def order_check(self, login: int, request: dict) -> OrderCheckResult:

@@ -21,6 +21,11 @@ ACCOUNT_INFO_FIELDS = (
     ("server", str), ("currency", str), ("company", str),
 )
 
+#: Fields the server's account_info adds after MT5's 28: the client category (MiFID II) and
+#: the country of residence (ISO 3166-1 alpha-2, "" when not declared). The MT5-compatible
+#: client's AccountInfo keeps MT5's fields (it reads records by field name).
+ACCOUNT_INFO_EXTRA = (("category", str), ("country", str))
+
 TERMINAL_INFO_FIELDS = (
     ("community_account", bool), ("community_connection", bool), ("connected", bool),
     ("dlls_allowed", bool), ("trade_allowed", bool), ("tradeapi_disabled", bool),
