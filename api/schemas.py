@@ -62,7 +62,8 @@ class TradeRequest(BaseModel):
 AccountInfo = _record("AccountInfo", R.ACCOUNT_INFO_FIELDS + R.ACCOUNT_INFO_EXTRA,
                       "MT5 AccountInfo (28 fields), then the client category and country.")
 TerminalInfo = _record("TerminalInfo", R.TERMINAL_INFO_FIELDS, "MT5 TerminalInfo (22).")
-SymbolInfo = _record("SymbolInfo", R.SYMBOL_INFO_FIELDS, "MT5 SymbolInfo (96 fields).")
+SymbolInfo = _record("SymbolInfo", R.SYMBOL_INFO_FIELDS + R.SYMBOL_INFO_EXTRA,
+                     "MT5 SymbolInfo (96 fields), then the margin tiers.")
 Tick = _record("Tick", R.TICK_FIELDS, "MT5 Tick.")
 TradeOrder = _record("TradeOrder", R.TRADE_ORDER_FIELDS, "MT5 TradeOrder (24).")
 TradePosition = _record("TradePosition", R.TRADE_POSITION_FIELDS, "MT5 TradePosition (19).")

@@ -63,6 +63,12 @@ _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 SYMBOL_INFO_FIELDS = tuple(
     (name, _TYPES[kind]) for name, kind in (w.split(":") for w in _SYMBOL_INFO_SPEC.split()))
 
+#: Fields the server's symbol_info adds after MT5's 96: the margin tiers by position size
+#: (``"floor:rate,..."``, "" for none) and what their floors measure ("volume": lots,
+#: "value": the notional in the margin currency); MT5's own ``margin_initial`` stays the
+#: margin of one lot at the first rate. The MT5-compatible client keeps MT5's fields.
+SYMBOL_INFO_EXTRA = (("margin_tiers", str), ("margin_tiers_by", str))
+
 TICK_FIELDS = (
     ("time", int), ("bid", float), ("ask", float), ("last", float), ("volume", int),
     ("time_msc", int), ("flags", int), ("volume_real", float),
