@@ -81,6 +81,8 @@ class Book:
     pos_ticket: np.ndarray  # int64
     insurance_fund: int = 0  # minor units
     comm_row: np.ndarray | None = None  # int64 per account, see Symbols.comm_terms
+    # negative balance protection per account (AccountGroup.nbp_for); None: every account
+    nbp: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
     _fig: dict[str, np.ndarray] | None = None
 
@@ -127,6 +129,9 @@ class Book:
             pos_vol=pc.volume[slots].copy(), pos_open=pc.price_open[slots].copy(),
             pos_ticket=pc.ticket[slots].copy(),
             insurance_fund=eng.insurance_fund, comm_row=comm_row[:max(na, 1)],
+            nbp=np.array([eng.config.groups[g].nbp_for(int(c))
+                          for g, c in zip(eng.accounts.groups, ac.category[:na], strict=True)],
+                         dtype=np.bool_),
             info={"exposure_limits": {k: str(v) for k, v in
                                       eng.config.exposure_limits.items()}, **(info or {})})
 
@@ -153,6 +158,7 @@ class Book:
             pos_acc=(self.pos_acc[p] - first).astype(np.int32),
             pos_sym=self.pos_sym[p].copy(), pos_vol=self.pos_vol[p].copy(),
             pos_open=self.pos_open[p].copy(), pos_ticket=self.pos_ticket[p].copy(),
+            nbp=None if self.nbp is None else self.nbp[a].copy(),
             info=dict(self.info), _fig=None)
 
     # ----------------------------------------------------------------- figures

@@ -150,9 +150,12 @@ def run_stress(book: Book, moves: np.ndarray, with_exposure: bool = True) -> Str
     n_closed[todo] = out_n
     bal = book.balance.copy()
     bal[todo] = bal_out
-    # negative balance protection: a flat account left below zero is brought to zero
+    # negative balance protection: a flat account left below zero is brought to zero (one
+    # without protection keeps the negative balance, a debt of the client)
     deficit = np.zeros(n, dtype=np.int64)
     flat_negative = todo[(out_n > 0) & (left == 0) & (bal_out < 0)]
+    if book.nbp is not None:
+        flat_negative = flat_negative[book.nbp[flat_negative]]
     deficit[flat_negative] = -bal[flat_negative]
     bal[flat_negative] = 0
     eq_b = fig["equity"].copy()

@@ -100,3 +100,24 @@ def test_both_paths_book_the_same() -> None:
         move(b, 40.00)
         hashes.append(b.eng.state_hash())
     assert hashes[0] == hashes[1]
+
+
+def test_the_risk_stress_counts_only_protected_deficits() -> None:
+    """``cfd-risk stress`` on the same book: the retail deficit is a loss for the fund, the
+    unprotected professional's is a debt left on the account."""
+    import numpy as np
+
+    from risk.book import Book as RiskBook
+    from risk.stress import run_stress
+
+    b = book(stopout.sweep_python)
+    assert b.buy(1, "AAPL", 20).ok and b.buy(2, "AAPL", 20).ok
+    rb = RiskBook.from_engine(b.eng)
+    assert rb.nbp.tolist() == [True, False]
+    # AAPL -60 %: 100.00 -> 40.00, both closed at a loss of 1,200.00 on 1,000.00
+    moves = np.zeros(len(rb.symbols))
+    moves[rb.symbols.index("AAPL")] = -0.6
+    res = run_stress(rb, moves, with_exposure=False)
+    a1, a2 = b.eng.accounts.find(1), b.eng.accounts.find(2)
+    assert res.deficit[a1] == 20_000 and res.balance_after[a1] == 0
+    assert res.deficit[a2] == 0 and res.balance_after[a2] == -20_000
