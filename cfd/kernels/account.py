@@ -101,11 +101,11 @@ def position_margins(fv, po, close, km, kmm, mode, lev):
 def tier_factor(table, off, n, x):
     """``margin(X) / (X * rate_1)`` for an aggregate ``x`` (measure units, > 0) by the
     schedule ``table[off : off + n]`` (``tiers.tier_rows``): ``rate_k / rate_1 - (ded_k /
-    rate_1) / x`` for the last bracket ``k`` with ``floor_k <= x``."""
+    rate_1) / x`` for the last bracket ``k`` with ``floor_k <= x`` (floors rise: the
+    brackets below ``x`` are counted, without a branch)."""
     k = off
     for j in range(off + 1, off + n):
-        if table[j, 0] <= x:
-            k = j
+        k += np.intp(table[j, 0] <= x)
     return table[k, 1] - table[k, 2] / x
 
 

@@ -47,19 +47,21 @@ def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
             out_margin_maint[a] = mm
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True)
 def rederive(accs, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid, sym_ask,
              sym_kp, sym_km, sym_kmm, sym_mode, tiers, acc_lev, minor_scale, acc_balance,
              acc_credit, acc_rule, acc_so, acc_call, acc_profit, acc_margin, acc_margin_maint,
              out_state):
     """Re-derive the figures of ``accs`` from their positions (the incremental path's answer
     for tiered symbols margined at the market, whose margin is not linear in the price);
-    when ``out_state`` covers the account, its :func:`account_state` too."""
-    for i in nb.prange(len(accs)):
+    when ``out_state`` covers the account, its :func:`account_state` too. Sequential: a
+    tick's latency, not a thread team's start, for the usual few thousand holders."""
+    work = scratch()
+    syms = (sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode)
+    for i in range(len(accs)):
         a = accs[i]
-        pr, m, mm = recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
-                                      sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
-                                      tiers, acc_lev[a])
+        pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
+                                       pos_price, syms, tiers, acc_lev[a], work)
         acc_profit[a] = pr
         acc_margin[a] = m
         acc_margin_maint[a] = mm
