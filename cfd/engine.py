@@ -38,7 +38,7 @@ from cfd import commands as C
 from cfd.accounts.book import AccountGroup, AccountTable
 from cfd.accounts.cash import CashHandlers
 from cfd.accounts.ledger import INSURANCE_FUND, Ledger, client_ledger
-from cfd.constants import CalcMode, MarginMode, Retcode
+from cfd.constants import MarginMode, Retcode
 from cfd.effects import Effects
 from cfd.engine_admin import AdminHandlers
 from cfd.engine_queries import EngineQueries, round_half_even_float
@@ -55,13 +55,13 @@ from cfd.kernels.margin import (
     pack_moves,
     recompute_account,
     recompute_all,
-    rederive,
     stop_out_hits,
     tick_update,
     tick_update_accounts,
 )
 from cfd.money import MINOR_SCALE, PRICE_SCALE
 from cfd.result import Result
+from cfd.trading import margin_tiers
 from cfd.trading.corporate import CorporateActions
 from cfd.trading.execute import TradeHandlers
 from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
@@ -365,7 +365,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
                                  float(MINOR_SCALE), ac.balance, ac.credit, ac.so_rule, ac.so_so,
                                  ac.so_call, ac.profit, ac.margin, ac.margin_maint, state)
             self._states = state[:n_acc]
-            self._rederive_tiered(syms, self._states)
+            margin_tiers.rederive_moved(self, syms, self._states)
             return np.nonzero(self._states >= 0)[0]
         if len(self._mark) < n_acc:
             self._mark = np.zeros(max(n_acc, 2 * len(self._mark)), dtype=np.bool_)
@@ -375,22 +375,8 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
                         sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
                         self.symbols.tiers(), ac.profit, ac.margin, ac.margin_maint,
                         self._mark, out)
-        self._rederive_tiered(syms, np.empty(0, np.int8))
+        margin_tiers.rederive_moved(self, syms, np.empty(0, np.int8))
         return np.sort(out[:n])
-
-    def _rederive_tiered(self, syms: np.ndarray, states: np.ndarray) -> None:
-        """The holders of moved tiered symbols margined at the market: re-derived whole
-        (their margin is not linear in the price); ``states`` updated where it covers."""
-        sc, ac, pc = self.symbols.cols, self.accounts.cols, self.positions.cols
-        tiers = self.symbols.tiers()
-        moved = syms[(tiers[0][syms] > 0) & (sc.calc_mode[syms] == CalcMode.EXCH_STOCKS)]
-        if len(moved):
-            idx = self.positions.by_acc
-            rederive(self.holders(moved), idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
-                     pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
-                     sc.calc_mode, tiers, ac.leverage, float(MINOR_SCALE), ac.balance,
-                     ac.credit, ac.so_rule, ac.so_so, ac.so_call, ac.profit, ac.margin,
-                     ac.margin_maint, states)
 
     def check_recompute(self) -> float:
         """Compare a full recompute with the incremental state and re-anchor to it; returns

@@ -14,12 +14,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cfd.constants import CalcMode
 from cfd.kernels.account import account_sums, scratch, tier_factor
 from cfd.kernels.formulas import position_margin
+from cfd.kernels.margin import rederive
+from cfd.money import MINOR_SCALE
 
 if TYPE_CHECKING:
     from cfd.engine import Engine
     from cfd.trading.market import Plan
+
+
+def rederive_moved(eng: Engine, syms: np.ndarray, states: np.ndarray) -> None:
+    """After a tick: the holders of the moved tiered symbols margined at the market,
+    re-derived whole (their margin is not linear in the price; ``margin.rederive``);
+    ``states`` updated where it covers them."""
+    sc, ac, pc = eng.symbols.cols, eng.accounts.cols, eng.positions.cols
+    tiers = eng.symbols.tiers()
+    moved = syms[(tiers[0][syms] > 0) & (sc.calc_mode[syms] == CalcMode.EXCH_STOCKS)]
+    if len(moved):
+        idx = eng.positions.by_acc
+        rederive(eng.holders(moved), idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
+                 pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
+                 sc.calc_mode, tiers, ac.leverage, float(MINOR_SCALE), ac.balance, ac.credit,
+                 ac.so_rule, ac.so_so, ac.so_call, ac.profit, ac.margin, ac.margin_maint,
+                 states)
 
 
 def is_tiered(eng: Engine, sym: int) -> bool:
