@@ -298,3 +298,13 @@ def test_the_work_table_is_left_free_for_the_next_account() -> None:
                              work)
         assert fresh == again
         assert (work[:, 0] == -1.0).all()
+
+
+def test_specs_without_tiers_read_as_before() -> None:
+    """The tier fields appear in a spec's dict (snapshots, the state hash) only when set."""
+    plain = SymbolSpec(name="X")
+    assert "margin_tiers" not in plain.to_dict() and "margin_tiers_by" not in plain.to_dict()
+    tiered = spec("Y", IG)
+    d = tiered.to_dict()
+    assert (d["margin_tiers"], d["margin_tiers_by"]) == (IG, "volume")
+    assert SymbolSpec.from_dict(d) == tiered and SymbolSpec.from_dict(plain.to_dict()) == plain

@@ -105,7 +105,10 @@ class SymbolSpec:
         return replace(self, **{k: _coerce(k, v, self.name) for k, v in changes.items()})
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+        """The fields as JSON values; the margin tiers only when set, so the specs of books
+        without tiers (and the state hash over them) read as before tiers existed."""
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()
+                if not (k in _ONLY_WHEN_SET and v == _ONLY_WHEN_SET[k])}
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> SymbolSpec:
@@ -118,6 +121,7 @@ class SymbolSpec:
         return cls(**kwargs)
 
 
+_ONLY_WHEN_SET = {"margin_tiers": "", "margin_tiers_by": "volume"}
 _DECIMAL_FIELDS = {
     "contract_size", "volume_min", "volume_max", "volume_step", "margin_initial_rate",
     "margin_maintenance_rate", "commission_per_lot", "commission_min", "swap_long",
