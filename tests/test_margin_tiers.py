@@ -306,5 +306,6 @@ def test_specs_without_tiers_read_as_before() -> None:
     assert "margin_tiers" not in plain.to_dict() and "margin_tiers_by" not in plain.to_dict()
     tiered = spec("Y", IG)
     d = tiered.to_dict()
-    assert (d["margin_tiers"], d["margin_tiers_by"]) == (IG, "volume")
+    assert d["margin_tiers"] == IG and "margin_tiers_by" not in d  # "volume": the default
+    assert spec("Z", XYZ, "value").to_dict()["margin_tiers_by"] == "value"
     assert SymbolSpec.from_dict(d) == tiered and SymbolSpec.from_dict(plain.to_dict()) == plain
