@@ -102,7 +102,8 @@ def tick(eng: Engine, s: int) -> dict[str, Any]:
 
 def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
                 selected: bool = True) -> dict[str, Any]:
-    """The 96 SymbolInfo fields. ``day``: the day's bid/ask highs and lows and first bid."""
+    """The 96 SymbolInfo fields, then the margin tiers. ``day``: the day's bid/ask highs and
+    lows and first bid."""
     spec = eng.symbols.specs[s]
     sc = eng.symbols.cols
     bid, ask = quote(eng, s)
@@ -160,6 +161,8 @@ def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
         "description": spec.description,
         "exchange": spec.exchange, "formula": "", "isin": spec.isin, "name": spec.name,
         "page": "", "path": spec.path,
+        # after MT5's fields (api.mt5._records.SYMBOL_INFO_EXTRA)
+        "margin_tiers": spec.margin_tiers, "margin_tiers_by": spec.margin_tiers_by,
     }
 
 

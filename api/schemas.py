@@ -59,9 +59,11 @@ class TradeRequest(BaseModel):
     position_by: I64 = 0
 
 
-AccountInfo = _record("AccountInfo", R.ACCOUNT_INFO_FIELDS, "MT5 AccountInfo (28 fields).")
+AccountInfo = _record("AccountInfo", R.ACCOUNT_INFO_FIELDS + R.ACCOUNT_INFO_EXTRA,
+                      "MT5 AccountInfo (28 fields), then the client category and country.")
 TerminalInfo = _record("TerminalInfo", R.TERMINAL_INFO_FIELDS, "MT5 TerminalInfo (22).")
-SymbolInfo = _record("SymbolInfo", R.SYMBOL_INFO_FIELDS, "MT5 SymbolInfo (96 fields).")
+SymbolInfo = _record("SymbolInfo", R.SYMBOL_INFO_FIELDS + R.SYMBOL_INFO_EXTRA,
+                     "MT5 SymbolInfo (96 fields), then the margin tiers.")
 Tick = _record("Tick", R.TICK_FIELDS, "MT5 Tick.")
 TradeOrder = _record("TradeOrder", R.TRADE_ORDER_FIELDS, "MT5 TradeOrder (24).")
 TradePosition = _record("TradePosition", R.TRADE_POSITION_FIELDS, "MT5 TradePosition (19).")
@@ -153,6 +155,14 @@ class Amount(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     amount: Money
     comment: Annotated[str, Field(max_length=64)] = ""
+
+
+class ExposureLimit(BaseModel):
+    """A book-wide cap of the clients' net volume in a symbol, in lots."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    lots: Annotated[str, Field(max_length=24, pattern=r"^[0-9]+(\.[0-9]+)?$",
+                               examples=["5000"])]
 
 
 class AdminResult(BaseModel):

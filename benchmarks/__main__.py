@@ -21,6 +21,7 @@ import numpy as np
 from benchmarks import liquidation as L
 from benchmarks.corporate import bench_corporate
 from benchmarks.rollover import bench_rollover
+from benchmarks.tiers import bench_tiered_recompute, bench_tiered_tick
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="crash cascades, percent")
     p.add_argument("--no-effects", action="store_true",
                    help="skip building effect rows after the cascade")
+    p.add_argument("--tiered", type=float, default=0.5,
+                   help="share of symbols with margin tiers in the tiered book (0: skip it)")
     p.add_argument("--json", metavar="PATH", help="write results as JSON ('-': stdout)")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of time against book size")
     p.add_argument("--quiet", action="store_true")
@@ -103,6 +106,24 @@ def report(res: dict) -> str:
                   f"    kernel = {r['x_floor']:.2f}x floor, {r['speedup_numpy']:.1f}x faster "
                   f"than numpy, {r['speedup_python']:.0f}x faster than Python; "
                   f"{r['stop_out_accounts']:,} accounts at/below stop-out"]
+    for r in res.get("recompute_tiered", []):
+        b = r["book"]
+        lines += [f"  tiered book ({b['tiered_share']:.0%} of symbols with margin tiers, half "
+                  f"by volume, half by value): {b['positions']:,} positions "
+                  f"(checked: {r['checked']})",
+                  f"    numba kernel     {spread(r['numba'])}",
+                  f"    bandwidth floor  {spread(r['floor'])}",
+                  f"    kernel = {r['x_floor']:.2f}x floor, {r['speedup_numpy']:.1f}x faster "
+                  f"than numpy"]
+    t = res.get("tiered_tick")
+    if t:
+        lines += ["", "incremental tick of an EXCH_STOCKS symbol, engine path (median [min-max])"]
+        for name in ("untiered", "tiered"):
+            r = t[name]
+            lines.append(f"  {name:9} {r['symbol_positions']:,} positions, {r['holders']:,} "
+                         f"holders: {r['median_us']:.1f} us [{r['min_us']:.1f}-"
+                         f"{r['max_us']:.1f}]" + ("  (holders re-derived whole)"
+                                                    if name == "tiered" else ""))
     lines += ["", "incremental tick (kernel time, one symbol)"]
     for r in res["ticks_vs_symbol"]:
         lines.append(f"  book {r['book_positions']:,}: {r['symbol_positions']:>7,} positions in "
@@ -200,6 +221,12 @@ def run(args: argparse.Namespace) -> dict:
             res["cascade"].append(L.bench_cascade(spec, 1 + pct / 100, not args.no_effects,
                                                   check=n <= 200_000))
     spec = L.book_spec(max(args.sizes), args)
+    if args.tiered > 0:
+        say(f"[{time.perf_counter() - t_start:6.1f}s] tiered book")
+        res["recompute_tiered"] = [bench_tiered_recompute(spec, args.tiered, args.repeats,
+                                                          args.python_sample)]
+        res["tiered_tick"] = bench_tiered_tick(spec, args.positions_per_symbol,
+                                               args.repeats * 10)
     say(f"[{time.perf_counter() - t_start:6.1f}s] corporate actions on the most held symbol")
     res["corporate"] = bench_corporate(replace(spec, symbol_skew=1.15))
     say(f"[{time.perf_counter() - t_start:6.1f}s] ticks vs positions in the symbol")

@@ -15,6 +15,7 @@ postings.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -42,23 +43,44 @@ class BookSpec:
     esma_frac: float = 0.2
     insurance_fund: int = 10**9  # minor units
     symbol_skew: float = 0.0  # hedging positions pick symbol k with weight 1 / (k + 1)**skew
+    tiered_frac: float = 0.0  # share of symbols with margin tiers (half by volume, half value)
 
 
-def make_specs(n: int, leverage: float, calc_modes: tuple[int, ...], seed: int
-               ) -> list[SymbolSpec]:
+#: Tier ladders of the tiered books, as multiples of the symbol's rate: by volume (lots; the
+#: positions are 0.1-10 lots, several per symbol on hedging accounts) and by value (USD).
+VOLUME_LADDER = ((0, 1), (2, Decimal("1.5")), (5, 2), (12, 3))
+VALUE_LADDER = ((0, 1), (500, Decimal("1.25")), (2_000, 2), (8_000, 4))
+
+
+def ladder(rate: Decimal, steps: tuple) -> str:
+    return ",".join(f"{floor}:{min(rate * k, Decimal(1))}" for floor, k in steps)
+
+
+def make_specs(n: int, leverage: float, calc_modes: tuple[int, ...], seed: int,
+               tiered_frac: float = 0.0) -> list[SymbolSpec]:
     rng = np.random.default_rng(seed + 17)
     rate = f"{1.0 / leverage:.6f}".rstrip("0")
     modes = rng.choice(np.array(calc_modes), n)
-    return [SymbolSpec.from_dict({"name": f"S{i:05d}", "contract_size": 1,
-                                  "margin_initial_rate": rate,
-                                  "margin_maintenance_rate": f"{1.0 / leverage / 2:.6f}",
-                                  "calc_mode": int(modes[i])}) for i in range(n)]
+    tiered = np.random.default_rng(seed + 29).random(n) < tiered_frac
+    specs = []
+    for i in range(n):
+        row = {"name": f"S{i:05d}", "contract_size": 1, "margin_initial_rate": rate,
+               "margin_maintenance_rate": f"{1.0 / leverage / 2:.6f}",
+               "calc_mode": int(modes[i])}
+        if tiered[i]:
+            by_value = i % 2 == 1
+            row["margin_tiers"] = ladder(Decimal(rate),
+                                         VALUE_LADDER if by_value else VOLUME_LADDER)
+            row["margin_tiers_by"] = "value" if by_value else "volume"
+        specs.append(SymbolSpec.from_dict(row))
+    return specs
 
 
 def build(spec: BookSpec) -> Engine:
     """An engine holding the synthetic book ``spec``, recomputed and ready."""
     rng = np.random.default_rng(spec.seed)
-    eng = Engine(specs=make_specs(spec.symbols, spec.leverage, spec.calc_modes, spec.seed))
+    eng = Engine(specs=make_specs(spec.symbols, spec.leverage, spec.calc_modes, spec.seed,
+                                  spec.tiered_frac))
     ns = spec.symbols
     sc = eng.symbols.cols
     cent = PRICE_SCALE // 100
@@ -192,8 +214,8 @@ def kernel_args(eng: Engine) -> dict:
                 acc_cnt=idx.cnt, pool=idx.pool, pos_sym=pc.sym, pos_vol=pc.volume,
                 pos_price=pc.price_open, sym_bid=sc.bid, sym_ask=sc.ask, sym_kp=sc.k_profit,
                 sym_km=sc.k_margin, sym_kmm=sc.k_margin_maint, sym_mode=sc.calc_mode,
-                acc_lev=ac.leverage, acc_balance=ac.balance, acc_credit=ac.credit,
-                acc_rule=ac.so_rule, acc_so=ac.so_so, acc_call=ac.so_call)
+                tiers=eng.symbols.tiers(), acc_lev=ac.leverage, acc_balance=ac.balance,
+                acc_credit=ac.credit, acc_rule=ac.so_rule, acc_so=ac.so_so, acc_call=ac.so_call)
 
 
 def shock(eng: Engine, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

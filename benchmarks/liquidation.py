@@ -103,6 +103,7 @@ def tick_cost(eng, s: int, repeats: int) -> dict:
     out = np.empty(max(int(bs.cnt[s]), 1), np.int64)
     seg_acc, seg_vol = eng.positions.symbol_ordered()
     step = 10_000
+    tiers = eng.symbols.tiers()
     times = []
     for i in range(repeats + 3):
         old_b, old_a = sc.bid[syms].copy(), sc.ask[syms].copy()
@@ -111,8 +112,8 @@ def tick_cost(eng, s: int, repeats: int) -> dict:
         sc.ask[s] += d
         t0 = time.perf_counter_ns()
         tick_update(syms, old_b, old_a, bs.off, bs.cnt, seg_acc, seg_vol, sc.bid, sc.ask,
-                    sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode, ac.profit,
-                    ac.margin, ac.margin_maint, mark, out)
+                    sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode, tiers,
+                    ac.profit, ac.margin, ac.margin_maint, mark, out)
         if i >= 3:
             times.append(time.perf_counter_ns() - t0)
     a = np.array(times) / 1e3

@@ -250,11 +250,22 @@ class SetClient(Command):
     country: str | None = None
 
 
+@dataclass(frozen=True)
+class SetExposureLimit(Command):
+    """Risk officer: cap the clients' net volume in a symbol, book-wide (lots; "" removes
+    the cap). ``EngineConfig.exposure_limits``; ``accounts.rules.check_exposure``."""
+
+    kind: ClassVar[str] = "set_exposure_limit"
+    symbol: str = ""
+    lots: str = ""
+
+
 COMMANDS: dict[str, type[Command]] = {
     c.kind: c for c in (CreateAccount, Deposit, Withdraw, AdjustCredit, SendOrder, Ticks,
                         TickBatchCommand,
                         SetSymbol, SetMarket, TopUpInsurance, ForceStopOut, SetAccountLevels,
-                        Rollover, SetBenchmark, CorporateAction, SetClient)
+                        Rollover, SetBenchmark, CorporateAction, SetClient,
+                        SetExposureLimit)
 }
 
 

@@ -61,6 +61,7 @@ from cfd.kernels.margin import (
 )
 from cfd.money import MINOR_SCALE, PRICE_SCALE
 from cfd.result import Result
+from cfd.trading import margin_tiers
 from cfd.trading.corporate import CorporateActions
 from cfd.trading.execute import TradeHandlers
 from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
@@ -148,6 +149,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
             C.SetBenchmark: self.day.set_benchmark,
             C.CorporateAction: self.corporate.command,
             C.SetClient: self._set_client,
+            C.SetExposureLimit: self._set_exposure_limit,
         }
         self.weekend = WeekendMargin(self, self.config.weekend)  # weekend/holiday margin
         # stop-out sweep: the numba kernel with bulk booking; ``_stop_out_python`` is the
@@ -355,13 +357,15 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         n_moved = int(idx.cnt[syms].sum())
         if n_pos >= self.bulk_tick_min and n_moved >= self.bulk_tick_share * n_pos:
             moves = pack_moves(len(self.symbols), syms, old_bid, old_ask, sc.bid, sc.ask,
-                               sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode)
+                               sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
+                               self.symbols.tiers())
             pc, bi = self.positions.cols, self.positions.by_acc
             state = np.empty(max(n_acc, 1), dtype=np.int8)
             tick_update_accounts(n_acc, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, moves,
                                  float(MINOR_SCALE), ac.balance, ac.credit, ac.so_rule, ac.so_so,
                                  ac.so_call, ac.profit, ac.margin, ac.margin_maint, state)
             self._states = state[:n_acc]
+            margin_tiers.rederive_moved(self, syms, self._states)
             return np.nonzero(self._states >= 0)[0]
         if len(self._mark) < n_acc:
             self._mark = np.zeros(max(n_acc, 2 * len(self._mark)), dtype=np.bool_)
@@ -369,7 +373,9 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         out = np.empty(max(min(n_moved, n_acc), 1), dtype=np.int64)
         n = tick_update(syms, old_bid, old_ask, idx.off, idx.cnt, seg_acc, seg_vol, sc.bid,
                         sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                        ac.profit, ac.margin, ac.margin_maint, self._mark, out)
+                        self.symbols.tiers(), ac.profit, ac.margin, ac.margin_maint,
+                        self._mark, out)
+        margin_tiers.rederive_moved(self, syms, np.empty(0, np.int8))
         return np.sort(out[:n])
 
     def check_recompute(self) -> float:
@@ -396,7 +402,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         n = len(self.accounts)
         recompute_all(n, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
                       sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                      ac.leverage, ac.profit, ac.margin, ac.margin_maint)
+                      self.symbols.tiers(), ac.leverage, ac.profit, ac.margin, ac.margin_maint)
 
     def _check_levels(self, accs: np.ndarray, force: bool = False,
                       states: np.ndarray | None = None) -> list[dict]:
@@ -526,7 +532,8 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         idx = self.positions.by_acc
         pr, m, mm = recompute_account(a, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
                                       pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
-                                      sc.k_margin_maint, sc.calc_mode, int(ac.leverage[a]))
+                                      sc.k_margin_maint, sc.calc_mode, self.symbols.tiers(),
+                                      int(ac.leverage[a]))
         ac.profit[a], ac.margin[a], ac.margin_maint[a] = pr, m, mm
         if self.collect_effects:
             self._effects.accounts[int(ac.login[a])] = self.account_row(a)

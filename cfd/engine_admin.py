@@ -5,6 +5,8 @@ account levels (each one journaled like any other command).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from decimal import Decimal
 
 import numpy as np
 
@@ -16,6 +18,7 @@ from cfd.constants import (
 from cfd.errors import Rejected, SpecError
 from cfd.instruments.registry import SymbolTable
 from cfd.instruments.spec import SymbolSpec
+from cfd.money import VOLUME_SCALE
 from cfd.result import Result
 
 
@@ -54,6 +57,7 @@ class AdminHandlers:
             raise Rejected(Retcode.NO_CHANGES, f"account {cmd.login} already has these "
                                                f"client settings")
         ac.category[a], ac.country[a] = category, country
+        ac.so_rule[a] = self.config.groups[self.accounts.groups[a]].rule_for(category)
         self._effects.accounts[cmd.login] = self.account_row(a)
         self._effects.events.append({"kind": "set_client", "login": cmd.login,
                                      "category": rules.CATEGORIES[category],
@@ -62,6 +66,38 @@ class AdminHandlers:
         return Result(Retcode.DONE, f"account {cmd.login}: {rules.CATEGORIES[category]}, "
                       f"{rules.country_name(country) or 'no country'}",
                       self.account_info(cmd.login))
+
+    def _set_exposure_limit(self, cmd: C.SetExposureLimit) -> Result:
+        """The book-wide cap of the clients' net volume in a symbol (lots; "" removes it).
+        Orders already in the book stay; the cap refuses those that take the net beyond
+        it, further in that direction."""
+        if not isinstance(cmd.symbol, str) or self.symbols.get(cmd.symbol) is None:
+            raise Rejected(Retcode.INVALID, f"unknown symbol {cmd.symbol!r}")
+        limits = dict(self.config.exposure_limits)
+        if cmd.lots in ("", None):
+            if cmd.symbol not in limits:
+                raise Rejected(Retcode.NO_CHANGES, f"{cmd.symbol} has no exposure limit")
+            del limits[cmd.symbol]
+        else:
+            try:
+                lots = Decimal(str(cmd.lots))
+            except ArithmeticError:
+                lots = Decimal(-1)
+            if not lots.is_finite() or lots < 0 or (lots * VOLUME_SCALE) % 1:
+                raise Rejected(Retcode.INVALID, f"exposure limit {cmd.lots!r} is not a "
+                                                f"volume in lots (>= 0, on the volume grid)")
+            if limits.get(cmd.symbol) == lots:
+                raise Rejected(Retcode.NO_CHANGES, f"{cmd.symbol} already has this limit")
+            limits[cmd.symbol] = lots
+        # a config of its own: engines may have been built from one shared config
+        self.config = replace(self.config, exposure_limits=limits)
+        text = str(limits[cmd.symbol]) if cmd.symbol in limits else ""
+        self._effects.events.append({"kind": "set_exposure_limit", "symbol": cmd.symbol,
+                                     "lots": text, "actor": cmd.actor,
+                                     "time_msc": self.now_msc})
+        return Result(Retcode.DONE, f"{cmd.symbol}: exposure limit "
+                      f"{text + ' lots' if text else 'removed'}",
+                      {k: str(v) for k, v in limits.items()})
 
     def _set_symbol(self, cmd: C.SetSymbol) -> Result:
         if not isinstance(cmd.name, str) or not isinstance(cmd.changes, dict) \

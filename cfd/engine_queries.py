@@ -8,15 +8,16 @@ import math
 
 import numpy as np
 
+from cfd.accounts import rules
 from cfd.accounts.book import minor
 from cfd.constants import (
     OrderType,
     Retcode,
 )
 from cfd.errors import Rejected
-from cfd.kernels.formulas import margin_level, position_margin
+from cfd.kernels.formulas import margin_level
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
-from cfd.trading import market
+from cfd.trading import margin_tiers, market
 from cfd.trading.history import ORDER_COLUMNS
 from cfd.trading.request import (
     OrderCheckResult,
@@ -63,6 +64,9 @@ class EngineQueries:
             "assets": 0.0, "liabilities": 0.0, "commission_blocked": 0.0,
             "name": self.accounts.names[a], "server": self.config.server,
             "currency": self.config.currency, "company": self.config.company,
+            # after MT5's fields (api.mt5._records.ACCOUNT_INFO_EXTRA)
+            "category": rules.CATEGORIES[int(ac.category[a])],
+            "country": rules.country_name(int(ac.country[a])),
         }
 
     def order_check(self, login: int, request: dict) -> OrderCheckResult:
@@ -106,13 +110,12 @@ class EngineQueries:
         """MT5's order_calc_margin for the account ``login``: the margin ``volume`` lots
         opened (or a pending order placed) at ``price`` will hold, ignoring open positions:
         the position margin at that price with the account's leverage (CFDLEVERAGE),
-        rounded to the cent by the rule of every margin figure (``formulas.float_to_minor``).
+        rounded to the cent by the rule of every margin figure (``formulas.float_to_minor``);
+        a tiered symbol's brackets apply to ``volume`` (``margin_tiers.order_margin``).
         """
         a = self._acc(login)
         s, vol, px = self._calc_args(order_type, symbol, volume, price, "price")
-        sc = self.symbols.cols
-        return minor(position_margin(int(sc.calc_mode[s]), vol, px, float(sc.k_margin[s]),
-                                     int(self.accounts.cols.leverage[a]))) / MINOR_SCALE
+        return minor(margin_tiers.order_margin(self, a, s, vol, px)) / MINOR_SCALE
 
     def order_calc_profit(self, order_type: int, symbol: str, volume: float, price_open: float,
                           price_close: float) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -159,6 +161,8 @@ def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[st
         "rejected_ticks": eng.rejected_ticks,
         "symbols": [s.to_dict() for s in eng.symbols.specs],
         "rates": {k: str(v) for k, v in eng.symbols.rates.items()},
+        # book-wide caps as commands have set them (SetExposureLimit)
+        "exposure_limits": {k: str(v) for k, v in eng.config.exposure_limits.items()},
         "state_hash": state_hash(eng),
     }
     for stage in (eng.pending, eng.day, eng.corporate, eng.weekend):
@@ -173,7 +177,6 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
     """The engine a snapshot describes, built in bulk (no per-position Python loops).
 
     Also reads snapshots that kept account names, groups and free slots in ``meta``."""
-    from decimal import Decimal
 
     from cfd.trading.segments import SegmentedIndex
 
@@ -183,6 +186,9 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
                          f"{SCHEMA_VERSION}: replay the journal from the start instead")
     specs = [SymbolSpec.from_dict(d) for d in meta["symbols"]]
     eng = cls(specs, {k: Decimal(v) for k, v in meta["rates"].items()}, config)
+    if "exposure_limits" in meta:
+        eng.config = replace(eng.config, exposure_limits={
+            k: Decimal(v) for k, v in meta["exposure_limits"].items()})
     ac = eng.accounts.cols
     _load_columns(ac, arrays, "acc")
     n_acc = ac.size

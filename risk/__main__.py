@@ -394,17 +394,38 @@ def set_margin(
                        ] = None,
     maintenance: Annotated[float | None, typer.Option(help="margin_maintenance_rate")
                            ] = None,
+    tiers: Annotated[str | None, typer.Option(
+        help="margin tiers by position size, 'floor:rate,...' from 0 at the initial rate "
+             "('' removes them)")] = None,
+    tiers_by: Annotated[str | None, typer.Option(
+        help="what tier floors measure: volume (lots) or value (notional)")] = None,
     confirm: ConfirmOpt = False, as_json: JsonOpt = False,
 ) -> None:
-    """Set a symbol's margin rates (the dry run shows the stop-outs it would cause)."""
+    """Set a symbol's margin rates and tiers (the dry run shows the stop-outs it would
+    cause)."""
     changes: dict[str, Any] = {}
     if initial is not None:
         changes["margin_initial_rate"] = initial
     if maintenance is not None:
         changes["margin_maintenance_rate"] = maintenance
+    if tiers is not None:
+        changes["margin_tiers"] = tiers
+    if tiers_by is not None:
+        changes["margin_tiers_by"] = tiers_by
     if not changes:
-        _fail("give --initial and/or --maintenance")
+        _fail("give --initial, --maintenance, --tiers or --tiers-by")
     _act(ctx, lambda who: A.set_symbol(symbol, changes, who), confirm, as_json)
+
+
+@app.command("set-limit")
+def set_limit(
+    ctx: typer.Context, symbol: str,
+    lots: Annotated[str, typer.Argument(help="net volume cap in lots; 'none' removes it")],
+    confirm: ConfirmOpt = False, as_json: JsonOpt = False,
+) -> None:
+    """Set the book-wide exposure limit of a symbol (shown by ``exposure``)."""
+    _act(ctx, lambda who: A.set_exposure_limit(symbol, "" if lots == "none" else lots, who),
+         confirm, as_json)
 
 
 @app.command("close-only")

@@ -49,6 +49,14 @@ def set_symbol(symbol: str, changes: dict[str, Any], officer: str) -> Action:
                   "set_symbol", (symbol, changes))
 
 
+def set_exposure_limit(symbol: str, lots: str, officer: str) -> Action:
+    what = f"cap the clients' net volume in {symbol} at {lots} lots" if lots else \
+        f"remove the exposure limit of {symbol}"
+    return Action(what, C.SetExposureLimit(time_msc=_now(), actor=officer, symbol=symbol,
+                                           lots=lots),
+                  "set_exposure_limit", (symbol, lots))
+
+
 def liquidate(login: int, officer: str) -> Action:
     return Action(f"liquidate account {login} (stop-out now)",
                   C.ForceStopOut(time_msc=_now(), actor=officer, login=login),

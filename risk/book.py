@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cfd.kernels.account import empty_tiers
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.trading.commission import ZERO as ZERO_TERMS
 from risk.kernels import account_figures
@@ -38,6 +39,11 @@ class Symbols:
     comm_terms: np.ndarray
     fee_terms: np.ndarray
     contract_size: np.ndarray
+    # margin tiers (``SymbolTable.tiers``: tier_n, tier_off, table); None: no tiers
+    tiers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def tier_tuple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.tiers if self.tiers is not None else empty_tiers(len(self.names))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -75,6 +81,8 @@ class Book:
     pos_ticket: np.ndarray  # int64
     insurance_fund: int = 0  # minor units
     comm_row: np.ndarray | None = None  # int64 per account, see Symbols.comm_terms
+    # negative balance protection per account (AccountGroup.nbp_for); None: every account
+    nbp: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
     _fig: dict[str, np.ndarray] | None = None
 
@@ -109,7 +117,8 @@ class Book:
             calc_mode=sc.calc_mode[:ns].copy(),
             closable=(sc.market_open[:ns] & sc.has_quote[:ns] & ~sc.halted[:ns]).copy(),
             comm_terms=comm_terms, fee_terms=fee_terms,
-            contract_size=np.array([float(s.contract_size) for s in specs]))
+            contract_size=np.array([float(s.contract_size) for s in specs]),
+            tiers=tuple(x.copy() for x in eng.symbols.tiers()))
         return cls(
             symbols=syms, login=ac.login[:na].copy(), balance=ac.balance[:na].copy(),
             credit=ac.credit[:na].copy(), leverage=ac.leverage[:na].copy(),
@@ -120,6 +129,9 @@ class Book:
             pos_vol=pc.volume[slots].copy(), pos_open=pc.price_open[slots].copy(),
             pos_ticket=pc.ticket[slots].copy(),
             insurance_fund=eng.insurance_fund, comm_row=comm_row[:max(na, 1)],
+            nbp=np.array([eng.config.groups[g].nbp_for(int(c))
+                          for g, c in zip(eng.accounts.groups, ac.category[:na], strict=True)],
+                         dtype=np.bool_),
             info={"exposure_limits": {k: str(v) for k, v in
                                       eng.config.exposure_limits.items()}, **(info or {})})
 
@@ -146,6 +158,7 @@ class Book:
             pos_acc=(self.pos_acc[p] - first).astype(np.int32),
             pos_sym=self.pos_sym[p].copy(), pos_vol=self.pos_vol[p].copy(),
             pos_open=self.pos_open[p].copy(), pos_ticket=self.pos_ticket[p].copy(),
+            nbp=None if self.nbp is None else self.nbp[a].copy(),
             info=dict(self.info), _fig=None)
 
     # ----------------------------------------------------------------- figures
@@ -158,7 +171,8 @@ class Book:
             out = {k: np.zeros(n) for k in ("profit", "margin", "delta", "margin_var")}
             pos_profit = np.zeros(self.n_positions)
             account_figures(self.acc_off, self.pos_sym, self.pos_vol, self.pos_open, s.bid, s.ask,
-                            s.k_profit, s.k_margin, s.calc_mode, self.leverage, pos_profit,
+                            s.k_profit, s.k_margin, s.calc_mode, s.tier_tuple(), self.leverage,
+                            pos_profit,
                             out["profit"], out["margin"], out["delta"], out["margin_var"])
             eq = (self.balance + self.credit) / MINOR_SCALE + out["profit"]
             out["equity"] = eq

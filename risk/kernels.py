@@ -7,49 +7,39 @@ account ``a`` owns positions ``acc_off[a] : acc_off[a + 1]``. One thread owns on
 """
 
 import numba as nb
+import numpy as np
 
-from cfd.kernels.formulas import (
-    CALC_EXCH_STOCKS,
-    margin_price,
-    position_margin,
-    position_profit,
-)
+from cfd.kernels.account import account_sums, scratch
+from cfd.kernels.formulas import position_profit
 
 
 @nb.njit(cache=True, parallel=True)
 def account_figures(acc_off, pos_sym, pos_vol, pos_open, sym_bid, sym_ask, sym_kp, sym_km,
-                    sym_mode, acc_lev, out_pos_profit, out_profit, out_margin, out_delta,
+                    sym_mode, tiers, acc_lev, out_pos_profit, out_profit, out_margin, out_delta,
                     out_margin_var):
     """Per account: floating profit, initial margin, and their sensitivities to a uniform
     relative price move ``x`` (``profit(x) = profit + x * delta``, ``margin(x) = margin +
     x * margin_var``; ``delta`` is the signed notional in account currency, ``margin_var``
-    the EXCH_STOCKS margin that follows the price)."""
+    the EXCH_STOCKS margin that follows the price), by the engine's own per-account loop
+    (``account.account_sums``; tiers applied). Per position, its floating profit."""
     n_acc = len(acc_off) - 1
-    for a in nb.prange(n_acc):
-        pr = 0.0
-        m = 0.0
-        d = 0.0
-        mv = 0.0
-        lev = acc_lev[a]
-        for p in range(acc_off[a], acc_off[a + 1]):
-            s = pos_sym[p]
-            v = pos_vol[p]
-            bid = sym_bid[s]
-            ask = sym_ask[s]
-            pp = position_profit(v, pos_open[p], bid, ask, sym_kp[s])
-            out_pos_profit[p] = pp
-            pr += pp
-            close = bid if v > 0 else ask
-            d += float(close) * float(v) * sym_kp[s]
-            mp = margin_price(sym_mode[s], v, pos_open[p], bid, ask)
-            pm = position_margin(sym_mode[s], v, mp, sym_km[s], lev)
-            m += pm
-            if sym_mode[s] == CALC_EXCH_STOCKS:
-                mv += pm
-        out_profit[a] = pr
-        out_margin[a] = m
-        out_delta[a] = d
-        out_margin_var[a] = mv
+    ident = np.arange(len(pos_sym))
+    syms = (sym_bid, sym_ask, sym_kp, sym_km, sym_km, sym_mode)
+    chunk = 512
+    for c in nb.prange((n_acc + chunk - 1) // chunk):
+        work = scratch()
+        for a in range(c * chunk, min(n_acc, (c + 1) * chunk)):
+            start = acc_off[a]
+            pr, m, _, mv, d = account_sums(ident, start, acc_off[a + 1] - start, pos_sym,
+                                           pos_vol, pos_open, syms, tiers, acc_lev[a], work)
+            for p in range(start, acc_off[a + 1]):
+                s = pos_sym[p]
+                out_pos_profit[p] = position_profit(pos_vol[p], pos_open[p], sym_bid[s],
+                                                    sym_ask[s], sym_kp[s])
+            out_profit[a] = pr
+            out_margin[a] = m
+            out_delta[a] = d
+            out_margin_var[a] = mv
 
 
 @nb.njit(cache=True, parallel=True)

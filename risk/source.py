@@ -119,6 +119,11 @@ class AdminClient:
     def stop_out(self, login: int) -> Any:
         return self._call("POST", f"/admin/accounts/{login}/stop_out").json()
 
+    def set_exposure_limit(self, symbol: str, lots: str) -> Any:
+        if lots:
+            return self._call("PUT", f"/admin/exposure_limits/{symbol}", {"lots": lots}).json()
+        return self._call("DELETE", f"/admin/exposure_limits/{symbol}").json()
+
     def set_levels(self, body: dict[str, Any]) -> Any:
         return self._call("POST", "/admin/levels", body).json()
 

@@ -135,7 +135,8 @@ def run_stress(book: Book, moves: np.ndarray, with_exposure: bool = True) -> Str
     pr_out, m_out, mm_out = (np.empty(m) for _ in range(3))
     K.sweep(todo, False, scale, acc_off, acc_cnt, pool, book.pos_sym, book.pos_vol,
             book.pos_open, book.pos_ticket, bid, ask, s.k_profit, s.k_margin, s.k_margin,
-            s.calc_mode, s.k_num, s.k_den, s.closable, s.comm_terms, s.fee_terms, comm_row,
+            s.calc_mode, s.tier_tuple(), s.k_num, s.k_den, s.closable, s.comm_terms,
+            s.fee_terms, comm_row,
             book.balance, book.credit, fig["profit"], fig["margin"], fig["margin"],
             book.leverage, book.so_rule, book.so_so, book.so_end, base, work, out_n,
             out_status, slot, price, volume, profit, comm, fee, level, equity, margin, bal_out,
@@ -149,9 +150,12 @@ def run_stress(book: Book, moves: np.ndarray, with_exposure: bool = True) -> Str
     n_closed[todo] = out_n
     bal = book.balance.copy()
     bal[todo] = bal_out
-    # negative balance protection: a flat account left below zero is brought to zero
+    # negative balance protection: a flat account left below zero is brought to zero (one
+    # without protection keeps the negative balance, a debt of the client)
     deficit = np.zeros(n, dtype=np.int64)
     flat_negative = todo[(out_n > 0) & (left == 0) & (bal_out < 0)]
+    if book.nbp is not None:
+        flat_negative = flat_negative[book.nbp[flat_negative]]
     deficit[flat_negative] = -bal[flat_negative]
     bal[flat_negative] = 0
     eq_b = fig["equity"].copy()

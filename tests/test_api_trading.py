@@ -28,10 +28,12 @@ def test_auth_is_required_and_checked(client: httpx.Client, rt) -> None:  # noqa
 def test_records_have_mt5_fields_in_order(client: httpx.Client, rt) -> None:  # noqa: F811
     push(client, AAPL=(230.00, 230.05))
     info = client.get("/v1/account_info", headers=_acc(rt)).json()
-    assert list(info) == [f for f, _ in R.ACCOUNT_INFO_FIELDS]
+    assert list(info) == [f for f, _ in R.ACCOUNT_INFO_FIELDS + R.ACCOUNT_INFO_EXTRA]
+    assert (info["category"], info["country"]) == ("retail", "")
     assert info["currency"] == "USDT" and info["balance"] == 100000.0
     sym = client.get("/v1/symbol_info/AAPL", headers=_acc(rt)).json()
-    assert len(sym) == 96 and list(sym) == list(R.SymbolInfo._fields)
+    assert list(sym) == list(R.SymbolInfo._fields) + [f for f, _ in R.SYMBOL_INFO_EXTRA]
+    assert (sym["margin_tiers"], sym["margin_tiers_by"]) == ("", "volume")
     assert (sym["bid"], sym["ask"], sym["digits"], sym["spread"]) == (230.0, 230.05, 2, 5)
     tick = client.get("/v1/symbol_info_tick/AAPL", headers=_acc(rt)).json()
     assert list(tick) == list(R.Tick._fields) and tick["flags"] == 6

@@ -128,7 +128,7 @@ class EngineMachine(RuleBasedStateMachine):
         idx = eng.positions.by_acc
         recompute_all(n, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
                       sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                      ac.leverage, *out)
+                      eng.symbols.tiers(), ac.leverage, *out)
         np.testing.assert_allclose(out[0], ac.profit[:n], rtol=1e-9, atol=1e-6)
         np.testing.assert_allclose(out[1], ac.margin[:n], rtol=1e-9, atol=1e-6)
 

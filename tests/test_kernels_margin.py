@@ -180,7 +180,8 @@ def test_incremental_touches_only_the_ticked_symbol():
     out = np.empty(200, np.int64)
     n = tick_update(np.array([s], np.int32), old_bid, old_ask, bs.off, bs.cnt, seg_acc,
                     seg_vol, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
-                    sc.calc_mode, ac.profit, ac.margin, ac.margin_maint, mark, out)
+                    sc.calc_mode, eng.symbols.tiers(), ac.profit, ac.margin, ac.margin_maint,
+                    mark, out)
     holders = set(eng.positions.cols.acc[bs.items(s)].tolist())
     assert sorted(out[:n].tolist()) == sorted(holders)
     assert not mark.any()  # the scratch marks are cleared on return

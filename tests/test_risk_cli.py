@@ -98,6 +98,16 @@ def test_actions_need_confirm(server):
     run("set-margin", "NVDA", "--initial", "0.3", "--maintenance", "0.15", "--confirm")
     assert server[-1][:3] == ("PATCH", "/admin/symbols/NVDA",
                               {"margin_initial_rate": 0.3, "margin_maintenance_rate": 0.15})
+    code, out = run("set-margin", "NVDA", "--initial", "0.2", "--tiers", "0:0.2,500:0.5",
+                    "--confirm")
+    assert code == 0, out
+    assert server[-1][2] == {"margin_initial_rate": 0.2, "margin_tiers": "0:0.2,500:0.5"}
+    run("set-limit", "NVDA", "5000", "--confirm")
+    assert server[-1][:3] == ("PUT", "/admin/exposure_limits/NVDA", {"lots": "5000"})
+    # the dry run plays on the server's book, which has no limit on NVDA to remove
+    code, out = run("set-limit", "NVDA", "none", "--confirm")
+    assert code != 0 and "no exposure limit" in out
+    assert server[-1][0] == "PUT"
     run("close-only", "TSLA", "--confirm")
     assert server[-1][2] == {"trade_mode": 3}
     run("liquidate", "1003", "--confirm")

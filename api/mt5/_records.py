@@ -21,6 +21,11 @@ ACCOUNT_INFO_FIELDS = (
     ("server", str), ("currency", str), ("company", str),
 )
 
+#: Fields the server's account_info adds after MT5's 28: the client category (MiFID II) and
+#: the country of residence (ISO 3166-1 alpha-2, "" when not declared). The MT5-compatible
+#: client's AccountInfo keeps MT5's fields (it reads records by field name).
+ACCOUNT_INFO_EXTRA = (("category", str), ("country", str))
+
 TERMINAL_INFO_FIELDS = (
     ("community_account", bool), ("community_connection", bool), ("connected", bool),
     ("dlls_allowed", bool), ("trade_allowed", bool), ("tradeapi_disabled", bool),
@@ -57,6 +62,12 @@ page:str path:str
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 SYMBOL_INFO_FIELDS = tuple(
     (name, _TYPES[kind]) for name, kind in (w.split(":") for w in _SYMBOL_INFO_SPEC.split()))
+
+#: Fields the server's symbol_info adds after MT5's 96: the margin tiers by position size
+#: (``"floor:rate,..."``, "" for none) and what their floors measure ("volume": lots,
+#: "value": the notional in the margin currency); MT5's own ``margin_initial`` stays the
+#: margin of one lot at the first rate. The MT5-compatible client keeps MT5's fields.
+SYMBOL_INFO_EXTRA = (("margin_tiers", str), ("margin_tiers_by", str))
 
 TICK_FIELDS = (
     ("time", int), ("bid", float), ("ask", float), ("last", float), ("volume", int),

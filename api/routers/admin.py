@@ -169,6 +169,24 @@ async def resume(name: SymbolName, who: AdminDep, svc: ServiceDep) -> Any:
     return await _market(name, who, svc, False)
 
 
+@router.put("/exposure_limits/{name}", response_model=S.AdminResult,
+            responses={409: {"model": S.AdminResult}})
+async def set_exposure_limit(name: SymbolName, body: S.ExposureLimit, who: AdminDep,
+                             svc: ServiceDep) -> Any:
+    """Cap the clients' net volume in a symbol, book-wide (journaled)."""
+    _known_symbol(svc, name)
+    return _answer(await svc.call(C.SetExposureLimit(time_msc=0, actor=_actor(who),
+                                                     symbol=name, lots=body.lots)))
+
+
+@router.delete("/exposure_limits/{name}", response_model=S.AdminResult,
+               responses={409: {"model": S.AdminResult}})
+async def remove_exposure_limit(name: SymbolName, who: AdminDep, svc: ServiceDep) -> Any:
+    _known_symbol(svc, name)
+    return _answer(await svc.call(C.SetExposureLimit(time_msc=0, actor=_actor(who),
+                                                     symbol=name, lots="")))
+
+
 @router.post("/levels", response_model=S.AdminResult,
              responses={409: {"model": S.AdminResult}})
 async def levels(body: S.Levels, who: AdminDep, svc: ServiceDep) -> Any:

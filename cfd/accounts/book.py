@@ -24,6 +24,8 @@ from cfd.kernels.formulas import RULE_ESMA, RULE_MT5_MONEY, RULE_MT5_PERCENT, fl
 from cfd.money import MINOR_SCALE
 from cfd.soa import Columns
 
+RETAIL = 0  # rules.CATEGORIES.index("retail")
+
 ACCOUNT_COLUMNS = {
     "login": np.int64,
     "balance": np.int64,  # minor units, = ledger balance of client:<login>
@@ -80,6 +82,12 @@ class AccountGroup:
     # commission schedules overriding the symbols' own, by symbol name or "*" (any other)
     # -> CommissionSchedule or its fields as a dict (cfd.trading.commission)
     commission: dict[str, Any] = field(default_factory=dict)
+    # by client category (rules.CATEGORIES): retail clients always have negative balance
+    # protection and, in an ESMA group, the 50 % close-out; professional clients and eligible
+    # counterparties have the group's stop-out levels, and negative balance protection only
+    # when ``professional_nbp`` (without it a negative balance stays on the account as a
+    # debt of the client)
+    professional_nbp: bool = True
 
     def __post_init__(self) -> None:
         from cfd.trading.commission import CommissionSchedule
@@ -92,6 +100,17 @@ class AccountGroup:
         if self.esma:
             return RULE_ESMA
         return RULE_MT5_MONEY if self.so_mode == StopOutMode.MONEY else RULE_MT5_PERCENT
+
+    def rule_for(self, category: int) -> int:
+        """The close-out rule of an account of this client category: ESMA's 50 % for retail
+        clients of an ESMA group, else the group's stop-out (percent or money)."""
+        if self.esma and category != RETAIL:
+            return RULE_MT5_MONEY if self.so_mode == StopOutMode.MONEY else RULE_MT5_PERCENT
+        return self.rule
+
+    def nbp_for(self, category: int) -> bool:
+        """Negative balance protection for an account of this client category."""
+        return category == RETAIL or self.professional_nbp
 
 
 class AccountTable:
@@ -128,7 +147,7 @@ class AccountTable:
         i = c.append_row()
         c.login[i], c.leverage[i] = login, leverage
         c.margin_mode[i], c.so_mode[i] = group.margin_mode, group.so_mode
-        c.so_rule[i] = group.rule
+        c.so_rule[i] = group.rule_for(category)
         c.so_call[i], c.so_so[i] = group.margin_call, group.stop_out
         c.so_end[i] = group.stop_out_end
         c.trade_mode[i], c.trade_allowed[i] = trade_mode, True

@@ -13,9 +13,13 @@ accounts, checked before anything changes (each refusal names its rule).
   orders, LIMIT_VOLUME), position value at the order's price (LIMIT_VOLUME), number of
   positions (LIMIT_POSITIONS) and of pending orders (LIMIT_ORDERS). Orders that only reduce
   or close are never refused by a limit.
-* Book-wide: ``EngineConfig.exposure_limits`` caps the clients' net volume per symbol (lots):
-  an order that takes the net beyond the cap, further in that direction, is refused
-  (LIMIT_VOLUME); one that brings it back is always accepted.
+* Book-wide: ``EngineConfig.exposure_limits`` caps the clients' net volume per symbol (lots;
+  set by the ``SetExposureLimit`` command): an order that takes the net beyond the cap,
+  further in that direction, is refused (LIMIT_VOLUME); one that brings it back is always
+  accepted.
+* Negative balance protection and the close-out rule by category
+  (``AccountGroup.rule_for`` / ``nbp_for``): retail always protected, ESMA's close-out in an
+  ESMA group; professional clients the group's stop-out, protected per the group.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import numpy as np
 
 from cfd.errors import SpecError
 from cfd.instruments.spec import SESSION_KINDS, SymbolSpec, profit_factor
+from cfd.instruments.tiers import parse_tiers, tier_rows, tier_table
 from cfd.money import MINOR_SCALE, PRICE_DIGITS, PRICE_SCALE, VOLUME_SCALE
 from cfd.soa import Columns
 
@@ -46,6 +47,7 @@ class SymbolTable:
         self._points: np.ndarray | None = None
         self._names: tuple[str, ...] | None = None
         self._vol_limits: dict[int, tuple[int, int, int]] = {}
+        self._tiers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         flags_on = {"market_open": 1, "session_open": 1, "admin_open": 1, "confirmed": 1}
         self.cols = Columns(SYMBOL_COLUMNS, max(len(specs), 16), fill=flags_on)
         for spec in specs:
@@ -78,6 +80,7 @@ class SymbolTable:
     def _load(self, i: int, spec: SymbolSpec) -> None:
         self._points = None
         self._names = None
+        self._tiers = None
         self._vol_limits.pop(i, None)
         c = self.cols
         kp = profit_factor(spec, self.rate(spec.currency_profit, spec))
@@ -90,6 +93,15 @@ class SymbolTable:
         c.k_margin_maint[i] = float(base * Fraction(spec.margin_maintenance_rate))
         c.calc_mode[i] = spec.calc_mode
         c.session[i] = SESSION_KINDS.index(spec.session)
+
+    def tiers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(tier_n, tier_off, table)`` of the margin tiers (``tiers.tier_table``), built
+        from the specs once until a symbol is added or replaced."""
+        if self._tiers is None:
+            self._tiers = tier_table([
+                tier_rows(parse_tiers(s.margin_tiers), s.margin_tiers_by, s.contract_size)
+                if s.margin_tiers else [] for s in self.specs])
+        return self._tiers
 
     def get(self, name: str) -> int | None:
         return self.index.get(name)

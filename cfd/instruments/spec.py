@@ -24,6 +24,7 @@ from cfd.constants import (
     SymbolTradeMode,
 )
 from cfd.errors import SpecError
+from cfd.instruments.tiers import TIERS_BY, check_tiers, parse_tiers
 from cfd.money import PRICE_DIGITS, VOLUME_DIGITS, VOLUME_SCALE, parse_decimal
 
 SESSION_KINDS = ("US_REGULAR", "US_EXTENDED", "ALWAYS")
@@ -55,6 +56,10 @@ class SymbolSpec:
     calc_mode: int = CalcMode.CFD
     margin_initial_rate: Decimal = Decimal("0.2")
     margin_maintenance_rate: Decimal = Decimal("0.1")
+    # margin tiers by position size (cfd.instruments.tiers): "floor:rate,..." ("" none),
+    # floors in lots ("volume") or in the margin currency ("value")
+    margin_tiers: str = ""
+    margin_tiers_by: str = "volume"
     trade_mode: int = SymbolTradeMode.FULL
     execution_mode: int = SymbolTradeExecution.INSTANT
     filling_mode: int = FillingFlag.FOK | FillingFlag.IOC
@@ -100,7 +105,10 @@ class SymbolSpec:
         return replace(self, **{k: _coerce(k, v, self.name) for k, v in changes.items()})
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+        """The fields as JSON values; the margin tiers only when set, so the specs of books
+        without tiers (and the state hash over them) read as before tiers existed."""
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()
+                if not (k in _ONLY_WHEN_SET and v == _ONLY_WHEN_SET[k])}
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> SymbolSpec:
@@ -113,6 +121,7 @@ class SymbolSpec:
         return cls(**kwargs)
 
 
+_ONLY_WHEN_SET = {"margin_tiers": "", "margin_tiers_by": "volume"}
 _DECIMAL_FIELDS = {
     "contract_size", "volume_min", "volume_max", "volume_step", "margin_initial_rate",
     "margin_maintenance_rate", "commission_per_lot", "commission_min", "swap_long",
@@ -191,6 +200,7 @@ def _validate(s: SymbolSpec) -> None:
         bad("freeze_level", "must not be negative")
     _validate_commission(s, bad)
     _validate_swaps(s, bad)
+    _validate_tiers(s, bad)
     if s.session not in SESSION_KINDS:
         bad("session", f"must be one of {SESSION_KINDS}")
     if s.reference_price <= 0:
@@ -200,6 +210,17 @@ def _validate(s: SymbolSpec) -> None:
         if not (isinstance(v, str) and 3 <= len(v) <= 5 and v.isalpha()):
             bad(fld, "must be a 3-5 letter currency code")
     _ = ExpirationFlag  # flags documented above
+
+
+def _validate_tiers(s: SymbolSpec, bad) -> None:
+    if s.margin_tiers_by not in TIERS_BY:
+        bad("margin_tiers_by", f"must be one of {TIERS_BY}")
+    try:
+        why = check_tiers(parse_tiers(s.margin_tiers), s.margin_initial_rate)
+    except ValueError as exc:
+        why = str(exc)
+    if why:
+        bad("margin_tiers", why)
 
 
 def _validate_commission(s: SymbolSpec, bad) -> None:

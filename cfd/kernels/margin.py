@@ -4,121 +4,77 @@ incremental (only positions of symbols that moved)."""
 import numba as nb
 import numpy as np
 
+from cfd.kernels.account import account_sums, pack_symbols, scratch
 from cfd.kernels.formulas import (
-    CALC_CFDLEVERAGE,
     CALC_EXCH_STOCKS,
     account_figures,
     is_margin_call,
     is_stop_out,
-    margin_price,
-    position_margin,
-    position_profit,
 )
 
 
 @nb.njit(cache=True, inline="always")
-def _position_figures(v, po, bid, ask, kp, km, kmm, mode, leverage):
-    """``(floating profit, margin, maintenance margin)`` of one position."""
-    mp = margin_price(mode, v, po, bid, ask)
-    return (position_profit(v, po, bid, ask, kp), position_margin(mode, v, mp, km, leverage),
-            position_margin(mode, v, mp, kmm, leverage))
-
-
-@nb.njit(cache=True, inline="always")
 def recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid,
-                      sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, leverage):
-    """Floating profit, initial and maintenance margin of account ``a``. Returns
+                      sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers, leverage):
+    """Floating profit, initial and maintenance margin of account ``a``
+    (``account.account_sums`` over its positions, reading the symbol columns). Returns
     ``(profit, margin, margin_maint)``. (A position's own floating profit is not stored: it
     is derived from the current quote when asked, ``positions.floating_profit``.)"""
-    profit = 0.0
-    margin = 0.0
-    maint = 0.0
-    base = acc_off[a]
-    for k in range(base, base + acc_cnt[a]):
-        p = pool[k]
-        s = pos_sym[p]
-        pp, m, mm = _position_figures(pos_vol[p], pos_price[p], sym_bid[s], sym_ask[s],
-                                      sym_kp[s], sym_km[s], sym_kmm[s], sym_mode[s], leverage)
-        profit += pp
-        margin += m
-        maint += mm
-    return profit, margin, maint
+    pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol, pos_price,
+                                   (sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode),
+                                   tiers, leverage, scratch())
+    return pr, m, mm
 
 
-#: Columns of :func:`pack_symbols`.
-_BID, _ASK, _KP, _KM, _KMM, _MODE = 0, 1, 2, 3, 4, 5
-
-
-@nb.njit(cache=True)
-def pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode):
-    """One row per symbol holding all the full recompute reads of it (bid, ask, k_profit,
-    k_margin, k_margin_maint, calc mode; 64 bytes), so a position costs one cache line of
-    symbol data instead of six. Prices and modes are integers below 2**53 and pass through
-    float64 exactly."""
-    n = len(sym_bid)
-    t = np.empty((n, 8))
-    for s in range(n):
-        t[s, _BID] = sym_bid[s]
-        t[s, _ASK] = sym_ask[s]
-        t[s, _KP] = sym_kp[s]
-        t[s, _KM] = sym_km[s]
-        t[s, _KMM] = sym_kmm[s]
-        t[s, _MODE] = sym_mode[s]
-        t[s, 6] = 0.0
-        t[s, 7] = 0.0
-    return t
-
-
-@nb.njit(cache=True, inline="always")
-def _account_packed(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, symtab, leverage):
-    """:func:`recompute_account` reading the symbols from :func:`pack_symbols`, with the
-    same figures to the bit: prices are integers below 2**53, so the float difference
-    ``close - open`` is exact and equals ``float(close - open)``; the products are taken in
-    the same order as ``formulas.position_profit`` / ``position_margin``. The close price is
-    picked by index (bid for a long, ask for a short) rather than by a branch."""
-    profit = 0.0
-    margin = 0.0
-    maint = 0.0
-    lev = float(leverage)
-    base = acc_off[a]
-    for k in range(base, base + acc_cnt[a]):
-        p = pool[k]
-        s = pos_sym[p]
-        v = pos_vol[p]
-        fv = float(v)
-        po = float(pos_price[p])
-        close = symtab[s, _BID + np.intp(v <= 0)]
-        profit += (close - po) * fv * symtab[s, _KP]
-        mode = symtab[s, _MODE]
-        base_m = abs(fv) * (close if mode == CALC_EXCH_STOCKS else po)
-        m = base_m * symtab[s, _KM]
-        mm = base_m * symtab[s, _KMM]
-        if mode == CALC_CFDLEVERAGE:
-            m = m / lev
-            mm = mm / lev
-        margin += m
-        maint += mm
-    return profit, margin, maint
+#: Accounts per task of the full recompute (each task holds one ``account.scratch``).
+CHUNK = 512
 
 
 @nb.njit(cache=True, parallel=True)
 def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid, sym_ask,
-                  sym_kp, sym_km, sym_kmm, sym_mode, acc_lev, out_profit, out_margin,
+                  sym_kp, sym_km, sym_kmm, sym_mode, tiers, acc_lev, out_profit, out_margin,
                   out_margin_maint):
-    """Full recompute: each thread owns whole accounts (no shared-slot reductions)."""
-    symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode)
-    for a in nb.prange(n_acc):
-        pr, m, mm = _account_packed(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
-                                    symtab, acc_lev[a])
-        out_profit[a] = pr
-        out_margin[a] = m
-        out_margin_maint[a] = mm
+    """Full recompute: each task owns whole accounts, :data:`CHUNK` at a time (no shared-slot
+    reductions); the symbols are read from one packed row each (``account.pack_symbols``)."""
+    symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers)
+    for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
+        work = scratch()
+        for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
+            pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
+                                           pos_price, symtab, tiers, acc_lev[a], work)
+            out_profit[a] = pr
+            out_margin[a] = m
+            out_margin_maint[a] = mm
+
+
+@nb.njit(cache=True)
+def rederive(accs, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid, sym_ask,
+             sym_kp, sym_km, sym_kmm, sym_mode, tiers, acc_lev, minor_scale, acc_balance,
+             acc_credit, acc_rule, acc_so, acc_call, acc_profit, acc_margin, acc_margin_maint,
+             out_state):
+    """Re-derive the figures of ``accs`` from their positions (the incremental path's answer
+    for tiered symbols margined at the market, whose margin is not linear in the price);
+    when ``out_state`` covers the account, its :func:`account_state` too. Sequential: a
+    tick's latency, not a thread team's start, for the usual few thousand holders."""
+    work = scratch()
+    syms = (sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode)
+    for i in range(len(accs)):
+        a = accs[i]
+        pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
+                                       pos_price, syms, tiers, acc_lev[a], work)
+        acc_profit[a] = pr
+        acc_margin[a] = m
+        acc_margin_maint[a] = mm
+        if a < len(out_state):
+            eq, mc = account_figures(acc_balance[a], acc_credit[a], pr, m, minor_scale)
+            out_state[a] = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, mc,
+                                         minor_scale)
 
 
 @nb.njit(cache=True)
 def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, sym_bid, sym_ask,
-                sym_kp, sym_km, sym_kmm, sym_mode, acc_profit, acc_margin, acc_margin_maint,
-                mark, out_touched):
+                sym_kp, sym_km, sym_kmm, sym_mode, tiers, acc_profit, acc_margin,
+                acc_margin_maint, mark, out_touched):
     """Incremental recompute after the prices of ``symbols`` moved from ``old_bid/old_ask``
     (per entry of ``symbols``) to the current ``sym_bid/sym_ask``.
 
@@ -138,7 +94,7 @@ def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
         kp = sym_kp[s]
         d_bid = float(sym_bid[s] - old_bid[j])
         d_ask = float(sym_ask[s] - old_ask[j])
-        at_market = sym_mode[s] == CALC_EXCH_STOCKS
+        at_market = sym_mode[s] == CALC_EXCH_STOCKS and tiers[0][s] == 0
         km = sym_km[s]
         kmm = sym_kmm[s]
         base = sym_off[s]
@@ -161,10 +117,11 @@ def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
 
 @nb.njit(cache=True)
 def pack_moves(n_sym, symbols, old_bid, old_ask, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm,
-               sym_mode):
+               sym_mode, tiers):
     """One row per symbol for :func:`tick_update_accounts`: moved (1.0 / 0.0), bid move, ask
     move (price units), k_profit, k_margin, k_margin_maint, margined at the market (1.0 /
-    0.0); 64 bytes, one cache line per position's symbol."""
+    0.0; untiered: tiered holders are re-derived, :func:`rederive`); 64 bytes, one cache line
+    per position's symbol."""
     t = np.zeros((n_sym, 8))
     for j in range(len(symbols)):
         s = symbols[j]
@@ -175,7 +132,7 @@ def pack_moves(n_sym, symbols, old_bid, old_ask, sym_bid, sym_ask, sym_kp, sym_k
         t[s, 3] = sym_kp[s]
         t[s, 4] = sym_km[s]
         t[s, 5] = sym_kmm[s]
-        t[s, 6] = 1.0 if sym_mode[s] == CALC_EXCH_STOCKS else 0.0
+        t[s, 6] = 1.0 if sym_mode[s] == CALC_EXCH_STOCKS and tiers[0][s] == 0 else 0.0
     return t
 
 
@@ -258,24 +215,29 @@ def account_state(rule, so_level, call_level, equity, margin, minor_scale):
 
 @nb.njit(cache=True, parallel=True)
 def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
-                     sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, acc_lev, acc_balance,
-                     acc_credit, acc_rule, acc_so, acc_call, out_profit, out_margin,
-                     out_margin_maint, out_state):
-    """Full recompute and stop-out / margin-call detection in one pass over the book (one
-    thread per account). Returns the number of accounts at or below stop-out."""
-    symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode)
+                     sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers, acc_lev,
+                     acc_balance, acc_credit, acc_rule, acc_so, acc_call, out_profit,
+                     out_margin, out_margin_maint, out_state):
+    """Full recompute and stop-out / margin-call detection in one pass over the book (each
+    task owns :data:`CHUNK` accounts). Returns the number of accounts at or below
+    stop-out."""
+    symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers)
     n_so = 0
-    for a in nb.prange(n_acc):
-        pr, m, mm = _account_packed(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
-                                    symtab, acc_lev[a])
-        out_profit[a] = pr
-        out_margin[a] = m
-        out_margin_maint[a] = mm
-        eq, mc = account_figures(acc_balance[a], acc_credit[a], pr, m, minor_scale)
-        st = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, mc, minor_scale)
-        out_state[a] = st
-        if st == STATE_STOP_OUT:
-            n_so += 1
+    for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
+        work = scratch()
+        hits = 0
+        for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
+            pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
+                                           pos_price, symtab, tiers, acc_lev[a], work)
+            out_profit[a] = pr
+            out_margin[a] = m
+            out_margin_maint[a] = mm
+            eq, mc = account_figures(acc_balance[a], acc_credit[a], pr, m, minor_scale)
+            st = account_state(acc_rule[a], acc_so[a], acc_call[a], eq, mc, minor_scale)
+            out_state[a] = st
+            if st == STATE_STOP_OUT:
+                hits += 1
+        n_so += hits
     return n_so
 
 

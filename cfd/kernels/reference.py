@@ -56,29 +56,64 @@ def state_python(rule, so, call, equity, margin, minor_scale=100.0):
     return STATE_MARGIN_CALL if equity * 10_000 <= round(call * 100.0) * margin else STATE_OK
 
 
+def tier_factor_python(rows, x):
+    """``account.tier_factor`` in Python: ``rows`` the symbol's tier rows, ``x`` > 0."""
+    k = 0
+    for j in range(1, len(rows)):
+        if rows[j][0] <= x:
+            k = j
+    return rows[k][1] - rows[k][2] / x
+
+
 def recompute_detect_python(accounts, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
                             pos_price, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
-                            acc_lev, acc_balance, acc_credit, acc_rule, acc_so, acc_call):
+                            tiers, acc_lev, acc_balance, acc_credit, acc_rule, acc_so,
+                            acc_call):
     """Full recompute and detection for the account indices ``accounts`` (a sample, or all).
-    Returns ``(profit, margin, margin_maint, state)`` lists, one entry per account given."""
+    Returns ``(profit, margin, margin_maint, state)`` lists, one entry per account given.
+
+    Tiers (``cfd.instruments.tiers``): the positions of a tiered symbol are margined as
+    without tiers and summed per (account, symbol) with the aggregate ``X`` (volume units, or
+    the notional); the sum is scaled by the factor of ``X``'s bracket and added after the
+    untiered positions, symbols in the order of their first position."""
     sym_bid, sym_ask = sym_bid.tolist(), sym_ask.tolist()
     sym_kp, sym_km, sym_kmm = sym_kp.tolist(), sym_km.tolist(), sym_kmm.tolist()
     sym_mode = sym_mode.tolist()
+    tier_n, tier_off, table = tiers[0].tolist(), tiers[1].tolist(), tiers[2].tolist()
     profits, margins, maints, states = [], [], [], []
     for a in accounts:
         a = int(a)
         lev = int(acc_lev[a])
         pr = m = mm = 0.0
         base = int(acc_off[a])
+        groups: dict[int, list[float]] = {}  # symbol -> [u, um, x], first-position order
         for k in range(int(acc_cnt[a])):
             p = int(pool[base + k])
             s = int(pos_sym[p])
-            dp, dm, dmm = _position(int(pos_vol[p]), int(pos_price[p]), sym_bid[s],
+            v = int(pos_vol[p])
+            dp, dm, dmm = _position(v, int(pos_price[p]), sym_bid[s],
                                     sym_ask[s], sym_kp[s], sym_km[s], sym_kmm[s],
                                     sym_mode[s], lev)
             pr += dp
+            if s < len(tier_n) and tier_n[s]:
+                g = groups.setdefault(s, [0.0, 0.0, 0.0])
+                g[0] += dm
+                g[1] += dmm
+                kx = table[tier_off[s]][3]
+                if kx == 0.0:
+                    g[2] += float(abs(v))
+                else:
+                    close = sym_bid[s] if v > 0 else sym_ask[s]
+                    mp = close if sym_mode[s] == CALC_EXCH_STOCKS else int(pos_price[p])
+                    g[2] += float(abs(v)) * float(mp) * kx
+                continue
             m += dm
             mm += dmm
+        for s, (u, um, x) in groups.items():
+            if x > 0.0:
+                f = tier_factor_python(table[tier_off[s]:tier_off[s] + tier_n[s]], x)
+                m += u * f
+                mm += um * f
         eq_c, m_c = figures_python(acc_balance[a], acc_credit[a], pr, m, minor_scale)
         profits.append(pr)
         margins.append(m)
@@ -151,7 +186,7 @@ def positions_in_account_order(acc_off, acc_cnt, pool, n_acc):
 
 def recompute_detect_numpy(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
                            pos_price, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
-                           acc_lev, acc_balance, acc_credit, acc_rule, acc_so, acc_call,
+                           tiers, acc_lev, acc_balance, acc_credit, acc_rule, acc_so, acc_call,
                            rows=None):
     """Full recompute and detection, vectorised: per-position terms as whole-array
     expressions, per-account sums with ``np.bincount`` (which adds in row order, as the
@@ -171,11 +206,44 @@ def recompute_detect_numpy(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, 
     m = base * sym_km[s] / lev
     mm = base * sym_kmm[s] / lev
     profit = np.bincount(acc, weights=pp, minlength=n_acc)
-    margin = np.bincount(acc, weights=m, minlength=n_acc)
-    maint = np.bincount(acc, weights=mm, minlength=n_acc)
+    tier_n = tiers[0]
+    tiered = tier_n[s] > 0 if tier_n.any() else None
+    if tiered is None or not tiered.any():
+        margin = np.bincount(acc, weights=m, minlength=n_acc)
+        maint = np.bincount(acc, weights=mm, minlength=n_acc)
+    else:
+        # (float even when no row is untiered: bincount of nothing is int)
+        margin = np.bincount(acc[~tiered], weights=m[~tiered], minlength=n_acc).astype(float)
+        maint = np.bincount(acc[~tiered], weights=mm[~tiered], minlength=n_acc).astype(float)
+        _add_tiered(tiers, acc[tiered], s[tiered], base[tiered], m[tiered], mm[tiered],
+                    np.abs(v[tiered]).astype(np.float64), margin, maint)
     state = detect_numpy(minor_scale, acc_balance[:n_acc], acc_credit[:n_acc], profit, margin,
                          acc_rule[:n_acc], acc_so[:n_acc], acc_call[:n_acc])
     return profit, margin, maint, state
+
+
+def _add_tiered(tiers, acc, s, base, m, mm, av, margin, maint):
+    """The tiered rows (in account order) summed per (account, symbol) in row order, scaled
+    by their bracket's factor and added to the accounts in first-row order (in place)."""
+    _, tier_off, table = tiers
+    n_sym = int(s.max()) + 1
+    key = acc * n_sym + s
+    uniq, first, grp = np.unique(key, return_index=True, return_inverse=True)
+    n = len(uniq)
+    u = np.bincount(grp, weights=m, minlength=n)
+    um = np.bincount(grp, weights=mm, minlength=n)
+    kx = table[tier_off[s], 3]
+    x = np.bincount(grp, weights=np.where(kx == 0.0, av, base * kx), minlength=n)
+    gs = s[first]
+    off, cnt = tier_off[gs], tiers[0][gs]
+    k = off.copy()
+    for j in range(1, int(cnt.max())):
+        hit = (j < cnt) & (table[np.minimum(off + j, len(table) - 1), 0] <= x)
+        k = np.where(hit, off + j, k)
+    f = table[k, 1] - table[k, 2] / x
+    order = np.argsort(first, kind="stable")
+    np.add.at(margin, acc[first][order], (u * f)[order])
+    np.add.at(maint, acc[first][order], (um * f)[order])
 
 
 def detect_numpy(minor_scale, balance, credit, profit, margin, rule, so, call):

@@ -6,7 +6,7 @@ loss-making closable position (market open, quoted, not halted; ties -> the lowe
 close it at bid (long) / ask (short) with an exact realised profit in minor units
 (``formulas.deal_profit_minor``), commission and fee (``charge``), update the account's
 balance in the kernel's working copy, re-derive floating profit and margin over the
-remaining positions, repeat.
+remaining positions (``account.account_sums``, the loop every recompute runs), repeat.
 
 The kernel mirrors the engine's Python sweep (``cfd.trading.stopout.sweep_python``) step by
 step, floats included: it keeps a working copy of the account's segment of the by-account
@@ -25,6 +25,7 @@ import math
 import numba as nb
 import numpy as np
 
+from cfd.kernels.account import account_sums, scratch
 from cfd.kernels.formulas import (
     RULE_MT5_MONEY,
     account_figures,
@@ -33,9 +34,7 @@ from cfd.kernels.formulas import (
     is_stop_out,
     level_at_or_below,
     margin_level,
-    margin_price,
     money_at_or_below,
-    position_margin,
     position_profit,
 )
 
@@ -88,7 +87,7 @@ def charge(volume, price, t):
 @nb.njit(cache=True)
 def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
                   pos_price, pos_ticket, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm,
-                  sym_mode, sym_knum, sym_kden, sym_closable, c_terms, f_terms, acc_trow,
+                  sym_mode, tiers, sym_knum, sym_kden, sym_closable, c_terms, f_terms, acc_trow,
                   acc_balance, acc_credit, acc_profit, acc_margin, acc_maint, acc_lev, acc_rule,
                   acc_so, acc_end, out_base, work, out_n, out_status, out_slot, out_price,
                   out_volume, out_profit, out_comm, out_fee, out_level, out_equity, out_margin,
@@ -109,6 +108,7 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
     closed = 0
     eq = (bal + cred) / minor_scale + pr
     if must_close(force, rule, so, end, bal, cred, pr, m, n_left, False, minor_scale):
+        sums_work = scratch()
         for k in range(n_left):
             work[base + k] = pool[off + k]
         while True:
@@ -161,19 +161,9 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
             last = n_left - 1
             work[base + best] = work[base + last]
             n_left = last
-            pr = 0.0
-            m = 0.0
-            mm = 0.0
-            for k in range(n_left):
-                q = work[base + k]
-                s = pos_sym[q]
-                v = pos_vol[q]
-                bid = sym_bid[s]
-                ask = sym_ask[s]
-                pr += position_profit(v, pos_price[q], bid, ask, sym_kp[s])
-                mp = margin_price(sym_mode[s], v, pos_price[q], bid, ask)
-                m += position_margin(sym_mode[s], v, mp, sym_km[s], lev)
-                mm += position_margin(sym_mode[s], v, mp, sym_kmm[s], lev)
+            pr, m, mm, _, _ = account_sums(work, base, n_left, pos_sym, pos_vol, pos_price,
+                                           (sym_bid, sym_ask, sym_kp, sym_km, sym_kmm,
+                                            sym_mode), tiers, lev, sums_work)
     out_n[i] = closed
     out_status[i] = status
     out_balance[i] = bal
@@ -185,7 +175,7 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
 
 @nb.njit(cache=True, parallel=True)
 def sweep(accs, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price,
-          pos_ticket, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, sym_knum,
+          pos_ticket, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers, sym_knum,
           sym_kden, sym_closable, c_terms, f_terms, acc_trow, acc_balance, acc_credit,
           acc_profit, acc_margin, acc_maint, acc_lev, acc_rule, acc_so, acc_end, out_base, work,
           out_n, out_status, out_slot, out_price, out_volume, out_profit, out_comm, out_fee,
@@ -196,7 +186,7 @@ def sweep(accs, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol, po
     for i in nb.prange(len(accs)):
         sweep_account(i, accs[i], force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vol,
                       pos_price, pos_ticket, sym_bid, sym_ask, sym_kp, sym_km,
-                      sym_kmm, sym_mode, sym_knum, sym_kden, sym_closable, c_terms, f_terms,
+                      sym_kmm, sym_mode, tiers, sym_knum, sym_kden, sym_closable, c_terms, f_terms,
                       acc_trow, acc_balance, acc_credit, acc_profit, acc_margin, acc_maint,
                       acc_lev, acc_rule, acc_so, acc_end, out_base, work, out_n, out_status,
                       out_slot, out_price, out_volume, out_profit, out_comm, out_fee,

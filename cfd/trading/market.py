@@ -37,6 +37,7 @@ from cfd.money import (
     div_round_half_even,
     parse_decimal,
 )
+from cfd.trading import margin_tiers
 from cfd.trading.commission import charge_leg
 from cfd.trading.request import COMMENT_MAX, TradeRequest
 
@@ -418,6 +419,8 @@ def project(eng: Engine, plan: Plan) -> None:
             v, po = leg.new_volume, leg.new_price
             profit += position_profit(v, po, bid, ask, kp)
             margin += position_margin(mode, v, margin_price(mode, v, po, bid, ask), km, lev)
+    if margin_tiers.is_tiered(eng, s):
+        margin = margin_tiers.plan_margin(eng, plan)
     plan.balance_after = balance
     plan.profit_after = profit
     plan.margin_after = max(margin, 0.0)

@@ -34,9 +34,8 @@ from cfd.constants import (
 )
 from cfd.errors import Rejected
 from cfd.instruments import sessions
-from cfd.kernels.formulas import position_margin
 from cfd.money import VOLUME_SCALE
-from cfd.trading import market
+from cfd.trading import margin_tiers, market
 from cfd.trading.market import price_text
 from cfd.trading.request import TradeRequest
 
@@ -84,11 +83,9 @@ class OrderTerms:
 
 def order_margin(eng: Engine, acc: int, sym: int, volume: int, price: int) -> float:
     """Margin reserved by a pending order: the position margin of ``volume`` at the price the
-    order fills at (MT5 margins pending orders at their open price)."""
-    sc = eng.symbols.cols
-    mode = int(sc.calc_mode[sym])
-    return position_margin(mode, volume, price, float(sc.k_margin[sym]),
-                           int(eng.accounts.cols.leverage[acc]))
+    order fills at (MT5 margins pending orders at their open price), tiers applied to the
+    order's volume (``margin_tiers.order_margin``)."""
+    return margin_tiers.order_margin(eng, acc, sym, volume, price)
 
 
 def check_expiration(eng: Engine, sym: int, type_time: int, expiration: int) -> tuple[int, int]:

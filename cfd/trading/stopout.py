@@ -85,6 +85,8 @@ def sweep_python(eng: Engine, accs: np.ndarray, force: bool = False) -> list[dic
             comp = compensate(eng, a)
             if comp:
                 ev["compensation"] = comp
+            elif debt(eng, a):
+                ev["debt"] = debt(eng, a)
             events.append(ev)
             eng._effects.events.append(ev)
     return events
@@ -108,11 +110,29 @@ def close_position(eng: Engine, a: int, p: int, comment: str) -> None:
     eng.execute(plan, reason=OrderReason.SO, comment=comment)
 
 
+def protected(eng: Engine, accs: np.ndarray) -> np.ndarray:
+    """Per account of ``accs``: negative balance protection (``AccountGroup.nbp_for`` its
+    client category)."""
+    ac = eng.accounts.cols
+    groups = eng.config.groups
+    return np.array([groups[eng.accounts.groups[int(a)]].nbp_for(int(ac.category[a]))
+                     for a in accs], dtype=np.bool_)
+
+
+def debt(eng: Engine, a: int) -> int:
+    """What a flat account without protection owes (minor units; 0 when not negative)."""
+    bal = int(eng.accounts.cols.balance[a])
+    if bal >= 0 or len(eng.positions.of_account(a)) > 0 or protected(eng, [a])[0]:
+        return 0
+    return -bal
+
+
 def compensate(eng: Engine, a: int) -> int:
-    """Negative balance protection on a flat account; returns the amount compensated."""
+    """Negative balance protection on a flat account; returns the amount compensated. An
+    account without protection keeps its negative balance (``debt``)."""
     ac = eng.accounts.cols
     bal = int(ac.balance[a])
-    if bal >= 0 or len(eng.positions.of_account(a)) > 0:
+    if bal >= 0 or len(eng.positions.of_account(a)) > 0 or not protected(eng, [a])[0]:
         return 0
     need = -bal
     fund = max(int(eng.ledger.balance[INSURANCE_FUND]), 0)
@@ -194,11 +214,12 @@ def run_kernel(eng: Engine, accs: np.ndarray, force: bool = False) -> SweepOut:
     work = np.empty(rows, np.int32)
     K.sweep(accs, force, float(MINOR_SCALE), idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
             pc.price_open, pc.ticket, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
-            sc.k_margin_maint, sc.calc_mode, sc.k_num, sc.k_den, closable, c_terms, f_terms,
-            acc_trow, ac.balance, ac.credit, ac.profit, ac.margin, ac.margin_maint, ac.leverage,
-            ac.so_rule, ac.so_so, ac.so_end, base, work, out.n, out.status, out.slot,
-            out.price, out.volume, out.profit, out.comm, out.fee, out.level, out.equity, out.margin,
-            out.balance, out.acc_profit, out.acc_margin, out.acc_maint, out.left)
+            sc.k_margin_maint, sc.calc_mode, eng.symbols.tiers(), sc.k_num, sc.k_den, closable,
+            c_terms, f_terms, acc_trow, ac.balance, ac.credit, ac.profit, ac.margin,
+            ac.margin_maint, ac.leverage, ac.so_rule, ac.so_so, ac.so_end, base, work, out.n,
+            out.status, out.slot, out.price, out.volume, out.profit, out.comm, out.fee, out.level,
+            out.equity, out.margin, out.balance, out.acc_profit, out.acc_margin, out.acc_maint,
+            out.left)
     return out
 
 
@@ -284,9 +305,13 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
     sym_c = pc.sym[slot]
     pos_id = pc.identifier[slot]
     tickets = pc.ticket[slot]
-    # negative balance protection: a flat account left below zero, in order
+    # negative balance protection: a flat account left below zero, in order (those without
+    # protection keep the debt)
     bal = out.balance[which]
-    need = np.where((bal < 0) & (out.left[which] == 0), -bal, 0)
+    flat_below = (bal < 0) & (out.left[which] == 0)
+    nbp = protected(eng, accs)
+    need = np.where(flat_below & nbp, -bal, 0)
+    owed = np.where(flat_below & ~nbp, -bal, 0)
     comp = need > 0
     fund0 = max(int(eng.ledger.balance[INSURANCE_FUND]), 0)
     from_fund = np.clip(fund0 - (np.cumsum(need) - need), 0, need)
@@ -408,15 +433,18 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
     first_row = out.base[which]
     events = []
     logins = ac.login[accs].tolist()
-    for lg, k, lv, eq, mg, left, nd in zip(logins, n.tolist(), out.level[first_row].tolist(),
-                                           out.equity[first_row].tolist(),
-                                           out.margin[first_row].tolist(),
-                                           out.left[which].tolist(), need.tolist(),
-                                           strict=True):
+    for lg, k, lv, eq, mg, left, nd, ow in zip(logins, n.tolist(),
+                                               out.level[first_row].tolist(),
+                                               out.equity[first_row].tolist(),
+                                               out.margin[first_row].tolist(),
+                                               out.left[which].tolist(), need.tolist(),
+                                               owed.tolist(), strict=True):
         ev = {"kind": "stop_out", "login": lg, "time_msc": t, "positions_closed": k,
               "margin_level": lv, "equity": eq, "margin": mg, "remaining": left}
         if nd:
             ev["compensation"] = nd
+        elif ow:
+            ev["debt"] = ow
         events.append(ev)
     return Booked((i_d, i_d + n_deals), (i_o, i_o + n_close), (i_p, i_p + n_post),
                   tickets, accs, events)

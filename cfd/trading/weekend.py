@@ -212,7 +212,8 @@ class WeekendMargin:
         for a in eng.holders(syms).tolist():
             _, margin, _ = recompute_account(a, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
                                              pc.price_open, sc.bid, sc.ask, sc.k_profit, k_m,
-                                             k_mm, sc.calc_mode, int(ac.leverage[a]))
+                                             k_mm, sc.calc_mode, eng.symbols.tiers(),
+                                             int(ac.leverage[a]))
             equity_c, _, _ = eng.accounts.figures(a)
             margin_c = int(np.rint(margin * MINOR_SCALE))
             eq, mg = equity_c / MINOR_SCALE, margin_c / MINOR_SCALE

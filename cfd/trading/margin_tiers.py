@@ -1,0 +1,103 @@
+"""Margin tiers outside the recompute: the pre-trade projection, order_calc_margin and the
+margin a pending order reserves, by the kernels' own per-account loop
+(``cfd.kernels.account.account_sums``) and bracket factor (``account.tier_factor``).
+
+A tiered symbol's margin is that of the account's aggregate in it (``cfd.instruments.tiers``),
+so a trade changes the account's margin by ``aggregate after - aggregate before``; an order
+on its own (order_calc_margin, a pending order's reserve) is margined as an aggregate of its
+volume alone, as MT5 margins an order ignoring the open positions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cfd.constants import CalcMode
+from cfd.kernels.account import account_sums, scratch, tier_factor
+from cfd.kernels.formulas import position_margin
+from cfd.kernels.margin import rederive
+from cfd.money import MINOR_SCALE
+
+if TYPE_CHECKING:
+    from cfd.engine import Engine
+    from cfd.trading.market import Plan
+
+
+def rederive_moved(eng: Engine, syms: np.ndarray, states: np.ndarray) -> None:
+    """After a tick: the holders of the moved tiered symbols margined at the market,
+    re-derived whole (their margin is not linear in the price; ``margin.rederive``);
+    ``states`` updated where it covers them."""
+    sc, ac, pc = eng.symbols.cols, eng.accounts.cols, eng.positions.cols
+    tiers = eng.symbols.tiers()
+    moved = syms[(tiers[0][syms] > 0) & (sc.calc_mode[syms] == CalcMode.EXCH_STOCKS)]
+    if len(moved):
+        idx = eng.positions.by_acc
+        rederive(eng.holders(moved), idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
+                 pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
+                 sc.calc_mode, tiers, ac.leverage, float(MINOR_SCALE), ac.balance, ac.credit,
+                 ac.so_rule, ac.so_so, ac.so_call, ac.profit, ac.margin, ac.margin_maint,
+                 states)
+
+
+def is_tiered(eng: Engine, sym: int) -> bool:
+    return bool(eng.symbols.tiers()[0][sym])
+
+
+def aggregate_margin(eng: Engine, acc: int, sym: int, volumes: list[int],
+                     prices: list[int]) -> float:
+    """The margin of positions ``(volume, open price)`` of ``sym`` held by ``acc`` as one
+    aggregate, tiers applied (0.0 for none)."""
+    n = len(volumes)
+    if n == 0:
+        return 0.0
+    sc = eng.symbols.cols
+    _, m, _, _, _ = account_sums(np.arange(n), 0, n, np.full(n, sym, np.int32),
+                                 np.array(volumes, np.int64), np.array(prices, np.int64),
+                                 (sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
+                                  sc.calc_mode), eng.symbols.tiers(),
+                                 int(eng.accounts.cols.leverage[acc]), scratch())
+    return float(m)
+
+
+def plan_margin(eng: Engine, plan: Plan) -> float:
+    """The account's margin after ``plan`` on a tiered symbol: its margin now, less the
+    aggregate of its positions in the symbol, plus the aggregate after the plan's legs."""
+    pc = eng.positions.cols
+    a, s = plan.acc, plan.sym
+    slots = [int(p) for p in eng.positions.of_account(a) if int(pc.sym[p]) == s]
+    now = {p: (int(pc.volume[p]), int(pc.price_open[p])) for p in slots}
+    after = dict(now)
+    new = []
+    for leg in plan.legs:
+        if leg.slot >= 0:
+            after.pop(leg.slot, None)
+            if leg.new_volume:
+                after[leg.slot] = (leg.new_volume, leg.new_price)
+        elif leg.new_volume:
+            new.append((leg.new_volume, leg.new_price))
+    before_v = [v for v, _ in now.values()]
+    before_p = [p for _, p in now.values()]
+    rows = list(after.values()) + new
+    m_before = aggregate_margin(eng, a, s, before_v, before_p)
+    m_after = aggregate_margin(eng, a, s, [v for v, _ in rows], [p for _, p in rows])
+    return float(eng.accounts.cols.margin[a]) - m_before + m_after
+
+
+def order_margin(eng: Engine, acc: int, sym: int, volume: int, price: int) -> float:
+    """The margin of ``volume`` units at ``price`` on their own: the position margin at
+    that price, times the factor of the bracket of the volume (or of its notional at that
+    price) for a tiered symbol."""
+    sc = eng.symbols.cols
+    mode = int(sc.calc_mode[sym])
+    m = position_margin(mode, volume, price, float(sc.k_margin[sym]),
+                        int(eng.accounts.cols.leverage[acc]))
+    tier_n, tier_off, table = eng.symbols.tiers()
+    n = int(tier_n[sym])
+    if n == 0 or volume == 0:
+        return m
+    off = int(tier_off[sym])
+    kx = float(table[off, 3])
+    x = float(abs(volume)) if kx == 0.0 else float(abs(volume)) * float(price) * kx
+    return m * float(tier_factor(table, off, n, x))
