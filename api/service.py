@@ -385,10 +385,10 @@ class EngineService:
                 for msg in bars.tick_events(effects.ticks, effects.tick_names, sub.symbols):
                     sub.put(msg)
             if sub.login is not None:
-                for d in effects.deals:
+                for d in effects.deal_rows():
                     if d["login"] == sub.login:
                         sub.put({"event": "deal", **records.deal(d)})
-                for o in effects.orders.values():
+                for o in effects.order_rows():
                     if o["login"] == sub.login:
                         sub.put({"event": "order", **records.order(o)})
                 for ev in effects.events:

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cfd.effects import Effects, Row
+from cfd.effects import Block, Effects, Row
 from cfd.store import models as m
 
 _CHUNK = 500  # rows per IN (...) list
@@ -104,6 +104,7 @@ class FastTable:
         skip = _SKIP_AUTO.get(table.name, ())
         self.keys = [c.key for c in table.columns if c.key not in skip]
         self.pk = [c.name for c in table.primary_key.columns]
+        self.rename = rename or {}
         self.to_tuple = _tuple_fn(table, self.keys, rename)
         self._sql: dict[tuple[str, str], str] = {}
         self._copy_types = [_COPY_TYPES[self._pg_type(k)] for k in self.keys]
@@ -143,6 +144,9 @@ class FastTable:
                        else f"DELETE FROM {name} WHERE {q(self.pk[0])} = {mark}")
             elif op == "insert" and pg:
                 got = f"COPY {name} ({cols}) FROM STDIN (FORMAT BINARY)"
+            elif op == "insert_arrays" and pg:
+                arrays = ", ".join(f"%b::{self._pg_type(k)}[]" for k in self.keys)
+                got = f"INSERT INTO {name} ({cols}) SELECT * FROM unnest({arrays})"
             else:
                 if pg:
                     arrays = ", ".join(f"%b::{self._pg_type(k)}[]" for k in self.keys)
@@ -179,6 +183,46 @@ class FastTable:
         finally:
             cur.close()
 
+    def _columns(self, blocks: list[Block], dedupe: bool) -> list[list[Any]]:
+        """The table's columns (in ``keys`` order) of ``blocks`` joined, as plain Python
+        values (a missing key: None); ``dedupe``: only the last row of each key."""
+        n = sum(b.n for b in blocks)
+        cols = []
+        for key in self.keys:
+            name = self.rename.get(key, key)
+            col: list[Any] = []
+            for b in blocks:
+                col.extend(b.column(name) if name in b.cols else [None] * b.n)
+            cols.append(col)
+        if dedupe and len(blocks) > 1:
+            pk = cols[self.keys.index(self.pk[0])]
+            last = {k: i for i, k in enumerate(pk)}
+            if len(last) < n:
+                keep = sorted(last.values())
+                cols = [[c[i] for i in keep] for c in cols]
+        return cols
+
+    def write_blocks(self, conn: Connection, op: str, blocks: list[Block]) -> None:
+        """Insert (``op`` "insert") or upsert ("upsert") rows given as columns: tuples
+        zipped from the columns for SQLite's ``executemany``, the columns themselves as
+        arrays for PostgreSQL's ``unnest`` (one statement)."""
+        blocks = [b for b in blocks if b.n]
+        if not blocks:
+            return
+        cols = self._columns(blocks, dedupe=op == "upsert")
+        if conn.dialect.name != "postgresql":
+            self._run(conn, op, list(zip(*cols, strict=True)))
+            return
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(self.sql(conn, "upsert" if op == "upsert" else "insert_arrays"),
+                        cols)
+        finally:
+            cur.close()
+
+    def insert_block(self, conn: Connection, block: Block) -> None:
+        self.write_blocks(conn, "insert", [block])
+
     def insert(self, conn: Connection, rows: Iterable[Row]) -> None:
         self._run(conn, "insert", list(map(self.to_tuple, rows)))
 
@@ -205,6 +249,9 @@ POSITIONS = FastTable(m.Position.__table__)
 ORDERS = FastTable(m.Order.__table__)
 DEALS = FastTable(m.Deal.__table__)
 POSTINGS = FastTable(m.Posting.__table__)
+POSTINGS_SRC_DST = FastTable(m.Posting.__table__, {"debit": "src", "credit": "dst"})
+_BLOCK_WRITES = (("accounts", ACCOUNTS, "upsert"), ("orders", ORDERS, "upsert"),
+                 ("deals", DEALS, "insert"), ("postings", POSTINGS_SRC_DST, "insert"))
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -258,6 +305,9 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
     if not fast_supported(conn):
         _apply_effects_portable(conn, effects, seq)
         return
+    for table, fast, op in _BLOCK_WRITES:  # before the dicts: theirs are the newer rows
+        if effects.blocks.get(table):
+            fast.write_blocks(conn, op, effects.blocks[table])
     if effects.accounts:
         ACCOUNTS.upsert(conn, effects.accounts.values())
     if effects.closed_positions:
@@ -299,6 +349,14 @@ def _apply_effects_portable(conn: Connection, effects: Effects, seq: int) -> Non
     t_acc = m.Account.__table__
     t_pos = m.Position.__table__
     t_ord = m.Order.__table__
+    for table, fast, op in _BLOCK_WRITES:  # before the dicts: theirs are the newer rows
+        for b in effects.blocks.get(table, ()):
+            rows = [normalize(fast.table, _posting(r) if table == "postings" else r)
+                    for r in b.rows()]
+            if op == "upsert":
+                upsert(conn, fast.table, rows)
+            elif rows:
+                conn.execute(insert(fast.table), rows)
     upsert(conn, t_acc, [normalize(t_acc, r) for r in effects.accounts.values()])
     if effects.closed_positions:
         for chunk in _chunks(sorted(effects.closed_positions)):
