@@ -3,9 +3,12 @@ inside the caller's transaction)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -21,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cfd.effects import Block, Effects, Row
 from cfd.store import models as m
+from cfd.store.schema import _json_default
 
 _CHUNK = 500  # rows per IN (...) list
 
@@ -183,23 +187,30 @@ class FastTable:
         finally:
             cur.close()
 
-    def _columns(self, blocks: list[Block], dedupe: bool) -> list[list[Any]]:
+    def _columns(self, blocks: list[Block], dedupe: bool, lazy: bool = False) -> list[Any]:
         """The table's columns (in ``keys`` order) of ``blocks`` joined, as plain Python
-        values (a missing key: None); ``dedupe``: only the last row of each key."""
+        values (a missing key: None); ``dedupe``: only the last row of each key; ``lazy``:
+        a value every row has may come as an iterator repeating it (for ``zip``)."""
         n = sum(b.n for b in blocks)
-        cols = []
+        cols: list[Any] = []
         for key in self.keys:
             name = self.rename.get(key, key)
-            col: list[Any] = []
-            for b in blocks:
-                col.extend(b.column(name) if name in b.cols else [None] * b.n)
-            cols.append(col)
+            if lazy and all(not isinstance(b.cols.get(name), (list, np.ndarray))
+                            and b.cols.get(name) == blocks[0].cols.get(name) for b in blocks):
+                cols.append(repeat(blocks[0].cols.get(name), n))
+            elif len(blocks) == 1:
+                cols.append(blocks[0].column(name) if name in blocks[0].cols else [None] * n)
+            else:
+                col: list[Any] = []
+                for b in blocks:
+                    col.extend(b.column(name) if name in b.cols else [None] * b.n)
+                cols.append(col)
         if dedupe and len(blocks) > 1:
-            pk = cols[self.keys.index(self.pk[0])]
+            pk = list(cols[self.keys.index(self.pk[0])])
             last = {k: i for i, k in enumerate(pk)}
             if len(last) < n:
                 keep = sorted(last.values())
-                cols = [[c[i] for i in keep] for c in cols]
+                cols = [[c[i] for i in keep] for c in (list(c) for c in cols)]
         return cols
 
     def write_blocks(self, conn: Connection, op: str, blocks: list[Block]) -> None:
@@ -209,14 +220,14 @@ class FastTable:
         blocks = [b for b in blocks if b.n]
         if not blocks:
             return
-        cols = self._columns(blocks, dedupe=op == "upsert")
         if conn.dialect.name != "postgresql":
+            cols = self._columns(blocks, op == "upsert", lazy=True)
             self._run(conn, op, list(zip(*cols, strict=True)))
             return
         cur = conn.connection.cursor()
         try:
             cur.execute(self.sql(conn, "upsert" if op == "upsert" else "insert_arrays"),
-                        cols)
+                        self._columns(blocks, op == "upsert"))
         finally:
             cur.close()
 
@@ -323,13 +334,33 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
     _apply_rare(conn, effects, seq)
 
 
+_JSON = json.JSONEncoder(default=_json_default, separators=(",", ":"))  # as schema._dumps
+_EVENT_SQL = ("INSERT INTO events (seq, time_msc, kind, login, request_id, data) "
+              "VALUES (?, ?, ?, ?, ?, ?)")
+
+
+def _event_tuple(e: Row, seq: int) -> tuple[Any, ...]:
+    t, login, kind = e.get("time_msc"), e.get("login"), str(e.get("kind", ""))
+    rid = e.get("request_id") if kind == "order_result" else None
+    return (seq, None if t is None else int(t), kind, None if login is None else int(login),
+            int(rid) if rid else None, _JSON.encode(e))
+
+
 def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
     if effects.symbols:
         upsert(conn, m.Symbol.__table__, [
             {"name": str(name), "spec": dict(spec), "updated_seq": seq}
             for name, spec in effects.symbols.items()
         ])
-    if effects.events:
+    if effects.events and conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark":
+        # the JSON column's text as SQLAlchemy's JSON type writes it (the engine's
+        # json_serializer), bound by the driver's executemany: no per-row SQLAlchemy work
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(_EVENT_SQL, [_event_tuple(e, seq) for e in effects.events])
+        finally:
+            cur.close()
+    elif effects.events:
         conn.execute(insert(m.Event.__table__), [
             {
                 "seq": seq,
