@@ -12,7 +12,7 @@ from sqlalchemy import text
 from benchmarks.book import BookSpec, build, shock
 from cfd import bulk_rows
 from cfd.effects import Block, Effects
-from cfd.store import JournalEntry, Store
+from cfd.store import JournalEntry, Store, writes
 from cfd.store import models as m
 from cfd.trading import stopout
 from tests.store_fixtures import store_url  # noqa: F401 - a fixture
@@ -88,8 +88,7 @@ def _durable(url: str, as_blocks: bool) -> dict[str, list[tuple]]:
     st = Store.open(url)
     try:
         with st.engine.begin() as conn:
-            from cfd.store.writes import ACCOUNTS, POSITIONS
-
+            ACCOUNTS, POSITIONS = writes.ACCOUNTS, writes.POSITIONS  # noqa: N806
             ACCOUNTS.insert_block(conn, bulk_rows.accounts(eng, np.arange(len(eng.accounts))))
             cols = eng.positions.cols
             live = np.flatnonzero(cols.active[:cols.size])
@@ -118,7 +117,9 @@ def _durable(url: str, as_blocks: bool) -> dict[str, list[tuple]]:
     return _dump(url)
 
 
-def test_the_store_holds_the_same_rows_either_way(store_url: str, tmp_path) -> None:  # noqa: F811
+def test_the_store_holds_the_same_rows_either_way(store_url: str, tmp_path,  # noqa: F811
+                                                  monkeypatch) -> None:
+    monkeypatch.setattr(writes, "_STAGE_ROWS", 10)  # PostgreSQL: staged by COPY
     as_blocks = _durable(store_url, True)
     as_dicts = _durable(f"sqlite:///{tmp_path / 'dicts.sqlite'}", False)
     assert len(as_blocks["deals"]) > 100 and len(as_blocks["events"]) > 10

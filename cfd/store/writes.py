@@ -27,6 +27,7 @@ from cfd.store import models as m
 from cfd.store.schema import _json_default
 
 _CHUNK = 500  # rows per IN (...) list
+_STAGE_ROWS = 2_000  # PostgreSQL: more rows than this are staged by COPY
 
 
 def _int(v: Any) -> int:
@@ -148,9 +149,6 @@ class FastTable:
                        else f"DELETE FROM {name} WHERE {q(self.pk[0])} = {mark}")
             elif op == "insert" and pg:
                 got = f"COPY {name} ({cols}) FROM STDIN (FORMAT BINARY)"
-            elif op == "insert_arrays" and pg:
-                arrays = ", ".join(f"%b::{self._pg_type(k)}[]" for k in self.keys)
-                got = f"INSERT INTO {name} ({cols}) SELECT * FROM unnest({arrays})"
             else:
                 if pg:
                     arrays = ", ".join(f"%b::{self._pg_type(k)}[]" for k in self.keys)
@@ -180,12 +178,42 @@ class FastTable:
                     write = copy.write_row
                     for row in params:
                         write(row)
+            elif len(params) > _STAGE_ROWS:
+                self._staged(conn, cur, op, params)
             elif op == "delete":
                 cur.execute(sql, ([r[0] for r in params],))
             else:
                 cur.execute(sql, [list(col) for col in zip(*params, strict=True)])
         finally:
             cur.close()
+
+    def _staged(self, conn: Connection, cur: Any, op: str, params: list[tuple[Any, ...]]
+                ) -> None:
+        """PostgreSQL, many rows: ``COPY`` them into a temporary table (binary rows
+        written by the driver's C code, not arrays dumped value by value), then one
+        ``INSERT ... SELECT ... ON CONFLICT`` or ``DELETE ... USING``."""
+        q = conn.dialect.identifier_preparer.quote
+        name = q(self.table.name)
+        keys = self.keys if op == "upsert" else self.pk[:1]
+        cols = ", ".join(q(k) for k in keys)
+        tmp = q(f"_stage_{self.table.name}_{op}")
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} ON COMMIT DELETE ROWS AS "
+                    f"SELECT {cols} FROM {name} WITH NO DATA")
+        cur.execute(f"TRUNCATE {tmp}")
+        types = (self._copy_types if op == "upsert"
+                 else [_COPY_TYPES[self._pg_type(self.pk[0])]])
+        with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            write = copy.write_row
+            for row in params:
+                write(row)
+        if op == "delete":
+            pk = q(self.pk[0])
+            cur.execute(f"DELETE FROM {name} USING {tmp} WHERE {name}.{pk} = {tmp}.{pk}")
+            return
+        sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys if k not in self.pk)
+        cur.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT "
+                    f"({', '.join(q(k) for k in self.pk)}) DO UPDATE SET {sets}")
 
     def _columns(self, blocks: list[Block], dedupe: bool, lazy: bool = False) -> list[Any]:
         """The table's columns (in ``keys`` order) of ``blocks`` joined, as plain Python
@@ -214,22 +242,13 @@ class FastTable:
         return cols
 
     def write_blocks(self, conn: Connection, op: str, blocks: list[Block]) -> None:
-        """Insert (``op`` "insert") or upsert ("upsert") rows given as columns: tuples
-        zipped from the columns for SQLite's ``executemany``, the columns themselves as
-        arrays for PostgreSQL's ``unnest`` (one statement)."""
+        """Insert (``op`` "insert") or upsert ("upsert") rows given as columns, as tuples
+        zipped from the columns (SQLite: ``executemany``; PostgreSQL: ``COPY``)."""
         blocks = [b for b in blocks if b.n]
         if not blocks:
             return
-        if conn.dialect.name != "postgresql":
-            cols = self._columns(blocks, op == "upsert", lazy=True)
-            self._run(conn, op, list(zip(*cols, strict=True)))
-            return
-        cur = conn.connection.cursor()
-        try:
-            cur.execute(self.sql(conn, "upsert" if op == "upsert" else "insert_arrays"),
-                        self._columns(blocks, op == "upsert"))
-        finally:
-            cur.close()
+        cols = self._columns(blocks, op == "upsert", lazy=True)
+        self._run(conn, op, list(zip(*cols, strict=True)))
 
     def insert_block(self, conn: Connection, block: Block) -> None:
         self.write_blocks(conn, "insert", [block])
