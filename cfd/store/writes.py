@@ -354,6 +354,8 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
 
 
 _JSON = json.JSONEncoder(default=_json_default, separators=(",", ":"))  # as schema._dumps
+_EVENT_COPY = ("COPY events (seq, time_msc, kind, login, request_id, data) FROM STDIN "
+               "(FORMAT BINARY)")
 _EVENT_SQL = ("INSERT INTO events (seq, time_msc, kind, login, request_id, data) "
               "VALUES (?, ?, ?, ?, ?, ?)")
 
@@ -371,12 +373,20 @@ def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
             {"name": str(name), "spec": dict(spec), "updated_seq": seq}
             for name, spec in effects.symbols.items()
         ])
-    if effects.events and conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark":
+    if effects.events and fast_supported(conn):
         # the JSON column's text as SQLAlchemy's JSON type writes it (the engine's
-        # json_serializer), bound by the driver's executemany: no per-row SQLAlchemy work
+        # json_serializer), bound by the driver (executemany; PostgreSQL: COPY, where
+        # json's binary form is its text): no per-row SQLAlchemy work
+        rows = [_event_tuple(e, seq) for e in effects.events]
         cur = conn.connection.cursor()
         try:
-            cur.executemany(_EVENT_SQL, [_event_tuple(e, seq) for e in effects.events])
+            if conn.dialect.name == "postgresql":
+                with cur.copy(_EVENT_COPY) as copy:
+                    copy.set_types(["int8", "int8", "text", "int8", "int8", "text"])
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                cur.executemany(_EVENT_SQL, rows)
         finally:
             cur.close()
     elif effects.events:
