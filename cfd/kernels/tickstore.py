@@ -137,3 +137,104 @@ def fold_day(sym: np.ndarray, time_msc: np.ndarray, bid: np.ndarray, ask: np.nda
             if ask[i] < asklow[s]:
                 asklow[s] = ask[i]
         a = b
+
+
+# ------------------------------------------------------------------ compact tick chunks
+# A chunk's body, tick by tick: zigzag varints of the time step (ms), the bid's step and the
+# spread (both in the symbol's price steps) and the flags.
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _put(buf: np.ndarray, at: int, v: np.int64) -> int:
+    u = np.uint64((v << 1) ^ (v >> 63))  # zigzag
+    while u >= 0x80:
+        buf[at] = np.uint8((u & 0x7F) | 0x80)
+        u >>= np.uint64(7)
+        at += 1
+    buf[at] = np.uint8(u)
+    return at + 1
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _get(buf: np.ndarray, at: int) -> tuple[np.int64, int]:
+    u = np.uint64(0)
+    shift = np.uint64(0)
+    while True:
+        b = np.uint64(buf[at])
+        at += 1
+        u |= (b & np.uint64(0x7F)) << shift
+        if b < 0x80:
+            break
+        shift += np.uint64(7)
+    v = np.int64(u >> np.uint64(1)) ^ -np.int64(u & np.uint64(1))
+    return v, at
+
+
+@nb.njit(cache=True, nogil=True)
+def encode_chunks(time_msc: np.ndarray, bid: np.ndarray, ask: np.ndarray, flags: np.ndarray,
+                  starts: np.ndarray, steps: np.ndarray, scale: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bodies of compact chunks of grouped ticks, group ``g`` being rows
+    ``starts[g]:starts[g + 1]`` with price step ``steps[g]`` (price units of ``scale`` per
+    1.0). Returns one buffer, each group's end offset in it (bodies back to back) and
+    whether the group could be encoded: its bid and ask exactly ``k * step / scale``
+    (when not, the group's body is empty and the caller encodes it otherwise)."""
+    m = len(starts) - 1
+    n = len(time_msc)
+    buf = np.empty(n * 40 + 1, np.uint8)  # at most 10 bytes a varint
+    ends = np.empty(m, np.int64)
+    ok = np.ones(m, np.bool_)
+    at = 0
+    for g in range(m):
+        a, b = starts[g], starts[g + 1]
+        step = steps[g]
+        for i in range(a, b):  # every price on the grid, exactly?
+            ub = np.rint(bid[i] * scale)
+            ua = np.rint(ask[i] * scale)
+            if (ub / scale != bid[i] or ua / scale != ask[i] or abs(ub) > 2.0**53
+                    or abs(ua) > 2.0**53 or np.int64(ub) % step != 0
+                    or np.int64(ua) % step != 0):
+                ok[g] = False
+                break
+        if not ok[g]:
+            ends[g] = at
+            continue
+        prev_t = np.int64(0)
+        prev_b = np.int64(0)
+        for i in range(a, b):
+            qb = np.int64(np.rint(bid[i] * scale)) // step
+            qa = np.int64(np.rint(ask[i] * scale)) // step
+            at = _put(buf, at, time_msc[i] - prev_t)
+            at = _put(buf, at, qb - prev_b)
+            at = _put(buf, at, qa - qb)
+            at = _put(buf, at, np.int64(flags[i]))
+            prev_t = time_msc[i]
+            prev_b = qb
+        ends[g] = at
+    return buf[:at], ends, ok
+
+
+@nb.njit(cache=True, nogil=True)
+def decode_chunk(buf: np.ndarray, n: int, step: int, scale: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Inverse of one group of :func:`encode_chunks`: time_msc, bid, ask, flags and the
+    bytes read."""
+    time_msc = np.empty(n, np.int64)
+    bid = np.empty(n, np.float64)
+    ask = np.empty(n, np.float64)
+    flags = np.empty(n, np.int32)
+    at = 0
+    t = np.int64(0)
+    qb = np.int64(0)
+    for i in range(n):
+        d, at = _get(buf, at)
+        t += d
+        d, at = _get(buf, at)
+        qb += d
+        spread, at = _get(buf, at)
+        f, at = _get(buf, at)
+        time_msc[i] = t
+        bid[i] = (qb * step) / scale
+        ask[i] = ((qb + spread) * step) / scale
+        flags[i] = np.int32(f)
+    return time_msc, bid, ask, flags, at

@@ -62,6 +62,16 @@ def _grouped(batches: list[TickBatch]) -> TickBatch:
     return TickBatch(**cols)
 
 
+def _warm() -> None:
+    """Run a flush's kernels once on two ticks (numba compiles them, or loads them from
+    its cache, on first use)."""
+    b = TickBatch.from_arrays([0, 0], [0, 1], [1.0, 1.01], [1.01, 1.02])
+    g = _grouped([b])
+    DayStats().fold(g, ("X",))
+    chunks_by_symbol(("X",), g, np.array([0.01]))
+    m1_by_symbol(("X",), g, np.array([0.01]))
+
+
 class DayStats:
     """Per symbol index: the UTC day of its last tick, that day's first bid and its bid and
     ask highs and lows (symbol_info's bidhigh, bidlow, askhigh, asklow, price_change)."""
@@ -112,6 +122,7 @@ class TickRecorder:
         self._pending: list[TickBatch] = []
         self._names: tuple[str, ...] = ()
         self._n = 0
+        _warm()  # compile (or load) the flush's kernels here, not in the first sync()
         self._thread = threading.Thread(target=self._run, name="cfd-ticks", daemon=True)
         self._thread.start()
 
@@ -197,7 +208,7 @@ class TickRecorder:
             ticks = _grouped(pending)
             self.day.fold(ticks, self._names)
             points = np.array([self.point_of(n) for n in self._names])
-            self.store.write_ticks(chunks_by_symbol(self._names, ticks),
+            self.store.write_ticks(chunks_by_symbol(self._names, ticks, points),
                                    m1_by_symbol(self._names, ticks, points))
             self.stored += len(ticks)
         except Exception as exc:  # keep recording; the journal still has the ticks
