@@ -74,7 +74,7 @@ def store_chunks(md: MarketData, flushes: list[TickBatch], names: tuple[str, ...
     t = time.perf_counter()
     for b in flushes:  # what TickRecorder._flush does, on this thread
         b = b.take(np.argsort(b.symbol, kind="stable"))
-        md.write_ticks(chunks_by_symbol(names, b), m1_by_symbol(names, b, points))
+        md.write_ticks(chunks_by_symbol(names, b, points), m1_by_symbol(names, b, points))
     return time.perf_counter() - t
 
 
@@ -107,7 +107,7 @@ def read_bars(md: MarketData, bars: int, repeats: int) -> dict:
     cuts = list(range(0, bars, 500)) + [bars]
     for a, b in zip(cuts[:-1], cuts[1:], strict=True):
         part = tk.take(slice(a, b))
-        md.write_ticks(chunks_by_symbol(("TICKS",), part), {})
+        md.write_ticks(chunks_by_symbol(("TICKS",), part, np.array([0.01])), {})
     t_end = int(tk.time_msc[-1])
     assert len(md.ticks_range("TICKS", T0_MSC, t_end, 10**7)) == bars
     out["copy_ticks_range_store_ms"] = _median_ms(
