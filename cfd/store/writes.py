@@ -178,6 +178,11 @@ class FastTable:
                     write = copy.write_row
                     for row in params:
                         write(row)
+            elif op == "delete" and len(params) > _STAGE_ROWS:
+                # the keys as one array literal, parsed by the server (the driver dumps a
+                # list value by value); = ANY probes the primary key's index
+                text_sql = sql.replace("%b::", "%s::")
+                cur.execute(text_sql, ("{" + ",".join(str(int(r[0])) for r in params) + "}",))
             elif len(params) > _STAGE_ROWS:
                 self._staged(conn, cur, op, params)
             elif op == "delete":
