@@ -7,8 +7,6 @@ Inputs are plain columns: ``sym`` (int32 symbol indices), ``time_msc`` (int64), 
 symbols in ascending index, each symbol's in arrival order.
 """
 
-from __future__ import annotations
-
 import numba as nb
 import numpy as np
 
