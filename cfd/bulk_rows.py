@@ -1,6 +1,7 @@
 """Query-table rows of many records at once, as :class:`cfd.effects.Block` columns built
 straight from the engine's struct-of-arrays state: no dict and no Python object per row
-until the store binds them. The same rows as ``Engine.deal_row``, ``order_row``,
+until the store binds them. Columns are copies, never views of the engine's arrays (the
+store may write them while the engine goes on). The same rows as ``Engine.deal_row``, ``order_row``,
 ``account_row``, ``position_row`` and ``Ledger.row`` (``tests/test_bulk_rows.py`` holds
 them equal)."""
 
@@ -25,13 +26,13 @@ def deals(eng: Any, i0: int, i1: int) -> Block:
     """Deals ``i0 .. i1 - 1`` of the deal log."""
     c = eng.deals.cols
     sl = slice(i0, i1)
-    cols: dict[str, Any] = {"ticket": c.ticket[sl], "order": c.order[sl],
+    cols: dict[str, Any] = {"ticket": c.ticket[sl].copy(), "order": c.order[sl].copy(),
                             "login": eng.accounts.cols.login[c.acc[sl]],
                             "symbol": _names(eng, c.sym[sl])}
     for k in ("time_msc", "type", "entry", "magic", "position_id", "reason", "volume",
               "price", "commission", "swap", "profit", "fee"):
-        cols[k] = getattr(c, k)[sl]
-    cols["comment"] = eng.deals.comments[i0:i1]
+        cols[k] = getattr(c, k)[sl].copy()
+    cols["comment"] = list(eng.deals.comments[i0:i1])
     cols["external_id"] = ""
     return Block(i1 - i0, cols)
 
@@ -40,11 +41,11 @@ def orders(eng: Any, i0: int, i1: int) -> Block:
     """Orders ``i0 .. i1 - 1`` of the order log."""
     c = eng.orders.cols
     sl = slice(i0, i1)
-    cols: dict[str, Any] = {k: getattr(c, k)[sl] for k in ORDER_COLUMNS
+    cols: dict[str, Any] = {k: getattr(c, k)[sl].copy() for k in ORDER_COLUMNS
                             if k not in ("acc", "sym")}
     cols["login"] = eng.accounts.cols.login[c.acc[sl]]
     cols["symbol"] = _names(eng, c.sym[sl])
-    cols["comment"] = eng.orders.comments[i0:i1]
+    cols["comment"] = list(eng.orders.comments[i0:i1])
     cols["external_id"] = ""
     return Block(i1 - i0, cols)
 
@@ -79,11 +80,11 @@ def postings(eng: Any, i0: int, i1: int) -> Block:
     login[client < 0] = None
     deal = p.deal[sl].astype(object)
     deal[p.deal[sl] == 0] = None
-    return Block(i1 - i0, {"id": p.id[sl], "time_msc": p.time_msc[sl],
+    return Block(i1 - i0, {"id": p.id[sl].copy(), "time_msc": p.time_msc[sl].copy(),
                            "src": _codes(src, logins), "dst": _codes(dst, logins),
-                           "amount": p.amount[sl], "kind": _KINDS[p.kind[sl]],
+                           "amount": p.amount[sl].copy(), "kind": _KINDS[p.kind[sl]],
                            "login": login, "deal": deal,
-                           "comment": eng.ledger.comments[i0:i1]})
+                           "comment": list(eng.ledger.comments[i0:i1])})
 
 
 def accounts(eng: Any, accs: np.ndarray) -> Block:
