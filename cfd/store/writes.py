@@ -27,7 +27,7 @@ from cfd.store import models as m
 from cfd.store.schema import _json_default
 
 _CHUNK = 500  # rows per IN (...) list
-_STAGE_ROWS = 2_000  # PostgreSQL: more rows than this are staged by COPY
+_STAGE_ROWS = 2_000  # PostgreSQL: more upserts than this are staged by COPY
 
 
 def _int(v: Any) -> int:
@@ -194,28 +194,23 @@ class FastTable:
 
     def _staged(self, conn: Connection, cur: Any, op: str, params: list[tuple[Any, ...]]
                 ) -> None:
-        """PostgreSQL, many rows: ``COPY`` them into a temporary table (binary rows
-        written by the driver's C code, not arrays dumped value by value), then one
-        ``INSERT ... SELECT ... ON CONFLICT`` or ``DELETE ... USING``."""
+        """PostgreSQL, many upserted rows: ``COPY`` them into a temporary table (binary
+        rows written by the driver's C code, not arrays dumped value by value), then one
+        ``INSERT ... SELECT ... ON CONFLICT``."""
+        if op != "upsert":
+            raise ValueError(f"only upserts are staged, not {op!r}")
         q = conn.dialect.identifier_preparer.quote
         name = q(self.table.name)
-        keys = self.keys if op == "upsert" else self.pk[:1]
-        cols = ", ".join(q(k) for k in keys)
+        cols = ", ".join(q(k) for k in self.keys)
         tmp = q(f"_stage_{self.table.name}_{op}")
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} ON COMMIT DELETE ROWS AS "
                     f"SELECT {cols} FROM {name} WITH NO DATA")
         cur.execute(f"TRUNCATE {tmp}")
-        types = (self._copy_types if op == "upsert"
-                 else [_COPY_TYPES[self._pg_type(self.pk[0])]])
         with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(types)
+            copy.set_types(self._copy_types)
             write = copy.write_row
             for row in params:
                 write(row)
-        if op == "delete":
-            pk = q(self.pk[0])
-            cur.execute(f"DELETE FROM {name} USING {tmp} WHERE {name}.{pk} = {tmp}.{pk}")
-            return
         sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys if k not in self.pk)
         cur.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT "
                     f"({', '.join(q(k) for k in self.pk)}) DO UPDATE SET {sets}")
