@@ -246,7 +246,7 @@ class WriterLink:
         """On the writer thread: hand the batch to the link's loop (rendered there)."""
         keys = [e for e in effects.events if e.get("kind") == "api_key"]
         if not keys and not (self._stream and (effects.ticks or effects.deals or effects.orders
-                                               or effects.events)):
+                                               or effects.blocks or effects.events)):
             return
         loop = self._loop
         if loop is not None:

@@ -448,9 +448,9 @@ def render(effects: Any, ticks: bool = True, accounts: bool = True
     acct: list[tuple[int, dict]] = []
     if not accounts:
         return tick_msgs, acct
-    for d in effects.deals:
+    for d in effects.deal_rows():
         acct.append((d["login"], {"event": "deal", **records.deal(d)}))
-    for o in effects.orders.values():
+    for o in effects.order_rows():
         acct.append((o["login"], {"event": "order", **records.order(o)}))
     for ev in effects.events:
         if ev.get("login") is not None and ev.get("kind") in ("margin_call", "stop_out"):

@@ -16,6 +16,7 @@ from cfd.kernels import reference as R
 from cfd.kernels.bandwidth import stream
 from cfd.kernels.margin import recompute_detect, tick_update
 from cfd.kernels.sweep import SO_OVERFLOW
+from cfd.money import PRICE_SCALE
 from cfd.trading import stopout
 
 
@@ -179,3 +180,124 @@ def bench_cascade(spec: BookSpec, factor: float, effects: bool, check: bool) -> 
             "recompute_s": t1 - t0, "sweep_kernel_s": t2 - t1, "bulk_booking_s": t3 - t2,
             "deals_total_s": t3 - t0, "effect_rows_s": (t4 - t3) if effects else None,
             "ledger_total": eng.ledger_total(), "checked": check}
+
+
+# ------------------------------------------------------------------ durable cascade
+def _fill_query_tables(store, eng, chunk: int = 500_000) -> float:
+    """The store's query tables as the book stands (accounts and open positions), written
+    in bulk as a store kept since the book's first command would hold them; seconds."""
+    from cfd import bulk_rows
+    from cfd.store.writes import ACCOUNTS, POSITIONS
+
+    t0 = time.perf_counter()
+    n_acc = len(eng.accounts)
+    slots = np.flatnonzero(eng.positions.cols.active[:eng.positions.cols.size])
+    with store.engine.begin() as conn:
+        for a in range(0, n_acc, chunk):
+            ACCOUNTS.insert_block(conn, bulk_rows.accounts(eng, np.arange(a, min(a + chunk,
+                                                                                 n_acc))))
+        for p in range(0, len(slots), chunk):
+            POSITIONS.insert_block(conn, bulk_rows.positions(eng, slots[p:p + chunk]))
+    return time.perf_counter() - t0
+
+
+def bench_durable_cascade(spec: BookSpec, factor: float, url: str | None = None,
+                          fill: bool = True) -> dict:
+    """The crash cascade of :func:`bench_cascade`, durable: the shocked quotes journaled as
+    a ``Ticks`` command and every deal, order, posting, closed position, account and
+    stop-out event written to the store's query tables in the same transaction, timed
+    from the quotes to the commit. ``fill``: the query tables first hold the book's
+    accounts and open positions (untimed), as in a store kept from the first command."""
+    import tempfile
+
+    from benchmarks.durable import scratch_url
+    from cfd import commands as C
+    from cfd.store import Store
+    from cfd.store.journal import JournalEntry
+
+    # the same path on a small book first: numba compiles (or loads) its kernels untimed
+    small = replace(spec, positions=20_000, accounts=2_000, symbols=min(spec.symbols, 50))
+    bench_cascade(small, factor, effects=True, check=False)
+    eng = build(spec)
+    gc.collect()
+    with tempfile.TemporaryDirectory() as tmp, scratch_url(url, tmp, "cascade") as target:
+        store = Store.open(target)
+        try:
+            fill_s = _fill_query_tables(store, eng) if fill else 0.0
+            eng.take_effects()
+            fund0 = eng.insurance_fund
+            n_deals0 = len(eng.deals)
+            gc.collect()
+            syms, ob, oa = shock(eng, factor)
+            sc = eng.symbols.cols
+            cmd = C.Ticks(time_msc=eng.now_msc, symbols=tuple(syms.tolist()),
+                          bid=tuple((sc.bid[syms] / PRICE_SCALE).tolist()),
+                          ask=tuple((sc.ask[syms] / PRICE_SCALE).tolist()))
+            c0, t0 = time.process_time(), time.perf_counter()
+            eng.incremental(syms, ob, oa)
+            todo = stopout.needing_sweep(eng, np.arange(len(eng.accounts)))
+            out = stopout.run_kernel(eng, todo)
+            if (out.status == SO_OVERFLOW).any():
+                raise AssertionError("cascade: an amount overflowed int64")
+            booked = stopout.bulk_close(eng, out, np.arange(len(todo)))
+            c1, t1 = time.process_time(), time.perf_counter()
+            stopout.emit_effects(eng, booked)
+            effects = eng.take_effects()
+            c2, t2 = time.process_time(), time.perf_counter()
+            store.append_batch([JournalEntry(kind=type(cmd).__name__,
+                                             payload=cmd.to_payload(),
+                                             time_msc=cmd.time_msc)], effects)
+            c3, t3 = time.process_time(), time.perf_counter()
+            counts = _table_counts(store)
+        finally:
+            store.close()
+    return {"shock": factor, "positions": spec.positions, "accounts": spec.accounts,
+            "url": "sqlite (scratch file)" if url is None else url.split("@")[-1],
+            "filled": fill, "fill_s": fill_s,
+            "accounts_stopped_out": len(booked.events), "deals": len(eng.deals) - n_deals0,
+            "insurance_fund_draw": fund0 - eng.insurance_fund,
+            "deals_s": t1 - t0, "effect_rows_s": t2 - t1, "write_commit_s": t3 - t2,
+            "end_to_end_s": t3 - t0, "cpu_s": {"deals": c1 - c0, "effect_rows": c2 - c1,
+                                               "write_commit": c3 - c2, "all": c3 - c0},
+            "rows": counts}
+
+
+def _table_counts(store) -> dict:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("deals", "orders", "postings", "positions", "accounts", "events")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.liquidation", description=__doc__)
+    p.add_argument("--durable", action="store_true", required=True,
+                   help="the crash cascade through the store, timed to the commit")
+    p.add_argument("--positions", type=int, default=10_000_000)
+    p.add_argument("--positions-per-account", type=int, default=10)
+    p.add_argument("--shock", type=float, default=-30.0, help="percent")
+    p.add_argument("--url", default=None, help="store URL (default: a scratch SQLite file)")
+    p.add_argument("--no-fill", action="store_true",
+                   help="start from empty query tables (no accounts or positions rows)")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    acc = max(1, args.positions // args.positions_per_account)
+    spec = BookSpec(positions=args.positions, accounts=acc,  # python -m benchmarks' book
+                    symbols=min(5_000, max(1, args.positions // 2_000)), long_frac=0.7,
+                    leverage=5.0, level_lo=110.0, level_hi=400.0, seed=args.seed)
+    r = bench_durable_cascade(spec, 1 + args.shock / 100, args.url, fill=not args.no_fill)
+    print(json.dumps(r, indent=2, default=str))
+    print(f"{args.shock:+.0f}% cascade, {spec.positions:,} positions / {spec.accounts:,} "
+          f"accounts, {r['url']}: {r['accounts_stopped_out']:,} accounts stopped out, "
+          f"{r['deals']:,} deals; durable in {r['end_to_end_s']:.2f} s (deals "
+          f"{r['deals_s']:.2f} s, effect rows {r['effect_rows_s']:.2f} s, write and commit "
+          f"{r['write_commit_s']:.2f} s); process CPU {r['cpu_s']['all']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -72,3 +72,18 @@ def test_tick_replay_with_storage_and_the_storage_benchmark(capsys):
                             "--bars", "2000", "--repeats", "1"]) == 0
     text = capsys.readouterr().out
     assert "chunks_ticks_per_s" in text and "copy_rates_range_http_numpy_ms" in text
+
+
+def test_durable_cascade_writes_every_row(capsys):
+    """``benchmarks.liquidation --durable`` on a tiny book: the crash's deals, orders,
+    postings, closed positions and stop-out events are all in the store's tables."""
+    from benchmarks import liquidation
+
+    assert liquidation.main(["--durable", "--positions", "4000"]) == 0
+    text = capsys.readouterr().out
+    r = json.loads(text[:text.rindex("}") + 1])
+    rows = r["rows"]
+    assert r["deals"] > 0 and rows["deals"] == r["deals"] and rows["postings"] >= rows["orders"]
+    assert rows["events"] == r["accounts_stopped_out"] > 0
+    assert rows["accounts"] == 400 and rows["positions"] == 4000 - rows["orders"]
+    assert "durable in" in text

@@ -38,8 +38,11 @@ def twin_engines() -> tuple[Engine, Engine]:
 
 
 def comparable(eff) -> dict:
-    return {"deals": eff.deals, "postings": eff.postings, "orders": eff.orders,
-            "accounts": eff.accounts, "closed": sorted(eff.closed_positions),
+    """The effects as rows, however they were built (dicts, or columns: Effects.blocks)."""
+    return {"deals": sorted(eff.table_rows("deals"), key=lambda r: r["ticket"]),
+            "postings": sorted(eff.table_rows("postings"), key=lambda r: r["id"]),
+            "orders": eff.table_rows("orders"), "accounts": eff.table_rows("accounts"),
+            "closed": sorted(eff.closed_positions),
             "positions": eff.positions, "events": eff.events}
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from cfd.constants import TickFlag
+from cfd.kernels.tickstore import m1_bars
 from cfd.marketdata.timeframes import bar_open
 
 RATE_DTYPE = np.dtype([("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"),
@@ -58,29 +59,17 @@ def m1_by_symbol(names: Sequence[str], ticks: Any, points: np.ndarray
                  ) -> dict[str, np.ndarray]:
     """M1 bars of many symbols' ticks at once. ``ticks``: columns (a ``TickBatch``) grouped
     by ascending symbol index (into ``names`` and ``points``), each symbol's ticks in time
-    order. One pass over the columns, grouped by symbol and minute: the same fold as
-    :func:`combine`, without a record per tick (``tests/test_marketdata.py`` holds them
-    equal)."""
-    n = len(ticks.symbol)
-    if not n:
+    order. One pass over the columns (a kernel, without the GIL), a bar per run of ticks
+    sharing symbol and minute: the same fold as :func:`combine`, without a record per
+    tick (``tests/test_marketdata.py`` holds them equal)."""
+    if not len(ticks.symbol):
         return {}
-    sym = ticks.symbol.astype(np.int64)
-    minute = ticks.time_msc // 60_000
-    bid = ticks.bid
-    starts = np.flatnonzero(np.r_[True, (sym[1:] != sym[:-1]) | (minute[1:] != minute[:-1])])
-    ends = np.r_[starts[1:], n] - 1
-    pt = points[sym]
-    spread = np.rint((ticks.ask - bid) / np.where(pt > 0, pt, 1.0)) * (pt > 0)
-    bars = np.empty(len(starts), RATE_DTYPE)
-    bars["time"] = minute[starts] * 60
-    bars["open"], bars["close"] = bid[starts], bid[ends]
-    bars["high"] = np.maximum.reduceat(bid, starts)
-    bars["low"] = np.minimum.reduceat(bid, starts)
-    bars["tick_volume"] = np.diff(np.r_[starts, n])
-    bars["spread"] = np.minimum.reduceat(spread, starts)
-    bars["real_volume"] = np.add.reduceat(ticks.volume, starts)
-    s = sym[starts]
-    cut = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True])
+    pt = np.ascontiguousarray(points, dtype=np.float64)
+    s, *cols = m1_bars(ticks.symbol, ticks.time_msc, ticks.bid, ticks.ask, ticks.volume, pt)
+    bars = np.empty(len(s), RATE_DTYPE)
+    for name, col in zip(RATE_DTYPE.names, cols, strict=True):
+        bars[name] = col
+    cut = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True]).tolist()
     return {names[int(s[a])]: bars[a:b] for a, b in zip(cut[:-1], cut[1:], strict=True)}
 
 

@@ -24,27 +24,52 @@ from typing import Any
 import numpy as np
 
 from cfd.feed.ticks import TickBatch
+from cfd.kernels.tickstore import fold_day, gather, group_order
 from cfd.marketdata.bars import m1_by_symbol
 from cfd.marketdata.store import MarketData, chunks_by_symbol
 
 log = logging.getLogger("cfd.marketdata")
 
 
+_ZEROS: dict[np.dtype, np.ndarray] = {}
+
+
+def _zeros(n: int, dtype: np.dtype) -> np.ndarray:
+    """``n`` zeros of ``dtype``: a read-only view of one buffer kept per dtype (a quote
+    feed's last and volumes are zero in every flush)."""
+    z = _ZEROS.get(dtype)
+    if z is None or len(z) < n:
+        z = _ZEROS[dtype] = np.zeros(max(n, 2 * len(z) if z is not None else 0), dtype)
+        z.setflags(write=False)
+    return z[:n]
+
+
 def _grouped(batches: list[TickBatch]) -> TickBatch:
     """The batches' ticks in one batch grouped by symbol (each symbol's in arrival order);
-    all-zero columns (a quote feed's last and volumes) are not gathered."""
+    all-zero columns (a quote feed's last and volumes) are not gathered. The grouping and
+    gathering run without the GIL."""
     sym = np.concatenate([b.symbol for b in batches])
-    order = np.argsort(sym, kind="stable")
-    cols = {"symbol": sym[order]}
+    order = group_order(sym)
+    cols = {"symbol": gather(sym, order)}
     for name in TickBatch.__dataclass_fields__:
         if name == "symbol":
             continue
         parts = [getattr(b, name) for b in batches]
         if name in ("last", "volume", "volume_real") and not any(p.any() for p in parts):
-            cols[name] = np.zeros(len(sym), parts[0].dtype)
+            cols[name] = _zeros(len(sym), parts[0].dtype)
         else:
-            cols[name] = np.concatenate(parts)[order]
+            cols[name] = gather(np.concatenate(parts), order)
     return TickBatch(**cols)
+
+
+def _warm() -> None:
+    """Run a flush's kernels once on two ticks (numba compiles them, or loads them from
+    its cache, on first use)."""
+    b = TickBatch.from_arrays([0, 0], [0, 1], [1.0, 1.01], [1.01, 1.02])
+    g = _grouped([b])
+    DayStats().fold(g, ("X",))
+    chunks_by_symbol(("X",), g, np.array([0.01]))
+    m1_by_symbol(("X",), g, np.array([0.01]))
 
 
 class DayStats:
@@ -75,24 +100,9 @@ class DayStats:
             grow = n - len(self.day)
             self.day = np.r_[self.day, np.full(grow, -1, np.int64)]
             self.cols = {k: np.r_[v, np.zeros(grow)] for k, v in self.cols.items()}
-        s, day = ticks.symbol, ticks.time_msc // 86_400_000
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        groups = s[starts]
-        latest = np.maximum.reduceat(day, starts)  # ticks may cross midnight
-        keep = day == np.repeat(latest, np.diff(np.r_[starts, len(s)]))
-        s, bid, ask = s[keep], ticks.bid[keep], ticks.ask[keep]
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        new = latest != self.day[groups]
         c = self.cols
-        renew = groups[new]
-        self.day[renew] = latest[new]
-        c["first_bid"][renew] = bid[starts][new]
-        c["bidhigh"][renew] = c["askhigh"][renew] = -np.inf
-        c["bidlow"][renew] = c["asklow"][renew] = np.inf
-        for side, px in (("bid", bid), ("ask", ask)):
-            hi, lo = c[f"{side}high"], c[f"{side}low"]
-            hi[groups] = np.maximum(hi[groups], np.maximum.reduceat(px, starts))
-            lo[groups] = np.minimum(lo[groups], np.minimum.reduceat(px, starts))
+        fold_day(ticks.symbol, ticks.time_msc, ticks.bid, ticks.ask, self.day, c["first_bid"],
+                 c["bidhigh"], c["bidlow"], c["askhigh"], c["asklow"])
 
 
 class TickRecorder:
@@ -112,6 +122,7 @@ class TickRecorder:
         self._pending: list[TickBatch] = []
         self._names: tuple[str, ...] = ()
         self._n = 0
+        _warm()  # compile (or load) the flush's kernels here, not in the first sync()
         self._thread = threading.Thread(target=self._run, name="cfd-ticks", daemon=True)
         self._thread.start()
 
@@ -197,7 +208,7 @@ class TickRecorder:
             ticks = _grouped(pending)
             self.day.fold(ticks, self._names)
             points = np.array([self.point_of(n) for n in self._names])
-            self.store.write_ticks(chunks_by_symbol(self._names, ticks),
+            self.store.write_ticks(chunks_by_symbol(self._names, ticks, points),
                                    m1_by_symbol(self._names, ticks, points))
             self.stored += len(ticks)
         except Exception as exc:  # keep recording; the journal still has the ticks

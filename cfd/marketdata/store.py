@@ -4,9 +4,11 @@ Storage is columnar chunks in two tables, on SQLite or PostgreSQL (measured agai
 per tick in ``benchmarks.marketdata``; see the README):
 
 * ``md_tick_chunks``: one row per symbol per flush, the flush's ticks of that symbol in the
-  journal's column encoding (``TickBatch.split_bytes``: all-zero columns left out; 32 bytes
-  a quote-only tick; zlib on top cost more CPU than the replay could spare), with its first
-  and last ``time_msc``;
+  compact encoding of :mod:`cfd.marketdata.codec` (about 5 bytes a quote-only tick: time,
+  bid and spread as varint steps on the symbol's price grid), or in the journal's column
+  encoding (``TickBatch.split_bytes``: 32 bytes a quote-only tick) when its prices are off
+  the grid (zlib on top of the latter cost more CPU than the replay could spare), with its
+  first and last ``time_msc``;
 * ``md_bars``: one row per symbol, timeframe and period: the M1 bars of one hour
   (``period`` = hours since 1970-01-01: a flush rewrites at most a few small rows per
   symbol), or D1 bars of one year (``period`` = the year), as a ``RATE_DTYPE`` array.
@@ -48,13 +50,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from cfd.feed.ticks import TickBatch
-from cfd.marketdata import synthetic
+from cfd.marketdata import codec, synthetic
 from cfd.marketdata.bars import (
     COPY_TICKS_ALL,
     COPY_TICKS_TRADE,
     RATE_DTYPE,
     TICK_DTYPE,
-    as_ticks,
     merge,
     resample,
     select_ticks,
@@ -105,7 +106,7 @@ def _sqlite_normal_sync(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _ticks(blob: bytes) -> np.ndarray:
-    return as_ticks(TickBatch.from_bytes(blob))
+    return codec.ticks(blob)
 
 
 def _join_ticks(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -190,7 +191,7 @@ class MarketData:
                 parts[(sym, int(times[0] // _HOUR))] = bars
                 continue
             per = self._period(timeframe, times)
-            cut = np.flatnonzero(np.r_[True, per[1:] != per[:-1], True])
+            cut = [0, *(np.flatnonzero(per[1:] != per[:-1]) + 1).tolist(), len(per)]
             for a, b in zip(cut[:-1], cut[1:], strict=True):
                 parts[(sym, int(per[a]))] = bars[a:b]
         if not parts:
@@ -254,7 +255,7 @@ class MarketData:
                 n += 1
             for r in conn.execute(select(c.id, c.data).where(
                     c.symbol == symbol, c.t_first < effective * 1000)):
-                b = TickBatch.from_bytes(r.data)
+                b = codec.columns(r.data)
                 before = b.time_msc < effective * 1000
                 cols = {k: getattr(b, k).copy() for k in TickBatch.__dataclass_fields__}
                 for k in ("bid", "ask", "last"):
@@ -453,11 +454,14 @@ class MarketData:
             return sorted(conn.execute(select(bar_rows.c.symbol).distinct()).scalars())
 
 
-def chunks_by_symbol(names: Sequence[str], ticks: TickBatch
+def chunks_by_symbol(names: Sequence[str], ticks: TickBatch, points: np.ndarray | None = None
                      ) -> dict[str, tuple[int, int, int, bytes]]:
     """Each symbol's ticks (columns grouped by ascending symbol index, each symbol's in
-    time order) as (first time_msc, last time_msc, count, bytes in the journal's tick
-    encoding, ``TickBatch.split_bytes``)."""
+    time order) as (first time_msc, last time_msc, count, bytes): with ``points`` (each
+    symbol index's point) in the compact encoding (:mod:`cfd.marketdata.codec`), else in
+    the journal's tick encoding (``TickBatch.split_bytes``)."""
+    if points is not None:
+        return codec.encode(names, ticks, points)
     s, t = ticks.symbol, ticks.time_msc
     cut = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True]).tolist()
     blobs = ticks.split_bytes(cut)

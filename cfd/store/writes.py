@@ -3,9 +3,12 @@ inside the caller's transaction)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -19,10 +22,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cfd.effects import Effects, Row
+from cfd.effects import Block, Effects, Row
 from cfd.store import models as m
+from cfd.store.schema import _json_default
 
 _CHUNK = 500  # rows per IN (...) list
+_STAGE_ROWS = 2_000  # PostgreSQL: more upserts than this are staged by COPY
 
 
 def _int(v: Any) -> int:
@@ -104,6 +109,7 @@ class FastTable:
         skip = _SKIP_AUTO.get(table.name, ())
         self.keys = [c.key for c in table.columns if c.key not in skip]
         self.pk = [c.name for c in table.primary_key.columns]
+        self.rename = rename or {}
         self.to_tuple = _tuple_fn(table, self.keys, rename)
         self._sql: dict[tuple[str, str], str] = {}
         self._copy_types = [_COPY_TYPES[self._pg_type(k)] for k in self.keys]
@@ -172,12 +178,80 @@ class FastTable:
                     write = copy.write_row
                     for row in params:
                         write(row)
+            elif op == "delete" and len(params) > _STAGE_ROWS:
+                # the keys as one array literal, parsed by the server (the driver dumps a
+                # list value by value); = ANY probes the primary key's index
+                text_sql = sql.replace("%b::", "%s::")
+                cur.execute(text_sql, ("{" + ",".join(str(int(r[0])) for r in params) + "}",))
+            elif len(params) > _STAGE_ROWS:
+                self._staged(conn, cur, op, params)
             elif op == "delete":
                 cur.execute(sql, ([r[0] for r in params],))
             else:
                 cur.execute(sql, [list(col) for col in zip(*params, strict=True)])
         finally:
             cur.close()
+
+    def _staged(self, conn: Connection, cur: Any, op: str, params: list[tuple[Any, ...]]
+                ) -> None:
+        """PostgreSQL, many upserted rows: ``COPY`` them into a temporary table (binary
+        rows written by the driver's C code, not arrays dumped value by value), then one
+        ``INSERT ... SELECT ... ON CONFLICT``."""
+        if op != "upsert":
+            raise ValueError(f"only upserts are staged, not {op!r}")
+        q = conn.dialect.identifier_preparer.quote
+        name = q(self.table.name)
+        cols = ", ".join(q(k) for k in self.keys)
+        tmp = q(f"_stage_{self.table.name}_{op}")
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} ON COMMIT DELETE ROWS AS "
+                    f"SELECT {cols} FROM {name} WITH NO DATA")
+        cur.execute(f"TRUNCATE {tmp}")
+        with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(self._copy_types)
+            write = copy.write_row
+            for row in params:
+                write(row)
+        sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys if k not in self.pk)
+        cur.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT "
+                    f"({', '.join(q(k) for k in self.pk)}) DO UPDATE SET {sets}")
+
+    def _columns(self, blocks: list[Block], dedupe: bool, lazy: bool = False) -> list[Any]:
+        """The table's columns (in ``keys`` order) of ``blocks`` joined, as plain Python
+        values (a missing key: None); ``dedupe``: only the last row of each key; ``lazy``:
+        a value every row has may come as an iterator repeating it (for ``zip``)."""
+        n = sum(b.n for b in blocks)
+        cols: list[Any] = []
+        for key in self.keys:
+            name = self.rename.get(key, key)
+            if lazy and all(not isinstance(b.cols.get(name), (list, np.ndarray))
+                            and b.cols.get(name) == blocks[0].cols.get(name) for b in blocks):
+                cols.append(repeat(blocks[0].cols.get(name), n))
+            elif len(blocks) == 1:
+                cols.append(blocks[0].column(name) if name in blocks[0].cols else [None] * n)
+            else:
+                col: list[Any] = []
+                for b in blocks:
+                    col.extend(b.column(name) if name in b.cols else [None] * b.n)
+                cols.append(col)
+        if dedupe and len(blocks) > 1:
+            pk = list(cols[self.keys.index(self.pk[0])])
+            last = {k: i for i, k in enumerate(pk)}
+            if len(last) < n:
+                keep = sorted(last.values())
+                cols = [[c[i] for i in keep] for c in (list(c) for c in cols)]
+        return cols
+
+    def write_blocks(self, conn: Connection, op: str, blocks: list[Block]) -> None:
+        """Insert (``op`` "insert") or upsert ("upsert") rows given as columns, as tuples
+        zipped from the columns (SQLite: ``executemany``; PostgreSQL: ``COPY``)."""
+        blocks = [b for b in blocks if b.n]
+        if not blocks:
+            return
+        cols = self._columns(blocks, op == "upsert", lazy=True)
+        self._run(conn, op, list(zip(*cols, strict=True)))
+
+    def insert_block(self, conn: Connection, block: Block) -> None:
+        self.write_blocks(conn, "insert", [block])
 
     def insert(self, conn: Connection, rows: Iterable[Row]) -> None:
         self._run(conn, "insert", list(map(self.to_tuple, rows)))
@@ -205,6 +279,9 @@ POSITIONS = FastTable(m.Position.__table__)
 ORDERS = FastTable(m.Order.__table__)
 DEALS = FastTable(m.Deal.__table__)
 POSTINGS = FastTable(m.Posting.__table__)
+POSTINGS_SRC_DST = FastTable(m.Posting.__table__, {"debit": "src", "credit": "dst"})
+_BLOCK_WRITES = (("accounts", ACCOUNTS, "upsert"), ("orders", ORDERS, "upsert"),
+                 ("deals", DEALS, "insert"), ("postings", POSTINGS_SRC_DST, "insert"))
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -258,6 +335,9 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
     if not fast_supported(conn):
         _apply_effects_portable(conn, effects, seq)
         return
+    for table, fast, op in _BLOCK_WRITES:  # before the dicts: theirs are the newer rows
+        if effects.blocks.get(table):
+            fast.write_blocks(conn, op, effects.blocks[table])
     if effects.accounts:
         ACCOUNTS.upsert(conn, effects.accounts.values())
     if effects.closed_positions:
@@ -273,13 +353,43 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
     _apply_rare(conn, effects, seq)
 
 
+_JSON = json.JSONEncoder(default=_json_default, separators=(",", ":"))  # as schema._dumps
+_EVENT_COPY = ("COPY events (seq, time_msc, kind, login, request_id, data) FROM STDIN "
+               "(FORMAT BINARY)")
+_EVENT_SQL = ("INSERT INTO events (seq, time_msc, kind, login, request_id, data) "
+              "VALUES (?, ?, ?, ?, ?, ?)")
+
+
+def _event_tuple(e: Row, seq: int) -> tuple[Any, ...]:
+    t, login, kind = e.get("time_msc"), e.get("login"), str(e.get("kind", ""))
+    rid = e.get("request_id") if kind == "order_result" else None
+    return (seq, None if t is None else int(t), kind, None if login is None else int(login),
+            int(rid) if rid else None, _JSON.encode(e))
+
+
 def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
     if effects.symbols:
         upsert(conn, m.Symbol.__table__, [
             {"name": str(name), "spec": dict(spec), "updated_seq": seq}
             for name, spec in effects.symbols.items()
         ])
-    if effects.events:
+    if effects.events and fast_supported(conn):
+        # the JSON column's text as SQLAlchemy's JSON type writes it (the engine's
+        # json_serializer), bound by the driver (executemany; PostgreSQL: COPY, where
+        # json's binary form is its text): no per-row SQLAlchemy work
+        rows = [_event_tuple(e, seq) for e in effects.events]
+        cur = conn.connection.cursor()
+        try:
+            if conn.dialect.name == "postgresql":
+                with cur.copy(_EVENT_COPY) as copy:
+                    copy.set_types(["int8", "int8", "text", "int8", "int8", "text"])
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                cur.executemany(_EVENT_SQL, rows)
+        finally:
+            cur.close()
+    elif effects.events:
         conn.execute(insert(m.Event.__table__), [
             {
                 "seq": seq,
@@ -299,6 +409,14 @@ def _apply_effects_portable(conn: Connection, effects: Effects, seq: int) -> Non
     t_acc = m.Account.__table__
     t_pos = m.Position.__table__
     t_ord = m.Order.__table__
+    for table, fast, op in _BLOCK_WRITES:  # before the dicts: theirs are the newer rows
+        for b in effects.blocks.get(table, ()):
+            rows = [normalize(fast.table, _posting(r) if table == "postings" else r)
+                    for r in b.rows()]
+            if op == "upsert":
+                upsert(conn, fast.table, rows)
+            elif rows:
+                conn.execute(insert(fast.table), rows)
     upsert(conn, t_acc, [normalize(t_acc, r) for r in effects.accounts.values()])
     if effects.closed_positions:
         for chunk in _chunks(sorted(effects.closed_positions)):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cfd import bulk_rows
 from cfd.accounts.ledger import BROKER_PL, INSURANCE_FUND, PostingKind, client_ledger
 from cfd.constants import DealEntry, DealReason, DealType, OrderReason, OrderState
 from cfd.kernels import sweep as K
@@ -462,10 +463,8 @@ def emit_effects(eng: Engine, booked: Booked, rows: bool = True) -> None:
     eff.events.extend(booked.events)
     if not rows:
         return
-    eff.deals.extend(eng.deal_row(i) for i in range(*booked.deals))
-    logins = eng.accounts.cols.login
-    eff.postings.extend(eng.ledger.row(i, logins) for i in range(*booked.postings))
-    for i in range(*booked.orders):
-        eff.orders[int(eng.orders.cols.ticket[i])] = eng.order_row(i)
-    for a in booked.accs.tolist():
-        eff.accounts[int(logins[a])] = eng.account_row(a)
+    # as columns straight from the logs (cfd.bulk_rows): no dict per row
+    eff.add_block("deals", bulk_rows.deals(eng, *booked.deals))
+    eff.add_block("postings", bulk_rows.postings(eng, *booked.postings))
+    eff.add_block("orders", bulk_rows.orders(eng, *booked.orders))
+    eff.add_block("accounts", bulk_rows.accounts(eng, booked.accs))

@@ -1,0 +1,126 @@
+"""Rows built as columns (``cfd.bulk_rows``, ``Effects.blocks``) are the rows the engine
+builds one at a time, and the store's query tables hold the same rows either way."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from benchmarks.book import BookSpec, build, shock
+from cfd import bulk_rows
+from cfd.effects import Block, Effects
+from cfd.store import JournalEntry, Store, writes
+from cfd.store import models as m
+from cfd.trading import stopout
+from tests.store_fixtures import store_url  # noqa: F401 - a fixture
+
+SPEC = BookSpec(positions=3_000, accounts=300, symbols=20, long_frac=0.7, seed=5)
+TABLES = {"deals": "ticket", "orders": "ticket", "postings": "id", "accounts": "login",
+          "positions": "ticket", "events": "id"}
+
+
+def crashed():
+    """A small book after a -30% crash and its bulk stop-outs."""
+    eng = build(SPEC)
+    eng.take_effects()
+    syms, ob, oa = shock(eng, 0.7)
+    eng.incremental(syms, ob, oa)
+    todo = stopout.needing_sweep(eng, np.arange(len(eng.accounts)))
+    booked = stopout.bulk_close(eng, stopout.run_kernel(eng, todo), np.arange(len(todo)))
+    assert booked.deals[1] - booked.deals[0] > 100  # the crash did book something
+    return eng, booked
+
+
+def test_blocks_hold_the_rows_built_one_at_a_time() -> None:
+    eng, b = crashed()
+    logins = eng.accounts.cols.login
+    assert list(bulk_rows.deals(eng, *b.deals).rows()) == [
+        eng.deal_row(i) for i in range(*b.deals)]
+    assert list(bulk_rows.orders(eng, *b.orders).rows()) == [
+        eng.order_row(i) for i in range(*b.orders)]
+    assert list(bulk_rows.postings(eng, *b.postings).rows()) == [
+        eng.ledger.row(i, logins) for i in range(*b.postings)]
+    assert list(bulk_rows.accounts(eng, b.accs).rows()) == [
+        eng.account_row(a) for a in b.accs.tolist()]
+    slots = np.flatnonzero(eng.positions.cols.active[:eng.positions.cols.size])[::7]
+    assert list(bulk_rows.positions(eng, slots).rows()) == [
+        eng.position_row(p) for p in slots.tolist()]
+
+
+def test_newer_dict_rows_win_over_blocks_and_blocks_over_older_ones() -> None:
+    eff = Effects()
+    eff.accounts[1] = {"login": 1, "balance": 10}
+    eff.accounts[2] = {"login": 2, "balance": 20}
+    eff.add_block("accounts", Block(2, {"login": np.array([1, 3]), "balance": [11, 31]}))
+    assert 1 not in eff.accounts  # the block's row replaced the older dict row
+    eff.accounts[3] = {"login": 3, "balance": 32}  # newer than the block's
+    assert eff.table_rows("accounts") == {1: {"login": 1, "balance": 11},
+                                          2: {"login": 2, "balance": 20},
+                                          3: {"login": 3, "balance": 32}}
+    with pytest.raises(ValueError, match="no block rows"):
+        eff.add_block("positions", Block(1, {"ticket": [1]}))
+
+
+def _dump(url: str) -> dict[str, list[tuple]]:
+    st = Store.open(url, read_only=True)
+    try:
+        with st.engine.connect() as conn:
+            out = {}
+            for t, k in TABLES.items():  # the models' column order on every database
+                cols = ", ".join(f'"{c.name}"' for c in m.Base.metadata.tables[t].columns)
+                out[t] = [tuple(r) for r in conn.execute(text(
+                    f"SELECT {cols} FROM {t} ORDER BY {k}"))]
+    finally:
+        st.close()
+    # events.data: JSON text on SQLite, parsed by the driver on PostgreSQL
+    out["events"] = [(*r[:-1], json.loads(r[-1]) if isinstance(r[-1], str) else r[-1])
+                     for r in out["events"]]
+    return out
+
+
+def _durable(url: str, as_blocks: bool) -> dict[str, list[tuple]]:
+    """The crash's effects written by the store, as columns or as a dict per row, after
+    query tables holding the book (accounts and positions, written as columns)."""
+    eng, booked = crashed()
+    st = Store.open(url)
+    try:
+        with st.engine.begin() as conn:
+            ACCOUNTS, POSITIONS = writes.ACCOUNTS, writes.POSITIONS  # noqa: N806
+            ACCOUNTS.insert_block(conn, bulk_rows.accounts(eng, np.arange(len(eng.accounts))))
+            cols = eng.positions.cols
+            live = np.flatnonzero(cols.active[:cols.size])
+            POSITIONS.insert_block(conn, bulk_rows.positions(eng, live))
+            POSITIONS.insert_block(conn, Block(len(booked.closed_tickets), {
+                "ticket": booked.closed_tickets, "login": 0, "symbol": "X", "time_msc": 0,
+                "type": 0, "volume": 1, "price_open": 1}))  # the positions it closed
+        if as_blocks:
+            stopout.emit_effects(eng, booked)
+            eff = eng.take_effects()
+            assert eff.blocks and not eff.deals
+        else:
+            eff = Effects()
+            eff.closed_positions.update(booked.closed_tickets.tolist())
+            eff.events.extend(booked.events)
+            logins = eng.accounts.cols.login
+            eff.deals.extend(eng.deal_row(i) for i in range(*booked.deals))
+            eff.postings.extend(eng.ledger.row(i, logins) for i in range(*booked.postings))
+            for i in range(*booked.orders):
+                eff.orders[int(eng.orders.cols.ticket[i])] = eng.order_row(i)
+            for a in booked.accs.tolist():
+                eff.accounts[int(logins[a])] = eng.account_row(a)
+        st.append_batch([JournalEntry(kind="Ticks", payload=b"-", time_msc=eng.now_msc)], eff)
+    finally:
+        st.close()
+    return _dump(url)
+
+
+def test_the_store_holds_the_same_rows_either_way(store_url: str, tmp_path,  # noqa: F811
+                                                  monkeypatch) -> None:
+    monkeypatch.setattr(writes, "_STAGE_ROWS", 10)  # PostgreSQL: staged by COPY
+    as_blocks = _durable(store_url, True)
+    as_dicts = _durable(f"sqlite:///{tmp_path / 'dicts.sqlite'}", False)
+    assert len(as_blocks["deals"]) > 100 and len(as_blocks["events"]) > 10
+    assert as_blocks == as_dicts
