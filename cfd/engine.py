@@ -61,9 +61,10 @@ from cfd.kernels.margin import (
 )
 from cfd.money import MINOR_SCALE, PRICE_SCALE
 from cfd.result import Result
+from cfd.trading import history
 from cfd.trading.corporate import CorporateActions
 from cfd.trading.execute import TradeHandlers
-from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
+from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, HistorySource, RecordLog
 from cfd.trading.orders import PendingOrders
 from cfd.trading.positions import PositionTable
 from cfd.trading.rollover import TradingDay
@@ -118,6 +119,9 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         self.deals = RecordLog(DEAL_COLUMNS)
         self.orders = RecordLog(ORDER_COLUMNS)
         self.closed_tickets: dict[int, int] = {}  # closed position ticket -> account index
+        self.closed_trimmed = 0  # entries of closed_tickets trimmed away (trading.history)
+        # where old history rows are read once trimmed (the store; trading.history)
+        self.history_source: HistorySource | None = None
         self.next_order = FIRST_ORDER_TICKET
         self.next_deal = FIRST_DEAL_TICKET
         self.seq = 0
@@ -532,7 +536,21 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
             self._effects.accounts[int(ac.login[a])] = self.account_row(a)
 
     def was_position(self, acc: int, ticket: int) -> bool:
-        return self.closed_tickets.get(ticket) == acc
+        if self.closed_tickets.get(ticket) == acc:
+            return True
+        src = self.history_source
+        return (src is not None and self.closed_trimmed > 0
+                and src.closed_position_of(int(self.accounts.cols.login[acc]), ticket))
+
+    # ------------------------------------------------------------------ history window
+    def history_marks(self) -> history.HistoryMarks:
+        """The history rows booked so far (what a batch committed now makes durable)."""
+        return history.marks(self)
+
+    def trim_history(self, durable: history.HistoryMarks, window: int) -> int:
+        """Let history rows the store holds (``durable``) leave memory, keeping the last
+        ``window`` of each log (:func:`cfd.trading.history.trim`)."""
+        return history.trim(self, durable, window)
 
     # ------------------------------------------------------------------ state
     def state_hash(self) -> str:
