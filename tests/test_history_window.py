@@ -18,7 +18,7 @@ import pytest
 from cfd import commands as C
 from cfd.accounts.book import AccountGroup
 from cfd.accounts.ledger import HOUSE_CODES, N_HOUSE
-from cfd.constants import MarginMode, Retcode
+from cfd.constants import DealReason, MarginMode, Retcode
 from cfd.engine import Engine, EngineConfig
 from cfd.instruments.spec import SymbolSpec
 from cfd.snapshot import SCHEMA_VERSION
@@ -117,6 +117,7 @@ def workload(b: Twin) -> dict:
         b.quote(NVDA=(px, px + 0.02))
     if b.eng.positions.of_account(b.eng.accounts.find(3)).size:  # the sweep, by hand
         assert b.apply(C.ForceStopOut, login=3).ok
+    assert (b.plain.deals.cols.reason[: len(b.plain.deals)] == DealReason.SO).any()
     assert not b.eng.positions.of_account(b.eng.accounts.find(3)).size
     # the first position, whose opening deal left memory long ago, closes
     assert b.close(1, "NVDA", 1.0, first.data.order).ok
