@@ -209,3 +209,29 @@ def test_nothing_unjournaled_is_trimmed() -> None:
     assert (len(b.eng.deals), b.eng.ledger.postings.size, b.eng.deals.total) == (2, 2, 31)
     assert [b.eng.deal_row(i)["profit"] for i in range(2)] == [29, 30]
     assert b.eng.trim_history(HistoryMarks(0, 0, 0, 0), 2) == 0
+
+
+def test_pipelined_batches_trim_only_what_is_committed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.sqlite'}"
+    store = Store.open(url)
+    durable = DurableEngine(store, Engine(specs(), config=config()), history_window=WINDOW)
+    plain = Engine(specs(), config=config())
+    t = cutoff_msc(FRI) - 30 * 3_600_000
+    cmds = [C.CreateAccount(time_msc=t, login=1, name="a", group="hedge")]
+    cmds += [C.Deposit(time_msc=t + 1 + i, login=1, amount=10 + i) for i in range(60)]
+    futures = []
+    for i in range(0, len(cmds), 5):
+        booked = durable.engine.deals.total
+        futures.append(durable.submit_async(cmds[i:i + 5]))
+        # nothing of this very batch was trimmed (it may not be committed yet)
+        assert durable.engine.deals.base <= booked
+        for c in cmds[i:i + 5]:
+            assert plain.apply(c).ok
+    durable.flush()
+    assert all(f.result()[0].ok for f in futures)
+    eng = durable.engine
+    assert len(eng.deals) < 2 * WINDOW < eng.deals.base
+    assert eng.state_hash() == plain.state_hash()
+    got = store.history_deals(1, 0, 2**62)
+    assert [r["ticket"] for r in got] == plain.deals.cols.ticket[: len(plain.deals)].tolist()
+    durable.close()
