@@ -136,6 +136,8 @@ def _same_history(b: Twin) -> None:
                         key=lambda r: (r["time_setup_msc"], r["ticket"]))
         got_o = b.store.history_orders(login, 0, 2**62)
         assert [{k: r[k] for k in want_o[0]} for r in got_o] == want_o
+        latest = b.store.latest_deals(login, 3)  # the back office's latest deals
+        assert [{k: r[k] for k in want[0]} for r in latest] == want[-3:]
 
 
 def test_a_trimmed_engine_equals_one_that_keeps_everything(tmp_path: Path) -> None:

@@ -43,6 +43,14 @@ def history_deals(conn: Connection, login: int, date_from_msc: int, date_to_msc:
     return _rows(conn, stmt, group)
 
 
+def latest_deals(conn: Connection, login: int, limit: int) -> list[Row]:
+    """The last ``limit`` deals of ``login``, oldest first (the login-time index backwards)."""
+    t = m.Deal.__table__
+    stmt = (select(t).where(t.c.login == login)
+            .order_by(t.c.time_msc.desc(), t.c.ticket.desc()).limit(limit))
+    return _rows(conn, stmt)[::-1]
+
+
 def deals_by_ticket(conn: Connection, ticket: int) -> list[Row]:
     t = m.Deal.__table__
     return _rows(conn, select(t).where(t.c.ticket == ticket))

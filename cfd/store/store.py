@@ -319,6 +319,9 @@ class Store(SnapshotStore):
                       group: str | None = None) -> list[dict[str, Any]]:
         return self._query(queries.history_deals, login, date_from_msc, date_to_msc, group)
 
+    def latest_deals(self, login: int, limit: int) -> list[dict[str, Any]]:
+        return self._query(queries.latest_deals, login, limit)
+
     def deals_by_ticket(self, ticket: int) -> list[dict[str, Any]]:
         return self._query(queries.deals_by_ticket, ticket)
 
