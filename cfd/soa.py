@@ -78,10 +78,11 @@ def rows_digest(columns: list[np.ndarray], first_index: int) -> np.ndarray:
         idx = np.arange(first_index, first_index + n, dtype=np.uint64)
         for lane, seed in enumerate(_SEEDS):
             h = _mix(idx ^ seed)
-            for col in columns:
-                h ^= np.ascontiguousarray(col).astype(np.int64).view(np.uint64)
-                h = _mix(h)
-            out[lane] = h.sum(dtype=np.uint64)
+            for col in columns:  # xor, multiply, shift: a bijection of h for each value
+                h ^= np.ascontiguousarray(col, dtype=np.int64).view(np.uint64)
+                h *= _M1
+                h ^= h >> np.uint64(29)
+            out[lane] = _mix(h).sum(dtype=np.uint64)
     return out
 
 

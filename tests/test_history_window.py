@@ -22,7 +22,7 @@ from cfd.constants import DealReason, MarginMode, Retcode
 from cfd.engine import Engine, EngineConfig
 from cfd.instruments.spec import SymbolSpec
 from cfd.snapshot import SCHEMA_VERSION
-from cfd.store import Store
+from cfd.store import Store, runner
 from cfd.store.runner import DurableEngine, EngineApi, recover, verify_replay
 from cfd.trading.financing import cutoff_msc
 from cfd.trading.history import HistoryMarks
@@ -140,7 +140,8 @@ def _same_history(b: Twin) -> None:
         assert [{k: r[k] for k in want[0]} for r in latest] == want[-3:]
 
 
-def test_a_trimmed_engine_equals_one_that_keeps_everything(tmp_path: Path) -> None:
+def test_a_trimmed_engine_equals_one_that_keeps_everything(tmp_path: Path,
+                                                           monkeypatch) -> None:
     b = Twin(f"sqlite:///{tmp_path / 'h.sqlite'}")
     workload(b)
     eng = b.durable.engine
@@ -165,8 +166,10 @@ def test_a_trimmed_engine_equals_one_that_keeps_everything(tmp_path: Path) -> No
     # recovery (no snapshot: the whole journal) and a full replay give the live hash
     live = eng.state_hash()
     b.durable.close()
+    monkeypatch.setattr(runner, "HISTORY_WINDOW", WINDOW)  # replay trims what it replayed
     with Store.open(f"sqlite:///{tmp_path / 'h.sqlite'}") as st:
-        assert recover(st, api()).state_hash() == live
+        back = recover(st, api())
+        assert back.state_hash() == live and len(back.deals) < 2 * WINDOW < back.deals.base
         assert verify_replay(st, api())["state_hash"] == live
 
 

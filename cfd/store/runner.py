@@ -323,14 +323,22 @@ def _replay(engine: Any, rows: Iterable[tuple[Any, ...]],
             apply(decode(row[1], row[2]))
             last = row[0]
             if n % _DRAIN_EVERY == 0:
-                engine.take_effects()  # already in the query tables: drop them
+                _drain(engine)
     finally:
         if gc_was:
             gc.enable()
         if collecting is not None:
             engine.collect_effects = collecting
-    engine.take_effects()
+    _drain(engine)
     return last
+
+
+def _drain(engine: Any) -> None:
+    """Drop what a replayed engine collected that the store already holds: the effect rows
+    and, beyond the window, the history rows (every replayed command is journaled)."""
+    engine.take_effects()
+    if hasattr(engine, "trim_history"):
+        engine.trim_history(engine.history_marks(), HISTORY_WINDOW)
 
 
 def recover(store: Store, api: EngineApi | None = None, *, freeze_gc: bool = False) -> Any:
@@ -397,7 +405,7 @@ def verify_replay(store: Store, api: EngineApi | None = None) -> dict[str, Any]:
     for n, e in enumerate(store.read_journal(0), 1):
         engine.apply(api.decode(e.kind, e.payload))
         if n % _DRAIN_EVERY == 0:
-            engine.take_effects()
+            _drain(engine)
         if checked < len(checkpoints) and checkpoints[checked][0] == e.seq:
             check(e.seq)
     engine.take_effects()
