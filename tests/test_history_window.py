@@ -26,7 +26,10 @@ from cfd.store import Store, runner
 from cfd.store.runner import DurableEngine, EngineApi, recover, verify_replay
 from cfd.trading.financing import cutoff_msc
 from cfd.trading.history import HistoryMarks
+from tests import store_fixtures
 from tests.helpers import Book
+
+store_url = store_fixtures.store_url
 
 FRI = dt.date(2024, 6, 7)
 WINDOW = 4
@@ -140,9 +143,9 @@ def _same_history(b: Twin) -> None:
         assert [{k: r[k] for k in want[0]} for r in latest] == want[-3:]
 
 
-def test_a_trimmed_engine_equals_one_that_keeps_everything(tmp_path: Path,
+def test_a_trimmed_engine_equals_one_that_keeps_everything(store_url: str,
                                                            monkeypatch) -> None:
-    b = Twin(f"sqlite:///{tmp_path / 'h.sqlite'}")
+    b = Twin(store_url)
     workload(b)
     eng = b.durable.engine
     assert eng.state_hash() == b.plain.state_hash()
@@ -167,7 +170,7 @@ def test_a_trimmed_engine_equals_one_that_keeps_everything(tmp_path: Path,
     live = eng.state_hash()
     b.durable.close()
     monkeypatch.setattr(runner, "HISTORY_WINDOW", WINDOW)  # replay trims what it replayed
-    with Store.open(f"sqlite:///{tmp_path / 'h.sqlite'}") as st:
+    with Store.open(store_url) as st:
         back = recover(st, api())
         assert back.state_hash() == live and len(back.deals) < 2 * WINDOW < back.deals.base
         assert verify_replay(st, api())["state_hash"] == live
