@@ -119,9 +119,8 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         self.deals = RecordLog(DEAL_COLUMNS)
         self.orders = RecordLog(ORDER_COLUMNS)
         self.closed_tickets: dict[int, int] = {}  # closed position ticket -> account index
-        self.closed_trimmed = 0  # entries of closed_tickets trimmed away (trading.history)
-        # where old history rows are read once trimmed (the store; trading.history)
-        self.history_source: HistorySource | None = None
+        self.closed_trimmed = 0  # closed_tickets entries trimmed away (trading.history)
+        self.history_source: HistorySource | None = None  # old rows, once trimmed: the store
         self.next_order = FIRST_ORDER_TICKET
         self.next_deal = FIRST_DEAL_TICKET
         self.seq = 0
@@ -542,15 +541,11 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         return (src is not None and self.closed_trimmed > 0
                 and src.closed_position_of(int(self.accounts.cols.login[acc]), ticket))
 
-    # ------------------------------------------------------------------ history window
-    def history_marks(self) -> history.HistoryMarks:
-        """The history rows booked so far (what a batch committed now makes durable)."""
+    def history_marks(self) -> history.HistoryMarks:  # rows a batch committed now covers
         return history.marks(self)
 
     def trim_history(self, durable: history.HistoryMarks, window: int) -> int:
-        """Let history rows the store holds (``durable``) leave memory, keeping the last
-        ``window`` of each log (:func:`cfd.trading.history.trim`)."""
-        return history.trim(self, durable, window)
+        return history.trim(self, durable, window)  # rows the store holds leave memory
 
     # ------------------------------------------------------------------ state
     def state_hash(self) -> str:
