@@ -7,7 +7,9 @@ restore would), then ``ANALYZE``. It then asks ``Store.history_deals(login, t, t
 days)`` (the store call behind MT5's history_deals_get / the HTTP endpoint) for ``--queries``
 random accounts and windows and prints the latency percentiles, the rows returned and the
 query plan (it must search ``ix_deals_login_time``); ``api`` times the same request through
-``api.history.deals`` (the store call and the MT5 TradeDeal records the endpoint returns).
+``api.history.deals`` (the store call and the MT5 TradeDeal records the endpoint returns);
+``store_cpu`` is the store call's CPU time (its wall time less the waits for a core, which
+dominate the tail on a loaded machine).
 
     python -m benchmarks.history_query                    # 10M deals, 10,000 accounts
     python -m benchmarks.history_query --warm             # the file in the page cache first
@@ -101,19 +103,21 @@ def query(db: str, n_queries: int, accounts: int, days: int, seed: int = 11) -> 
                 "EXPLAIN QUERY PLAN SELECT * FROM deals WHERE login = ? AND time_msc >= ? "
                 "AND time_msc <= ? ORDER BY time_msc, ticket",
                 (logins[0], starts[0], starts[0] + 30 * DAY_MS)).fetchall()]
-        lat, lat_api, rows = [], [], []
+        lat, lat_api, cpu, rows = [], [], [], []
         svc = SimpleNamespace(reader=st)  # what api.history reads: the read-only store
         for login, t in zip(logins, starts, strict=True):
+            c0 = time.thread_time()
             t0 = time.perf_counter()
             got = st.history_deals(login, t, t + 30 * DAY_MS)
             t1 = time.perf_counter()
+            cpu.append(time.thread_time() - c0)
             deals = history.deals(svc, login, t, t + 30 * DAY_MS)  # + the MT5 records
             lat.append(t1 - t0)
             lat_api.append(time.perf_counter() - t1)
             rows.append(len(got))
             assert len(deals) == len(got)
     out = {"queries": n_queries, "rows_mean": round(float(np.mean(rows)), 1)}
-    for name, xs in (("store", lat), ("api", lat_api)):
+    for name, xs in (("store", lat), ("store_cpu", cpu), ("api", lat_api)):
         ms = np.array(xs) * 1e3
         out[name] = {"p50_ms": round(float(np.percentile(ms, 50)), 3),
                      "p99_ms": round(float(np.percentile(ms, 99)), 3),
