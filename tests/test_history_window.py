@@ -91,13 +91,15 @@ def workload(b: Twin) -> dict:
     first = b.buy(1, "NVDA", 1.0)  # open all along: its deal leaves memory long before
     assert first.ok
     assert b.buy(4, "KO", 50).ok
-    closed, canceled = [], []
+    closed, canceled, reversals = [], [], []
     for i in range(12):
         r = b.buy(1, "KO", 1.0)
         assert r.ok, r
         assert b.close(1, "KO", 1.0, r.data.order).ok
         closed.append(r.data.order)
-        assert (b.buy if i % 2 else b.sell)(2, "NVDA", 2.0 if i else 1.0).ok  # reversals
+        r = (b.buy if i % 2 else b.sell)(2, "NVDA", 2.0 if i else 1.0)  # reversals
+        assert r.ok, r
+        reversals.append(r.data.order)  # each the ticket of the netting position it leaves
         r = b.send(1, action=5, symbol="KO", volume=1.0, type=2, price=50.0)  # BUY LIMIT
         assert r.ok, r
         assert b.send(1, action=8, order=r.data.order).ok  # removed
@@ -107,6 +109,9 @@ def workload(b: Twin) -> dict:
     # refusals about rows long gone from memory: the same messages as with every row kept
     r = b.close(1, "KO", 1.0, closed[0])
     assert r.retcode == Retcode.POSITION_CLOSED and "already closed" in r.comment
+    for ticket in reversals[:3]:  # the netting position's tickets before later reversals
+        r = b.close(2, "NVDA", 1.0, ticket)
+        assert r.retcode == Retcode.POSITION_CLOSED, r
     r = b.send(1, action=8, order=canceled[0])
     assert r.retcode == Retcode.INVALID and "no longer pending (CANCELED)" in r.comment
     # corporate action and rollover on the trimmed engine
