@@ -30,6 +30,15 @@ def deals(svc: Any, login: int, t0: int | None = None, t1: int | None = None, *,
     return [records.deal(r) for r in rows if r["login"] == login]
 
 
+def latest_deals(svc: Any, login: int, n: int) -> list[dict]:
+    """The last ``n`` TradeDeal dicts of ``login``, oldest first (the engine holds only
+    the recent history when there is a store)."""
+    st = svc.reader
+    if st is None:
+        return svc.read(lambda eng: records.history_deals(eng, login))[-n:]
+    return [records.deal(r) for r in st.latest_deals(login, n)]
+
+
 def orders(svc: Any, login: int, t0: int | None = None, t1: int | None = None, *,
            ticket: int | None = None, position_id: int | None = None) -> list[dict]:
     """Finished TradeOrder dicts of ``login``: set up in ``[t0, t1]`` (ms), one ticket, or

@@ -61,10 +61,10 @@ from cfd.kernels.margin import (
 )
 from cfd.money import MINOR_SCALE, PRICE_SCALE
 from cfd.result import Result
-from cfd.trading import margin_tiers
+from cfd.trading import history, margin_tiers
 from cfd.trading.corporate import CorporateActions
 from cfd.trading.execute import TradeHandlers
-from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, RecordLog
+from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, HistorySource, RecordLog
 from cfd.trading.orders import PendingOrders
 from cfd.trading.positions import PositionTable
 from cfd.trading.rollover import TradingDay
@@ -119,6 +119,8 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         self.deals = RecordLog(DEAL_COLUMNS)
         self.orders = RecordLog(ORDER_COLUMNS)
         self.closed_tickets: dict[int, int] = {}  # closed position ticket -> account index
+        self.closed_trimmed = 0  # closed_tickets entries trimmed away (trading.history)
+        self.history_source: HistorySource | None = None  # old rows, once trimmed: the store
         self.next_order = FIRST_ORDER_TICKET
         self.next_deal = FIRST_DEAL_TICKET
         self.seq = 0
@@ -539,7 +541,17 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
             self._effects.accounts[int(ac.login[a])] = self.account_row(a)
 
     def was_position(self, acc: int, ticket: int) -> bool:
-        return self.closed_tickets.get(ticket) == acc
+        if self.closed_tickets.get(ticket) == acc:
+            return True
+        src = self.history_source
+        return (src is not None and self.closed_trimmed > 0
+                and src.closed_position_of(int(self.accounts.cols.login[acc]), ticket))
+
+    def history_marks(self) -> history.HistoryMarks:  # rows a batch committed now covers
+        return history.marks(self)
+
+    def trim_history(self, durable: history.HistoryMarks, window: int) -> int:
+        return history.trim(self, durable, window)  # rows the store holds leave memory
 
     # ------------------------------------------------------------------ state
     def state_hash(self) -> str:

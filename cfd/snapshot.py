@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from cfd.engine import Engine, EngineConfig
 
 #: The layout of the engine's state arrays (2: positions no longer store a floating profit;
-#: 4: accounts carry a client category and country).
-SCHEMA_VERSION = 4
+#: 4: accounts carry a client category and country; 5: deals, orders and postings hold the
+#: recent window only, with the count, digest and ledger sums of the rows trimmed before).
+SCHEMA_VERSION = 5
 
 
 def _strings(values: list[str]) -> np.ndarray:
@@ -73,9 +74,11 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
               "country"):
         yield f"acc.{k}", getattr(ac, k)[:n]
     yield "ledger.balance", eng.ledger.balance[: eng.ledger.n_accounts]
-    lp = eng.ledger.postings
-    for k in ("id", "src", "dst", "amount", "kind", "deal"):
-        yield f"posting.{k}", getattr(lp, k)[: lp.size]
+    # the history (postings, deals, orders) as its row count and a digest of every row,
+    # trimmed or held (cfd.soa.rows_digest): the same whatever window the engine keeps
+    led = eng.ledger
+    yield "posting.history", np.r_[np.array([led.total_postings], dtype=np.uint64),
+                                   led.history_digest()]
     pc = eng.positions.cols
     active = np.flatnonzero(pc.active[: pc.size])
     order = _active_by_ticket(active, pc.ticket[: pc.size])
@@ -89,8 +92,8 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
     specs = json.dumps([s.to_dict() for s in eng.symbols.specs], sort_keys=True)
     yield "sym.specs", np.frombuffer(specs.encode(), dtype=np.uint8)
     for log_name, log in (("deal", eng.deals), ("order", eng.orders)):
-        for k in log.cols._schema:
-            yield f"{log_name}.{k}", getattr(log.cols, k)[: log.cols.size]
+        yield f"{log_name}.history", np.r_[np.array([log.total], dtype=np.uint64),
+                                           log.history_digest()]
     yield "counters", np.array([eng.next_order, eng.next_deal, eng.ledger.next_id],
                                dtype=np.int64)
     hyg = eng.hygiene.snapshot()
@@ -147,6 +150,12 @@ def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[st
     arrays["posting.comments"] = _strings(eng.ledger.comments)
     arrays["closed_tickets"] = np.array(list(eng.closed_tickets.items()),
                                         dtype=np.int64).reshape(-1, 2)
+    # what was trimmed before the window: row counts, digests, the postings' ledger sums
+    arrays["history.trimmed"] = np.array([eng.deals.base, eng.orders.base, eng.ledger.base,
+                                          eng.closed_trimmed], dtype=np.int64)
+    arrays["history.digests"] = np.stack([eng.deals.digest, eng.orders.digest,
+                                          eng.ledger.digest])
+    arrays["ledger.trimmed_balance"] = eng.ledger.trimmed_balance[: eng.ledger.n_accounts].copy()
     arrays["acc.names"] = _strings(eng.accounts.names)
     arrays["acc.groups"] = _strings(eng.accounts.groups)
     arrays["pos.free"] = np.array(eng.positions.free, dtype=np.int64)
@@ -205,6 +214,11 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
     _load_columns(eng.ledger.postings, arrays, "posting")
     eng.ledger.comments = _unstrings(arrays["posting.comments"], eng.ledger.postings.size)
     eng.ledger.next_id = int(meta["next_posting"])
+    trimmed = arrays["history.trimmed"]
+    digests = arrays["history.digests"]
+    tb = arrays["ledger.trimmed_balance"]
+    eng.ledger.trimmed_balance[: len(tb)] = tb
+    eng.ledger.base, eng.ledger.digest = int(trimmed[2]), digests[2].copy()
     pos = eng.positions
     pc = pos.cols
     _load_columns(pc, arrays, "pos")
@@ -227,8 +241,11 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
         n = log.cols.size
         log.comments = _unstrings(arrays[f"{log_name}.comments"], n)
         log.by_ticket = dict(zip(log.cols.ticket[:n].tolist(), range(n), strict=True))
+    eng.deals.base, eng.deals.digest = int(trimmed[0]), digests[0].copy()
+    eng.orders.base, eng.orders.digest = int(trimmed[1]), digests[1].copy()
     closed = arrays["closed_tickets"].reshape(-1, 2)
     eng.closed_tickets = dict(zip(closed[:, 0].tolist(), closed[:, 1].tolist(), strict=True))
+    eng.closed_trimmed = int(trimmed[3])
     eng.next_order, eng.next_deal = int(meta["next_order"]), int(meta["next_deal"])
     eng.seq, eng.now_msc = int(meta["seq"]), int(meta["now_msc"])
     eng.rejected_ticks = int(meta.get("rejected_ticks", 0))

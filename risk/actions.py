@@ -132,7 +132,8 @@ def verify_ledger(eng: Any) -> list[dict[str, Any]]:
     bal_diff = np.nonzero(client != eng.accounts.cols.balance[:n_acc])[0]
     return [
         {"check": "postings re-derive every ledger balance", "ok": len(diff) == 0,
-         "detail": f"{led.postings.size} postings, {n} ledger accounts"
+         "detail": f"{led.total_postings} postings ({led.postings.size} in memory, the rest "
+                   f"as their sums), {n} ledger accounts"
                    + (f"; differs at {diff[:5].tolist()}" if len(diff) else "")},
         {"check": "sum over all ledger accounts is zero", "ok": int(derived.sum()) == 0,
          "detail": f"sum {int(derived.sum())} minor units"},

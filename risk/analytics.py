@@ -173,14 +173,17 @@ def exposure(book: Book, top: int = 3, bins: int = 40, span: float = 0.5
 
 
 def insurance_history(postings: dict[str, np.ndarray]) -> list[tuple[int, float]]:
-    """``(time_msc, fund balance)`` after each posting touching the insurance fund."""
+    """``(time_msc, fund balance)`` after each posting touching the insurance fund (those a
+    snapshot holds: the recent window, on top of the sums of the postings trimmed before)."""
     from cfd.engine import INSURANCE_FUND
 
     src, dst, amt, t = (postings[k] for k in ("posting.src", "posting.dst", "posting.amount",
                                              "posting.time_msc"))
+    trimmed = postings.get("ledger.trimmed_balance")
+    opening = int(trimmed[INSURANCE_FUND]) if trimmed is not None and len(trimmed) else 0
     touch = (src == INSURANCE_FUND) | (dst == INSURANCE_FUND)
     sign = np.where(dst == INSURANCE_FUND, 1, -1)[touch]
-    bal = np.cumsum(sign * amt[touch]) / 100
+    bal = (opening + np.cumsum(sign * amt[touch])) / 100
     return [(int(a), float(b)) for a, b in zip(t[touch], bal, strict=True)]
 
 

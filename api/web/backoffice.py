@@ -17,7 +17,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import records
+from api import history, records
 from api import schemas as S
 from api.deps import AdminDep, ServiceDep
 from api.routers.admin import _actor, _answer, _known_login, _known_symbol, _minor
@@ -133,9 +133,10 @@ def account(login: Login, _: AdminDep, svc: ServiceDep,
         return {"account": eng.account_info(login),
                 "group": eng.accounts.groups[eng.accounts.find(login)],
                 "positions": records.positions_of(eng, login),
-                "orders": records.orders_of(eng, login),
-                "deals": records.history_deals(eng, login)[-deals:]}
-    return svc.read(q)
+                "orders": records.orders_of(eng, login)}
+    out = svc.read(q)
+    out["deals"] = history.latest_deals(svc, login, deals)  # from the store, if any
+    return out
 
 
 @router.get("/exposure")

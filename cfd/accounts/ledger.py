@@ -16,7 +16,7 @@ import numpy as np
 
 from cfd.constants import Retcode
 from cfd.errors import Rejected
-from cfd.soa import Columns
+from cfd.soa import Columns, rows_digest, trim_columns
 
 EXTERNAL_CASH = 0  # money outside the system: deposits come from here
 BROKER_PL = 1  # the broker's trading result (it is the clients' counterparty) and fees
@@ -54,6 +54,9 @@ POSTING_COLUMNS = {
     "deal": np.int64,
 }
 
+#: The posting columns the state hash covers.
+HASHED_COLUMNS = ("id", "src", "dst", "amount", "kind", "deal")
+
 
 def client_ledger(acc_index: int) -> int:
     return N_HOUSE + 2 * acc_index
@@ -78,6 +81,11 @@ class Ledger:
         self.postings = Columns(POSTING_COLUMNS, 4096)
         self.comments: list[str] = []
         self.next_id = 1
+        # postings trimmed from memory once durable (see ``trim``): how many, their
+        # ``rows_digest`` and their sum per ledger account
+        self.base = 0
+        self.digest = np.zeros(2, dtype=np.uint64)
+        self.trimmed_balance = np.zeros(64, dtype=np.int64)
 
     def ensure_clients(self, n_clients: int) -> None:
         need = N_HOUSE + 2 * n_clients
@@ -85,6 +93,9 @@ class Ledger:
             new = np.zeros(max(need, 2 * len(self.balance)), dtype=np.int64)
             new[: len(self.balance)] = self.balance
             self.balance = new
+            old = self.trimmed_balance
+            self.trimmed_balance = np.zeros(len(new), dtype=np.int64)
+            self.trimmed_balance[: len(old)] = old
         self.n_accounts = max(self.n_accounts, need)
 
     def check(self, moves: list[tuple[int, int, int]]) -> None:
@@ -146,13 +157,41 @@ class Ledger:
         return int(self.balance[: self.n_accounts].sum())
 
     def rederive(self) -> np.ndarray:
-        """Balances recomputed from the postings alone (for verification)."""
+        """Balances recomputed from the postings (for verification): those held, on top of
+        the sums of the postings trimmed away (all of them when none was trimmed;
+        ``cfd.store`` re-derives from its own table too, :meth:`Store.ledger_sums`)."""
         p = self.postings
         n = p.size
-        bal = np.zeros(self.n_accounts, dtype=np.int64)
+        bal = self.trimmed_balance[: self.n_accounts].copy()
         np.subtract.at(bal, p.src[:n], p.amount[:n])
         np.add.at(bal, p.dst[:n], p.amount[:n])
         return bal
+
+    @property
+    def total_postings(self) -> int:
+        return self.base + self.postings.size
+
+    def history_digest(self) -> np.ndarray:
+        """``rows_digest`` of every posting ever booked (trimmed and held)."""
+        p = self.postings
+        held = rows_digest([getattr(p, k)[: p.size] for k in HASHED_COLUMNS], self.base)
+        with np.errstate(over="ignore"):
+            return self.digest + held
+
+    def trim(self, n: int) -> None:
+        """Forget the oldest ``n`` postings (durable in the store): their sums per ledger
+        account and their digest stay."""
+        if n <= 0:
+            return
+        p = self.postings
+        tb = self.trimmed_balance
+        np.subtract.at(tb, p.src[:n], p.amount[:n])
+        np.add.at(tb, p.dst[:n], p.amount[:n])
+        with np.errstate(over="ignore"):
+            self.digest += rows_digest([getattr(p, k)[:n] for k in HASHED_COLUMNS], self.base)
+        trim_columns(p, n)
+        del self.comments[:n]
+        self.base += n
 
     def code(self, ledger_id: int, logins: np.ndarray) -> str:
         if ledger_id < N_HOUSE:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, or_, select
+from sqlalchemy import Connection, Select, and_, func, or_, select
 
-from cfd.constants import OrderState
+from cfd.constants import DealEntry, OrderState
 from cfd.instruments.groups import symbol_in_group
 from cfd.store import models as m
 
@@ -41,6 +41,14 @@ def history_deals(conn: Connection, login: int, date_from_msc: int, date_to_msc:
                             t.c.time_msc <= date_to_msc)
             .order_by(t.c.time_msc, t.c.ticket))
     return _rows(conn, stmt, group)
+
+
+def latest_deals(conn: Connection, login: int, limit: int) -> list[Row]:
+    """The last ``limit`` deals of ``login``, oldest first (the login-time index backwards)."""
+    t = m.Deal.__table__
+    stmt = (select(t).where(t.c.login == login)
+            .order_by(t.c.time_msc.desc(), t.c.ticket.desc()).limit(limit))
+    return _rows(conn, stmt)[::-1]
 
 
 def deals_by_ticket(conn: Connection, ticket: int) -> list[Row]:
@@ -172,3 +180,41 @@ def order_result(conn: Connection, login: int, request_id: int,
             .order_by(t.c.id.desc()).limit(1))
     data = conn.execute(stmt).scalar()
     return None if data is None else dict(data)
+
+
+# -- old history rows the engine no longer holds (cfd.trading.history.HistorySource) ------
+
+def closed_position_of(conn: Connection, login: int, ticket: int) -> bool:
+    """Whether ``ticket`` was a position of ``login``: a deal of the position (a position's
+    first ticket is its identifier), or the reversal that gave a netting position the
+    reversing order's ticket. The caller has checked that it is not open."""
+    t = m.Deal.__table__
+    by_id = select(t.c.ticket).where(t.c.position_id == ticket, t.c.login == login).limit(1)
+    if conn.execute(by_id).first() is not None:
+        return True
+    reversal = select(t.c.ticket).where(t.c.order == ticket, t.c.login == login,
+                                        t.c.entry == int(DealEntry.INOUT)).limit(1)
+    return conn.execute(reversal).first() is not None
+
+
+def finished_order_state(conn: Connection, login: int, ticket: int) -> int | None:
+    """The state of ``login``'s finished order ``ticket``, if the history has it."""
+    t = m.Order.__table__
+    stmt = select(t.c.state).where(t.c.ticket == ticket, t.c.login == login,
+                                   t.c.state.not_in(_ACTIVE))
+    state = conn.execute(stmt).scalar()
+    return None if state is None else int(state)
+
+
+def ledger_sums(conn: Connection) -> dict[str, int]:
+    """Every ledger account's balance re-derived from the postings table (by its code:
+    ``broker_pl``, ``client:<login>``...): credits minus debits."""
+    t = m.Posting.__table__
+    out: dict[str, int] = {}
+    for code, total in conn.execute(select(t.c.credit, func.sum(t.c.amount))
+                                    .group_by(t.c.credit)):
+        out[code] = out.get(code, 0) + int(total)
+    for code, total in conn.execute(select(t.c.debit, func.sum(t.c.amount))
+                                    .group_by(t.c.debit)):
+        out[code] = out.get(code, 0) - int(total)
+    return out

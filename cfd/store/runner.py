@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from time import perf_counter
@@ -27,6 +28,7 @@ from cfd.store.journal import JournalEntry
 from cfd.store.store import Store
 
 _DRAIN_EVERY = 10_000  # replayed commands between dropping the engine's collected effects
+HISTORY_WINDOW = 10_000  # history rows of each kind an engine with a store keeps in memory
 
 #: ``extra_events(commands, results)``: event rows to store with a batch (see ``submit``).
 ExtraEvents = Callable[[Sequence[Any], list[Any]], list[dict]]
@@ -81,9 +83,17 @@ class DurableEngine:
 
     def __init__(self, store: Store | None, engine: Any, *,
                  snapshot_every: int | None = None,
-                 api: EngineApi | None = None) -> None:
+                 api: EngineApi | None = None,
+                 history_window: int | None = HISTORY_WINDOW) -> None:
         self.store = store
         self.engine = engine
+        # history rows (deals, orders, postings) kept in memory once durable: the engine
+        # trims older ones after each committed batch and reads them from the store
+        # (None: keep all)
+        self.history_window = history_window if store is not None else None
+        self._durable: deque[tuple[Future[list[Any]], Any]] = deque()
+        if store is not None and hasattr(engine, "history_source"):
+            engine.history_source = store
         self.snapshot_every = snapshot_every
         self._schema_version = (api.schema_version if api is not None
                                 else _engine_api()[3])
@@ -136,6 +146,7 @@ class DurableEngine:
         self._check()
         try:
             results, entries, effects = self._apply(commands, extra_events)
+            marks = self._marks()
             if self.store is not None and (entries or not effects.is_empty()):
                 t1 = perf_counter()
                 self.store.append_batch(entries, effects)
@@ -144,6 +155,8 @@ class DurableEngine:
             self._failed = exc
             raise
         self.last_effects = effects
+        if marks is not None:
+            self.engine.trim_history(marks, self.history_window)
         self._after_batch(len(entries))
         return results
 
@@ -165,11 +178,15 @@ class DurableEngine:
         if self.store is None:
             raise StoreError("submit_async needs a store")
         fut: Future[list[Any]] = Future()
+        self._trim_committed()
         try:
             results, entries, effects = self._apply(commands)
         except BaseException as exc:
             self._failed = exc
             raise
+        marks = self._marks()
+        if marks is not None:
+            self._durable.append((fut, marks))
         self._queue.put((entries, effects, results, fut))
         self._after_batch(len(entries), flush=True)
         return fut
@@ -200,6 +217,24 @@ class DurableEngine:
         """Wait until every batch handed to :meth:`submit_async` is committed (or failed)."""
         if self._writer is not None:
             self._queue.join()
+        self._trim_committed()
+
+    def _marks(self) -> Any:
+        """The engine's history marks now, if it trims its history (else None)."""
+        if self.history_window is None or not hasattr(self.engine, "trim_history"):
+            return None
+        return self.engine.history_marks()
+
+    def _trim_committed(self) -> None:
+        """Trim the engine's history up to the last committed batch of
+        :meth:`submit_async` (runs on the caller's thread, between batches)."""
+        marks = None
+        while self._durable and self._durable[0][0].done():
+            fut, m = self._durable.popleft()
+            if fut.exception() is None:
+                marks = m
+        if marks is not None and self._failed is None:
+            self.engine.trim_history(marks, self.history_window)
 
     def _after_batch(self, n: int, flush: bool = False) -> None:
         self._since_snapshot += n
@@ -288,14 +323,22 @@ def _replay(engine: Any, rows: Iterable[tuple[Any, ...]],
             apply(decode(row[1], row[2]))
             last = row[0]
             if n % _DRAIN_EVERY == 0:
-                engine.take_effects()  # already in the query tables: drop them
+                _drain(engine)
     finally:
         if gc_was:
             gc.enable()
         if collecting is not None:
             engine.collect_effects = collecting
-    engine.take_effects()
+    _drain(engine)
     return last
+
+
+def _drain(engine: Any) -> None:
+    """Drop what a replayed engine collected that the store already holds: the effect rows
+    and, beyond the window, the history rows (every replayed command is journaled)."""
+    engine.take_effects()
+    if hasattr(engine, "trim_history"):
+        engine.trim_history(engine.history_marks(), HISTORY_WINDOW)
 
 
 def recover(store: Store, api: EngineApi | None = None, *, freeze_gc: bool = False) -> Any:
@@ -362,7 +405,7 @@ def verify_replay(store: Store, api: EngineApi | None = None) -> dict[str, Any]:
     for n, e in enumerate(store.read_journal(0), 1):
         engine.apply(api.decode(e.kind, e.payload))
         if n % _DRAIN_EVERY == 0:
-            engine.take_effects()
+            _drain(engine)
         if checked < len(checkpoints) and checkpoints[checked][0] == e.seq:
             check(e.seq)
     engine.take_effects()
@@ -371,7 +414,8 @@ def verify_replay(store: Store, api: EngineApi | None = None) -> dict[str, Any]:
 
 
 def open_durable(url: str | None = None, *, snapshot_every: int | None = 100_000,
-                 api: EngineApi | None = None, freeze_gc: bool = True) -> DurableEngine:
+                 api: EngineApi | None = None, freeze_gc: bool = True,
+                 history_window: int | None = HISTORY_WINDOW) -> DurableEngine:
     """Open the store for writing, recover the engine, and wrap it."""
     store = Store.open(url)
     try:
@@ -380,4 +424,5 @@ def open_durable(url: str | None = None, *, snapshot_every: int | None = 100_000
     except BaseException:
         store.close()
         raise
-    return DurableEngine(store, engine, snapshot_every=snapshot_every, api=api)
+    return DurableEngine(store, engine, snapshot_every=snapshot_every, api=api,
+                         history_window=history_window)

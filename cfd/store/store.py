@@ -327,6 +327,9 @@ class Store(SnapshotStore):
                       group: str | None = None) -> list[dict[str, Any]]:
         return self._query(queries.history_deals, login, date_from_msc, date_to_msc, group)
 
+    def latest_deals(self, login: int, limit: int) -> list[dict[str, Any]]:
+        return self._query(queries.latest_deals, login, limit)
+
     def deals_by_ticket(self, ticket: int) -> list[dict[str, Any]]:
         return self._query(queries.deals_by_ticket, ticket)
 
@@ -345,6 +348,15 @@ class Store(SnapshotStore):
 
     def orders_by_position(self, position_id: int) -> list[dict[str, Any]]:
         return self._query(queries.orders_by_position, position_id)
+
+    def closed_position_of(self, login: int, ticket: int) -> bool:
+        return self._query(queries.closed_position_of, login, ticket)
+
+    def finished_order_state(self, login: int, ticket: int) -> int | None:
+        return self._query(queries.finished_order_state, login, ticket)
+
+    def ledger_sums(self) -> dict[str, int]:
+        return self._query(queries.ledger_sums)
 
     def open_positions(self, login: int | None = None, symbol: str | None = None,
                        group: str | None = None) -> list[dict[str, Any]]:

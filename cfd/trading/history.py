@@ -1,10 +1,39 @@
-"""Orders and deals as MT5 records them, append-only struct-of-arrays."""
+"""Orders and deals as MT5 records them, append-only struct-of-arrays.
+
+The engine keeps a window of the most recent rows: once rows are durable in the store the
+runner may :meth:`RecordLog.trim` the older ones away. Row indices are positions in the
+window (stable for the length of a command: rows are trimmed only between batches);
+``base`` counts the rows trimmed before it, ``total`` every row ever appended, and
+``digest`` folds the trimmed rows into a fixed-size value so the state hash still covers
+all of history (:func:`rows_digest`). Old rows are then read from the store through a
+:class:`HistorySource`.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
 import numpy as np
 
-from cfd.soa import Columns
+from cfd.soa import Columns, rows_digest, trim_columns
+
+if TYPE_CHECKING:
+    from cfd.engine import Engine
+
+
+class HistorySource(Protocol):
+    """Old history rows the engine no longer holds (the store implements it).
+
+    Only refusals ask it (which message a refused request gets), so its answers never
+    change an accepted command's outcome or a journal replay."""
+
+    def closed_position_of(self, login: int, ticket: int) -> bool:
+        """Whether ``ticket`` was a position of ``login`` (now closed)."""
+        ...
+
+    def finished_order_state(self, login: int, ticket: int) -> int | None:
+        """The state of ``login``'s order ``ticket`` in the history, if it is there."""
+        ...
 
 DEAL_COLUMNS = {
     "ticket": np.int64,
@@ -51,15 +80,43 @@ ORDER_COLUMNS = {
 
 
 class RecordLog:
-    """Append-only records with a comment per row and a ticket -> row index."""
+    """Append-only records with a comment per row and a ticket -> row index, of which the
+    engine holds the most recent window (``len``: the rows held; ``total``: all rows)."""
 
-    def __init__(self, schema: dict, capacity: int = 4096) -> None:
+    def __init__(self, schema: dict, capacity: int = 4096,
+                 hashed: tuple[str, ...] | None = None) -> None:
         self.cols = Columns(schema, capacity)
         self.comments: list[str] = []
         self.by_ticket: dict[int, int] = {}
+        self.base = 0  # rows trimmed away (the global index of row 0)
+        self.digest = np.zeros(2, dtype=np.uint64)  # rows_digest of the trimmed rows
+        self.hashed = tuple(schema) if hashed is None else hashed
 
     def __len__(self) -> int:
         return self.cols.size
+
+    @property
+    def total(self) -> int:
+        return self.base + self.cols.size
+
+    def history_digest(self) -> np.ndarray:
+        """``rows_digest`` of every row ever appended (trimmed and held)."""
+        n = self.cols.size
+        held = rows_digest([getattr(self.cols, k)[:n] for k in self.hashed], self.base)
+        with np.errstate(over="ignore"):
+            return self.digest + held
+
+    def trim(self, n: int) -> None:
+        """Forget the oldest ``n`` rows (they are durable elsewhere)."""
+        if n <= 0:
+            return
+        c = self.cols
+        with np.errstate(over="ignore"):
+            self.digest += rows_digest([getattr(c, k)[:n] for k in self.hashed], self.base)
+        trim_columns(c, n)
+        del self.comments[:n]
+        self.base += n
+        self.by_ticket = dict(zip(c.ticket[: c.size].tolist(), range(c.size), strict=True))
 
     def append(self, comment: str = "", **fields: int) -> int:
         c = self.cols
@@ -70,3 +127,51 @@ class RecordLog:
         self.comments.append(comment)
         self.by_ticket[int(fields["ticket"])] = i
         return i
+
+
+class HistoryMarks(NamedTuple):
+    """How many rows of each history the engine had booked at one point (all rows ever,
+    trimmed or held): what a durable batch covers."""
+
+    deals: int
+    orders: int
+    postings: int
+    closed: int  # closed position tickets
+
+
+def marks(eng: Engine) -> HistoryMarks:
+    return HistoryMarks(eng.deals.total, eng.orders.total, eng.ledger.total_postings,
+                        eng.closed_trimmed + len(eng.closed_tickets))
+
+
+def _cut(held: int, base: int, durable: int, window: int) -> int:
+    """Rows to trim from a log holding ``held`` rows after ``base`` trimmed ones: none until
+    it holds twice the window (each trim then moves at most a window of rows: amortised
+    O(1) a row), then down to ``window`` rows, never past the ``durable`` mark."""
+    if held < 2 * window:
+        return 0
+    return max(0, min(held - window, durable - base))
+
+
+def trim(eng: Engine, durable: HistoryMarks, window: int) -> int:
+    """Drop history rows counted in ``durable`` (stored by a committed batch) beyond the
+    last ``window`` rows of each log; returns how many rows went. Rows not yet durable are
+    never dropped. Call between commands only."""
+    window = max(int(window), 1)
+    gone = 0
+    for log, mark in ((eng.deals, durable.deals), (eng.orders, durable.orders)):
+        n = _cut(len(log), log.base, mark, window)
+        log.trim(n)
+        gone += n
+    led = eng.ledger
+    n = _cut(led.postings.size, led.base, durable.postings, window)
+    led.trim(n)
+    gone += n
+    closed = eng.closed_tickets
+    n = _cut(len(closed), eng.closed_trimmed, durable.closed, window)
+    if n:
+        items = list(closed.items())
+        eng.closed_tickets = dict(items[n:])
+        eng.closed_trimmed += n
+        gone += n
+    return gone

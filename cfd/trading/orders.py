@@ -167,11 +167,23 @@ class PendingOrders:
         slot = self.by_ticket.get(ticket)
         if slot is not None and int(self.cols.acc[slot]) == acc:
             return slot
-        done = self.eng.orders.by_ticket.get(ticket)
-        if done is not None and int(self.eng.orders.cols.acc[done]) == acc:
-            state = OrderState(int(self.eng.orders.cols.state[done])).name
-            raise Rejected(Retcode.INVALID, f"order #{ticket} is no longer pending ({state})")
+        state = self._finished_state(acc, ticket)
+        if state is not None:
+            raise Rejected(Retcode.INVALID, f"order #{ticket} is no longer pending "
+                                            f"({OrderState(state).name})")
         raise Rejected(Retcode.INVALID, f"order #{ticket} not found on this account")
+
+    def _finished_state(self, acc: int, ticket: int) -> int | None:
+        """The state of the account's order ``ticket`` in the history: from the rows held,
+        else (trimmed) from the engine's history source."""
+        log = self.eng.orders
+        done = log.by_ticket.get(ticket)
+        if done is not None:
+            return int(log.cols.state[done]) if int(log.cols.acc[done]) == acc else None
+        src = self.eng.history_source
+        if src is None or log.base == 0 or ticket >= self.eng.next_order:
+            return None
+        return src.finished_order_state(int(self.eng.accounts.cols.login[acc]), ticket)
 
     def row(self, slot: int) -> dict:
         """The order as ``Effects.orders`` rows it (the shape of ``Engine.order_row``)."""
