@@ -44,7 +44,7 @@ from cfd.engine_admin import AdminHandlers
 from cfd.engine_queries import EngineQueries, round_half_even_float
 from cfd.errors import EngineHalted, Rejected
 from cfd.feed.hygiene import PriceHygiene
-from cfd.feed.ticks import TickBatch
+from cfd.feed.ticks import TickBatch, last_per_symbol, tick_rounds
 from cfd.instruments.registry import SymbolTable
 from cfd.instruments.sessions import default_calendar
 from cfd.instruments.spec import SymbolSpec, load_catalogue
@@ -294,9 +294,9 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         sc.confirmed[:n_sym] = res.confirmed[:n_sym]
         events: list[dict] = []
         moved = 0
-        rounds = _rounds(sym)
+        rounds = tick_rounds(sym)
         if self.config.conflate_ticks and len(rounds) > 1:
-            rounds = [_last_per_symbol(sym)]
+            rounds = [last_per_symbol(sym)]
         for r in rounds:
             s_r = sym[r].astype(np.int32)
             old_bid, old_ask = sc.bid[s_r], sc.ask[s_r]
@@ -583,28 +583,3 @@ def _command_time(cmd: C.Command) -> int:
                                         f"since 1970")
     return t
 
-
-def _rounds(sym: np.ndarray) -> list[np.ndarray]:
-    """Split tick positions into rounds where each symbol occurs at most once, keeping the
-    ticks' order: round k holds the k-th tick of every symbol that has one."""
-    n = len(sym)
-    if n == 0:
-        return []
-    order = np.argsort(sym, kind="stable")
-    s_sorted = sym[order]
-    starts = np.r_[0, np.nonzero(s_sorted[1:] != s_sorted[:-1])[0] + 1]
-    group_start = np.repeat(starts, np.diff(np.r_[starts, n]))
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - group_start
-    if rank.max() == 0:
-        return [np.arange(n)]
-    by_rank = np.argsort(rank, kind="stable")
-    bounds = np.searchsorted(rank[by_rank], np.arange(1, rank.max() + 1))
-    return np.split(by_rank, bounds)
-
-
-def _last_per_symbol(sym: np.ndarray) -> np.ndarray:
-    """Positions of each symbol's last tick, in the order of those ticks."""
-    rev = sym[::-1]
-    _, first = np.unique(rev, return_index=True)
-    return np.sort(len(sym) - 1 - first)

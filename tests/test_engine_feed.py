@@ -107,7 +107,7 @@ def test_sessions_close_markets_and_stop_out_waits_for_the_open():
 
 
 def test_rounds_keep_each_symbols_ticks_in_order():
-    from cfd.engine import _rounds
+    from cfd.feed.ticks import tick_rounds as _rounds
 
     sym = np.array([3, 1, 3, 3, 2, 1])
     rounds = [r.tolist() for r in _rounds(sym)]

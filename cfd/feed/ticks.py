@@ -273,3 +273,29 @@ class TickBatch:
         if pos != len(buf):
             raise ValueError(f"TickBatch buffer has {len(buf) - pos} trailing bytes")
         return cls(**{name: _readonly(a) for name, a in cols.items()})
+
+
+def tick_rounds(sym: np.ndarray) -> list[np.ndarray]:
+    """Split tick positions into rounds where each symbol occurs at most once, keeping the
+    ticks' order: round k holds the k-th tick of every symbol that has one."""
+    n = len(sym)
+    if n == 0:
+        return []
+    order = np.argsort(sym, kind="stable")
+    s_sorted = sym[order]
+    starts = np.r_[0, np.nonzero(s_sorted[1:] != s_sorted[:-1])[0] + 1]
+    group_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - group_start
+    if rank.max() == 0:
+        return [np.arange(n)]
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(1, rank.max() + 1))
+    return np.split(by_rank, bounds)
+
+
+def last_per_symbol(sym: np.ndarray) -> np.ndarray:
+    """Positions of each symbol's last tick, in the order of those ticks."""
+    rev = sym[::-1]
+    _, first = np.unique(rev, return_index=True)
+    return np.sort(len(sym) - 1 - first)
