@@ -67,12 +67,15 @@ def serve_writer(rt: Any, link: str, events: str, port: int | None,
         wl.start()
         print(f"cfd writer: requests at {link}, events at {events}", flush=True)
         threading.Thread(target=watch, name="cfd-watch", daemon=True).start()
+        # a signal stops the writer and lets the ``finally`` below (and the caller's: the
+        # demo's gateways) run; uvicorn hands a signal it caught back to this handler once
+        # it has shut down, where the default one would kill the process on the spot
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
         if server is not None:
             server.run()
             stop.set()
         else:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
             stop.wait()
     finally:
         wl.stop()
@@ -130,13 +133,24 @@ def spawn_gateways(n: int, first_port: int, host: str, link: str, events: str,
     """``n`` gateway processes on ``first_port``, ``first_port + 1``, ... (the demo's)."""
     procs = []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # on Linux a gateway also ends when the demo's process dies without cleaning up (SIGKILL)
+    die_with_parent = _die_with_parent if sys.platform.startswith("linux") else None
     store = ["--database-url", database_url] if database_url else []
     for i in range(n):
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "api", "gateway", "--host", host,
              "--port", str(first_port + i), "--writer", link, "--events", events, *store],
-            env=env))
+            env=env, preexec_fn=die_with_parent))
     return procs
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent process dies (prctl
+    PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
 def run_demo_with_gateways(settings: Settings, rt: Any, n: int) -> int:

@@ -217,3 +217,73 @@ def test_gateway_finds_the_next_writer_by_itself() -> None:
                 w.stop()
         first.close()
         second.close()
+
+
+def _gateway_pids(parent: int) -> list[int]:
+    """Child processes of ``parent`` running ``api gateway`` (from /proc)."""
+    import os
+
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if ppid == parent and b"gateway" in cmd:
+            out.append(int(d))
+    return out
+
+
+def _alive(pid: int) -> bool:
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_the_demos_gateways_end_with_its_writer(tmp_path, sig: str) -> None:
+    """``cfd-server --demo --gateways 2``: stopping the process (SIGTERM) stops its gateways;
+    killing it (SIGKILL, no clean-up) ends them too (they die with their parent)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from api.procs import free_port
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc and relies on prctl(PR_SET_PDEATHSIG): Linux only")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api", "--demo", "--gateways", "2", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        deadline = time.monotonic() + 120
+        up = 0
+        while up < 2 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "the demo server ended before its gateways were up"
+            up += "cfd gateway on" in line
+        assert up == 2, "the gateways did not start"
+        gws = _gateway_pids(proc.pid)
+        assert len(gws) == 2
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(30)
+        deadline = time.monotonic() + 15
+        while any(_alive(p) for p in gws) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in gws), f"gateways outlived the writer ({sig})"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
