@@ -87,13 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rt = build(settings)
     except Exception as exc:
-        from cfd.store.startup import one_line
-
-        line = one_line(exc)
-        if line is None:
-            raise
-        print(f"cfd-server: {line}", file=sys.stderr)
-        return 3
+        return _refused(exc)
     if rt.demo is not None:
         print(f"CFD demo server on http://{settings.host}:{settings.port}  "
               f"(docs: /docs, metrics: /metrics)")
@@ -133,13 +127,18 @@ def _process(args: argparse.Namespace, settings: object) -> int:
         return procs.run_standby(settings, args.link, args.events,  # type: ignore[arg-type]
                                  args.lease_ttl, args.http)
     except Exception as exc:
-        from cfd.store.startup import one_line
+        return _refused(exc)
 
-        line = one_line(exc)
-        if line is None:
-            raise
-        print(f"cfd-server: {line}", file=sys.stderr)
-        return 3
+
+def _refused(exc: Exception) -> int:
+    """A start-up failure the store explains in one line (exit 3); anything else raises."""
+    from cfd.store.startup import one_line
+
+    line = one_line(exc)
+    if line is None:
+        raise exc
+    print(f"cfd-server: {line}", file=sys.stderr)
+    return 3
 
 
 def port_problem(host: str, port: int) -> str | None:

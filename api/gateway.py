@@ -35,7 +35,7 @@ from api.limits import EdgeGuard, answer
 from api.link import TOPIC_KEYS, TOPIC_STREAM, WriterClient, WriterUnavailable
 from api.metrics import Metrics
 from api.routers import mt5, streams
-from api.service import RateLimiter, Retryable, _local_result, _Subscriber, fan_out
+from api.service import LocalAnswers, RateLimiter, Retryable, _Subscriber, fan_out
 from api.settings import Settings
 from api.throttle import LoginThrottle
 
@@ -64,7 +64,7 @@ class _Answered:
             self._seen.popitem(last=False)
 
 
-class RemoteService:
+class RemoteService(LocalAnswers):
     """What the fast path, the stream routes and the app need of a service, with the
     writer behind :class:`api.link.WriterClient`."""
 
@@ -156,18 +156,6 @@ class RemoteService:
         if request_id:
             self.results.add((login, request_id))
         return out
-
-    def too_many(self, body: dict, request_id: int = 0, check: bool = False) -> dict:
-        from cfd.constants import Retcode
-
-        return _local_result(Retcode.TOO_MANY_REQUESTS, "Too frequent requests", body,
-                             request_id, check)
-
-    def error_result(self, body: dict, request_id: int = 0, check: bool = False) -> dict:
-        from cfd.constants import Retcode
-
-        return _local_result(Retcode.ERROR, "Request processing error", body, request_id,
-                             check)
 
     def known_symbols(self) -> set[str]:
         return self._symbols

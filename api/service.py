@@ -100,7 +100,20 @@ class _Subscriber:
             self.loop.call_soon_threadsafe(_put)
 
 
-class EngineService:
+class LocalAnswers:
+    """The results a service answers itself, never journaled (the engine's service and a
+    gateway's): a rate limit (10024) and an internal error (10011)."""
+
+    def too_many(self, body: dict, request_id: int = 0, check: bool = False) -> dict:
+        return _local_result(Retcode.TOO_MANY_REQUESTS, "Too frequent requests", body,
+                             request_id, check)
+
+    def error_result(self, body: dict, request_id: int = 0, check: bool = False) -> dict:
+        return _local_result(Retcode.ERROR, "Request processing error", body, request_id,
+                             check)
+
+
+class EngineService(LocalAnswers):
     """Owns the engine (and the durable store, when there is one)."""
 
     def __init__(self, engine: Engine, *, durable: Any = None, metrics: Metrics | None = None,
@@ -237,14 +250,6 @@ class EngineService:
             hidden.discard(symbol)
         else:
             hidden.add(symbol)
-
-    def too_many(self, body: dict, request_id: int = 0, check: bool = False) -> dict:
-        return _local_result(Retcode.TOO_MANY_REQUESTS, "Too frequent requests", body,
-                             request_id, check)
-
-    def error_result(self, body: dict, request_id: int = 0, check: bool = False) -> dict:
-        return _local_result(Retcode.ERROR, "Request processing error", body, request_id,
-                             check)
 
     # ------------------------------------------------------------------ idempotent order_send
     async def order_send(self, login: int, request: dict, request_id: int) -> dict:
@@ -470,6 +475,7 @@ def fan_out(subs: Any, ticks: list[dict], acct: list[tuple[int, dict]]) -> None:
             for login, msg in acct:
                 if login == sub.login:
                     sub.put(msg)
+
 
 def _local_result(retcode: int, comment: str, body: dict, request_id: int,
                   check: bool) -> dict:
