@@ -34,6 +34,10 @@ from cfd.money import PRICE_SCALE, VOLUME_SCALE
 
 TIERS_BY = ("volume", "value")
 
+#: Most brackets in a schedule (the kernels pack a symbol's bracket count beside its first
+#: row: ``cfd.kernels.account.pack_symbols``).
+MAX_TIERS = 64
+
 #: Columns of a row of the tier table (:func:`tier_table`).
 T_FLOOR, T_RATE, T_DED, T_KX = 0, 1, 2, 3
 
@@ -59,6 +63,8 @@ def check_tiers(tiers: list[tuple[Decimal, Decimal]], first_rate: Decimal) -> st
     """Why a schedule is not acceptable, or None."""
     if not tiers:
         return None
+    if len(tiers) > MAX_TIERS:
+        return f"at most {MAX_TIERS} tiers ({len(tiers)} given)"
     if tiers[0][0] != 0:
         return "the first tier must start at 0"
     if tiers[0][1] != first_rate:
@@ -103,14 +109,22 @@ def tier_rows(tiers: list[tuple[Decimal, Decimal]], by: str,
 def tier_table(schedules: list[list[tuple[float, float, float, float]]]
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(tier_n, tier_off, table)``: per symbol the number of rows (0: untiered) and the
-    first row of its schedule in ``table`` (rows x 4 float64; one zero row when empty)."""
+    first row of its schedule in ``table`` (rows x 4 float64; one zero row when empty).
+    Symbols with the same rows share them (a broker has a few ladders for many symbols:
+    the table stays small enough to stay in the nearest cache)."""
     n = len(schedules)
     tier_n = np.zeros(max(n, 1), dtype=np.int64)
     tier_off = np.zeros(max(n, 1), dtype=np.int64)
     rows: list[tuple[float, float, float, float]] = []
+    first: dict[tuple, int] = {}
     for s, sched in enumerate(schedules):
         tier_n[s] = len(sched)
-        tier_off[s] = len(rows)
-        rows.extend(sched)
+        if not sched:
+            continue
+        key = tuple(sched)
+        if key not in first:
+            first[key] = len(rows)
+            rows.extend(sched)
+        tier_off[s] = first[key]
     table = np.array(rows or [(0.0, 0.0, 0.0, 0.0)], dtype=np.float64).reshape(-1, 4)
     return tier_n, tier_off, table
