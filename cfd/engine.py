@@ -375,7 +375,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
                         sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
                         self.symbols.tiers(), ac.profit, ac.margin, ac.margin_maint,
                         self._mark, out)
-        margin_tiers.rederive_moved(self, syms, np.empty(0, np.int8))
+        margin_tiers.tick_moved(self, syms, old_bid, old_ask, seg_acc, seg_vol)
         return np.sort(out[:n])
 
     def check_recompute(self) -> float:

@@ -4,7 +4,7 @@ incremental (only positions of symbols that moved)."""
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import account_sums, pack_symbols, scratch
+from cfd.kernels.account import account_sums, pack_symbols, scratch, tier_factor
 from cfd.kernels.formulas import (
     CALC_EXCH_STOCKS,
     account_figures,
@@ -113,6 +113,66 @@ def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
     for i in range(n):
         mark[out_touched[i]] = False
     return n
+
+
+@nb.njit(cache=True)
+def tiered_tick(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, sym_bid,
+                sym_ask, sym_km, sym_kmm, tiers, acc_margin, acc_margin_maint):
+    """The margin move of the holders of ``symbols``, tiered and margined at the market
+    (EXCH_STOCKS), after their prices moved from ``old_bid/old_ask`` to ``sym_bid/sym_ask``
+    (:func:`tick_update` moves the profits). The symbol's part of an account's margin is
+    ``B * k_margin * f(X)`` (``account.account_sums``) with ``B = sum(|v| * close)`` over
+    its positions in the symbol and ``X`` the tier measure (``sum |v|``, or ``B * k_x``);
+    each holder's ``B`` and volume at the old and the new prices are summed over the
+    symbol's segment (sequential reads; the holders found by a small open-addressed table
+    of the segment's size), and ``(B_new * f(X_new) - B_old * f(X_old)) * k`` added."""
+    tier_n, tier_off, table = tiers
+    for j in range(len(symbols)):
+        s = symbols[j]
+        cnt = sym_cnt[s]
+        if cnt == 0:
+            continue
+        size = 2
+        while size < 2 * cnt:
+            size *= 2
+        key = np.full(size, -1, np.int64)
+        row = np.empty(size, np.int64)
+        accs = np.empty(cnt, np.int64)
+        agg = np.zeros((cnt, 3))
+        ng = 0
+        bid, ask = float(sym_bid[s]), float(sym_ask[s])
+        obid, oask = float(old_bid[j]), float(old_ask[j])
+        base = sym_off[s]
+        for k in range(base, base + cnt):
+            a = seg_acc[k]
+            h = (a * 0x9E3779B1) & (size - 1)
+            while key[h] != a and key[h] >= 0:
+                h = (h + 1) & (size - 1)
+            if key[h] < 0:
+                key[h] = a
+                row[h] = ng
+                accs[ng] = a
+                ng += 1
+            g = row[h]
+            v = seg_vol[k]
+            av = abs(float(v))
+            agg[g, 0] += av * (obid if v > 0 else oask)
+            agg[g, 1] += av * (bid if v > 0 else ask)
+            agg[g, 2] += av
+        off, n = tier_off[s], tier_n[s]
+        kx = table[off, 3]
+        km, kmm = sym_km[s], sym_kmm[s]
+        for i in range(ng):
+            b_old, b_new, vol = agg[i, 0], agg[i, 1], agg[i, 2]
+            if vol <= 0.0:
+                continue
+            x_old = vol if kx == 0.0 else b_old * kx
+            x_new = vol if kx == 0.0 else b_new * kx
+            d = b_new * tier_factor(table, off, n, x_new) - b_old * tier_factor(table, off, n,
+                                                                                x_old)
+            a = accs[i]
+            acc_margin[a] += d * km
+            acc_margin_maint[a] += d * kmm
 
 
 @nb.njit(cache=True)

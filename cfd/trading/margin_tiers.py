@@ -17,7 +17,7 @@ import numpy as np
 from cfd.constants import CalcMode
 from cfd.kernels.account import account_sums, scratch, tier_factor
 from cfd.kernels.formulas import position_margin
-from cfd.kernels.margin import rederive
+from cfd.kernels.margin import rederive, tiered_tick
 from cfd.money import MINOR_SCALE
 
 if TYPE_CHECKING:
@@ -39,6 +39,22 @@ def rederive_moved(eng: Engine, syms: np.ndarray, states: np.ndarray) -> None:
                  sc.calc_mode, tiers, ac.leverage, float(MINOR_SCALE), ac.balance, ac.credit,
                  ac.so_rule, ac.so_so, ac.so_call, ac.profit, ac.margin, ac.margin_maint,
                  states)
+
+
+def tick_moved(eng: Engine, syms: np.ndarray, old_bid: np.ndarray, old_ask: np.ndarray,
+               seg_acc: np.ndarray, seg_vol: np.ndarray) -> None:
+    """After a tick (``tick_update`` has moved the profits): the margins of the holders of
+    the moved tiered symbols margined at the market, moved by their aggregate's margin at
+    the new price less that at the old (``margin.tiered_tick``: the symbol's positions
+    only, in its symbol-ordered segment ``seg_acc``, ``seg_vol``)."""
+    sc, ac = eng.symbols.cols, eng.accounts.cols
+    tiers = eng.symbols.tiers()
+    pick = (tiers[0][syms] > 0) & (sc.calc_mode[syms] == CalcMode.EXCH_STOCKS)
+    if pick.any():
+        idx = eng.positions.by_sym
+        tiered_tick(syms[pick], old_bid[pick], old_ask[pick], idx.off, idx.cnt, seg_acc,
+                    seg_vol, sc.bid, sc.ask, sc.k_margin, sc.k_margin_maint, tiers, ac.margin,
+                    ac.margin_maint)
 
 
 def is_tiered(eng: Engine, sym: int) -> bool:
