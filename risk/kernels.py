@@ -9,7 +9,7 @@ account ``a`` owns positions ``acc_off[a] : acc_off[a + 1]``. One thread owns on
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import account_sums, scratch
+from cfd.kernels.account import account_sums, scratch, tiers_of
 from cfd.kernels.formulas import position_profit
 
 
@@ -31,7 +31,8 @@ def account_figures(acc_off, pos_sym, pos_vol, pos_open, sym_bid, sym_ask, sym_k
         for a in range(c * chunk, min(n_acc, (c + 1) * chunk)):
             start = acc_off[a]
             pr, m, _, mv, d = account_sums(ident, start, acc_off[a + 1] - start, pos_sym,
-                                           pos_vol, pos_open, syms, tiers, acc_lev[a], work)
+                                           pos_vol, pos_open, syms, tiers_of(tiers, a),
+                                           acc_lev[a], work)
             for p in range(start, acc_off[a + 1]):
                 s = pos_sym[p]
                 out_pos_profit[p] = position_profit(pos_vol[p], pos_open[p], sym_bid[s],

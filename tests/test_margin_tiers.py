@@ -24,6 +24,7 @@ from cfd.instruments.tiers import deductions, parse_tiers, tiered_amount
 from cfd.kernels import reference as R
 from cfd.kernels.margin import recompute_account, recompute_detect
 from cfd.trading import stopout
+from cfd.trading.margin_tiers import tier_sets
 from risk.book import Book as RiskBook
 from tests.helpers import Book
 
@@ -216,7 +217,7 @@ def test_tiered_recompute_equals_references_and_every_caller(spec) -> None:
     for i in range(n):
         pr, m, mm = recompute_account(i, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
                                       pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
-                                      sc.k_margin_maint, sc.calc_mode, eng.symbols.tiers(),
+                                      sc.k_margin_maint, sc.calc_mode, tier_sets(eng),
                                       int(ac.leverage[i]))
         assert (pr, m, mm) == (out[0][i], out[1][i], out[2][i])
     fig = RiskBook.from_engine(eng).figures()
@@ -287,14 +288,15 @@ def test_the_work_table_is_left_free_for_the_next_account() -> None:
     eng = build(BookSpec(positions=300, accounts=10, symbols=40, seed=7, tiered_frac=1.0))
     a = kernel_args(eng)
     symtab = pack_symbols(a["sym_bid"], a["sym_ask"], a["sym_kp"], a["sym_km"], a["sym_kmm"],
-                          a["sym_mode"], a["tiers"])
+                          a["sym_mode"], a["tiers"])[0]  # (the book has one tier set)
+    tiers = a["tiers"][0][0], a["tiers"][1][0], a["tiers"][2]
     work = scratch()
     for i in range(10):
         fresh = account_sums(a["pool"], a["acc_off"][i], a["acc_cnt"][i], a["pos_sym"],
-                             a["pos_vol"], a["pos_price"], symtab, a["tiers"], a["acc_lev"][i],
+                             a["pos_vol"], a["pos_price"], symtab, tiers, a["acc_lev"][i],
                              scratch())
         again = account_sums(a["pool"], a["acc_off"][i], a["acc_cnt"][i], a["pos_sym"],
-                             a["pos_vol"], a["pos_price"], symtab, a["tiers"], a["acc_lev"][i],
+                             a["pos_vol"], a["pos_price"], symtab, tiers, a["acc_lev"][i],
                              work)
         assert fresh == again
         assert (work[:GROUPS, 0] == -1.0).all()

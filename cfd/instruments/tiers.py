@@ -94,12 +94,14 @@ def tiered_amount(x: Fraction, tiers: list[tuple[Decimal, Decimal]]) -> Fraction
     return x * Fraction(tiers[n][1]) - ded[n]
 
 
-def tier_rows(tiers: list[tuple[Decimal, Decimal]], by: str,
-              contract_size: Decimal) -> list[tuple[float, float, float, float]]:
+def tier_rows(tiers: list[tuple[Decimal, Decimal]], by: str, contract_size: Decimal,
+              base_rate: Decimal | None = None) -> list[tuple[float, float, float, float]]:
     """The kernel rows of one schedule: floor in measure units (volume units, or margin
     currency), ``rate_n / rate_1``, ``ded_n / rate_1`` (measure units), and ``k_x``: 0 for
-    volume tiers, else the margin currency per (price unit x volume unit) of the notional."""
-    r1 = Fraction(tiers[0][1])
+    volume tiers, else the margin currency per (price unit x volume unit) of the notional.
+    ``rate_1`` is the rate the positions are margined at before the factor: the schedule's
+    first, or ``base_rate`` (the symbol's, under a group's own schedule)."""
+    r1 = Fraction(tiers[0][1] if base_rate is None else base_rate)
     unit = VOLUME_SCALE if by == "volume" else 1
     kx = 0.0 if by == "volume" else float(Fraction(contract_size) / (PRICE_SCALE * VOLUME_SCALE))
     return [(float(Fraction(f) * unit), float(Fraction(r) / r1), float(d * unit / r1), kx)
@@ -128,3 +130,19 @@ def tier_table(schedules: list[list[tuple[float, float, float, float]]]
         tier_off[s] = first[key]
     table = np.array(rows or [(0.0, 0.0, 0.0, 0.0)], dtype=np.float64).reshape(-1, 4)
     return tier_n, tier_off, table
+
+
+def group_schedule(overrides: dict[str, str], symbol: str) -> str | None:
+    """A group's schedule for ``symbol`` (``AccountGroup.margin_tiers``): the entry of its
+    name, else of the first pattern matching it (MT5's group filter,
+    ``cfd.instruments.groups``; ``"*"`` for every symbol); None when no entry applies (the
+    symbol's own schedule), "" for an entry without tiers."""
+    from cfd.instruments.groups import symbol_in_group
+
+    hit = overrides.get(symbol)
+    if hit is not None:
+        return hit
+    for pattern, sched in overrides.items():
+        if symbol_in_group(symbol, pattern):
+            return sched
+    return None

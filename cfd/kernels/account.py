@@ -10,7 +10,10 @@ Symbols are read either from the packed table of :func:`pack_symbols` (one 64-by
 symbol: the full recompute's layout) or from the symbol columns as a tuple ``(bid, ask,
 k_profit, k_margin, k_margin_maint, calc_mode)`` (the per-account callers: no table to
 build); :func:`sym_row` reads both, to the same floats. Tiers come as the tuple ``(tier_n,
-tier_off, table)`` of ``SymbolTable.tiers``.
+tier_off, table)`` of one tier set (:func:`tiers_of`); the kernels over many accounts take
+the tier sets ``(tier_n, tier_off, table, set of each account)``, ``tier_n`` and
+``tier_off`` one row per set (``cfd.trading.margin_tiers.tier_sets``: the symbols' own,
+then one per group overriding them).
 
 Per position, the figures of ``formulas``: profit ``(close - open) * volume * k_profit``,
 margin ``|volume| * margin price * k_margin`` (divided by the leverage for CFDLEVERAGE).
@@ -36,8 +39,37 @@ BID, ASK, KP, KM, KMM, MODE, TIER, KX = 0, 1, 2, 3, 4, 5, 6, 7
 TIER_ROWS = 128
 
 
+@nb.njit(cache=True, inline="always")
+def tiers_of(tiers, a):
+    """The tier tuple ``(tier_n, tier_off, table)`` of account ``a`` from the tier sets
+    ``tiers`` (module docstring)."""
+    k = tiers[3][a]
+    return tiers[0][k], tiers[1][k], tiers[2]
+
+
+@nb.njit(cache=True, inline="always")
+def tiered_anywhere(tiers, s):
+    """Whether symbol ``s`` has tiers in any set of ``tiers`` (tier sets)."""
+    hit = False
+    for k in range(tiers[0].shape[0]):
+        hit |= tiers[0][k, s] != 0
+    return hit
+
+
 @nb.njit(cache=True)
 def pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
+    """:func:`pack_rows` of every tier set of ``tiers`` (tier sets): ``[set, symbol, 8]``;
+    an account reads the rows of its set."""
+    n_sets = tiers[0].shape[0]
+    t = np.empty((n_sets, len(sym_bid), 8))
+    for k in range(n_sets):
+        t[k] = pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
+                         (tiers[0][k], tiers[1][k], tiers[2]))
+    return t
+
+
+@nb.njit(cache=True)
+def pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
     """One row per symbol holding all the full recompute reads of it (bid, ask, k_profit,
     k_margin, k_margin_maint, calc mode, the tier schedule's place (:data:`TIER_ROWS`) and
     the tier measure's ``k_x`` (``tiers.tier_rows``); 64 bytes), so a position costs one
@@ -358,7 +390,8 @@ def _tiered_slow(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, 
     return margin, maint, at_market
 
 
-def empty_tiers(n_symbols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The tier tuple of a book without tiers."""
-    z = np.zeros(max(n_symbols, 1), dtype=np.int64)
-    return z, z.copy(), np.zeros((1, 4))
+def empty_tiers(n_symbols: int, n_accounts: int = 1
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The tier sets of a book without tiers."""
+    z = np.zeros((1, max(n_symbols, 1)), dtype=np.int64)
+    return z, z.copy(), np.zeros((1, 4)), np.zeros(max(n_accounts, 1), dtype=np.int32)

@@ -4,7 +4,14 @@ incremental (only positions of symbols that moved)."""
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import account_sums, pack_symbols, scratch, tier_factor
+from cfd.kernels.account import (
+    account_sums,
+    pack_symbols,
+    scratch,
+    tier_factor,
+    tiered_anywhere,
+    tiers_of,
+)
 from cfd.kernels.formulas import (
     CALC_EXCH_STOCKS,
     account_figures,
@@ -22,7 +29,7 @@ def recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
     is derived from the current quote when asked, ``positions.floating_profit``.)"""
     pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol, pos_price,
                                    (sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode),
-                                   tiers, leverage, scratch())
+                                   tiers_of(tiers, a), leverage, scratch())
     return pr, m, mm
 
 
@@ -41,7 +48,8 @@ def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
         work = scratch()
         for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
             pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                           pos_price, symtab, tiers, acc_lev[a], work)
+                                           pos_price, symtab[tiers[3][a]], tiers_of(tiers, a),
+                                           acc_lev[a], work)
             out_profit[a] = pr
             out_margin[a] = m
             out_margin_maint[a] = mm
@@ -61,7 +69,7 @@ def rederive(accs, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid,
     for i in range(len(accs)):
         a = accs[i]
         pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                       pos_price, syms, tiers, acc_lev[a], work)
+                                       pos_price, syms, tiers_of(tiers, a), acc_lev[a], work)
         acc_profit[a] = pr
         acc_margin[a] = m
         acc_margin_maint[a] = mm
@@ -94,7 +102,7 @@ def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
         kp = sym_kp[s]
         d_bid = float(sym_bid[s] - old_bid[j])
         d_ask = float(sym_ask[s] - old_ask[j])
-        at_market = sym_mode[s] == CALC_EXCH_STOCKS and tiers[0][s] == 0
+        at_market = sym_mode[s] == CALC_EXCH_STOCKS and not tiered_anywhere(tiers, s)
         km = sym_km[s]
         kmm = sym_kmm[s]
         base = sym_off[s]
@@ -126,7 +134,7 @@ def tiered_tick(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
     each holder's ``B`` and volume at the old and the new prices are summed over the
     symbol's segment (sequential reads; the holders found by a small open-addressed table
     of the segment's size), and ``(B_new * f(X_new) - B_old * f(X_old)) * k`` added."""
-    tier_n, tier_off, table = tiers
+    tier_n, tier_off, table, acc_set = tiers
     for j in range(len(symbols)):
         s = symbols[j]
         cnt = sym_cnt[s]
@@ -159,18 +167,22 @@ def tiered_tick(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
             agg[g, 0] += av * (obid if v > 0 else oask)
             agg[g, 1] += av * (bid if v > 0 else ask)
             agg[g, 2] += av
-        off, n = tier_off[s], tier_n[s]
-        kx = table[off, 3]
         km, kmm = sym_km[s], sym_kmm[s]
         for i in range(ng):
             b_old, b_new, vol = agg[i, 0], agg[i, 1], agg[i, 2]
             if vol <= 0.0:
                 continue
-            x_old = vol if kx == 0.0 else b_old * kx
-            x_new = vol if kx == 0.0 else b_new * kx
-            d = b_new * tier_factor(table, off, n, x_new) - b_old * tier_factor(table, off, n,
-                                                                                x_old)
             a = accs[i]
+            k = acc_set[a]
+            off, n = tier_off[k, s], tier_n[k, s]
+            if n == 0:  # untiered in the account's set
+                d = b_new - b_old
+            else:
+                kx = table[off, 3]
+                x_old = vol if kx == 0.0 else b_old * kx
+                x_new = vol if kx == 0.0 else b_new * kx
+                d = (b_new * tier_factor(table, off, n, x_new)
+                     - b_old * tier_factor(table, off, n, x_old))
             acc_margin[a] += d * km
             acc_margin_maint[a] += d * kmm
 
@@ -192,7 +204,8 @@ def pack_moves(n_sym, symbols, old_bid, old_ask, sym_bid, sym_ask, sym_kp, sym_k
         t[s, 3] = sym_kp[s]
         t[s, 4] = sym_km[s]
         t[s, 5] = sym_kmm[s]
-        t[s, 6] = 1.0 if sym_mode[s] == CALC_EXCH_STOCKS and tiers[0][s] == 0 else 0.0
+        t[s, 6] = 1.0 if sym_mode[s] == CALC_EXCH_STOCKS and not tiered_anywhere(tiers, s) \
+            else 0.0
     return t
 
 
@@ -288,7 +301,8 @@ def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vo
         hits = 0
         for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
             pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                           pos_price, symtab, tiers, acc_lev[a], work)
+                                           pos_price, symtab[tiers[3][a]], tiers_of(tiers, a),
+                                           acc_lev[a], work)
             out_profit[a] = pr
             out_margin[a] = m
             out_margin_maint[a] = mm
