@@ -46,10 +46,14 @@ def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
     symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers)
     for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
         work = scratch()
+        k = 0  # the tier set whose views are at hand (made again only when it changes)
+        rows, tt = symtab[0], (tiers[0][0], tiers[1][0], tiers[2])
         for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
+            if tiers[3][a] != k:
+                k = tiers[3][a]
+                rows, tt = symtab[k], tiers_of(tiers, a)
             pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                           pos_price, symtab[tiers[3][a]], tiers_of(tiers, a),
-                                           acc_lev[a], work)
+                                           pos_price, rows, tt, acc_lev[a], work)
             out_profit[a] = pr
             out_margin[a] = m
             out_margin_maint[a] = mm
@@ -299,10 +303,14 @@ def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vo
     for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
         work = scratch()
         hits = 0
+        k = 0  # the tier set whose views are at hand (made again only when it changes)
+        rows, tt = symtab[0], (tiers[0][0], tiers[1][0], tiers[2])
         for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
+            if tiers[3][a] != k:
+                k = tiers[3][a]
+                rows, tt = symtab[k], tiers_of(tiers, a)
             pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                           pos_price, symtab[tiers[3][a]], tiers_of(tiers, a),
-                                           acc_lev[a], work)
+                                           pos_price, rows, tt, acc_lev[a], work)
             out_profit[a] = pr
             out_margin[a] = m
             out_margin_maint[a] = mm
