@@ -111,3 +111,17 @@ def test_kernels_equal_references_with_an_overriding_group(calc_modes) -> None:
     tol = 1e-9 * (1.0 + np.abs(ac.margin[:n]).max())
     assert np.allclose(inc[0], ac.margin[:n], rtol=1e-9, atol=tol)
     assert np.allclose(inc[1], ac.margin_maint[:n], rtol=1e-9, atol=tol)
+
+
+def test_symbol_info_shows_the_tiers_of_the_asking_accounts_group() -> None:
+    from api import records
+
+    b = group_book()
+    eng = b.eng
+    cmc, fqt = eng.symbols.get("CMC"), eng.symbols.get("FQT")
+    assert records.symbol_info(eng, cmc)["margin_tiers"] == CMC
+    assert records.symbol_info(eng, cmc, group=records.group_of(eng, 1001))["margin_tiers"] \
+        == CMC
+    assert records.symbol_info(eng, cmc, group=records.group_of(eng, 4004))["margin_tiers"] \
+        == "0:0.05,5000:0.20"
+    assert records.symbol_info(eng, fqt, group=PRO)["margin_tiers"] == ""
