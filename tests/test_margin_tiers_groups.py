@@ -125,3 +125,12 @@ def test_symbol_info_shows_the_tiers_of_the_asking_accounts_group() -> None:
     assert records.symbol_info(eng, cmc, group=records.group_of(eng, 4004))["margin_tiers"] \
         == "0:0.05,5000:0.20"
     assert records.symbol_info(eng, fqt, group=PRO)["margin_tiers"] == ""
+
+
+def test_the_exposure_panel_lists_a_symbols_tiers_and_the_groups_overriding_them() -> None:
+    from api.web.backoffice import _tiers_by_symbol
+
+    got = _tiers_by_symbol(group_book().eng)
+    assert got["CMC"] == (CMC, "volume", [PRO]) and got["FOO"][2] == [PRO]
+    assert got["FLAT"] == ("", "volume", [PRO])  # "F*" gives it a ladder in the group
+    assert _tiers_by_symbol(Engine(specs=[spec("CMC", CMC)]))["CMC"] == (CMC, "volume", [])
