@@ -34,10 +34,11 @@ def tier_sets(eng: Engine) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     base = eng.symbols.tiers()
     names = eng.accounts.groups
     over = [n for n, g in eng.config.groups.items() if g.margin_tiers]
-    key = (id(base), id(names), tuple(id(eng.config.groups[n]) for n in over))
+    key = (base, names, *(eng.config.groups[n] for n in over))  # held: compared by identity
     cached = getattr(eng, "_tier_sets", None)
     n_acc = len(names)
-    if cached is None or cached[0] != key:
+    if cached is None or len(cached[0]) != len(key) or \
+            any(x is not y for x, y in zip(cached[0], key, strict=True)):
         if not over:
             sets = (base[0].reshape(1, -1), base[1].reshape(1, -1), base[2])
         else:
