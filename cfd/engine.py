@@ -482,6 +482,10 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         """A stop-out left waiting by a closed or halted market proceeds when it opens."""
         return self._check_levels(self.holders(syms))
 
+    def tier_sets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The kernels' margin tier sets, each account's own (``margin_tiers.tier_sets``)."""
+        return margin_tiers.tier_sets(self)
+
     def holders(self, syms: Any) -> np.ndarray:
         """Accounts holding a position in any of ``syms`` (unique, ascending)."""
         pos = self.positions

@@ -15,7 +15,6 @@ import numpy as np
 from cfd.kernels.account import empty_tiers
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.trading.commission import ZERO as ZERO_TERMS
-from cfd.trading.margin_tiers import tier_sets
 from risk.kernels import account_figures
 
 if TYPE_CHECKING:
@@ -121,7 +120,7 @@ class Book:
             closable=(sc.market_open[:ns] & sc.has_quote[:ns] & ~sc.halted[:ns]).copy(),
             comm_terms=comm_terms, fee_terms=fee_terms,
             contract_size=np.array([float(s.contract_size) for s in specs]),
-            tiers=tuple(x.copy() for x in tier_sets(eng)[:3]))
+            tiers=tuple(x.copy() for x in eng.tier_sets()[:3]))
         return cls(
             symbols=syms, login=ac.login[:na].copy(), balance=ac.balance[:na].copy(),
             credit=ac.credit[:na].copy(), leverage=ac.leverage[:na].copy(),
@@ -135,7 +134,7 @@ class Book:
             nbp=np.array([eng.config.groups[g].nbp_for(int(c))
                           for g, c in zip(eng.accounts.groups, ac.category[:na], strict=True)],
                          dtype=np.bool_),
-            tier_set=tier_sets(eng)[3][:max(na, 1)].copy(),
+            tier_set=eng.tier_sets()[3][:max(na, 1)].copy(),
             info={"exposure_limits": {k: str(v) for k, v in
                                       eng.config.exposure_limits.items()}, **(info or {})})
 
