@@ -15,6 +15,7 @@ from api.bars import BOOK_DEPTH, BOOK_SOURCE
 from cfd.constants import OrderState
 from cfd.engine import Engine
 from cfd.instruments.groups import symbol_in_group as in_group  # noqa: F401 (re-export)
+from cfd.instruments.tiers import group_schedule
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.trading.positions import position_floating_profit
 
@@ -100,11 +101,23 @@ def tick(eng: Engine, s: int) -> dict[str, Any]:
             "time_msc": t, "flags": 6 if sc.has_quote[s] else 0, "volume_real": 0.0}
 
 
+def group_of(eng: Engine, login: int) -> str | None:
+    """The group of the account ``login`` (None when unknown)."""
+    a = eng.accounts.find(login)
+    return None if a is None else eng.accounts.groups[a]
+
+
 def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
-                selected: bool = True) -> dict[str, Any]:
-    """The 96 SymbolInfo fields, then the margin tiers. ``day``: the day's bid/ask highs and
-    lows and first bid."""
+                selected: bool = True, group: str | None = None) -> dict[str, Any]:
+    """The 96 SymbolInfo fields, then the margin tiers (those of ``group``, the asking
+    account's, where it overrides the symbol's). ``day``: the day's bid/ask highs and lows
+    and first bid."""
     spec = eng.symbols.specs[s]
+    tiers = spec.margin_tiers
+    g = eng.config.groups.get(group) if group else None
+    if g is not None and g.margin_tiers:
+        over = group_schedule(g.margin_tiers, spec.name)
+        tiers = tiers if over is None else over
     sc = eng.symbols.cols
     bid, ask = quote(eng, s)
     point = float(spec.point)
@@ -162,7 +175,7 @@ def symbol_info(eng: Engine, s: int, day: dict[str, float] | None = None,
         "exchange": spec.exchange, "formula": "", "isin": spec.isin, "name": spec.name,
         "page": "", "path": spec.path,
         # after MT5's fields (api.mt5._records.SYMBOL_INFO_EXTRA)
-        "margin_tiers": spec.margin_tiers, "margin_tiers_by": spec.margin_tiers_by,
+        "margin_tiers": tiers, "margin_tiers_by": spec.margin_tiers_by,
     }
 
 

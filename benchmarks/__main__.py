@@ -122,7 +122,7 @@ def report(res: dict) -> str:
             r = t[name]
             lines.append(f"  {name:9} {r['symbol_positions']:,} positions, {r['holders']:,} "
                          f"holders: {r['median_us']:.1f} us [{r['min_us']:.1f}-"
-                         f"{r['max_us']:.1f}]" + ("  (holders re-derived whole)"
+                         f"{r['max_us']:.1f}]" + ("  (holders moved by their aggregate)"
                                                     if name == "tiered" else ""))
     lines += ["", "incremental tick (kernel time, one symbol)"]
     for r in res["ticks_vs_symbol"]:

@@ -23,6 +23,7 @@ from cfd.accounts.ledger import BROKER_PL, EXTERNAL_CASH, INSURANCE_FUND, N_HOUS
 from cfd.engine import Engine
 from cfd.instruments.spec import SymbolSpec
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
+from cfd.trading.margin_tiers import tier_sets
 
 GROUPS = ("demo\\usdt", "demo\\netting", "retail\\esma")
 FIRST_TICKET = 10_000_001
@@ -214,7 +215,7 @@ def kernel_args(eng: Engine) -> dict:
                 acc_cnt=idx.cnt, pool=idx.pool, pos_sym=pc.sym, pos_vol=pc.volume,
                 pos_price=pc.price_open, sym_bid=sc.bid, sym_ask=sc.ask, sym_kp=sc.k_profit,
                 sym_km=sc.k_margin, sym_kmm=sc.k_margin_maint, sym_mode=sc.calc_mode,
-                tiers=eng.symbols.tiers(), acc_lev=ac.leverage, acc_balance=ac.balance,
+                tiers=tier_sets(eng), acc_lev=ac.leverage, acc_balance=ac.balance,
                 acc_credit=ac.credit, acc_rule=ac.so_rule, acc_so=ac.so_so, acc_call=ac.so_call)
 
 

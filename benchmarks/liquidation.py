@@ -18,6 +18,7 @@ from cfd.kernels.margin import recompute_detect, tick_update
 from cfd.kernels.sweep import SO_OVERFLOW
 from cfd.money import PRICE_SCALE
 from cfd.trading import stopout
+from cfd.trading.margin_tiers import tier_sets
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
@@ -104,7 +105,7 @@ def tick_cost(eng, s: int, repeats: int) -> dict:
     out = np.empty(max(int(bs.cnt[s]), 1), np.int64)
     seg_acc, seg_vol = eng.positions.symbol_ordered()
     step = 10_000
-    tiers = eng.symbols.tiers()
+    tiers = tier_sets(eng)
     times = []
     for i in range(repeats + 3):
         old_b, old_a = sc.bid[syms].copy(), sc.ask[syms].copy()

@@ -1,7 +1,7 @@
 """Margin tiers in the benchmark suite: the full recompute + detection on a tiered book
 (checked against the references first, like the untiered one), and the incremental tick of a
-tiered symbol margined at the market, whose holders the engine re-derives whole (their margin
-is not linear in the price), against the same symbol without tiers."""
+tiered symbol margined at the market, whose holders' margins the engine moves by their
+aggregates (their margin is not linear in the price), against the same symbol untiered."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def bench_tiered_recompute(spec: BookSpec, share: float, repeats: int, py_sample
 
 def _engine_tick(eng, s: int, repeats: int) -> dict:
     """``Engine.incremental`` for one symbol moving a cent up and down (the tick path as the
-    engine runs it, re-derivation included)."""
+    engine runs it, the tiered holders' margins included)."""
     sc = eng.symbols.cols
     syms = np.array([s], np.int32)
     times = []

@@ -360,7 +360,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         if n_pos >= self.bulk_tick_min and n_moved >= self.bulk_tick_share * n_pos:
             moves = pack_moves(len(self.symbols), syms, old_bid, old_ask, sc.bid, sc.ask,
                                sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                               self.symbols.tiers())
+                               margin_tiers.tier_sets(self))
             pc, bi = self.positions.cols, self.positions.by_acc
             state = np.empty(max(n_acc, 1), dtype=np.int8)
             tick_update_accounts(n_acc, bi.off, bi.cnt, bi.pool, pc.sym, pc.volume, moves,
@@ -375,9 +375,9 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         out = np.empty(max(min(n_moved, n_acc), 1), dtype=np.int64)
         n = tick_update(syms, old_bid, old_ask, idx.off, idx.cnt, seg_acc, seg_vol, sc.bid,
                         sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                        self.symbols.tiers(), ac.profit, ac.margin, ac.margin_maint,
+                        margin_tiers.tier_sets(self), ac.profit, ac.margin, ac.margin_maint,
                         self._mark, out)
-        margin_tiers.rederive_moved(self, syms, np.empty(0, np.int8))
+        margin_tiers.tick_moved(self, syms, old_bid, old_ask, seg_acc, seg_vol)
         return np.sort(out[:n])
 
     def check_recompute(self) -> float:
@@ -404,7 +404,8 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         n = len(self.accounts)
         recompute_all(n, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
                       sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                      self.symbols.tiers(), ac.leverage, ac.profit, ac.margin, ac.margin_maint)
+                      margin_tiers.tier_sets(self), ac.leverage, ac.profit, ac.margin,
+                      ac.margin_maint)
 
     def _check_levels(self, accs: np.ndarray, force: bool = False,
                       states: np.ndarray | None = None) -> list[dict]:
@@ -483,6 +484,10 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         """A stop-out left waiting by a closed or halted market proceeds when it opens."""
         return self._check_levels(self.holders(syms))
 
+    def tier_sets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The kernels' margin tier sets, each account's own (``margin_tiers.tier_sets``)."""
+        return margin_tiers.tier_sets(self)
+
     def holders(self, syms: Any) -> np.ndarray:
         """Accounts holding a position in any of ``syms`` (unique, ascending)."""
         pos = self.positions
@@ -534,8 +539,8 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         idx = self.positions.by_acc
         pr, m, mm = recompute_account(a, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
                                       pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
-                                      sc.k_margin_maint, sc.calc_mode, self.symbols.tiers(),
-                                      int(ac.leverage[a]))
+                                      sc.k_margin_maint, sc.calc_mode,
+                                      margin_tiers.tier_sets(self), int(ac.leverage[a]))
         ac.profit[a], ac.margin[a], ac.margin_maint[a] = pr, m, mm
         if self.collect_effects:
             self._effects.accounts[int(ac.login[a])] = self.account_row(a)

@@ -39,11 +39,12 @@ class Symbols:
     comm_terms: np.ndarray
     fee_terms: np.ndarray
     contract_size: np.ndarray
-    # margin tiers (``SymbolTable.tiers``: tier_n, tier_off, table); None: no tiers
+    # margin tier sets (``cfd.trading.margin_tiers.tier_sets`` without the accounts' sets:
+    # tier_n, tier_off per set and symbol, table); None: no tiers
     tiers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def tier_tuple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.tiers if self.tiers is not None else empty_tiers(len(self.names))
+        return self.tiers if self.tiers is not None else empty_tiers(len(self.names))[:3]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -83,6 +84,7 @@ class Book:
     comm_row: np.ndarray | None = None  # int64 per account, see Symbols.comm_terms
     # negative balance protection per account (AccountGroup.nbp_for); None: every account
     nbp: np.ndarray | None = None
+    tier_set: np.ndarray | None = None  # each account's tier set (None: the symbols' own)
     info: dict[str, Any] = field(default_factory=dict)
     _fig: dict[str, np.ndarray] | None = None
 
@@ -118,7 +120,7 @@ class Book:
             closable=(sc.market_open[:ns] & sc.has_quote[:ns] & ~sc.halted[:ns]).copy(),
             comm_terms=comm_terms, fee_terms=fee_terms,
             contract_size=np.array([float(s.contract_size) for s in specs]),
-            tiers=tuple(x.copy() for x in eng.symbols.tiers()))
+            tiers=tuple(x.copy() for x in eng.tier_sets()[:3]))
         return cls(
             symbols=syms, login=ac.login[:na].copy(), balance=ac.balance[:na].copy(),
             credit=ac.credit[:na].copy(), leverage=ac.leverage[:na].copy(),
@@ -132,6 +134,7 @@ class Book:
             nbp=np.array([eng.config.groups[g].nbp_for(int(c))
                           for g, c in zip(eng.accounts.groups, ac.category[:na], strict=True)],
                          dtype=np.bool_),
+            tier_set=eng.tier_sets()[3][:max(na, 1)].copy(),
             info={"exposure_limits": {k: str(v) for k, v in
                                       eng.config.exposure_limits.items()}, **(info or {})})
 
@@ -159,7 +162,14 @@ class Book:
             pos_sym=self.pos_sym[p].copy(), pos_vol=self.pos_vol[p].copy(),
             pos_open=self.pos_open[p].copy(), pos_ticket=self.pos_ticket[p].copy(),
             nbp=None if self.nbp is None else self.nbp[a].copy(),
+            tier_set=None if self.tier_set is None else self.tier_set[a].copy(),
             info=dict(self.info), _fig=None)
+
+    def tier_sets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The tier sets of the kernels (``cfd.kernels.account``), each account's own."""
+        acc = self.tier_set if self.tier_set is not None else \
+            np.zeros(max(self.n_accounts, 1), np.int32)
+        return (*self.symbols.tier_tuple(), acc)
 
     # ----------------------------------------------------------------- figures
     def figures(self) -> dict[str, np.ndarray]:
@@ -171,7 +181,7 @@ class Book:
             out = {k: np.zeros(n) for k in ("profit", "margin", "delta", "margin_var")}
             pos_profit = np.zeros(self.n_positions)
             account_figures(self.acc_off, self.pos_sym, self.pos_vol, self.pos_open, s.bid, s.ask,
-                            s.k_profit, s.k_margin, s.calc_mode, s.tier_tuple(), self.leverage,
+                            s.k_profit, s.k_margin, s.calc_mode, self.tier_sets(), self.leverage,
                             pos_profit,
                             out["profit"], out["margin"], out["delta"], out["margin_var"])
             eq = (self.balance + self.credit) / MINOR_SCALE + out["profit"]

@@ -9,7 +9,7 @@ account ``a`` owns positions ``acc_off[a] : acc_off[a + 1]``. One thread owns on
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import account_sums, scratch
+from cfd.kernels.account import account_sums, scratch, tiers_of
 from cfd.kernels.formulas import position_profit
 
 
@@ -28,10 +28,15 @@ def account_figures(acc_off, pos_sym, pos_vol, pos_open, sym_bid, sym_ask, sym_k
     chunk = 512
     for c in nb.prange((n_acc + chunk - 1) // chunk):
         work = scratch()
+        k = 0  # the tier set whose views are at hand
+        tt = (tiers[0][0], tiers[1][0], tiers[2])
         for a in range(c * chunk, min(n_acc, (c + 1) * chunk)):
+            if tiers[3][a] != k:
+                k = tiers[3][a]
+                tt = tiers_of(tiers, a)
             start = acc_off[a]
             pr, m, _, mv, d = account_sums(ident, start, acc_off[a + 1] - start, pos_sym,
-                                           pos_vol, pos_open, syms, tiers, acc_lev[a], work)
+                                           pos_vol, pos_open, syms, tt, acc_lev[a], work)
             for p in range(start, acc_off[a + 1]):
                 s = pos_sym[p]
                 out_pos_profit[p] = position_profit(pos_vol[p], pos_open[p], sym_bid[s],

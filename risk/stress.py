@@ -135,7 +135,7 @@ def run_stress(book: Book, moves: np.ndarray, with_exposure: bool = True) -> Str
     pr_out, m_out, mm_out = (np.empty(m) for _ in range(3))
     K.sweep(todo, False, scale, acc_off, acc_cnt, pool, book.pos_sym, book.pos_vol,
             book.pos_open, book.pos_ticket, bid, ask, s.k_profit, s.k_margin, s.k_margin,
-            s.calc_mode, s.tier_tuple(), s.k_num, s.k_den, s.closable, s.comm_terms,
+            s.calc_mode, book.tier_sets(), s.k_num, s.k_den, s.closable, s.comm_terms,
             s.fee_terms, comm_row,
             book.balance, book.credit, fig["profit"], fig["margin"], fig["margin"],
             book.leverage, book.so_rule, book.so_so, book.so_end, base, work, out_n,

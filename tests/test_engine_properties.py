@@ -11,6 +11,7 @@ from cfd import commands as C
 from cfd.engine import Engine
 from cfd.kernels.margin import recompute_all
 from cfd.money import MINOR_SCALE
+from cfd.trading.margin_tiers import tier_sets
 
 SYMBOLS = ["AAPL", "TSLA", "NVDA"]
 LOGINS = [11, 12, 21, 22]  # 1x hedging, 2x netting
@@ -128,7 +129,7 @@ class EngineMachine(RuleBasedStateMachine):
         idx = eng.positions.by_acc
         recompute_all(n, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume, pc.price_open, sc.bid,
                       sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint, sc.calc_mode,
-                      eng.symbols.tiers(), ac.leverage, *out)
+                      tier_sets(eng), ac.leverage, *out)
         np.testing.assert_allclose(out[0], ac.profit[:n], rtol=1e-9, atol=1e-6)
         np.testing.assert_allclose(out[1], ac.margin[:n], rtol=1e-9, atol=1e-6)
 

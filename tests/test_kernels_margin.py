@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from benchmarks.book import BookSpec, build, kernel_args
 from cfd.kernels import reference as R
 from cfd.kernels.margin import STATE_STOP_OUT, recompute_detect, tick_update
+from cfd.trading.margin_tiers import tier_sets
 from cfd.trading.positions import floating_profit
 
 SETTINGS = settings(max_examples=25, deadline=None,
@@ -180,7 +181,7 @@ def test_incremental_touches_only_the_ticked_symbol():
     out = np.empty(200, np.int64)
     n = tick_update(np.array([s], np.int32), old_bid, old_ask, bs.off, bs.cnt, seg_acc,
                     seg_vol, sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
-                    sc.calc_mode, eng.symbols.tiers(), ac.profit, ac.margin, ac.margin_maint,
+                    sc.calc_mode, tier_sets(eng), ac.profit, ac.margin, ac.margin_maint,
                     mark, out)
     holders = set(eng.positions.cols.acc[bs.items(s)].tolist())
     assert sorted(out[:n].tolist()) == sorted(holders)

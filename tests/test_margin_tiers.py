@@ -24,6 +24,7 @@ from cfd.instruments.tiers import deductions, parse_tiers, tiered_amount
 from cfd.kernels import reference as R
 from cfd.kernels.margin import recompute_account, recompute_detect
 from cfd.trading import stopout
+from cfd.trading.margin_tiers import tier_sets
 from risk.book import Book as RiskBook
 from tests.helpers import Book
 
@@ -216,7 +217,7 @@ def test_tiered_recompute_equals_references_and_every_caller(spec) -> None:
     for i in range(n):
         pr, m, mm = recompute_account(i, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
                                       pc.price_open, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
-                                      sc.k_margin_maint, sc.calc_mode, eng.symbols.tiers(),
+                                      sc.k_margin_maint, sc.calc_mode, tier_sets(eng),
                                       int(ac.leverage[i]))
         assert (pr, m, mm) == (out[0][i], out[1][i], out[2][i])
     fig = RiskBook.from_engine(eng).figures()
@@ -282,22 +283,23 @@ def test_an_account_with_more_tiered_symbols_than_the_work_table_holds() -> None
 
 
 def test_the_work_table_is_left_free_for_the_next_account() -> None:
-    from cfd.kernels.account import account_sums, pack_symbols, scratch
+    from cfd.kernels.account import GROUPS, account_sums, pack_symbols, scratch
 
     eng = build(BookSpec(positions=300, accounts=10, symbols=40, seed=7, tiered_frac=1.0))
     a = kernel_args(eng)
     symtab = pack_symbols(a["sym_bid"], a["sym_ask"], a["sym_kp"], a["sym_km"], a["sym_kmm"],
-                          a["sym_mode"], a["tiers"])
+                          a["sym_mode"], a["tiers"])[0]  # (the book has one tier set)
+    tiers = a["tiers"][0][0], a["tiers"][1][0], a["tiers"][2]
     work = scratch()
     for i in range(10):
         fresh = account_sums(a["pool"], a["acc_off"][i], a["acc_cnt"][i], a["pos_sym"],
-                             a["pos_vol"], a["pos_price"], symtab, a["tiers"], a["acc_lev"][i],
+                             a["pos_vol"], a["pos_price"], symtab, tiers, a["acc_lev"][i],
                              scratch())
         again = account_sums(a["pool"], a["acc_off"][i], a["acc_cnt"][i], a["pos_sym"],
-                             a["pos_vol"], a["pos_price"], symtab, a["tiers"], a["acc_lev"][i],
+                             a["pos_vol"], a["pos_price"], symtab, tiers, a["acc_lev"][i],
                              work)
         assert fresh == again
-        assert (work[:, 0] == -1.0).all()
+        assert (work[:GROUPS, 0] == -1.0).all()
 
 
 def test_specs_without_tiers_read_as_before() -> None:
@@ -309,3 +311,38 @@ def test_specs_without_tiers_read_as_before() -> None:
     assert d["margin_tiers"] == IG and "margin_tiers_by" not in d  # "volume": the default
     assert spec("Z", XYZ, "value").to_dict()["margin_tiers_by"] == "value"
     assert SymbolSpec.from_dict(d) == tiered and SymbolSpec.from_dict(plain.to_dict()) == plain
+
+
+@pytest.mark.parametrize("syms", [[3, 67, 131, 5], [3, 5, 3, 7, 9], [9], [3, 9, 7, 3]])
+def test_each_way_of_summing_a_tiered_account_equals_the_reference(syms) -> None:
+    """An account's tiered symbols all distinct (one of them sharing a mask bit with another:
+    checked exactly), held twice (summed per symbol first), or alone: the kernel's sums are
+    the reference's to the bit."""
+    eng = build(BookSpec(positions=40, accounts=4, symbols=200, seed=3, hedging_frac=1.0,
+                         esma_frac=0.0, tiered_frac=0.7))
+    tier_n = eng.symbols.tiers()[0]
+    assert all(tier_n[s] for s in (3, 7, 9, 131)) and not tier_n[67] and not tier_n[5]
+    pc = eng.positions.cols
+    for a in range(4):
+        slots = eng.positions.of_account(a)
+        for k, p in enumerate(slots):
+            pc.sym[p] = syms[k % len(syms)] if a % 2 == 0 or k < len(syms) else 11 + k
+    a = kernel_args(eng)
+    out = (np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4, np.int8))
+    recompute_detect(**a, out_profit=out[0], out_margin=out[1], out_margin_maint=out[2],
+                     out_state=out[3])
+    a.pop("n_acc")
+    ppr = R.recompute_detect_python(range(4), **a)
+    assert out[1].tolist() == ppr[1] and out[2].tolist() == ppr[2]
+    assert out[0].tolist() == ppr[0]
+
+
+def test_symbols_with_the_same_ladder_share_its_rows() -> None:
+    from cfd.instruments.tiers import MAX_TIERS, check_tiers, tier_table
+
+    a = [(0.0, 1.0, 0.0, 0.0), (5.0, 2.0, 5.0, 0.0)]
+    b = [(0.0, 1.0, 0.0, 0.0), (7.0, 2.0, 7.0, 0.0)]
+    n, off, table = tier_table([a, [], b, a])
+    assert n.tolist() == [2, 0, 2, 2] and off.tolist() == [0, 0, 2, 0] and len(table) == 4
+    many = [(Decimal(i), Decimal("0.1")) for i in range(MAX_TIERS + 1)]
+    assert "at most" in check_tiers(many, Decimal("0.1"))

@@ -121,6 +121,8 @@ def test_accounts_by_margin_level_and_exposure(client: TestClient, rt) -> None: 
     assert exp["MSFT"]["gross_notional"] == 420100.0 and exp["MSFT"]["broker_notional"] == 420100.0
     # AAPL long 10 lots at the bid 230.00: 2,300.00
     assert exp["AAPL"]["long_notional"] == 2300.0 and exp["AAPL"]["gross_notional"] == 2300.0
+    # the symbol's margin tiers (none here) and the groups with their own
+    assert (exp["AAPL"]["margin_tiers"], exp["AAPL"]["tier_groups"]) == ("", [])
 
 
 def test_actions_need_a_reason_and_are_audited(client: TestClient, rt) -> None:  # noqa: F811

@@ -85,7 +85,8 @@ def symbols_get(me: ClientDep, svc: ServiceDep, group: Group | None = None) -> A
 def symbol_info(symbol: str, me: ClientDep, svc: ServiceDep) -> Any:
     hidden = svc.hidden_symbols(me.login)
     return svc.read(lambda eng: records.symbol_info(
-        eng, _symbol(eng, symbol), _day(svc, symbol), symbol not in hidden))
+        eng, _symbol(eng, symbol), _day(svc, symbol), symbol not in hidden,
+        records.group_of(eng, me.login)))
 
 
 @router.get("/symbol_info_tick/{symbol}", response_model=S.Tick)

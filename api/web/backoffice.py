@@ -142,12 +142,27 @@ def account(login: Login, _: AdminDep, svc: ServiceDep,
 @router.get("/exposure")
 def exposure_by_symbol(_: AdminDep, svc: ServiceDep, request: Request
                        ) -> list[dict[str, Any]]:
-    """Clients' long, short, net and gross exposure per symbol held (risk's ``exposure``)."""
+    """Clients' long, short, net and gross exposure per symbol held (risk's ``exposure``),
+    with the symbol's margin tiers and the groups overriding them."""
     book = _book(svc, request)[0]
     rows = exposure(book)
+    tiers = svc.read(_tiers_by_symbol)
     for r in rows:
         r["gross_notional"] = round(r["long_notional"] + r["short_notional"], 2)
+        r["margin_tiers"], r["margin_tiers_by"], r["tier_groups"] = tiers.get(
+            r["symbol"], ("", "volume", []))
     return rows
+
+
+def _tiers_by_symbol(eng: Any) -> dict[str, tuple[str, str, list[str]]]:
+    """Per symbol: its margin tiers, what they measure, and the groups with a schedule of
+    their own for it (``AccountGroup.margin_tiers``)."""
+    from cfd.instruments.tiers import group_schedule
+
+    over = {n: g.margin_tiers for n, g in eng.config.groups.items() if g.margin_tiers}
+    return {s.name: (s.margin_tiers, s.margin_tiers_by,
+                     [n for n, m in over.items() if group_schedule(m, s.name) is not None])
+            for s in eng.symbols.specs}
 
 
 @router.get("/market", response_model=list[MarketState])

@@ -88,12 +88,25 @@ class AccountGroup:
     # when ``professional_nbp`` (without it a negative balance stays on the account as a
     # debt of the client)
     professional_nbp: bool = True
+    # margin tiers overriding the symbols' own (cfd.instruments.tiers), by symbol name or
+    # MT5 group-filter pattern ("*", "US.*,!US.TSLA"; the name first, then the first
+    # pattern matching) -> "floor:rate,..." ("" for none); measured as the symbol's
+    # ``margin_tiers_by``, scaled from the symbol's margin_initial_rate
+    margin_tiers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from cfd.instruments.tiers import check_tiers, parse_tiers
         from cfd.trading.commission import CommissionSchedule
 
         object.__setattr__(self, "commission", {
             str(k): CommissionSchedule.of(v) for k, v in dict(self.commission).items()})
+        tiers = {str(k): str(v).strip() for k, v in dict(self.margin_tiers).items()}
+        for key, text in tiers.items():
+            sched = parse_tiers(text)
+            why = check_tiers(sched, sched[0][1]) if sched else None
+            if why:
+                raise ValueError(f"group {self.name} margin_tiers[{key!r}]: {why}")
+        object.__setattr__(self, "margin_tiers", tiers)
 
     @property
     def rule(self) -> int:

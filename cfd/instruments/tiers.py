@@ -34,6 +34,10 @@ from cfd.money import PRICE_SCALE, VOLUME_SCALE
 
 TIERS_BY = ("volume", "value")
 
+#: Most brackets in a schedule (the kernels pack a symbol's bracket count beside its first
+#: row: ``cfd.kernels.account.pack_symbols``).
+MAX_TIERS = 64
+
 #: Columns of a row of the tier table (:func:`tier_table`).
 T_FLOOR, T_RATE, T_DED, T_KX = 0, 1, 2, 3
 
@@ -59,6 +63,8 @@ def check_tiers(tiers: list[tuple[Decimal, Decimal]], first_rate: Decimal) -> st
     """Why a schedule is not acceptable, or None."""
     if not tiers:
         return None
+    if len(tiers) > MAX_TIERS:
+        return f"at most {MAX_TIERS} tiers ({len(tiers)} given)"
     if tiers[0][0] != 0:
         return "the first tier must start at 0"
     if tiers[0][1] != first_rate:
@@ -88,12 +94,14 @@ def tiered_amount(x: Fraction, tiers: list[tuple[Decimal, Decimal]]) -> Fraction
     return x * Fraction(tiers[n][1]) - ded[n]
 
 
-def tier_rows(tiers: list[tuple[Decimal, Decimal]], by: str,
-              contract_size: Decimal) -> list[tuple[float, float, float, float]]:
+def tier_rows(tiers: list[tuple[Decimal, Decimal]], by: str, contract_size: Decimal,
+              base_rate: Decimal | None = None) -> list[tuple[float, float, float, float]]:
     """The kernel rows of one schedule: floor in measure units (volume units, or margin
     currency), ``rate_n / rate_1``, ``ded_n / rate_1`` (measure units), and ``k_x``: 0 for
-    volume tiers, else the margin currency per (price unit x volume unit) of the notional."""
-    r1 = Fraction(tiers[0][1])
+    volume tiers, else the margin currency per (price unit x volume unit) of the notional.
+    ``rate_1`` is the rate the positions are margined at before the factor: the schedule's
+    first, or ``base_rate`` (the symbol's, under a group's own schedule)."""
+    r1 = Fraction(tiers[0][1] if base_rate is None else base_rate)
     unit = VOLUME_SCALE if by == "volume" else 1
     kx = 0.0 if by == "volume" else float(Fraction(contract_size) / (PRICE_SCALE * VOLUME_SCALE))
     return [(float(Fraction(f) * unit), float(Fraction(r) / r1), float(d * unit / r1), kx)
@@ -103,14 +111,38 @@ def tier_rows(tiers: list[tuple[Decimal, Decimal]], by: str,
 def tier_table(schedules: list[list[tuple[float, float, float, float]]]
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(tier_n, tier_off, table)``: per symbol the number of rows (0: untiered) and the
-    first row of its schedule in ``table`` (rows x 4 float64; one zero row when empty)."""
+    first row of its schedule in ``table`` (rows x 4 float64; one zero row when empty).
+    Symbols with the same rows share them (a broker has a few ladders for many symbols:
+    the table stays small enough to stay in the nearest cache)."""
     n = len(schedules)
     tier_n = np.zeros(max(n, 1), dtype=np.int64)
     tier_off = np.zeros(max(n, 1), dtype=np.int64)
     rows: list[tuple[float, float, float, float]] = []
+    first: dict[tuple, int] = {}
     for s, sched in enumerate(schedules):
         tier_n[s] = len(sched)
-        tier_off[s] = len(rows)
-        rows.extend(sched)
+        if not sched:
+            continue
+        key = tuple(sched)
+        if key not in first:
+            first[key] = len(rows)
+            rows.extend(sched)
+        tier_off[s] = first[key]
     table = np.array(rows or [(0.0, 0.0, 0.0, 0.0)], dtype=np.float64).reshape(-1, 4)
     return tier_n, tier_off, table
+
+
+def group_schedule(overrides: dict[str, str], symbol: str) -> str | None:
+    """A group's schedule for ``symbol`` (``AccountGroup.margin_tiers``): the entry of its
+    name, else of the first pattern matching it (MT5's group filter,
+    ``cfd.instruments.groups``; ``"*"`` for every symbol); None when no entry applies (the
+    symbol's own schedule), "" for an entry without tiers."""
+    from cfd.instruments.groups import symbol_in_group
+
+    hit = overrides.get(symbol)
+    if hit is not None:
+        return hit
+    for pattern, sched in overrides.items():
+        if symbol_in_group(symbol, pattern):
+            return sched
+    return None

@@ -10,7 +10,10 @@ Symbols are read either from the packed table of :func:`pack_symbols` (one 64-by
 symbol: the full recompute's layout) or from the symbol columns as a tuple ``(bid, ask,
 k_profit, k_margin, k_margin_maint, calc_mode)`` (the per-account callers: no table to
 build); :func:`sym_row` reads both, to the same floats. Tiers come as the tuple ``(tier_n,
-tier_off, table)`` of ``SymbolTable.tiers``.
+tier_off, table)`` of one tier set (:func:`tiers_of`); the kernels over many accounts take
+the tier sets ``(tier_n, tier_off, table, set of each account)``, ``tier_n`` and
+``tier_off`` one row per set (``cfd.trading.margin_tiers.tier_sets``: the symbols' own,
+then one per group overriding them).
 
 Per position, the figures of ``formulas``: profit ``(close - open) * volume * k_profit``,
 margin ``|volume| * margin price * k_margin`` (divided by the leverage for CFDLEVERAGE).
@@ -29,16 +32,50 @@ from numba.extending import overload
 from cfd.kernels.formulas import CALC_CFDLEVERAGE, CALC_EXCH_STOCKS
 
 #: Columns of :func:`pack_symbols`.
-BID, ASK, KP, KM, KMM, MODE, TIER_N, TIER_OFF = 0, 1, 2, 3, 4, 5, 6, 7
+BID, ASK, KP, KM, KMM, MODE, TIER, KX = 0, 1, 2, 3, 4, 5, 6, 7
+
+#: ``tier`` of :func:`sym_row`: ``first row * TIER_ROWS + rows``, 0 for an untiered symbol
+#: (``tiers.MAX_TIERS`` brackets at most).
+TIER_ROWS = 128
+
+
+@nb.njit(cache=True, inline="always")
+def tiers_of(tiers, a):
+    """The tier tuple ``(tier_n, tier_off, table)`` of account ``a`` from the tier sets
+    ``tiers`` (module docstring)."""
+    k = tiers[3][a]
+    return tiers[0][k], tiers[1][k], tiers[2]
+
+
+@nb.njit(cache=True, inline="always")
+def tiered_anywhere(tiers, s):
+    """Whether symbol ``s`` has tiers in any set of ``tiers`` (tier sets)."""
+    hit = False
+    for k in range(tiers[0].shape[0]):
+        hit |= tiers[0][k, s] != 0
+    return hit
 
 
 @nb.njit(cache=True)
 def pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
+    """:func:`pack_rows` of every tier set of ``tiers`` (tier sets): ``[set, symbol, 8]``;
+    an account reads the rows of its set."""
+    n_sets = tiers[0].shape[0]
+    t = np.empty((n_sets, len(sym_bid), 8))
+    for k in range(n_sets):
+        t[k] = pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
+                         (tiers[0][k], tiers[1][k], tiers[2]))
+    return t
+
+
+@nb.njit(cache=True)
+def pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
     """One row per symbol holding all the full recompute reads of it (bid, ask, k_profit,
-    k_margin, k_margin_maint, calc mode, tier rows, first tier row; 64 bytes), so a position
-    costs one cache line of symbol data instead of six. Prices, modes and row numbers are
-    integers below 2**53 and pass through float64 exactly."""
-    tier_n, tier_off = tiers[0], tiers[1]
+    k_margin, k_margin_maint, calc mode, the tier schedule's place (:data:`TIER_ROWS`) and
+    the tier measure's ``k_x`` (``tiers.tier_rows``); 64 bytes), so a position costs one
+    cache line of symbol data instead of six. Prices, modes and row numbers are integers
+    below 2**53 and pass through float64 exactly."""
+    tier_n, tier_off, table = tiers
     n = len(sym_bid)
     t = np.empty((n, 8))
     for s in range(n):
@@ -48,22 +85,27 @@ def pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
         t[s, KM] = sym_km[s]
         t[s, KMM] = sym_kmm[s]
         t[s, MODE] = sym_mode[s]
-        t[s, TIER_N] = tier_n[s] if s < len(tier_n) else 0
-        t[s, TIER_OFF] = tier_off[s] if s < len(tier_off) else 0
+        tn = tier_n[s] if s < len(tier_n) else 0
+        t[s, TIER] = tier_off[s] * TIER_ROWS + tn if tn else 0
+        t[s, KX] = table[tier_off[s], 3] if tn else 0.0
     return t
 
 
 def sym_row(syms, tiers, s, v):
-    """``(close, k_profit, k_margin, k_margin_maint, calc_mode, tier_n, tier_off)`` of symbol
+    """``(close, k_profit, k_margin, k_margin_maint, calc_mode, tier, k_x)`` of symbol
     ``s`` for a position of volume ``v`` (it closes at bid when long, at ask when short), as
     floats, from a packed table or from the columns' tuple (the tier arrays cover every
-    symbol of the table: ``SymbolTable.tiers``, :func:`empty_tiers`)."""
+    symbol of the table: ``SymbolTable.tiers``, :func:`empty_tiers`); ``tier`` the place
+    of its schedule (:data:`TIER_ROWS`) and ``k_x`` its measure's factor, both 0.0 for an
+    untiered symbol."""
     if isinstance(syms, tuple):
         close = syms[0][s] if v > 0 else syms[1][s]
+        tn = int(tiers[0][s])
         return (float(close), float(syms[2][s]), float(syms[3][s]), float(syms[4][s]),
-                float(syms[5][s]), float(tiers[0][s]), float(tiers[1][s]))
+                float(syms[5][s]), float(int(tiers[1][s]) * TIER_ROWS + tn) if tn else 0.0,
+                float(tiers[2][tiers[1][s], 3]) if tn else 0.0)
     r = syms[s]
-    return (r[BID + int(v <= 0)], r[KP], r[KM], r[KMM], r[MODE], r[TIER_N], r[TIER_OFF])
+    return (r[BID + int(v <= 0)], r[KP], r[KM], r[KMM], r[MODE], r[TIER], r[KX])
 
 
 @overload(sym_row)
@@ -72,13 +114,16 @@ def _sym_row_nb(syms, tiers, s, v):
         def packed(syms, tiers, s, v):
             # the close price picked by index rather than by a branch
             return (syms[s, BID + np.intp(v <= 0)], syms[s, KP], syms[s, KM], syms[s, KMM],
-                    syms[s, MODE], syms[s, TIER_N], syms[s, TIER_OFF])
+                    syms[s, MODE], syms[s, TIER], syms[s, KX])
         return packed
 
     def columns(syms, tiers, s, v):
         close = syms[0][s] if v > 0 else syms[1][s]
+        tn = tiers[0][s]
+        tier = float(tiers[1][s] * TIER_ROWS + tn) if tn != 0 else 0.0
+        kx = tiers[2][tiers[1][s], 3] if tn != 0 else 0.0
         return (float(close), float(syms[2][s]), float(syms[3][s]), float(syms[4][s]),
-                float(syms[5][s]), float(tiers[0][s]), float(tiers[1][s]))
+                float(syms[5][s]), tier, kx)
     return columns
 
 
@@ -109,18 +154,29 @@ def tier_factor(table, off, n, x):
     return table[k, 1] - table[k, 2] / x
 
 
-#: Work rows of :func:`account_sums`: a small open-addressed table of the account's tiered
-#: symbols (a power of two; past half full, :func:`_tiered_slow`).
+@nb.njit(cache=True, inline="always")
+def tier_factor_at(table, tier, x):
+    """:func:`tier_factor` of the schedule at ``tier`` (:func:`sym_row`)."""
+    c = np.intp(tier)
+    return tier_factor(table, c // TIER_ROWS, c % TIER_ROWS, x)
+
+
+#: Work rows of :func:`account_sums` (:func:`scratch`): the list of an account's tiered
+#: positions (rows ``GROUPS ..``), and a small open-addressed table of its tiered symbols
+#: (rows ``.. GROUPS``, a power of two) for an account holding a tiered symbol twice; past
+#: the list's length or half the table, :func:`_tiered_slow`.
 GROUPS = 64
 
 
 @nb.njit(cache=True)
 def scratch():
-    """The work rows of :func:`account_sums` (one per thread or per chunk of accounts): per
-    tiered symbol of the account, ``(symbol, margin, maintenance margin, aggregate,
-    row of the k-th symbol)``; symbol -1: free. Left free again by each call."""
-    w = np.zeros((GROUPS, 5))
-    w[:, 0] = -1.0
+    """The work rows of :func:`account_sums` (one per thread or per chunk of accounts):
+    ``GROUPS`` rows of the table, per tiered symbol ``(symbol, margin, maintenance margin,
+    aggregate, row of the k-th symbol)``, symbol -1: free (left free again by each call);
+    then ``GROUPS`` rows of the list, per tiered position ``(symbol, margin, maintenance
+    margin, measure, margined at the market, tier)``."""
+    w = np.zeros((2 * GROUPS, 6))
+    w[:GROUPS, 0] = -1.0
     return w
 
 
@@ -131,60 +187,155 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     margin (tiers applied), the part of the margin margined at the market (EXCH_STOCKS,
     which follows the price) and the signed notional ``sum(close * volume * k_profit)``.
 
-    Positions of tiered symbols are summed per symbol in ``work`` (:func:`scratch`, a table
-    keyed by symbol) and added after the untiered ones, in the order of their first
-    position. The callers that need
-    fewer figures drop the rest (inlined, the compiler removes the unused sums)."""
+    One pass without a branch on the symbol: an untiered position's margins are added (a
+    tiered one's times 0.0, which adds nothing), and every position is written to the list
+    rows of ``work`` (:func:`scratch`), the next row taken only by a tiered one. A 64-bit
+    mask of the tiered symbols (by ``symbol % 64``) tells whether one may be held twice; if
+    not (checked exactly when the mask says maybe), each listed position is its symbol's
+    aggregate and is scaled by its bracket's factor (:func:`tier_factor`); else the tiered
+    positions are summed per symbol first (:func:`_tiered_grouped`). Either way the
+    aggregates are added after the untiered positions, in the order of their first
+    position. The callers that need fewer figures drop the rest (inlined, the compiler
+    removes the unused sums). A book without tiers (an empty tier table) takes the loop
+    without the list (:func:`_untiered_sums`), the same sums."""
+    if tiers[2][0, 1] == 0.0:
+        return _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers,
+                              leverage)
     profit = 0.0
     margin = 0.0
     maint = 0.0
     at_market = 0.0
     delta = 0.0
     lev = float(leverage)
+    nt = 0
+    seen = np.uint64(0)
+    twice = np.uint64(0)
+    last = GROUPS + GROUPS - 1
+    for k in range(start, start + n):
+        p = pool[k]
+        s = pos_sym[p]
+        v = pos_vol[p]
+        close, kp, km, kmm, mode, tier, kx = sym_row(syms, tiers, s, v)
+        fv = float(v)
+        po = float(pos_price[p])
+        profit += (close - po) * fv * kp
+        delta += close * fv * kp
+        m, mm, base_m = position_margins(fv, po, close, km, kmm, mode, lev)
+        t = tier != 0.0
+        ex = 1.0 if mode == CALC_EXCH_STOCKS else 0.0
+        u = 0.0 if t else 1.0
+        margin += m * u
+        maint += mm * u
+        at_market += m * u * ex
+        r = min(GROUPS + nt, last)
+        work[r, 0] = s
+        work[r, 1] = m
+        work[r, 2] = mm
+        work[r, 3] = abs(fv) if kx == 0.0 else base_m * kx
+        work[r, 4] = ex
+        work[r, 5] = tier
+        bit = (np.uint64(1) << np.uint64(s & 63)) * np.uint64(t)
+        twice |= seen & bit
+        seen |= bit
+        nt += np.intp(t)
+    if nt == 0:
+        return profit, margin, maint, at_market, delta
+    if nt <= GROUPS and (twice == 0 or _distinct(work, nt)):
+        table = tiers[2]
+        for i in range(GROUPS, GROUPS + nt):
+            x = work[i, 3]
+            if x > 0.0:
+                f = tier_factor_at(table, work[i, 5], x)
+                margin += work[i, 1] * f
+                maint += work[i, 2] * f
+                at_market += work[i, 1] * f * work[i, 4]
+        return profit, margin, maint, at_market, delta
+    margin, maint, at_market = _tiered_grouped(pool, start, n, pos_sym, pos_vol, pos_price,
+                                               syms, tiers, lev, work, margin, maint,
+                                               at_market)
+    return profit, margin, maint, at_market, delta
+
+
+@nb.njit(cache=True, inline="always")
+def _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage):
+    """:func:`account_sums` of a book without tiers."""
+    profit = 0.0
+    margin = 0.0
+    maint = 0.0
+    at_market = 0.0
+    delta = 0.0
+    lev = float(leverage)
+    for k in range(start, start + n):
+        p = pool[k]
+        s = pos_sym[p]
+        v = pos_vol[p]
+        close, kp, km, kmm, mode, _, _ = sym_row(syms, tiers, s, v)
+        fv = float(v)
+        po = float(pos_price[p])
+        profit += (close - po) * fv * kp
+        delta += close * fv * kp
+        m, mm, _ = position_margins(fv, po, close, km, kmm, mode, lev)
+        margin += m
+        maint += mm
+        if mode == CALC_EXCH_STOCKS:
+            at_market += m
+    return profit, margin, maint, at_market, delta
+
+
+@nb.njit(cache=True)
+def _distinct(work, nt):
+    """Whether the ``nt`` listed positions of :func:`account_sums` are of distinct symbols."""
+    for i in range(GROUPS + 1, GROUPS + nt):
+        for j in range(GROUPS, i):
+            if work[i, 0] == work[j, 0]:
+                return False
+    return True
+
+
+@nb.njit(cache=True)
+def _tiered_grouped(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, work,
+                    margin, maint, at_market):
+    """The tiered part of :func:`account_sums` for an account holding a tiered symbol more
+    than once: the positions summed per symbol in the table rows of ``work``, scaled by
+    their aggregate's factor and added in the order of their first position; ``(margin,
+    maint, at_market)`` with them added."""
     ng = 0
     overflow = False
     for k in range(start, start + n):
         p = pool[k]
         s = pos_sym[p]
         v = pos_vol[p]
-        close, kp, km, kmm, mode, tn, to = sym_row(syms, tiers, s, v)
-        fv = float(v)
-        po = float(pos_price[p])
-        profit += (close - po) * fv * kp
-        delta += close * fv * kp
-        m, mm, base_m = position_margins(fv, po, close, km, kmm, mode, lev)
+        close, _, km, kmm, mode, tn, kx = sym_row(syms, tiers, s, v)
         if tn == 0.0:
-            margin += m
-            maint += mm
-            if mode == CALC_EXCH_STOCKS:
-                at_market += m
-        elif not overflow:
-            kx = tiers[2][np.intp(to), 3]
-            x = abs(fv) if kx == 0.0 else base_m * kx
-            fs = float(s)
-            g = s & (GROUPS - 1)
-            while work[g, 0] != fs and work[g, 0] >= 0.0:
-                g = (g + 1) & (GROUPS - 1)
-            if work[g, 0] < 0.0:
-                if 2 * ng >= GROUPS:
-                    overflow = True
-                    continue
-                work[ng, 4] = g
-                ng += 1
-                work[g, 0] = fs
-                work[g, 1] = m
-                work[g, 2] = mm
-                work[g, 3] = x
-            else:
-                work[g, 1] += m
-                work[g, 2] += mm
-                work[g, 3] += x
+            continue
+        fv = float(v)
+        m, mm, base_m = position_margins(fv, float(pos_price[p]), close, km, kmm, mode, lev)
+        x = abs(fv) if kx == 0.0 else base_m * kx
+        fs = float(s)
+        g = s & (GROUPS - 1)
+        while work[g, 0] != fs and work[g, 0] >= 0.0:
+            g = (g + 1) & (GROUPS - 1)
+        if work[g, 0] < 0.0:
+            if 2 * ng >= GROUPS:
+                overflow = True
+                break
+            work[ng, 4] = g
+            ng += 1
+            work[g, 0] = fs
+            work[g, 1] = m
+            work[g, 2] = mm
+            work[g, 3] = x
+        else:
+            work[g, 1] += m
+            work[g, 2] += mm
+            work[g, 3] += x
     table = tiers[2]
     for i in range(ng):
         g = np.intp(work[i, 4])
         if not overflow and work[g, 3] > 0.0:
-            _, _, _, _, mode, tn, to = sym_row(syms, tiers, np.intp(work[g, 0]), 1)
-            f = tier_factor(table, np.intp(to), np.intp(tn), work[g, 3])
+            s = np.intp(work[g, 0])
+            _, _, _, _, mode, _, _ = sym_row(syms, tiers, s, 1)
+            f = tier_factor(table, tiers[1][s], tiers[0][s], work[g, 3])
             margin += work[g, 1] * f
             maint += work[g, 2] * f
             if mode == CALC_EXCH_STOCKS:
@@ -193,19 +344,19 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     if overflow:
         margin, maint, at_market = _tiered_slow(pool, start, n, pos_sym, pos_vol, pos_price,
                                                 syms, tiers, lev, margin, maint, at_market)
-    return profit, margin, maint, at_market, delta
+    return margin, maint, at_market
 
 
 @nb.njit(cache=True)
 def _tiered_slow(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, margin,
                  maint, at_market):
     """The tiered part of :func:`account_sums` without work rows (an account holding more
-    than :data:`GROUPS` tiered symbols): the same sums in the same order, found by scanning
+    than ``GROUPS / 2`` tiered symbols): the same sums in the same order, found by scanning
     the account again for each symbol; ``(margin, maint, at_market)`` with them added."""
     table = tiers[2]
     for k in range(start, start + n):
         s = pos_sym[pool[k]]
-        _, _, _, _, mode, tn, to = sym_row(syms, tiers, s, 1)
+        _, _, _, _, mode, tn, kx = sym_row(syms, tiers, s, 1)
         if tn == 0.0:
             continue
         first = True
@@ -215,7 +366,6 @@ def _tiered_slow(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, 
                 break
         if not first:
             continue
-        kx = table[np.intp(to), 3]
         u = 0.0
         um = 0.0
         x = 0.0
@@ -232,7 +382,7 @@ def _tiered_slow(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, 
             um += mm
             x += abs(fv) if kx == 0.0 else base_m * kx
         if x > 0.0:
-            f = tier_factor(table, np.intp(to), np.intp(tn), x)
+            f = tier_factor(table, tiers[1][s], tiers[0][s], x)
             margin += u * f
             maint += um * f
             if mode == CALC_EXCH_STOCKS:
@@ -240,7 +390,8 @@ def _tiered_slow(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, 
     return margin, maint, at_market
 
 
-def empty_tiers(n_symbols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The tier tuple of a book without tiers."""
-    z = np.zeros(max(n_symbols, 1), dtype=np.int64)
-    return z, z.copy(), np.zeros((1, 4))
+def empty_tiers(n_symbols: int, n_accounts: int = 1
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The tier sets of a book without tiers."""
+    z = np.zeros((1, max(n_symbols, 1)), dtype=np.int64)
+    return z, z.copy(), np.zeros((1, 4)), np.zeros(max(n_accounts, 1), dtype=np.int32)

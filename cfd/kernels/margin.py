@@ -4,7 +4,14 @@ incremental (only positions of symbols that moved)."""
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import account_sums, pack_symbols, scratch
+from cfd.kernels.account import (
+    account_sums,
+    pack_symbols,
+    scratch,
+    tier_factor,
+    tiered_anywhere,
+    tiers_of,
+)
 from cfd.kernels.formulas import (
     CALC_EXCH_STOCKS,
     account_figures,
@@ -22,7 +29,7 @@ def recompute_account(a, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
     is derived from the current quote when asked, ``positions.floating_profit``.)"""
     pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol, pos_price,
                                    (sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode),
-                                   tiers, leverage, scratch())
+                                   tiers_of(tiers, a), leverage, scratch())
     return pr, m, mm
 
 
@@ -39,9 +46,14 @@ def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
     symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers)
     for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
         work = scratch()
+        k = 0  # the tier set whose views are at hand (made again only when it changes)
+        rows, tt = symtab[0], (tiers[0][0], tiers[1][0], tiers[2])
         for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
+            if tiers[3][a] != k:
+                k = tiers[3][a]
+                rows, tt = symtab[k], tiers_of(tiers, a)
             pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                           pos_price, symtab, tiers, acc_lev[a], work)
+                                           pos_price, rows, tt, acc_lev[a], work)
             out_profit[a] = pr
             out_margin[a] = m
             out_margin_maint[a] = mm
@@ -61,7 +73,7 @@ def rederive(accs, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sym_bid,
     for i in range(len(accs)):
         a = accs[i]
         pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                       pos_price, syms, tiers, acc_lev[a], work)
+                                       pos_price, syms, tiers_of(tiers, a), acc_lev[a], work)
         acc_profit[a] = pr
         acc_margin[a] = m
         acc_margin_maint[a] = mm
@@ -94,7 +106,7 @@ def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
         kp = sym_kp[s]
         d_bid = float(sym_bid[s] - old_bid[j])
         d_ask = float(sym_ask[s] - old_ask[j])
-        at_market = sym_mode[s] == CALC_EXCH_STOCKS and tiers[0][s] == 0
+        at_market = sym_mode[s] == CALC_EXCH_STOCKS and not tiered_anywhere(tiers, s)
         km = sym_km[s]
         kmm = sym_kmm[s]
         base = sym_off[s]
@@ -116,6 +128,70 @@ def tick_update(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, s
 
 
 @nb.njit(cache=True)
+def tiered_tick(symbols, old_bid, old_ask, sym_off, sym_cnt, seg_acc, seg_vol, sym_bid,
+                sym_ask, sym_km, sym_kmm, tiers, acc_margin, acc_margin_maint):
+    """The margin move of the holders of ``symbols``, tiered and margined at the market
+    (EXCH_STOCKS), after their prices moved from ``old_bid/old_ask`` to ``sym_bid/sym_ask``
+    (:func:`tick_update` moves the profits). The symbol's part of an account's margin is
+    ``B * k_margin * f(X)`` (``account.account_sums``) with ``B = sum(|v| * close)`` over
+    its positions in the symbol and ``X`` the tier measure (``sum |v|``, or ``B * k_x``);
+    each holder's ``B`` and volume at the old and the new prices are summed over the
+    symbol's segment (sequential reads; the holders found by a small open-addressed table
+    of the segment's size), and ``(B_new * f(X_new) - B_old * f(X_old)) * k`` added."""
+    tier_n, tier_off, table, acc_set = tiers
+    for j in range(len(symbols)):
+        s = symbols[j]
+        cnt = sym_cnt[s]
+        if cnt == 0:
+            continue
+        size = 2
+        while size < 2 * cnt:
+            size *= 2
+        key = np.full(size, -1, np.int64)
+        row = np.empty(size, np.int64)
+        accs = np.empty(cnt, np.int64)
+        agg = np.zeros((cnt, 3))
+        ng = 0
+        bid, ask = float(sym_bid[s]), float(sym_ask[s])
+        obid, oask = float(old_bid[j]), float(old_ask[j])
+        base = sym_off[s]
+        for k in range(base, base + cnt):
+            a = seg_acc[k]
+            h = (a * 0x9E3779B1) & (size - 1)
+            while key[h] != a and key[h] >= 0:
+                h = (h + 1) & (size - 1)
+            if key[h] < 0:
+                key[h] = a
+                row[h] = ng
+                accs[ng] = a
+                ng += 1
+            g = row[h]
+            v = seg_vol[k]
+            av = abs(float(v))
+            agg[g, 0] += av * (obid if v > 0 else oask)
+            agg[g, 1] += av * (bid if v > 0 else ask)
+            agg[g, 2] += av
+        km, kmm = sym_km[s], sym_kmm[s]
+        for i in range(ng):
+            b_old, b_new, vol = agg[i, 0], agg[i, 1], agg[i, 2]
+            if vol <= 0.0:
+                continue
+            a = accs[i]
+            k = acc_set[a]
+            off, n = tier_off[k, s], tier_n[k, s]
+            if n == 0:  # untiered in the account's set
+                d = b_new - b_old
+            else:
+                kx = table[off, 3]
+                x_old = vol if kx == 0.0 else b_old * kx
+                x_new = vol if kx == 0.0 else b_new * kx
+                d = (b_new * tier_factor(table, off, n, x_new)
+                     - b_old * tier_factor(table, off, n, x_old))
+            acc_margin[a] += d * km
+            acc_margin_maint[a] += d * kmm
+
+
+@nb.njit(cache=True)
 def pack_moves(n_sym, symbols, old_bid, old_ask, sym_bid, sym_ask, sym_kp, sym_km, sym_kmm,
                sym_mode, tiers):
     """One row per symbol for :func:`tick_update_accounts`: moved (1.0 / 0.0), bid move, ask
@@ -132,7 +208,8 @@ def pack_moves(n_sym, symbols, old_bid, old_ask, sym_bid, sym_ask, sym_kp, sym_k
         t[s, 3] = sym_kp[s]
         t[s, 4] = sym_km[s]
         t[s, 5] = sym_kmm[s]
-        t[s, 6] = 1.0 if sym_mode[s] == CALC_EXCH_STOCKS and tiers[0][s] == 0 else 0.0
+        t[s, 6] = 1.0 if sym_mode[s] == CALC_EXCH_STOCKS and not tiered_anywhere(tiers, s) \
+            else 0.0
     return t
 
 
@@ -226,9 +303,14 @@ def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vo
     for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
         work = scratch()
         hits = 0
+        k = 0  # the tier set whose views are at hand (made again only when it changes)
+        rows, tt = symtab[0], (tiers[0][0], tiers[1][0], tiers[2])
         for a in range(c * CHUNK, min(n_acc, (c + 1) * CHUNK)):
+            if tiers[3][a] != k:
+                k = tiers[3][a]
+                rows, tt = symtab[k], tiers_of(tiers, a)
             pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                           pos_price, symtab, tiers, acc_lev[a], work)
+                                           pos_price, rows, tt, acc_lev[a], work)
             out_profit[a] = pr
             out_margin[a] = m
             out_margin_maint[a] = mm

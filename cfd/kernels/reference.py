@@ -72,17 +72,20 @@ def recompute_detect_python(accounts, minor_scale, acc_off, acc_cnt, pool, pos_s
     """Full recompute and detection for the account indices ``accounts`` (a sample, or all).
     Returns ``(profit, margin, margin_maint, state)`` lists, one entry per account given.
 
-    Tiers (``cfd.instruments.tiers``): the positions of a tiered symbol are margined as
+    Tiers (``cfd.instruments.tiers``; ``tiers`` the tier sets of ``cfd.kernels.account``,
+    each account reading its own): the positions of a tiered symbol are margined as
     without tiers and summed per (account, symbol) with the aggregate ``X`` (volume units, or
     the notional); the sum is scaled by the factor of ``X``'s bracket and added after the
     untiered positions, symbols in the order of their first position."""
     sym_bid, sym_ask = sym_bid.tolist(), sym_ask.tolist()
     sym_kp, sym_km, sym_kmm = sym_kp.tolist(), sym_km.tolist(), sym_kmm.tolist()
     sym_mode = sym_mode.tolist()
-    tier_n, tier_off, table = tiers[0].tolist(), tiers[1].tolist(), tiers[2].tolist()
+    table = tiers[2].tolist()
     profits, margins, maints, states = [], [], [], []
     for a in accounts:
         a = int(a)
+        k_set = int(tiers[3][a])  # the account's tier set
+        tier_n, tier_off = tiers[0][k_set].tolist(), tiers[1][k_set].tolist()
         lev = int(acc_lev[a])
         pr = m = mm = 0.0
         base = int(acc_off[a])
@@ -207,7 +210,8 @@ def recompute_detect_numpy(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, 
     mm = base * sym_kmm[s] / lev
     profit = np.bincount(acc, weights=pp, minlength=n_acc)
     tier_n = tiers[0]
-    tiered = tier_n[s] > 0 if tier_n.any() else None
+    k_set = tiers[3][acc]
+    tiered = tier_n[k_set, s] > 0 if tier_n.any() else None
     if tiered is None or not tiered.any():
         margin = np.bincount(acc, weights=m, minlength=n_acc)
         maint = np.bincount(acc, weights=mm, minlength=n_acc)
@@ -216,26 +220,27 @@ def recompute_detect_numpy(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, 
         margin = np.bincount(acc[~tiered], weights=m[~tiered], minlength=n_acc).astype(float)
         maint = np.bincount(acc[~tiered], weights=mm[~tiered], minlength=n_acc).astype(float)
         _add_tiered(tiers, acc[tiered], s[tiered], base[tiered], m[tiered], mm[tiered],
-                    np.abs(v[tiered]).astype(np.float64), margin, maint)
+                    np.abs(v[tiered]).astype(np.float64), margin, maint, k_set[tiered])
     state = detect_numpy(minor_scale, acc_balance[:n_acc], acc_credit[:n_acc], profit, margin,
                          acc_rule[:n_acc], acc_so[:n_acc], acc_call[:n_acc])
     return profit, margin, maint, state
 
 
-def _add_tiered(tiers, acc, s, base, m, mm, av, margin, maint):
-    """The tiered rows (in account order) summed per (account, symbol) in row order, scaled
-    by their bracket's factor and added to the accounts in first-row order (in place)."""
-    _, tier_off, table = tiers
+def _add_tiered(tiers, acc, s, base, m, mm, av, margin, maint, k_set):
+    """The tiered rows (in account order; ``k_set`` their account's tier set) summed per
+    (account, symbol) in row order, scaled by their bracket's factor and added to the
+    accounts in first-row order (in place)."""
+    tier_off, table = tiers[1], tiers[2]
     n_sym = int(s.max()) + 1
     key = acc * n_sym + s
     uniq, first, grp = np.unique(key, return_index=True, return_inverse=True)
     n = len(uniq)
     u = np.bincount(grp, weights=m, minlength=n)
     um = np.bincount(grp, weights=mm, minlength=n)
-    kx = table[tier_off[s], 3]
+    kx = table[tier_off[k_set, s], 3]
     x = np.bincount(grp, weights=np.where(kx == 0.0, av, base * kx), minlength=n)
-    gs = s[first]
-    off, cnt = tier_off[gs], tiers[0][gs]
+    gs, gk = s[first], k_set[first]
+    off, cnt = tier_off[gk, gs], tiers[0][gk, gs]
     k = off.copy()
     for j in range(1, int(cnt.max())):
         hit = (j < cnt) & (table[np.minimum(off + j, len(table) - 1), 0] <= x)

@@ -25,7 +25,7 @@ import math
 import numba as nb
 import numpy as np
 
-from cfd.kernels.account import account_sums, scratch
+from cfd.kernels.account import account_sums, scratch, tiers_of
 from cfd.kernels.formulas import (
     RULE_MT5_MONEY,
     account_figures,
@@ -163,7 +163,7 @@ def sweep_account(i, a, force, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos
             n_left = last
             pr, m, mm, _, _ = account_sums(work, base, n_left, pos_sym, pos_vol, pos_price,
                                            (sym_bid, sym_ask, sym_kp, sym_km, sym_kmm,
-                                            sym_mode), tiers, lev, sums_work)
+                                            sym_mode), tiers_of(tiers, a), lev, sums_work)
     out_n[i] = closed
     out_status[i] = status
     out_balance[i] = bal

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cfd.constants import CalcMode
+from cfd.instruments.tiers import group_schedule, parse_tiers, tier_rows, tier_table
 from cfd.kernels.account import account_sums, scratch, tier_factor
 from cfd.kernels.formulas import position_margin
-from cfd.kernels.margin import rederive
+from cfd.kernels.margin import rederive, tiered_tick
 from cfd.money import MINOR_SCALE
 
 if TYPE_CHECKING:
@@ -25,13 +26,75 @@ if TYPE_CHECKING:
     from cfd.trading.market import Plan
 
 
+def tier_sets(eng: Engine) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(tier_n, tier_off, table, set of each account)``: the kernels' tier sets
+    (``cfd.kernels.account``). Set 0 is the symbols' own schedules; each group overriding
+    some (``AccountGroup.margin_tiers``) has a set of its own, its accounts pointing to it.
+    Kept until a symbol, a group or the list of accounts changes; new accounts extend it."""
+    base = eng.symbols.tiers()
+    names = eng.accounts.groups
+    over = [n for n, g in eng.config.groups.items() if g.margin_tiers]
+    key = (base, names, *(eng.config.groups[n] for n in over))  # held: compared by identity
+    cached = getattr(eng, "_tier_sets", None)
+    n_acc = len(names)
+    if cached is None or len(cached[0]) != len(key) or \
+            any(x is not y for x, y in zip(cached[0], key, strict=True)):
+        if not over:
+            sets = (base[0].reshape(1, -1), base[1].reshape(1, -1), base[2])
+        else:
+            sets = _override_sets(eng, over)
+        cached = (key, sets, {n: i + 1 for i, n in enumerate(over)},
+                  np.zeros(0, np.int32))
+    key, sets, set_of, acc = cached
+    if len(acc) < max(n_acc, 1):
+        grown = np.zeros(max(n_acc, 1, 2 * len(acc)), np.int32)
+        grown[:len(acc)] = acc
+        if set_of:
+            grown[len(acc):n_acc] = [set_of.get(g, 0) for g in names[len(acc):n_acc]]
+        acc = grown
+    eng._tier_sets = (key, sets, set_of, acc)
+    return (*sets, acc)
+
+
+def _override_sets(eng: Engine, over: list[str]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    specs = eng.symbols.specs
+    own = [tier_rows(parse_tiers(s.margin_tiers), s.margin_tiers_by, s.contract_size)
+           if s.margin_tiers else [] for s in specs]
+    width = max(len(specs), 1)
+    schedules = own + [[]] * (width - len(specs))
+    for name in over:
+        g = eng.config.groups[name]
+        for i, s in enumerate(specs):
+            text = group_schedule(g.margin_tiers, s.name)
+            if text is None:
+                schedules.append(own[i])
+            else:
+                schedules.append(tier_rows(parse_tiers(text), s.margin_tiers_by,
+                                           s.contract_size, s.margin_initial_rate)
+                                 if text else [])
+        schedules += [[]] * (width - len(specs))
+    tier_n, tier_off, table = tier_table(schedules)
+    n_sets = len(over) + 1
+    return (tier_n[:n_sets * width].reshape(n_sets, width),
+            tier_off[:n_sets * width].reshape(n_sets, width), table)
+
+
+def account_tiers(eng: Engine, acc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tier tuple ``(tier_n, tier_off, table)`` of account ``acc``'s set."""
+    t = tier_sets(eng)
+    k = int(t[3][acc])
+    return t[0][k], t[1][k], t[2]
+
+
 def rederive_moved(eng: Engine, syms: np.ndarray, states: np.ndarray) -> None:
     """After a tick: the holders of the moved tiered symbols margined at the market,
     re-derived whole (their margin is not linear in the price; ``margin.rederive``);
     ``states`` updated where it covers them."""
     sc, ac, pc = eng.symbols.cols, eng.accounts.cols, eng.positions.cols
-    tiers = eng.symbols.tiers()
-    moved = syms[(tiers[0][syms] > 0) & (sc.calc_mode[syms] == CalcMode.EXCH_STOCKS)]
+    tiers = tier_sets(eng)
+    moved = syms[(tiers[0][:, syms] > 0).any(axis=0)
+                 & (sc.calc_mode[syms] == CalcMode.EXCH_STOCKS)]
     if len(moved):
         idx = eng.positions.by_acc
         rederive(eng.holders(moved), idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
@@ -41,8 +104,25 @@ def rederive_moved(eng: Engine, syms: np.ndarray, states: np.ndarray) -> None:
                  states)
 
 
+def tick_moved(eng: Engine, syms: np.ndarray, old_bid: np.ndarray, old_ask: np.ndarray,
+               seg_acc: np.ndarray, seg_vol: np.ndarray) -> None:
+    """After a tick (``tick_update`` has moved the profits): the margins of the holders of
+    the moved tiered symbols margined at the market, moved by their aggregate's margin at
+    the new price less that at the old (``margin.tiered_tick``: the symbol's positions
+    only, in its symbol-ordered segment ``seg_acc``, ``seg_vol``)."""
+    sc, ac = eng.symbols.cols, eng.accounts.cols
+    tiers = tier_sets(eng)
+    pick = (tiers[0][:, syms] > 0).any(axis=0) & (sc.calc_mode[syms] == CalcMode.EXCH_STOCKS)
+    if pick.any():
+        idx = eng.positions.by_sym
+        tiered_tick(syms[pick], old_bid[pick], old_ask[pick], idx.off, idx.cnt, seg_acc,
+                    seg_vol, sc.bid, sc.ask, sc.k_margin, sc.k_margin_maint, tiers, ac.margin,
+                    ac.margin_maint)
+
+
 def is_tiered(eng: Engine, sym: int) -> bool:
-    return bool(eng.symbols.tiers()[0][sym])
+    """Whether ``sym`` has tiers for any group."""
+    return bool(tier_sets(eng)[0][:, sym].any())
 
 
 def aggregate_margin(eng: Engine, acc: int, sym: int, volumes: list[int],
@@ -56,7 +136,7 @@ def aggregate_margin(eng: Engine, acc: int, sym: int, volumes: list[int],
     _, m, _, _, _ = account_sums(np.arange(n), 0, n, np.full(n, sym, np.int32),
                                  np.array(volumes, np.int64), np.array(prices, np.int64),
                                  (sc.bid, sc.ask, sc.k_profit, sc.k_margin, sc.k_margin_maint,
-                                  sc.calc_mode), eng.symbols.tiers(),
+                                  sc.calc_mode), account_tiers(eng, acc),
                                  int(eng.accounts.cols.leverage[acc]), scratch())
     return float(m)
 
@@ -93,7 +173,7 @@ def order_margin(eng: Engine, acc: int, sym: int, volume: int, price: int) -> fl
     mode = int(sc.calc_mode[sym])
     m = position_margin(mode, volume, price, float(sc.k_margin[sym]),
                         int(eng.accounts.cols.leverage[acc]))
-    tier_n, tier_off, table = eng.symbols.tiers()
+    tier_n, tier_off, table = account_tiers(eng, acc)
     n = int(tier_n[sym])
     if n == 0 or volume == 0:
         return m

@@ -28,7 +28,7 @@ from cfd.constants import DealEntry, DealReason, DealType, OrderReason, OrderSta
 from cfd.kernels import sweep as K
 from cfd.kernels.formulas import margin_level
 from cfd.money import MINOR_SCALE, VOLUME_SCALE
-from cfd.trading import market
+from cfd.trading import margin_tiers, market
 from cfd.trading.commission import exit_terms
 from cfd.trading.positions import floating_profit
 
@@ -215,8 +215,8 @@ def run_kernel(eng: Engine, accs: np.ndarray, force: bool = False) -> SweepOut:
     work = np.empty(rows, np.int32)
     K.sweep(accs, force, float(MINOR_SCALE), idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
             pc.price_open, pc.ticket, sc.bid, sc.ask, sc.k_profit, sc.k_margin,
-            sc.k_margin_maint, sc.calc_mode, eng.symbols.tiers(), sc.k_num, sc.k_den, closable,
-            c_terms, f_terms, acc_trow, ac.balance, ac.credit, ac.profit, ac.margin,
+            sc.k_margin_maint, sc.calc_mode, margin_tiers.tier_sets(eng), sc.k_num, sc.k_den,
+            closable, c_terms, f_terms, acc_trow, ac.balance, ac.credit, ac.profit, ac.margin,
             ac.margin_maint, ac.leverage, ac.so_rule, ac.so_so, ac.so_end, base, work, out.n,
             out.status, out.slot, out.price, out.volume, out.profit, out.comm, out.fee, out.level,
             out.equity, out.margin, out.balance, out.acc_profit, out.acc_margin, out.acc_maint,

@@ -39,6 +39,7 @@ from cfd.kernels.formulas import RULE_MT5_MONEY, margin_level
 from cfd.kernels.margin import recompute_account
 from cfd.money import MINOR_SCALE
 from cfd.result import Result
+from cfd.trading import margin_tiers
 
 if TYPE_CHECKING:
     from cfd.engine import Engine
@@ -212,7 +213,7 @@ class WeekendMargin:
         for a in eng.holders(syms).tolist():
             _, margin, _ = recompute_account(a, idx.off, idx.cnt, idx.pool, pc.sym, pc.volume,
                                              pc.price_open, sc.bid, sc.ask, sc.k_profit, k_m,
-                                             k_mm, sc.calc_mode, eng.symbols.tiers(),
+                                             k_mm, sc.calc_mode, margin_tiers.tier_sets(eng),
                                              int(ac.leverage[a]))
             equity_c, _, _ = eng.accounts.figures(a)
             margin_c = int(np.rint(margin * MINOR_SCALE))

@@ -65,6 +65,9 @@ function start() {
     { ...money("long_notional", "Long"), wide: false }, { ...money("short_notional", "Short"), wide: false }, money("net_notional", "Net"),
     money("gross_notional", "Gross"), { ...money("broker_notional", "Broker"), wide: false },
     { key: "accounts", label: "Accounts", num: true, wide: false },
+    { key: "margin_tiers", label: "Margin tiers", wide: false, sortable: false,
+      fmt: (v, r) => [v ? `${v} (${r.margin_tiers_by})` : "",
+                      (r.tier_groups || []).length ? `own in ${r.tier_groups.join(", ")}` : ""].filter(Boolean).join("; ") },
   ], { key: (r) => r.symbol, sortKey: "gross_notional", sortDir: -1, empty: "No open positions" });
   marketsT = new Web.Table($("markets"), [
     { key: "symbol", label: "Symbol" },
