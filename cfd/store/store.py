@@ -19,7 +19,6 @@ import socket
 import struct
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -171,7 +170,7 @@ class Store(SnapshotStore):
             actor = e.actor or ""
             prev = chain_hash(prev, seq, int(e.time_msc), e.kind, actor, e.payload)
             rows.append((seq, int(e.time_msc), e.kind, actor, e.payload, prev))
-            stored.append(replace(e, seq=seq, actor=actor, hash=prev))
+            stored.append(JournalEntry(e.kind, e.payload, e.time_msc, actor, seq, prev))
         with self.engine.begin() as conn:
             if rows:
                 if fast_supported(conn):
