@@ -119,8 +119,9 @@ def run(n_orders: int = 100_000, url: str | None = None, *, n_accounts: int = 10
 
     Returns ``{"name": "durable", "url", "orders", "commands", "batches", "seconds",
     "orders_per_s", "commands_per_s", "batch_ms_median", "batch_ms_p99", "engine_s",
-    "store_s", "engine_us_per_order", "store_us_per_order", "retcodes", ...}``; ``batch_ms_*`` is the acknowledgement latency of a
-    batch (from forming it to its commit). ``pipeline``: 0 commits each batch before the
+    "store_s", "engine_us_per_order", "store_us_per_order", "retcodes", ...}``;
+    ``batch_ms_*`` is the acknowledgement latency of a batch (from forming it to its
+    commit). ``pipeline``: 0 commits each batch before the
     next is applied (``submit``); k > 0 lets the engine apply the next batch while up to k
     batches commit in the journal writer thread (``submit_async``). ``profile``: write
     cProfile stats of the timed loop there. The process's start-up heap is frozen

@@ -149,10 +149,16 @@ class TradeHandlers:
         for leg in plan.legs:
             deal = self._deal_ticket()
             if leg.slot < 0:
-                p = pos.open(a, s, leg.new_volume, leg.new_price, order, t, plan.sl, plan.tp,
-                             req.magic, min(reason, 3), comment)
-                if collect:
-                    self._effects.position_upsert(self.position_row(p))
+                v, po = int(leg.new_volume), int(leg.new_price)
+                sl, tp, p_reason = int(plan.sl), int(plan.tp), min(reason, 3)
+                p = pos.open(a, s, v, po, order, t, sl, tp, magic, p_reason, comment)
+                if collect:  # ``position_row(p)``, from the values just written
+                    self._effects.position_upsert({
+                        "ticket": order, "login": login, "symbol": name, "time_msc": t,
+                        "time_update_msc": t, "type": 0 if v > 0 else 1, "magic": magic,
+                        "identifier": order, "reason": p_reason, "volume": abs(v),
+                        "price_open": po, "sl": sl, "tp": tp, "swap": 0, "comment": comment,
+                        "external_id": ""})
             else:
                 p = leg.slot
             swap = 0
