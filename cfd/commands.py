@@ -19,6 +19,8 @@ import orjson
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
+_NAMES: dict[type, tuple[str, ...]] = {}  # a command class's field names, in order
+
 _LONG_DIGITS = re.compile(rb"\d{19}")
 
 
@@ -44,8 +46,11 @@ class Command:
         """Compact JSON with sorted keys. The fields are encoded as they are (no deep copy)
         when they are plain JSON values, which gives the same bytes as encoding
         ``dataclasses.asdict(self)``; anything else goes through ``asdict``."""
+        names = _NAMES.get(type(self))
+        if names is None:
+            names = _NAMES[type(self)] = tuple(f.name for f in fields(self))
         try:
-            return _JSON.encode({f.name: getattr(self, f.name) for f in fields(self)}).encode()
+            return _JSON.encode({k: getattr(self, k) for k in names}).encode()
         except TypeError:
             return _JSON.encode(asdict(self)).encode()
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -199,11 +200,17 @@ def check_exposure(eng: Engine, sym: int, delta: int) -> None:
                        f"{limit} (exposure_limits)")
 
 
-def check_plan(eng: Engine, plan: Plan) -> None:
-    """A market order's plan against the rules (called once it is projected)."""
+@cache
+def _opening_actions() -> tuple[str, ...]:
     from cfd.trading.market import ADD, OPEN, REVERSE  # (market imports this module)
 
-    opening = [leg for leg in plan.legs if leg.action in (OPEN, ADD, REVERSE)]
+    return OPEN, ADD, REVERSE
+
+
+def check_plan(eng: Engine, plan: Plan) -> None:
+    """A market order's plan against the rules (called once it is projected)."""
+    opens = _opening_actions()
+    opening = [leg for leg in plan.legs if leg.action in opens]
     if not opening:
         return
     pc = eng.positions.cols

@@ -33,10 +33,8 @@ class JournalEntry:
 def chain_hash(prev_hash: str, seq: int, time_msc: int, kind: str, actor: str,
                payload: bytes) -> str:
     """The hex sha256 linking one row to the previous one (see the module docstring)."""
-    h = hashlib.sha256(bytes.fromhex(prev_hash))
-    h.update(_I64.pack(seq))
-    h.update(_I64.pack(time_msc))
-    for part in (kind.encode(), actor.encode(), payload):
-        h.update(_U32.pack(len(part)))
-        h.update(part)
-    return h.hexdigest()
+    k, a = kind.encode(), actor.encode()
+    return hashlib.sha256(b"".join((
+        bytes.fromhex(prev_hash), _I64.pack(seq), _I64.pack(time_msc),
+        _U32.pack(len(k)), k, _U32.pack(len(a)), a, _U32.pack(len(payload)), payload,
+    ))).hexdigest()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,9 @@ def normalize(table: Table, row: Row) -> dict[str, Any]:
     return out
 
 
+_PLAIN: dict[type, type] = {BigInteger: int, Integer: int, Float: float, String: str}
+
+
 def _tuple_fn(table: Table, keys: list[str], rename: dict[str, str] | None = None
               ) -> Callable[[Row], tuple[Any, ...]]:
     """A generated ``row -> tuple`` for ``keys`` of ``table``: ``normalize`` without the
@@ -93,7 +97,23 @@ def _tuple_fn(table: Table, keys: list[str], rename: dict[str, str] | None = Non
     src = f"def f(r):\n    g = r.get\n    return ({', '.join(parts)},)\n"
     ns: dict[str, Any] = {}
     exec(compile(src, f"<rows {table.name}>", "exec"), ns)  # noqa: S102 - column names only
-    return ns["f"]
+    slow = ns["f"]
+    kinds = [_PLAIN.get(type(table.c[key].type)) for key in keys]
+    if None in kinds or len(keys) < 2:
+        return slow
+    # a row whose every value already has its column's exact type (what the engine builds)
+    # is taken as it is: the coercions above would give back the same values
+    types = tuple(kinds)
+    get = itemgetter(*(rename.get(k, k) for k in keys))
+
+    def fast(r: Row) -> tuple[Any, ...]:
+        try:
+            t = get(r)
+        except KeyError:
+            return slow(r)
+        return t if tuple(map(type, t)) == types else slow(r)
+
+    return fast
 
 
 _COPY_TYPES = {"bigint": "int8", "integer": "int4", "double precision": "float8",

@@ -135,19 +135,30 @@ class TradeHandlers:
         net = sum(leg.profit - leg.commission - leg.fee for leg in plan.legs)
         if net:
             self.ledger.check([(BROKER_PL, client_ledger(a), net)])
-        order = order or self._order_ticket()
-        t = self.now_msc
+        order = int(order) or self._order_ticket()
+        t = int(self.now_msc)
         deal = 0
         position_id = 0
         by_id = 0
-        d_reason = reason if deal_reason is None else deal_reason
+        reason = int(reason)
+        d_reason = reason if deal_reason is None else int(deal_reason)
+        magic = int(req.magic)
+        collect = self.collect_effects
+        login = int(self.accounts.cols.login[a])
+        name = self.symbols.specs[s].name
         for leg in plan.legs:
             deal = self._deal_ticket()
             if leg.slot < 0:
-                p = pos.open(a, s, leg.new_volume, leg.new_price, order, t, plan.sl, plan.tp,
-                             req.magic, min(reason, 3), comment)
-                if self.collect_effects:
-                    self._effects.position_upsert(self.position_row(p))
+                v, po = int(leg.new_volume), int(leg.new_price)
+                sl, tp, p_reason = int(plan.sl), int(plan.tp), min(reason, 3)
+                p = pos.open(a, s, v, po, order, t, sl, tp, magic, p_reason, comment)
+                if collect:  # ``position_row(p)``, from the values just written
+                    self._effects.position_upsert({
+                        "ticket": order, "login": login, "symbol": name, "time_msc": t,
+                        "time_update_msc": t, "type": 0 if v > 0 else 1, "magic": magic,
+                        "identifier": order, "reason": p_reason, "volume": abs(v),
+                        "price_open": po, "sl": sl, "tp": tp, "swap": 0, "comment": comment,
+                        "external_id": ""})
             else:
                 p = leg.slot
             swap = 0
@@ -157,13 +168,22 @@ class TradeHandlers:
             position_id = int(pc.identifier[p])
             if leg.action == "close_by" and by_id == 0:
                 by_id = int(pc.identifier[plan.legs[1].slot])
-            self.deals.append(
-                comment, ticket=deal, order=order, acc=a, sym=s, time_msc=t,
-                type=leg.deal_type, entry=leg.entry, magic=req.magic, position_id=position_id,
-                reason=d_reason, volume=leg.volume, price=leg.price, commission=-leg.commission,
-                swap=swap, profit=leg.profit, fee=-leg.fee)
-            if self.collect_effects:
-                self._effects.deals.append(self.deal_row(len(self.deals) - 1))
+            # DEAL_COLUMNS' order; the effect row is built from the same values (what
+            # ``deal_row`` would read back)
+            dtype, entry, volume, price = (int(leg.deal_type), int(leg.entry), int(leg.volume),
+                                           int(leg.price))
+            commission, profit, fee = -int(leg.commission), int(leg.profit), -int(leg.fee)
+            swap = int(swap)
+            self.deals.append_values(comment, (
+                deal, order, a, s, t, dtype, entry, magic, position_id, d_reason, volume,
+                price, commission, swap, profit, fee))
+            if collect:
+                self._effects.deals.append({
+                    "ticket": deal, "order": order, "login": login, "symbol": name,
+                    "time_msc": t, "type": dtype, "entry": entry, "magic": magic,
+                    "position_id": position_id, "reason": d_reason, "volume": volume,
+                    "price": price, "commission": commission, "swap": swap,
+                    "profit": profit, "fee": fee, "comment": comment, "external_id": ""})
             self._book(a, leg.profit, PostingKind.PROFIT, deal)
             self._book(a, -leg.commission, PostingKind.COMMISSION, deal)
             self._book(a, -leg.fee, PostingKind.COMMISSION, deal)
@@ -171,16 +191,24 @@ class TradeHandlers:
                 self._update_position(p, leg, plan, order, t)
         if plan.order_type == OrderType.CLOSE_BY:
             position_id = int(pc.identifier[plan.legs[0].slot]) if pc.active[plan.legs[0].slot] \
-                else self.deals.cols.position_id[len(self.deals) - 2]
-        self.orders.append(
-            comment, ticket=order, acc=a, sym=s, time_setup_msc=t, time_done_msc=t,
-            time_expiration=0, type=plan.order_type, type_time=0, type_filling=req.type_filling,
-            state=OrderState.FILLED, magic=req.magic, position_id=position_id,
-            position_by_id=by_id, reason=reason, volume_initial=plan.volume, volume_current=0,
-            price_open=plan.legs[0].price, sl=plan.sl, tp=plan.tp,
-            price_current=plan.legs[0].price, price_stoplimit=0)
-        if self.collect_effects:
-            self._effects.orders[order] = self.order_row(len(self.orders) - 1)
+                else int(self.deals.cols.position_id[len(self.deals) - 2])
+        # ORDER_COLUMNS' order; the effect row from the same values (as ``order_row``)
+        otype, filling = int(plan.order_type), int(req.type_filling)
+        state = int(OrderState.FILLED)
+        price, volume, sl, tp = (int(plan.legs[0].price), int(plan.volume), int(plan.sl),
+                                 int(plan.tp))
+        self.orders.append_values(comment, (
+            order, a, s, t, t, 0, otype, 0, filling, state, magic, position_id, by_id,
+            reason, volume, 0, price, sl, tp, price, 0))
+        if collect:
+            self._effects.orders[order] = {
+                "ticket": order, "time_setup_msc": t, "time_done_msc": t, "time_expiration": 0,
+                "type": otype, "type_time": 0, "type_filling": filling, "state": state,
+                "magic": magic, "position_id": position_id, "position_by_id": by_id,
+                "reason": reason, "volume_initial": volume, "volume_current": 0,
+                "price_open": price, "sl": sl, "tp": tp, "price_current": price,
+                "price_stoplimit": 0, "login": login, "symbol": name, "comment": comment,
+                "external_id": ""}
         self._touch_account(a)
         return order, deal
 

@@ -91,6 +91,7 @@ class RecordLog:
         self.base = 0  # rows trimmed away (the global index of row 0)
         self.digest = np.zeros(2, dtype=np.uint64)  # rows_digest of the trimmed rows
         self.hashed = tuple(schema) if hashed is None else hashed
+        self.columns = tuple(schema)  # the order of ``append_values``
 
     def __len__(self) -> int:
         return self.cols.size
@@ -126,6 +127,18 @@ class RecordLog:
             d[k][i] = v
         self.comments.append(comment)
         self.by_ticket[int(fields["ticket"])] = i
+        return i
+
+    def append_values(self, comment: str, values: tuple[int, ...]) -> int:
+        """:meth:`append` of one value per column, in the schema's order (the first is the
+        ticket): no keyword dict per row."""
+        c = self.cols
+        i = c.append_row()
+        d = c.__dict__
+        for k, v in zip(self.columns, values, strict=True):
+            d[k][i] = v
+        self.comments.append(comment)
+        self.by_ticket[int(values[0])] = i
         return i
 
 

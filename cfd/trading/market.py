@@ -82,6 +82,10 @@ class Plan:
     equity_after: float = 0.0
 
 
+_FILLING_FLAG = {OrderFilling.FOK: FillingFlag.FOK, OrderFilling.IOC: FillingFlag.IOC}
+_ORDER_TIMES = frozenset(int(t) for t in OrderTime.__members__.values())
+
+
 def fmt(minor: float) -> str:
     return f"{minor / MINOR_SCALE:,.2f} USDT"
 
@@ -150,14 +154,13 @@ def check_filling(spec, filling: int) -> None:
         raise Rejected(Retcode.INVALID_FILL,
                        f"filling type {filling} is not allowed for market orders")
     if spec.execution_mode in (SymbolTradeExecution.MARKET, SymbolTradeExecution.EXCHANGE):
-        allowed = {OrderFilling.FOK: FillingFlag.FOK, OrderFilling.IOC: FillingFlag.IOC}
         if filling == OrderFilling.RETURN:
             if spec.execution_mode == SymbolTradeExecution.MARKET:
                 raise Rejected(Retcode.INVALID_FILL,
                                f"{spec.name} has market execution: RETURN filling is not "
                                f"allowed (use FOK or IOC, symbol filling_mode "
                                f"{spec.filling_mode})")
-        elif not spec.filling_mode & allowed[OrderFilling(filling)]:
+        elif not spec.filling_mode & _FILLING_FLAG[filling]:
             raise Rejected(Retcode.INVALID_FILL,
                            f"{spec.name} does not allow {OrderFilling(filling).name} filling "
                            f"(symbol filling_mode {spec.filling_mode})")
@@ -248,7 +251,7 @@ def plan_deal(eng: Engine, acc: int, req: TradeRequest) -> Plan:
     check_request_text(req)
     check_market(eng, acc, sym)
     check_filling(spec, req.type_filling)
-    if req.type_time not in OrderTime.__members__.values():
+    if req.type_time not in _ORDER_TIMES:
         raise Rejected(Retcode.INVALID_EXPIRATION, f"type_time {req.type_time} is not GTC (0), "
                        "DAY (1), SPECIFIED (2) or SPECIFIED_DAY (3)")
     is_buy = req.type == OrderType.BUY

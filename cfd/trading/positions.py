@@ -98,9 +98,14 @@ class PositionTable:
 
     def touch_symbols(self, syms: int | np.ndarray) -> None:
         """The positions of ``syms`` changed: their symbol-ordered copies are stale."""
-        if np.ndim(syms) and len(syms) == 0:
-            return
-        top = int(np.max(syms)) if np.ndim(syms) else int(syms)
+        if type(syms) is int:  # one symbol (the order path)
+            top = syms
+        elif np.ndim(syms):
+            if len(syms) == 0:
+                return
+            top = int(np.max(syms))
+        else:
+            top = int(syms)
         if top >= len(self._seg_dirty):
             grow = np.zeros(max(top + 1, 2 * len(self._seg_dirty)), dtype=np.bool_)
             grow[: len(self._seg_dirty)] = self._seg_dirty

@@ -3,7 +3,7 @@ package: TradeRequest 17 fields, OrderSendResult 11, OrderCheckResult 9)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from cfd.constants import RETCODE_DESCRIPTION, Retcode
@@ -57,9 +57,19 @@ class TradeRequest:
         if not isinstance(data, dict):
             raise RequestFormatError("request", "expected a dict")
         # fast path: every value already of its field's exact type and in range
-        if all(_KIND.get(k) is type(v) for k, v in data.items()) and all(
-                -(2**63) <= data[k] < 2**63 for k in _INT_FIELDS if k in data):
-            return cls(**data)
+        for k, v in data.items():
+            kind = _KIND.get(k)
+            if kind is not type(v) or (kind is int and not -(2**63) <= v < 2**63):
+                break
+        else:
+            if cls is not TradeRequest:
+                return cls(**data)
+            # the instance ``cls(**data)`` builds, without a frozen setattr per field
+            obj = object.__new__(cls)
+            values = _DEFAULTS.copy()
+            values.update(data)
+            object.__setattr__(obj, "__dict__", values)
+            return obj
         unknown = sorted(set(data) - set(REQUEST_FIELDS))
         if unknown:
             raise RequestFormatError(unknown[0], "unknown field")
@@ -88,6 +98,9 @@ class TradeRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in REQUEST_FIELDS}
+
+
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TradeRequest)}
 
 
 @dataclass(frozen=True)
