@@ -1,4 +1,4 @@
-"""order_send over HTTP on loopback, durable before acknowledged (issue: MT5 HTTP API).
+"""order_send over HTTP on loopback, durable before acknowledged (the MT5 HTTP API).
 
 Starts ``python -m api --demo`` (SQLite in a temporary directory, synthetic feed) in a
 subprocess, creates one account per client through the admin API, then measures from this

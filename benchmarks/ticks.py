@@ -1,4 +1,4 @@
-"""Tick replay through the whole engine pipeline (issue: feeds, pending orders, stops).
+"""Tick replay through the whole engine pipeline (feeds, pending orders, stops).
 
 A book of ``positions`` positions over ``accounts`` accounts and ``symbols`` symbols, each
 account funded to a margin level drawn between ``--level-lo`` and ``--level-hi`` percent (so
