@@ -80,16 +80,23 @@ class KeyRing:
                     "admins": {k: list(v) for k, v in self._admins.items()}}
 
     def load(self, hashes: dict) -> None:
-        """Take the hashes :meth:`export` gave (a gateway's copy of the writer's key ring)."""
+        """Take the hashes :meth:`export` gave (a gateway's copy of the writer's key ring).
+
+        The writer's admin keys replace this ring's (an admin key the writer no longer has,
+        e.g. after a restart with another ``CFD_ADMIN_KEY``, stops working here too), and
+        every verified key whose hash changed or went is forgotten."""
         clients = {int(login): (salt, digest)
                    for login, (salt, digest) in hashes.get("clients", {}).items()}
+        admins = {name: (salt, digest)
+                  for name, (salt, digest) in hashes.get("admins", {}).items()}
         with self._lock:
             changed = {lg for lg, v in clients.items() if self._clients.get(lg) != v}
             self._clients.update(clients)
-            for name, (salt, digest) in hashes.get("admins", {}).items():
-                self._admins[name] = (salt, digest)
+            gone = {n for n, v in self._admins.items() if admins.get(n) != v}
+            self._admins = admins
             self._ok = {k: v for k, v in self._ok.items()
-                        if not (isinstance(v, Client) and v.login in changed)}
+                        if not (isinstance(v, Client) and v.login in changed)
+                        and not (isinstance(v, Admin) and v.name in gone)}
 
     def has_client(self, login: int) -> bool:
         return int(login) in self._clients

@@ -287,3 +287,21 @@ def test_the_demos_gateways_end_with_its_writer(tmp_path, sig: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_gateway_drops_admin_keys_the_writer_no_longer_has() -> None:
+    """The gateway's key ring follows the writer's: an admin key the writer dropped (a
+    restart with another admin key) stops working at the gateway, even once verified."""
+    from api.auth import KeyRing
+
+    writer = KeyRing()
+    writer.add_admin("old", "old-admin-key")
+    gw = KeyRing()
+    gw.load(writer.export())
+    assert gw.admin("old-admin-key") is not None  # verified, and now cached
+    restarted = KeyRing()
+    restarted.add_admin("new", "new-admin-key")
+    gw.load(restarted.export())
+    assert gw.admin("old-admin-key") is None
+    assert gw.cached_admin("old-admin-key") is None
+    assert gw.admin("new-admin-key") is not None
