@@ -53,14 +53,22 @@ def bench_stress(n_accounts: int, n_positions: int, moves: tuple[float, ...] = (
             "scenarios": rows}
 
 
-def bench_gap(n_accounts: int, n_positions: int, scenarios: int = 10_000, seed: int = 7
-              ) -> dict[str, Any]:
+def _gap_setup(n_accounts: int, n_positions: int, scenarios: int, seed: int
+               ) -> tuple[Any, np.ndarray, float]:
+    """A synthetic book, its sampled gap scenarios and the seconds the sampling took, with
+    the gap kernel warmed up on the first ten."""
     book = synthetic_book(n_accounts, n_positions, seed=seed)
     table = GapTable.load().select(weekend_only=False)
     t0 = time.perf_counter()
     gaps = sample_gaps(table, book.symbols.names, scenarios, 0.5, seed, mapping={})
     sample = time.perf_counter() - t0
     run_gap(book, gaps[:, :10])  # warm-up
+    return book, gaps, sample
+
+
+def bench_gap(n_accounts: int, n_positions: int, scenarios: int = 10_000, seed: int = 7
+              ) -> dict[str, Any]:
+    book, gaps, sample = _gap_setup(n_accounts, n_positions, scenarios, seed)
     res = run_gap(book, gaps)
     return {"accounts": n_accounts, "positions": n_positions, "scenarios": scenarios,
             "sample_seconds": round(sample, 3), "seconds": round(res.seconds, 3),
@@ -74,12 +82,7 @@ def bench_gap_cluster(n_accounts: int, n_positions: int, scenarios: int, address
     equal."""
     from distributed import Client, LocalCluster
 
-    book = synthetic_book(n_accounts, n_positions, seed=seed)
-    table = GapTable.load().select(weekend_only=False)
-    t0 = time.perf_counter()
-    gaps = sample_gaps(table, book.symbols.names, scenarios, 0.5, seed, mapping={})
-    sample = time.perf_counter() - t0
-    run_gap(book, gaps[:, :10])  # warm-up
+    book, gaps, sample = _gap_setup(n_accounts, n_positions, scenarios, seed)
     here = run_gap(book, gaps)
     cluster = None
     if address.startswith("local:"):
