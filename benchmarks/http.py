@@ -40,11 +40,7 @@ import time
 
 import numpy as np
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from api.procs import free_port
 
 
 class Conn:

@@ -25,14 +25,10 @@ import time
 
 import numpy as np
 
+from api.procs import free_port
+
 REQUEST = b"x" * 160   # [login, request dict, request id] as JSON
 REPLY = b"y" * 420     # an OrderSendResult as JSON
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu() -> float:
@@ -250,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inflight", type=int, default=64)
     p.add_argument("--nats", default="nats://127.0.0.1:4222")
     args = p.parse_args(argv)
-    runs = [("zeromq", zmq_responder, f"tcp://127.0.0.1:{_free_port()}", zmq_client),
-            ("zeromq, batched", zmq_batch_responder, f"tcp://127.0.0.1:{_free_port()}",
+    runs = [("zeromq", zmq_responder, f"tcp://127.0.0.1:{free_port()}", zmq_client),
+            ("zeromq, batched", zmq_batch_responder, f"tcp://127.0.0.1:{free_port()}",
              zmq_batch_client)]
     why = nats_available(args.nats)
     if why is None:

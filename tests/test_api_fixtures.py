@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+from api.procs import free_port
 from api.server import Runtime, build
 from api.settings import Settings
 
@@ -50,12 +50,6 @@ def rt() -> Iterator[Runtime]:
 def client(rt: Runtime) -> Iterator[httpx.Client]:
     with TestClient(rt.app) as c:
         yield c
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LiveServer:
