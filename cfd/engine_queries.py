@@ -18,7 +18,7 @@ from cfd.errors import Rejected
 from cfd.kernels.formulas import margin_level
 from cfd.money import MINOR_SCALE, PRICE_SCALE, VOLUME_SCALE
 from cfd.trading import margin_tiers, market
-from cfd.trading.history import ORDER_COLUMNS
+from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, deal_record, order_record
 from cfd.trading.request import (
     OrderCheckResult,
     RequestFormatError,
@@ -209,36 +209,21 @@ class EngineQueries:
         sl = slice(i0, i1)
         names = [s.name for s in self.symbols.specs]
         logins = self.accounts.cols.login[c.acc[sl]].tolist()
-        cols = [getattr(c, k)[sl].tolist() for k in (
-            "ticket", "order", "sym", "time_msc", "type", "entry", "magic", "position_id",
-            "reason", "volume", "price", "commission", "swap", "profit", "fee")]
-        return [{"ticket": tk, "order": od, "login": lg, "symbol": names[s] if s >= 0 else "",
-                 "time_msc": t, "type": ty, "entry": en, "magic": mg, "position_id": pid,
-                 "reason": rs, "volume": v, "price": px, "commission": cm, "swap": sw,
-                 "profit": pr, "fee": fe, "comment": text, "external_id": ""}
-                for lg, tk, od, s, t, ty, en, mg, pid, rs, v, px, cm, sw, pr, fe, text in zip(
-                    logins, *cols, self.deals.comments[i0:i1], strict=True)]
+        cols = [getattr(c, k)[sl].tolist() for k in DEAL_COLUMNS]
+        return [deal_record(v, lg, names[v[3]] if v[3] >= 0 else "", text)
+                for v, lg, text in zip(zip(*cols, strict=True), logins,
+                                       self.deals.comments[i0:i1], strict=True)]
 
     def deal_row(self, i: int) -> dict:
         c = self.deals.cols
         s = int(c.sym[i])
-        return {
-            "ticket": int(c.ticket[i]), "order": int(c.order[i]),
-            "login": int(self.accounts.cols.login[c.acc[i]]),
-            "symbol": self.symbols.specs[s].name if s >= 0 else "",
-            "time_msc": int(c.time_msc[i]), "type": int(c.type[i]), "entry": int(c.entry[i]),
-            "magic": int(c.magic[i]), "position_id": int(c.position_id[i]),
-            "reason": int(c.reason[i]), "volume": int(c.volume[i]), "price": int(c.price[i]),
-            "commission": int(c.commission[i]), "swap": int(c.swap[i]),
-            "profit": int(c.profit[i]), "fee": int(c.fee[i]),
-            "comment": self.deals.comments[i], "external_id": "",
-        }
+        return deal_record(tuple(int(getattr(c, k)[i]) for k in DEAL_COLUMNS),
+                           int(self.accounts.cols.login[c.acc[i]]),
+                           self.symbols.specs[s].name if s >= 0 else "",
+                           self.deals.comments[i])
 
     def order_row(self, i: int) -> dict:
         c = self.orders.cols
-        row = {k: int(getattr(c, k)[i]) for k in ORDER_COLUMNS if k not in ("acc", "sym")}
-        row["login"] = int(self.accounts.cols.login[c.acc[i]])
-        row["symbol"] = self.symbols.specs[int(c.sym[i])].name
-        row["comment"] = self.orders.comments[i]
-        row["external_id"] = ""
-        return row
+        return order_record(tuple(int(getattr(c, k)[i]) for k in ORDER_COLUMNS),
+                            int(self.accounts.cols.login[c.acc[i]]),
+                            self.symbols.specs[int(c.sym[i])].name, self.orders.comments[i])

@@ -61,3 +61,17 @@ def test_effect_rows_equal_the_rows_read_back():
     assert r.retcode == Retcode.DONE, r.comment
     compared += _check(book)
     assert compared >= 25
+
+
+def test_records_name_each_column_by_its_own_name() -> None:
+    """``deal_record`` and ``order_record`` put each column's value under that column's
+    name (``acc``/``sym`` become ``login``/``symbol``): distinct values catch a swap."""
+    from cfd.trading.history import DEAL_COLUMNS, ORDER_COLUMNS, deal_record, order_record
+
+    for columns, record in ((DEAL_COLUMNS, deal_record), (ORDER_COLUMNS, order_record)):
+        values = tuple(range(100, 100 + len(columns)))
+        row = record(values, 7, "SYM", "c")
+        expect = {k: v for k, v in zip(columns, values, strict=True)
+                  if k not in ("acc", "sym")}
+        expect.update(login=7, symbol="SYM", comment="c", external_id="")
+        assert row == expect

@@ -24,6 +24,7 @@ from cfd.money import PRICE_SCALE, VOLUME_SCALE
 from cfd.result import Result
 from cfd.trading import market
 from cfd.trading.financing import realised_share
+from cfd.trading.history import deal_record, order_record
 from cfd.trading.request import (
     OrderSendResult,
     RequestFormatError,
@@ -170,20 +171,12 @@ class TradeHandlers:
                 by_id = int(pc.identifier[plan.legs[1].slot])
             # DEAL_COLUMNS' order; the effect row is built from the same values (what
             # ``deal_row`` would read back)
-            dtype, entry, volume, price = (int(leg.deal_type), int(leg.entry), int(leg.volume),
-                                           int(leg.price))
-            commission, profit, fee = -int(leg.commission), int(leg.profit), -int(leg.fee)
-            swap = int(swap)
-            self.deals.append_values(comment, (
-                deal, order, a, s, t, dtype, entry, magic, position_id, d_reason, volume,
-                price, commission, swap, profit, fee))
+            values = (deal, order, a, s, t, int(leg.deal_type), int(leg.entry), magic,
+                      position_id, d_reason, int(leg.volume), int(leg.price),
+                      -int(leg.commission), int(swap), int(leg.profit), -int(leg.fee))
+            self.deals.append_values(comment, values)
             if collect:
-                self._effects.deals.append({
-                    "ticket": deal, "order": order, "login": login, "symbol": name,
-                    "time_msc": t, "type": dtype, "entry": entry, "magic": magic,
-                    "position_id": position_id, "reason": d_reason, "volume": volume,
-                    "price": price, "commission": commission, "swap": swap,
-                    "profit": profit, "fee": fee, "comment": comment, "external_id": ""})
+                self._effects.deals.append(deal_record(values, login, name, comment))
             self._book(a, leg.profit, PostingKind.PROFIT, deal)
             self._book(a, -leg.commission, PostingKind.COMMISSION, deal)
             self._book(a, -leg.fee, PostingKind.COMMISSION, deal)
@@ -193,22 +186,13 @@ class TradeHandlers:
             position_id = int(pc.identifier[plan.legs[0].slot]) if pc.active[plan.legs[0].slot] \
                 else int(self.deals.cols.position_id[len(self.deals) - 2])
         # ORDER_COLUMNS' order; the effect row from the same values (as ``order_row``)
-        otype, filling = int(plan.order_type), int(req.type_filling)
-        state = int(OrderState.FILLED)
-        price, volume, sl, tp = (int(plan.legs[0].price), int(plan.volume), int(plan.sl),
-                                 int(plan.tp))
-        self.orders.append_values(comment, (
-            order, a, s, t, t, 0, otype, 0, filling, state, magic, position_id, by_id,
-            reason, volume, 0, price, sl, tp, price, 0))
+        price = int(plan.legs[0].price)
+        values = (order, a, s, t, t, 0, int(plan.order_type), 0, int(req.type_filling),
+                  int(OrderState.FILLED), magic, position_id, by_id, reason, int(plan.volume),
+                  0, price, int(plan.sl), int(plan.tp), price, 0)
+        self.orders.append_values(comment, values)
         if collect:
-            self._effects.orders[order] = {
-                "ticket": order, "time_setup_msc": t, "time_done_msc": t, "time_expiration": 0,
-                "type": otype, "type_time": 0, "type_filling": filling, "state": state,
-                "magic": magic, "position_id": position_id, "position_by_id": by_id,
-                "reason": reason, "volume_initial": volume, "volume_current": 0,
-                "price_open": price, "sl": sl, "tp": tp, "price_current": price,
-                "price_stoplimit": 0, "login": login, "symbol": name, "comment": comment,
-                "external_id": ""}
+            self._effects.orders[order] = order_record(values, login, name, comment)
         self._touch_account(a)
         return order, deal
 

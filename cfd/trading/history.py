@@ -79,6 +79,30 @@ ORDER_COLUMNS = {
 }
 
 
+def deal_record(values: tuple, login: int, symbol: str, comment: str) -> dict:
+    """The store's deal row (``cfd.effects``) of a deal whose column ``values`` are in
+    ``DEAL_COLUMNS``' order: what ``Engine.deal_row`` reads back and what booking a trade
+    collects from the values it writes."""
+    (ticket, order, _, _, t, ty, en, mg, pid, rs, vol, px, cm, sw, pr, fe) = values
+    return {"ticket": ticket, "order": order, "login": login, "symbol": symbol,
+            "time_msc": t, "type": ty, "entry": en, "magic": mg, "position_id": pid,
+            "reason": rs, "volume": vol, "price": px, "commission": cm, "swap": sw,
+            "profit": pr, "fee": fe, "comment": comment, "external_id": ""}
+
+
+def order_record(values: tuple, login: int, symbol: str, comment: str) -> dict:
+    """The store's order row of an order whose column ``values`` are in ``ORDER_COLUMNS``'
+    order (as :func:`deal_record` for deals)."""
+    (ticket, _, _, setup, done, exp, ty, tt, tf, st, mg, pid, by, rs, vi, vc, po, sl, tp, pc,
+     psl) = values
+    return {"ticket": ticket, "time_setup_msc": setup, "time_done_msc": done,
+            "time_expiration": exp, "type": ty, "type_time": tt, "type_filling": tf,
+            "state": st, "magic": mg, "position_id": pid, "position_by_id": by, "reason": rs,
+            "volume_initial": vi, "volume_current": vc, "price_open": po, "sl": sl, "tp": tp,
+            "price_current": pc, "price_stoplimit": psl, "login": login, "symbol": symbol,
+            "comment": comment, "external_id": ""}
+
+
 class RecordLog:
     """Append-only records with a comment per row and a ticket -> row index, of which the
     engine holds the most recent window (``len``: the rows held; ``total``: all rows)."""
