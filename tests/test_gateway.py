@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
+import threading
 import time
 from collections.abc import Iterator
 
@@ -267,14 +269,27 @@ def test_the_demos_gateways_end_with_its_writer(tmp_path, sig: str) -> None:
         [sys.executable, "-m", "api", "--demo", "--gateways", "2", "--port", str(port)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines: queue.Queue[str | None] = queue.Queue()
+    seen: list[str] = []
+
+    def pump() -> None:  # read the output aside: a silent server must not hang the test
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
     try:
         deadline = time.monotonic() + 120
         up = 0
         while up < 2 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, "the demo server ended before its gateways were up"
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            assert line is not None, "the demo ended early:\n" + "".join(seen)
+            seen.append(line)
             up += "cfd gateway on" in line
-        assert up == 2, "the gateways did not start"
+        assert up == 2, "the gateways did not start:\n" + "".join(seen)
         gws = _gateway_pids(proc.pid)
         assert len(gws) == 2
         proc.send_signal(getattr(signal, sig))
