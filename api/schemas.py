@@ -165,6 +165,16 @@ class ExposureLimit(BaseModel):
                                examples=["5000"])]
 
 
+class GroupChange(BaseModel):
+    """An account group to create or change: its name and the settings to change (field ->
+    value, e.g. ``{"stop_out": 30, "blocked_countries": ["US"], "margin_tiers": {"*":
+    "0:0.2,100000:0.4"}}``); ``GET /admin/groups`` lists the fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    group: Annotated[str, Field(min_length=1, max_length=64, examples=["pro\\usdt"])]
+    changes: Annotated[dict[str, Any], Field(min_length=1, max_length=32)]
+
+
 class AdminResult(BaseModel):
     """An admin command's outcome: retcode 10009 when done (HTTP 200); a rejected command
     answers HTTP 409 with the same shape."""

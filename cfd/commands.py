@@ -265,12 +265,23 @@ class SetExposureLimit(Command):
     lots: str = ""
 
 
+@dataclass(frozen=True)
+class SetGroup(Command):
+    """Admin: create an account group or change its settings (``changes``: field ->
+    value, as ``cfd.accounts.group_rules`` reads them); what it does to the group's
+    accounts is that module's."""
+
+    kind: ClassVar[str] = "set_group"
+    group: str = ""
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
 COMMANDS: dict[str, type[Command]] = {
     c.kind: c for c in (CreateAccount, Deposit, Withdraw, AdjustCredit, SendOrder, Ticks,
                         TickBatchCommand,
                         SetSymbol, SetMarket, TopUpInsurance, ForceStopOut, SetAccountLevels,
                         Rollover, SetBenchmark, CorporateAction, SetClient,
-                        SetExposureLimit)
+                        SetExposureLimit, SetGroup)
 }
 
 

@@ -111,6 +111,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
                  rates: dict[str, Decimal] | None = None,
                  config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
+        self.groups_set: set[str] = set()  # account groups created or changed by SetGroup
         self.symbols = SymbolTable(load_catalogue() if specs is None else specs, rates)
         self.accounts = AccountTable()
         self.ledger = Ledger()
@@ -152,6 +153,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
             C.CorporateAction: self.corporate.command,
             C.SetClient: self._set_client,
             C.SetExposureLimit: self._set_exposure_limit,
+            C.SetGroup: self._set_group,
         }
         self.weekend = WeekendMargin(self, self.config.weekend)  # weekend/holiday margin
         # stop-out sweep: the numba kernel with bulk booking; ``_stop_out_python`` is the

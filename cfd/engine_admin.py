@@ -11,7 +11,7 @@ from decimal import Decimal
 import numpy as np
 
 from cfd import commands as C
-from cfd.accounts import rules
+from cfd.accounts import group_rules, rules
 from cfd.constants import (
     Retcode,
 )
@@ -98,6 +98,57 @@ class AdminHandlers:
         return Result(Retcode.DONE, f"{cmd.symbol}: exposure limit "
                       f"{text + ' lots' if text else 'removed'}",
                       {k: str(v) for k, v in limits.items()})
+
+    def _set_group(self, cmd: C.SetGroup) -> Result:
+        """Create an account group or change its settings (``cfd.accounts.group_rules``)."""
+        old = self.config.groups.get(cmd.group) if isinstance(cmd.group, str) else None
+        group = group_rules.changed_group(old, cmd.group, cmd.changes)
+        if old is not None and group == old:
+            raise Rejected(Retcode.NO_CHANGES, f"group {cmd.group} already has these settings")
+        members = np.array([a for a, g in enumerate(self.accounts.groups) if g == cmd.group],
+                           dtype=np.int64)
+        if old is not None and group.margin_mode != old.margin_mode:
+            busy = [a for a in members.tolist() if self._holds_anything(a)]
+            if busy:
+                raise Rejected(Retcode.INVALID, f"group {cmd.group}: the margin mode changes "
+                               f"only while its accounts hold no positions or orders "
+                               f"(account {int(self.accounts.cols.login[busy[0]])} does)")
+        groups = dict(self.config.groups)
+        groups[cmd.group] = group
+        # a config of its own: engines may have been built from one shared config
+        self.config = replace(self.config, groups=groups)
+        self.groups_set.add(cmd.group)
+        ac = self.accounts.cols
+        for a in members.tolist():
+            if old is None or group.margin_mode != old.margin_mode:
+                ac.margin_mode[a] = group.margin_mode
+            if old is None or group_rules.STOP_OUT_FIELDS & set(cmd.changes):
+                ac.so_mode[a] = group.so_mode
+                ac.so_rule[a] = group.rule_for(int(ac.category[a]))
+                ac.so_call[a], ac.so_so[a] = group.margin_call, group.stop_out
+                ac.so_end[a] = group.stop_out_end
+            self._effects.accounts[int(ac.login[a])] = self.account_row(a)
+        nonconforming = []
+        for a in members.tolist():
+            try:
+                rules.check_client(group, int(ac.category[a]), int(ac.country[a]))
+            except Rejected:
+                nonconforming.append(int(ac.login[a]))
+        settings = group_rules.to_dict(group)
+        self._effects.events.append({"kind": "set_group", "group": cmd.group,
+                                     "changes": {k: str(v) for k, v in cmd.changes.items()},
+                                     "actor": cmd.actor, "time_msc": self.now_msc})
+        self.recompute_all()  # tiers and rates in force at once
+        events = self._check_levels(members)
+        off = f", {len(nonconforming)} no longer meeting its rules" if nonconforming else ""
+        done = "created" if old is None else "updated"
+        return Result(Retcode.DONE, f"group {cmd.group} {done} ({len(members)} accounts{off})",
+                      {"group": cmd.group, "settings": settings,
+                       "accounts": len(members), "nonconforming": nonconforming}, events)
+
+    def _holds_anything(self, a: int) -> bool:
+        held = a < self.positions.by_acc.n_groups and self.positions.by_acc.cnt[a] > 0
+        return bool(held) or bool(self.pending.orders_of(a))
 
     def _set_symbol(self, cmd: C.SetSymbol) -> Result:
         if not isinstance(cmd.name, str) or not isinstance(cmd.changes, dict) \

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cfd.accounts import group_rules
 from cfd.instruments.spec import SymbolSpec
 
 if TYPE_CHECKING:
@@ -172,6 +173,8 @@ def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[st
         "rates": {k: str(v) for k, v in eng.symbols.rates.items()},
         # book-wide caps as commands have set them (SetExposureLimit)
         "exposure_limits": {k: str(v) for k, v in eng.config.exposure_limits.items()},
+        # account groups as commands have created or changed them (SetGroup)
+        "groups": {k: group_rules.to_dict(eng.config.groups[k]) for k in sorted(eng.groups_set)},
         "state_hash": state_hash(eng),
     }
     for stage in (eng.pending, eng.day, eng.corporate, eng.weekend):
@@ -198,6 +201,12 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
     if "exposure_limits" in meta:
         eng.config = replace(eng.config, exposure_limits={
             k: Decimal(v) for k, v in meta["exposure_limits"].items()})
+    if meta.get("groups"):
+        groups = dict(eng.config.groups)
+        for name, settings in meta["groups"].items():
+            groups[name] = group_rules.changed_group(None, name, settings)
+        eng.config = replace(eng.config, groups=groups)
+        eng.groups_set = set(meta["groups"])
     ac = eng.accounts.cols
     _load_columns(ac, arrays, "acc")
     n_acc = ac.size

@@ -8,6 +8,7 @@ only with ``--confirm``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -426,6 +427,28 @@ def set_limit(
     """Set the book-wide exposure limit of a symbol (shown by ``exposure``)."""
     _act(ctx, lambda who: A.set_exposure_limit(symbol, "" if lots == "none" else lots, who),
          confirm, as_json)
+
+
+@app.command("set-group")
+def set_group(
+    ctx: typer.Context, group: str,
+    settings: Annotated[list[str], typer.Argument(
+        help='field=value, the value as JSON where it parses ("stop_out=30", '
+             '\'blocked_countries=["US"]\', \'margin_tiers={"*": "0:0.2,100000:0.4"}\')')],
+    confirm: ConfirmOpt = False, as_json: JsonOpt = False,
+) -> None:
+    """Create an account group or change its settings (the dry run shows the stop-outs it
+    would cause)."""
+    changes: dict[str, Any] = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            _fail(f"{item!r}: give field=value")
+        try:
+            changes[key] = json.loads(text)
+        except ValueError:
+            changes[key] = text
+    _act(ctx, lambda who: A.set_group(group, changes, who), confirm, as_json)
 
 
 @app.command("close-only")

@@ -57,6 +57,13 @@ def set_exposure_limit(symbol: str, lots: str, officer: str) -> Action:
                   "set_exposure_limit", (symbol, lots))
 
 
+def set_group(group: str, changes: dict[str, Any], officer: str) -> Action:
+    text = ", ".join(f"{k}={v}" for k, v in changes.items())
+    return Action(f"set group {group}: {text}",
+                  C.SetGroup(time_msc=_now(), actor=officer, group=group, changes=changes),
+                  "set_group", (group, changes))
+
+
 def liquidate(login: int, officer: str) -> Action:
     return Action(f"liquidate account {login} (stop-out now)",
                   C.ForceStopOut(time_msc=_now(), actor=officer, login=login),

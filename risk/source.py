@@ -124,6 +124,9 @@ class AdminClient:
             return self._call("PUT", f"/admin/exposure_limits/{symbol}", {"lots": lots}).json()
         return self._call("DELETE", f"/admin/exposure_limits/{symbol}").json()
 
+    def set_group(self, group: str, changes: dict[str, Any]) -> Any:
+        return self._call("POST", "/admin/groups", {"group": group, "changes": changes}).json()
+
     def set_levels(self, body: dict[str, Any]) -> Any:
         return self._call("POST", "/admin/levels", body).json()
 

@@ -108,6 +108,13 @@ def test_actions_need_confirm(server):
     code, out = run("set-limit", "NVDA", "none", "--confirm")
     assert code != 0 and "no exposure limit" in out
     assert server[-1][0] == "PUT"
+    code, out = run("set-group", "demo\\usdt", "stop_out=30", 'blocked_countries=["US"]',
+                    "--confirm")
+    assert code == 0, out
+    assert server[-1][:3] == ("POST", "/admin/groups", {
+        "group": "demo\\usdt", "changes": {"stop_out": 30, "blocked_countries": ["US"]}})
+    code, out = run("set-group", "demo\\usdt", "stop_out=bogus", "--confirm")
+    assert code != 0 and "finite" in out and server[-1][1] == "/admin/groups"
     run("close-only", "TSLA", "--confirm")
     assert server[-1][2] == {"trade_mode": 3}
     run("liquidate", "1003", "--confirm")

@@ -17,6 +17,7 @@ from api import schemas as S
 from api.deps import AdminDep, ServiceDep
 from api.service import EngineService
 from cfd import commands as C
+from cfd.accounts import group_rules
 from cfd.engine import Result
 from cfd.money import MINOR_SCALE, money_minor
 
@@ -185,6 +186,27 @@ async def remove_exposure_limit(name: SymbolName, who: AdminDep, svc: ServiceDep
     _known_symbol(svc, name)
     return _answer(await svc.call(C.SetExposureLimit(time_msc=0, actor=_actor(who),
                                                      symbol=name, lots="")))
+
+
+@router.get("/groups")
+async def groups(_: AdminDep, svc: ServiceDep) -> dict[str, Any]:
+    """Every account group's settings, and how many accounts each holds."""
+    def read(eng: Any) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for g in eng.accounts.groups:
+            counts[g] = counts.get(g, 0) + 1
+        return {name: {"accounts": counts.get(name, 0), "settings": group_rules.to_dict(g)}
+                for name, g in sorted(eng.config.groups.items())}
+    return svc.read(read)
+
+
+@router.post("/groups", response_model=S.AdminResult,
+             responses={409: {"model": S.AdminResult}})
+async def set_group(body: S.GroupChange, who: AdminDep, svc: ServiceDep) -> Any:
+    """Create an account group or change its settings (journaled); the group's accounts
+    follow at once (``cfd.accounts.group_rules``)."""
+    return _answer(await svc.call(C.SetGroup(time_msc=0, actor=_actor(who), group=body.group,
+                                             changes=body.changes)))
 
 
 @router.post("/levels", response_model=S.AdminResult,
