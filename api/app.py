@@ -38,9 +38,10 @@ class MeasureRequests:
     body copy, unlike ``@app.middleware("http")``; the labelled series are looked up once
     per method, route and status, not per request)."""
 
-    def __init__(self, app: Any, metrics: Any) -> None:
+    def __init__(self, app: Any, metrics: Any, unmatched: str = "unmatched") -> None:
         self.app = app
         self.metrics = metrics
+        self.unmatched = unmatched  # the route label of a request no route of this app took
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -59,7 +60,7 @@ class MeasureRequests:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            key = (scope["method"], getattr(route, "path", "unmatched"), status[0])
+            key = (scope["method"], getattr(route, "path", self.unmatched), status[0])
             series = self._series.get(key)
             if series is None:
                 series = self._series[key] = (
@@ -128,11 +129,7 @@ def create_app(service: EngineService, demo: dict | None = None,
         return JSONResponse({"detail": f"{exc}; restart the server to recover"},
                             status_code=503)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus(request: Request) -> Response:
-        if st.metrics_key:
-            await _metrics_caller(request, auth, st.metrics_key)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    add_metrics_route(app, metrics, auth, st.metrics_key)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict:
@@ -140,6 +137,17 @@ def create_app(service: EngineService, demo: dict | None = None,
         return {"ok": failed is None, "halted": None if failed is None else str(failed)}
 
     return app
+
+
+def add_metrics_route(app: FastAPI, metrics: Any, auth: Authenticator,
+                      metrics_key: str | None) -> None:
+    """``GET /metrics``: this process's Prometheus registry (behind the metrics key if
+    one is set)."""
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        if metrics_key:
+            await _metrics_caller(request, auth, metrics_key)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _metrics_caller(request: Request, auth: Authenticator, metrics_key: str) -> None:

@@ -41,7 +41,7 @@ from api.throttle import LoginThrottle
 
 log = logging.getLogger("cfd.api.gateway")
 
-_LOCAL_PATHS = ("/v1/ws_token", "/v1/version", "/health")
+_LOCAL_PATHS = ("/v1/ws_token", "/v1/version", "/health", "/metrics")
 #: answered by a gateway from the store's query tables when it has the store (read-only)
 _HISTORY_PATHS = ("/v1/history_orders_total", "/v1/history_orders_get",
                   "/v1/history_deals_total", "/v1/history_deals_get")
@@ -211,6 +211,7 @@ class Forward:
         try:
             out = orjson.loads(await self.service.writer.request(b"http", orjson.dumps(req)))
         except Retryable as exc:
+            self.service.metrics.writer_unavailable.inc()
             await answer(send, 503, str(exc), RETRY_HEADERS)
             return
         await send({"type": "http.response.start", "status": out["status"],
@@ -251,7 +252,7 @@ def create_gateway(writers: list[str], events: list[str], settings: Settings | N
                     redoc_url=None, lifespan=lifespan)
     local.state.service = svc
     local.state.auth = auth
-    from api.app import WsLimits
+    from api.app import MeasureRequests, WsLimits, add_metrics_route
 
     local.state.ws_limits = WsLimits(st.ws_max_connections, st.ws_max_symbols, st.ws_queue)
     local.include_router(streams.router)
@@ -259,6 +260,10 @@ def create_gateway(writers: list[str], events: list[str], settings: Settings | N
     for path in _HISTORY_PATHS:  # routed here only with a store (Forward.paths)
         route = next(r for r in mt5.router.routes if getattr(r, "path", None) == path)
         local.router.routes.append(route)
+
+    # the gateway's own requests (forwarded ones under one label: the writer counts them
+    # by route); the writer's figures are on the writer's /metrics
+    add_metrics_route(local, svc.metrics, auth, st.metrics_key)
 
     @local.get("/health")
     async def health() -> dict:
@@ -274,6 +279,7 @@ def create_gateway(writers: list[str], events: list[str], settings: Settings | N
     app = EdgeGuard(app, auth=auth, max_body=st.max_body_bytes,
                     max_trade_body=st.max_trade_body_bytes, max_depth=st.max_json_depth,
                     max_keys=st.max_json_keys)
+    app = MeasureRequests(app, svc.metrics, unmatched="(forwarded)")
     return _Lifespan(app, local), svc
 
 

@@ -29,5 +29,8 @@ class Metrics:
                                     "(NaN, crossed, non-positive, unknown symbol)", registry=r)
         self.too_many = Counter("cfd_rate_limited", "trade requests answered 10024",
                                 registry=r)
+        self.writer_unavailable = Counter(
+            "cfd_gateway_writer_unavailable",
+            "requests a gateway answered 503 because no writer answered", registry=r)
         self.engine_errors = Counter("cfd_engine_errors", "commands that raised (bugs)",
                                      registry=r)

@@ -139,6 +139,21 @@ def test_events_reach_subscribers_of_both_gateways(pair: tuple) -> None:
                     break
 
 
+def test_a_gateway_serves_its_own_metrics(pair: tuple) -> None:
+    _, _, writer, gws, _ = pair
+    h = headers(writer.demo["accounts"][0])
+    with httpx.Client(base_url=gws[0].url, timeout=10) as g:
+        assert g.get("/v1/account_info", headers=h).status_code == 200  # forwarded
+        assert g.get("/health").status_code == 200  # the gateway's own
+        text = g.get("/metrics").text
+    assert 'route="(forwarded)",status="200"' in text
+    assert 'cfd_http_requests_total{method="GET",route="/health",status="200"} 1.0' in text
+    assert "cfd_gateway_writer_unavailable_total 0.0" in text
+    # the writer's own /metrics counts the forwarded request by its route
+    w = TestClient(writer.app)  # (no lifespan: the writer is running already)
+    assert 'route="/v1/account_info"' in w.get("/metrics").text
+
+
 def test_no_writer_is_a_retryable_503() -> None:
     link, events = link_addresses()  # nobody binds these
     g: Served = start_gateway([link], [events], timeout_s=0.5)
