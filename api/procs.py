@@ -161,11 +161,21 @@ def run_demo_with_gateways(settings: Settings, rt: Any, n: int) -> int:
     store = rt.service.store
     url = None if store is None else store.engine.url.render_as_string(hide_password=False)
     procs = spawn_gateways(n, settings.port + 1, settings.host, link, events, url)
-    for i in range(n):
+    stopping = threading.Event()
+
+    def watch(p: subprocess.Popen, port: int) -> None:  # a gateway that ends is said so
+        rc = p.wait()
+        if not stopping.is_set():
+            print(f"  gateway on port {port} ended (exit code {rc}); the writer and the "
+                  f"other gateways go on", flush=True)
+
+    for i, p in enumerate(procs):
         print(f"  gateway on http://{settings.host}:{settings.port + 1 + i}", flush=True)
+        threading.Thread(target=watch, args=(p, settings.port + 1 + i), daemon=True).start()
     try:
         return serve_writer(rt, link, events, settings.port, settings.host)
     finally:
+        stopping.set()
         for p in procs:
             p.terminate()
         for p in procs:

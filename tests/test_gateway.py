@@ -303,6 +303,7 @@ def test_the_demos_gateways_end_with_its_writer(tmp_path, sig: str) -> None:
                 break
             assert line is not None, "the demo ended early:\n" + "".join(seen)
             seen.append(line)
+            assert " ended (exit code" not in line, "a gateway failed:\n" + "".join(seen)
             up += "cfd gateway on" in line
         assert up == 2, "the gateways did not start:\n" + "".join(seen)
         gws = _gateway_pids(proc.pid)
