@@ -26,34 +26,56 @@ if TYPE_CHECKING:
     from cfd.trading.market import Plan
 
 
+class _TierCache:
+    """What :func:`tier_sets` derived, and what it derived it from (held: compared by
+    identity, so a replaced symbol table, group or account list is seen at once)."""
+
+    __slots__ = ("base", "names", "groups", "ids", "sets", "set_of", "acc", "out", "tiered")
+
+    def __init__(self, base: tuple, names: list[str], groups: dict, sets: tuple,
+                 set_of: dict[str, int]) -> None:
+        self.base, self.names, self.groups = base, names, groups
+        self.ids = tuple(map(id, groups.values()))
+        self.sets, self.set_of = sets, set_of
+        self.acc = np.zeros(0, np.int32)
+        self.out: tuple = ()
+        # per symbol: tiered in some set (what the per-order paths ask)
+        self.tiered = (sets[0] != 0).any(axis=0)
+
+
+def _cache(eng: Engine) -> _TierCache:
+    base = eng.symbols.tiers()
+    names = eng.accounts.groups
+    groups = eng.config.groups
+    c: _TierCache | None = eng.__dict__.get("_tier_sets")
+    if c is None or c.base is not base or c.names is not names or c.groups is not groups \
+            or c.ids != tuple(map(id, groups.values())):
+        over = [n for n, g in groups.items() if g.margin_tiers]
+        if not over:
+            sets = (base[0].reshape(1, -1), base[1].reshape(1, -1), base[2])
+        else:
+            sets = _override_sets(eng, over)
+        c = _TierCache(base, names, groups, sets, {n: i + 1 for i, n in enumerate(over)})
+        eng._tier_sets = c
+    n_acc = len(names)
+    if len(c.acc) < max(n_acc, 1) or not c.out:
+        if len(c.acc) < max(n_acc, 1):
+            grown = np.zeros(max(n_acc, 1, 2 * len(c.acc)), np.int32)
+            grown[:len(c.acc)] = c.acc
+            if c.set_of:
+                grown[len(c.acc):n_acc] = [c.set_of.get(g, 0)
+                                           for g in names[len(c.acc):n_acc]]
+            c.acc = grown
+        c.out = (*c.sets, c.acc)
+    return c
+
+
 def tier_sets(eng: Engine) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(tier_n, tier_off, table, set of each account)``: the kernels' tier sets
     (``cfd.kernels.account``). Set 0 is the symbols' own schedules; each group overriding
     some (``AccountGroup.margin_tiers``) has a set of its own, its accounts pointing to it.
     Kept until a symbol, a group or the list of accounts changes; new accounts extend it."""
-    base = eng.symbols.tiers()
-    names = eng.accounts.groups
-    over = [n for n, g in eng.config.groups.items() if g.margin_tiers]
-    key = (base, names, *(eng.config.groups[n] for n in over))  # held: compared by identity
-    cached = getattr(eng, "_tier_sets", None)
-    n_acc = len(names)
-    if cached is None or len(cached[0]) != len(key) or \
-            any(x is not y for x, y in zip(cached[0], key, strict=True)):
-        if not over:
-            sets = (base[0].reshape(1, -1), base[1].reshape(1, -1), base[2])
-        else:
-            sets = _override_sets(eng, over)
-        cached = (key, sets, {n: i + 1 for i, n in enumerate(over)},
-                  np.zeros(0, np.int32))
-    key, sets, set_of, acc = cached
-    if len(acc) < max(n_acc, 1):
-        grown = np.zeros(max(n_acc, 1, 2 * len(acc)), np.int32)
-        grown[:len(acc)] = acc
-        if set_of:
-            grown[len(acc):n_acc] = [set_of.get(g, 0) for g in names[len(acc):n_acc]]
-        acc = grown
-    eng._tier_sets = (key, sets, set_of, acc)
-    return (*sets, acc)
+    return _cache(eng).out
 
 
 def _override_sets(eng: Engine, over: list[str]
@@ -122,7 +144,7 @@ def tick_moved(eng: Engine, syms: np.ndarray, old_bid: np.ndarray, old_ask: np.n
 
 def is_tiered(eng: Engine, sym: int) -> bool:
     """Whether ``sym`` has tiers for any group."""
-    return bool(tier_sets(eng)[0][:, sym].any())
+    return bool(_cache(eng).tiered[sym])
 
 
 def aggregate_margin(eng: Engine, acc: int, sym: int, volumes: list[int],
