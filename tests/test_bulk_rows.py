@@ -19,7 +19,7 @@ from tests.store_fixtures import store_url  # noqa: F401 - a fixture
 
 SPEC = BookSpec(positions=3_000, accounts=300, symbols=20, long_frac=0.7, seed=5)
 TABLES = {"deals": "ticket", "orders": "ticket", "postings": "id", "accounts": "login",
-          "positions": "ticket", "events": "id"}
+          "events": "id"}
 
 
 def crashed():
@@ -45,9 +45,6 @@ def test_blocks_hold_the_rows_built_one_at_a_time() -> None:
         eng.ledger.row(i, logins) for i in range(*b.postings)]
     assert list(bulk_rows.accounts(eng, b.accs).rows()) == [
         eng.account_row(a) for a in b.accs.tolist()]
-    slots = np.flatnonzero(eng.positions.cols.active[:eng.positions.cols.size])[::7]
-    assert list(bulk_rows.positions(eng, slots).rows()) == [
-        eng.position_row(p) for p in slots.tolist()]
 
 
 def test_newer_dict_rows_win_over_blocks_and_blocks_over_older_ones() -> None:
@@ -83,19 +80,13 @@ def _dump(url: str) -> dict[str, list[tuple]]:
 
 def _durable(url: str, as_blocks: bool) -> dict[str, list[tuple]]:
     """The crash's effects written by the store, as columns or as a dict per row, after
-    query tables holding the book (accounts and positions, written as columns)."""
+    query tables holding the book (its accounts, written as columns)."""
     eng, booked = crashed()
     st = Store.open(url)
     try:
         with st.engine.begin() as conn:
-            ACCOUNTS, POSITIONS = writes.ACCOUNTS, writes.POSITIONS  # noqa: N806
-            ACCOUNTS.insert_block(conn, bulk_rows.accounts(eng, np.arange(len(eng.accounts))))
-            cols = eng.positions.cols
-            live = np.flatnonzero(cols.active[:cols.size])
-            POSITIONS.insert_block(conn, bulk_rows.positions(eng, live))
-            POSITIONS.insert_block(conn, Block(len(booked.closed_tickets), {
-                "ticket": booked.closed_tickets, "login": 0, "symbol": "X", "time_msc": 0,
-                "type": 0, "volume": 1, "price_open": 1}))  # the positions it closed
+            writes.ACCOUNTS.insert_block(
+                conn, bulk_rows.accounts(eng, np.arange(len(eng.accounts))))
         if as_blocks:
             stopout.emit_effects(eng, booked)
             eff = eng.take_effects()

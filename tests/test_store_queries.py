@@ -54,26 +54,6 @@ def test_accounts_upsert_and_numpy_values(store: Store) -> None:
     assert store.account(9999) is None
 
 
-def test_positions_open_and_close(store: Store) -> None:
-    eff = Effects()
-    for t in (11, 12, 13):
-        eff.position_upsert(position(t, 1001))
-    eff.position_upsert(position(21, 1002, symbol="TSLA"))
-    store.append_batch([entry(0)], eff)
-    assert [p["ticket"] for p in store.open_positions(1001)] == [11, 12, 13]
-    eff = Effects()
-    eff.position_closed(12)
-    moved = position(13, 1001)
-    moved["sl"] = 140_000_000
-    eff.position_upsert(moved)
-    store.append_batch([entry(1)], eff)
-    got = store.open_positions(1001)
-    assert [p["ticket"] for p in got] == [11, 13]
-    assert got[1]["sl"] == 140_000_000
-    assert [p["ticket"] for p in store.open_positions(symbol="TSLA")] == [21]
-    assert [p["ticket"] for p in store.open_positions(group="*,!TSLA")] == [11, 13]
-
-
 def test_orders_history_and_open(store: Store) -> None:
     orders = {
         1: order(1, 1001, 1_000, state=4, position_id=11),   # filled

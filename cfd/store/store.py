@@ -373,10 +373,6 @@ class Store(SnapshotStore):
     def ledger_sums(self) -> dict[str, int]:
         return self._query(queries.ledger_sums)
 
-    def open_positions(self, login: int | None = None, symbol: str | None = None,
-                       group: str | None = None) -> list[dict[str, Any]]:
-        return self._query(queries.open_positions, login, symbol, group)
-
     def open_orders(self, login: int | None = None, symbol: str | None = None,
                     group: str | None = None) -> list[dict[str, Any]]:
         return self._query(queries.open_orders, login, symbol, group)

@@ -295,7 +295,6 @@ def fast_supported(conn: Connection) -> bool:
 
 JOURNAL = FastTable(m.JournalRow.__table__)
 ACCOUNTS = FastTable(m.Account.__table__)
-POSITIONS = FastTable(m.Position.__table__)
 ORDERS = FastTable(m.Order.__table__)
 DEALS = FastTable(m.Deal.__table__)
 POSTINGS = FastTable(m.Posting.__table__)
@@ -351,7 +350,8 @@ def _postings_tuples(rows: list[Row]) -> list[tuple[Any, ...]]:
 
 
 def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
-    """Write ``effects`` (those of the batch ending at journal ``seq``)."""
+    """Write ``effects`` (those of the batch ending at journal ``seq``). Open positions
+    (``positions``, ``closed_positions``) have no table: the engine answers for them."""
     if not fast_supported(conn):
         _apply_effects_portable(conn, effects, seq)
         return
@@ -360,10 +360,6 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
             fast.write_blocks(conn, op, effects.blocks[table])
     if effects.accounts:
         ACCOUNTS.upsert(conn, effects.accounts.values())
-    if effects.closed_positions:
-        POSITIONS.delete(conn, sorted(effects.closed_positions))
-    if effects.positions:
-        POSITIONS.upsert(conn, effects.positions.values())
     if effects.orders:
         ORDERS.upsert(conn, effects.orders.values())
     if effects.deals:
@@ -427,7 +423,6 @@ def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
 def _apply_effects_portable(conn: Connection, effects: Effects, seq: int) -> None:
     """Through SQLAlchemy Core (any dialect)."""
     t_acc = m.Account.__table__
-    t_pos = m.Position.__table__
     t_ord = m.Order.__table__
     for table, fast, op in _BLOCK_WRITES:  # before the dicts: theirs are the newer rows
         for b in effects.blocks.get(table, ()):
@@ -438,10 +433,6 @@ def _apply_effects_portable(conn: Connection, effects: Effects, seq: int) -> Non
             elif rows:
                 conn.execute(insert(fast.table), rows)
     upsert(conn, t_acc, [normalize(t_acc, r) for r in effects.accounts.values()])
-    if effects.closed_positions:
-        for chunk in _chunks(sorted(effects.closed_positions)):
-            conn.execute(delete(t_pos).where(t_pos.c.ticket.in_(chunk)))
-    upsert(conn, t_pos, [normalize(t_pos, r) for r in effects.positions.values()])
     upsert(conn, t_ord, [normalize(t_ord, r) for r in effects.orders.values()])
     if effects.deals:
         table = m.Deal.__table__
