@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sqlalchemy import inspect
 
 from cfd.effects import Effects
 from cfd.store import Store
@@ -52,6 +53,20 @@ def test_accounts_upsert_and_numpy_values(store: Store) -> None:
     assert got["balance"] == 250_00 and type(got["balance"]) is int
     assert got["group"] == "retail"
     assert store.account(9999) is None
+
+
+def test_open_positions_have_no_table(store: Store) -> None:
+    """The engine answers for open positions; the store takes their effects and writes
+    nothing of them (the batch commits, the journal moves on)."""
+    eff = Effects()
+    for t in (11, 12):
+        eff.position_upsert(position(t, 1001))
+    eff.position_closed(12)
+    store.append_batch([entry(0)], eff)
+    assert store.head_seq == 1
+    with store.engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+    assert "positions" not in tables and "deals" in tables
 
 
 def test_orders_history_and_open(store: Store) -> None:
