@@ -115,3 +115,55 @@ def test_the_store_holds_the_same_rows_either_way(store_url: str, tmp_path,  # n
     as_dicts = _durable(f"sqlite:///{tmp_path / 'dicts.sqlite'}", False)
     assert len(as_blocks["deals"]) > 100 and len(as_blocks["events"]) > 10
     assert as_blocks == as_dicts
+
+
+def _typed_rows(url: str, table: str, key: str) -> list[tuple]:
+    st = Store.open(url, read_only=True)
+    try:
+        with st.engine.connect() as conn:
+            names = [c.name for c in m.Base.metadata.tables[table].columns]
+            sel = ", ".join(f'"{c}", typeof("{c}")' for c in names)
+            return [tuple(r) for r in conn.execute(text(
+                f"SELECT {sel} FROM {table} ORDER BY {key}"))]
+    finally:
+        st.close()
+
+
+def test_constant_columns_written_inline_store_what_binding_does(tmp_path,
+                                                                  monkeypatch) -> None:
+    """SQLite writes a column with one value in every row as a literal: the stored values
+    and their types are those the bound rows give (text with a quote, NULL, an int at the
+    edge of int64, floats stay bound)."""
+    n = 300
+    deals = Block(n, {"ticket": np.arange(1, n + 1), "order": np.full(n, 7),
+                      "login": np.full(n, (1 << 63) - 1), "symbol": "O'Neil",
+                      "time_msc": np.full(n, -5), "type": np.arange(n) % 2,
+                      "comment": ["it's"] * n, "external_id": None, "volume": [3] * n,
+                      "commission": 0, "swap": np.zeros(n, np.int32), "profit": [1] * n,
+                      "fee": np.int64(0).item()})
+    accounts = Block(n, {"login": np.arange(1, n + 1), "name": [""] * n,
+                         "group": ["g"] * (n - 1) + [None], "margin_so_call": np.full(n, 0.1),
+                         "margin_so_so": 50.0, "balance": np.full(n, 10), "credit": 0,
+                         "leverage": np.full(n, 5, np.uint32)})
+    got = {}
+    inline = writes.FastTable._run_inline
+    calls = []
+    monkeypatch.setattr(writes.FastTable, "_run_inline",
+                        lambda self, *a: calls.append(self.table.name) or inline(self, *a))
+    for limit in (1, 10 ** 9):
+        monkeypatch.setattr(writes, "_INLINE_ROWS", limit)
+        url = f"sqlite:///{tmp_path / f'inline{limit}.sqlite'}"
+        eff = Effects()
+        eff.add_block("deals", deals)
+        eff.add_block("accounts", accounts)
+        st = Store.open(url)
+        try:
+            st.append_batch([JournalEntry(kind="Ticks", payload=b"-", time_msc=1)], eff)
+        finally:
+            st.close()
+        got[limit] = (_typed_rows(url, "deals", "ticket"),
+                      _typed_rows(url, "accounts", "login"))
+    assert sorted(calls) == ["accounts", "deals"]  # inline once, bound once
+    assert got[1] == got[10 ** 9]
+    assert got[1][0][0][:8] == (1, "integer", 7, "integer", (1 << 63) - 1, "integer",
+                                "O'Neil", "text")

@@ -29,6 +29,8 @@ from cfd.store.schema import _json_default
 
 _CHUNK = 500  # rows per IN (...) list
 _STAGE_ROWS = 2_000  # PostgreSQL: more upserts than this are staged by COPY
+_INLINE_ROWS = 256  # SQLite: blocks of this many rows or more write constant columns inline
+_INT64 = (-(1 << 63), 1 << 63)
 
 
 def _int(v: Any) -> int:
@@ -235,15 +237,19 @@ class FastTable:
         cur.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT "
                     f"({', '.join(q(k) for k in self.pk)}) DO UPDATE SET {sets}")
 
-    def _columns(self, blocks: list[Block], dedupe: bool, lazy: bool = False) -> list[Any]:
+    def _columns(self, blocks: list[Block], dedupe: bool, lazy: bool = False,
+                 skip: tuple[Any, ...] | None = None) -> list[Any]:
         """The table's columns (in ``keys`` order) of ``blocks`` joined, as plain Python
         values (a missing key: None); ``dedupe``: only the last row of each key; ``lazy``:
-        a value every row has may come as an iterator repeating it (for ``zip``)."""
+        a value every row has may come as an iterator repeating it (for ``zip``); ``skip``:
+        the columns whose item is not None are left out (dropped from the result)."""
         n = sum(b.n for b in blocks)
         cols: list[Any] = []
-        for key in self.keys:
+        for i, key in enumerate(self.keys):
             name = self.rename.get(key, key)
-            if lazy and all(not isinstance(b.cols.get(name), (list, np.ndarray))
+            if skip is not None and skip[i] is not None:
+                cols.append(None)
+            elif lazy and all(not isinstance(b.cols.get(name), (list, np.ndarray))
                             and b.cols.get(name) == blocks[0].cols.get(name) for b in blocks):
                 cols.append(repeat(blocks[0].cols.get(name), n))
             elif len(blocks) == 1:
@@ -258,17 +264,53 @@ class FastTable:
             last = {k: i for i, k in enumerate(pk)}
             if len(last) < n:
                 keep = sorted(last.values())
-                cols = [[c[i] for i in keep] for c in (list(c) for c in cols)]
-        return cols
+                cols = [None if c is None else [c[i] for i in keep]
+                        for c in (None if c is None else list(c) for c in cols)]
+        return cols if skip is None else [c for c in cols if c is not None]
 
     def write_blocks(self, conn: Connection, op: str, blocks: list[Block]) -> None:
         """Insert (``op`` "insert") or upsert ("upsert") rows given as columns, as tuples
-        zipped from the columns (SQLite: ``executemany``; PostgreSQL: ``COPY``)."""
+        zipped from the columns (SQLite: ``executemany``; PostgreSQL: ``COPY``).
+
+        SQLite, many rows: a column holding one integer, NULL or text value in every row
+        is written as a literal of the statement, not bound row by row (the same stored
+        value; a stop-out's deals and orders have about half their columns constant)."""
         blocks = [b for b in blocks if b.n]
         if not blocks:
             return
+        if conn.dialect.name == "sqlite" and sum(b.n for b in blocks) >= _INLINE_ROWS:
+            lits = tuple(None if k in self.pk else _literal(blocks, self.rename.get(k, k))
+                         for k in self.keys)
+            if any(v is not None for v in lits):
+                self._run_inline(conn, op, blocks, lits)
+                return
         cols = self._columns(blocks, op == "upsert", lazy=True)
         self._run(conn, op, list(zip(*cols, strict=True)))
+
+    def _run_inline(self, conn: Connection, op: str, blocks: list[Block],
+                    lits: tuple[str | None, ...]) -> None:
+        """SQLite: ``executemany`` binding only the columns without a literal in ``lits``."""
+        key = ("sqlite-inline", op, lits)
+        sql = self._sql.get(key)
+        if sql is None:
+            q = conn.dialect.identifier_preparer.quote
+            cols = ", ".join(q(k) for k in self.keys)
+            values = ", ".join("?" if v is None else v for v in lits)
+            sql = f"INSERT INTO {q(self.table.name)} ({cols}) VALUES ({values})"
+            if op == "upsert":
+                sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys
+                                 if k not in self.pk)
+                sql += (f" ON CONFLICT ({', '.join(q(k) for k in self.pk)}) "
+                        f"DO UPDATE SET {sets}")
+            elif op != "insert":
+                raise ValueError(f"no inline statement for {op!r}")
+            self._sql[key] = sql
+        bound = self._columns(blocks, op == "upsert", lazy=True, skip=lits)
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(sql, list(zip(*bound, strict=True)))
+        finally:
+            cur.close()
 
     def insert_block(self, conn: Connection, block: Block) -> None:
         self.write_blocks(conn, "insert", [block])
@@ -284,6 +326,51 @@ class FastTable:
 
     def delete(self, conn: Connection, keys: Iterable[Any]) -> None:
         self._run(conn, "delete", [(int(k),) for k in keys])
+
+
+def _sql_literal(v: Any) -> str | None:
+    """``v`` as an SQLite literal that stores what binding it would (an int in int64, None,
+    or printable text), else None."""
+    if v is None:
+        return "NULL"
+    if type(v) is int:
+        return repr(v) if _INT64[0] <= v < _INT64[1] else None
+    if type(v) is str and v.isprintable():
+        return "'" + v.replace("'", "''") + "'"
+    return None
+
+
+_NOT_CONSTANT = object()
+
+
+def _block_constant(b: Block, name: str) -> Any:
+    """The one value ``name`` has in every row of ``b`` (ints, None or text only), else
+    ``_NOT_CONSTANT``."""
+    if name not in b.cols:
+        return None
+    v = b.cols[name]
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind in "iu" and v.ndim == 1 and v.min() == v.max():
+            return int(v[0])
+        return _NOT_CONSTANT
+    if isinstance(v, list):
+        first = v[0]
+        if (first is None or type(first) is str) and v.count(first) == len(v):
+            return first
+        return _NOT_CONSTANT
+    return v
+
+
+def _literal(blocks: list[Block], name: str) -> str | None:
+    """The SQLite literal of the value ``name`` has in every row of ``blocks``, or None."""
+    first = _block_constant(blocks[0], name)
+    if first is _NOT_CONSTANT:
+        return None
+    for b in blocks[1:]:
+        other = _block_constant(b, name)
+        if other is _NOT_CONSTANT or type(other) is not type(first) or other != first:
+            return None
+    return _sql_literal(first)
 
 
 def fast_supported(conn: Connection) -> bool:
