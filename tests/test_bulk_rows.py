@@ -15,7 +15,7 @@ from cfd.effects import Block, Effects
 from cfd.store import JournalEntry, Store, writes
 from cfd.store import models as m
 from cfd.trading import stopout
-from tests.store_fixtures import store_url  # noqa: F401 - a fixture
+from tests.store_fixtures import entry, store_url  # noqa: F401 - store_url: a fixture
 
 SPEC = BookSpec(positions=3_000, accounts=300, symbols=20, long_frac=0.7, seed=5)
 TABLES = {"deals": "ticket", "orders": "ticket", "postings": "id", "accounts": "login",
@@ -167,3 +167,29 @@ def test_constant_columns_written_inline_store_what_binding_does(tmp_path,
     assert got[1] == got[10 ** 9]
     assert got[1][0][0][:8] == (1, "integer", 7, "integer", (1 << 63) - 1, "integer",
                                 "O'Neil", "text")
+
+
+def test_order_blocks_upsert_after_new_rows_went_in(store_url: str,  # noqa: F811
+                                                    monkeypatch) -> None:
+    """Many orders as columns: brand-new tickets go in (PostgreSQL: by COPY once every
+    ticket is past the table's last), then a block that also updates stored tickets
+    updates them (and inserts the rest)."""
+    monkeypatch.setattr(writes, "_STAGE_ROWS", 10)
+    monkeypatch.setattr(writes, "_INLINE_ROWS", 10)
+    first = {"login": np.full(50, 1001), "symbol": "AAPL", "time_setup_msc": np.full(50, 5),
+             "type": np.zeros(50, np.int64), "state": np.full(50, 1),
+             "volume_initial": np.full(50, 100), "volume_current": np.full(50, 100)}
+    st = Store.open(store_url)
+    try:
+        for i, (tickets, state) in enumerate(((np.arange(100, 150), 1),
+                                              (np.arange(125, 175), 4))):
+            eff = Effects()
+            eff.add_block("orders", Block(50, {**first, "ticket": tickets,
+                                               "state": np.full(50, state)}))
+            st.append_batch([entry(i)], eff)
+        with st.engine.connect() as conn:
+            rows = conn.execute(text("SELECT ticket, state FROM orders ORDER BY ticket")).all()
+    finally:
+        st.close()
+    assert [tuple(r) for r in rows] == [(t, 1) for t in range(100, 125)] + [
+        (t, 4) for t in range(125, 175)]

@@ -285,7 +285,27 @@ class FastTable:
                 self._run_inline(conn, op, blocks, lits)
                 return
         cols = self._columns(blocks, op == "upsert", lazy=True)
+        if op == "upsert" and conn.dialect.name == "postgresql" and self._all_new(conn, cols):
+            op = "insert"  # every key past the table's last one: no row to update (COPY)
         self._run(conn, op, list(zip(*cols, strict=True)))
+
+    def _all_new(self, conn: Connection, cols: list[Any]) -> bool:
+        """Whether every key of ``cols`` (many rows, an integer key) is greater than the
+        largest key stored (one probe of the primary key's index). The writer holds the
+        lease: no other session inserts meanwhile."""
+        keys = cols[self.keys.index(self.pk[0])]
+        if len(self.pk) != 1 or not isinstance(keys, list) or len(keys) <= _STAGE_ROWS:
+            return False
+        if len(set(keys)) != len(keys) or not all(type(k) is int for k in keys):
+            return False
+        q = conn.dialect.identifier_preparer.quote
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(f"SELECT max({q(self.pk[0])}) FROM {q(self.table.name)}")
+            top = cur.fetchone()[0]
+        finally:
+            cur.close()
+        return top is None or min(keys) > top
 
     def _run_inline(self, conn: Connection, op: str, blocks: list[Block],
                     lits: tuple[str | None, ...]) -> None:
