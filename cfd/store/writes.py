@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from itertools import repeat
+from json import encoder as _json_encoder
 from operator import itemgetter
 from typing import Any
 
@@ -477,6 +478,16 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
 
 
 _JSON = json.JSONEncoder(default=_json_default, separators=(",", ":"))  # as schema._dumps
+# the C encoder behind _JSON.encode, built once (encode builds it again for every call)
+_C_ENCODE = (None if _json_encoder.c_make_encoder is None else _json_encoder.c_make_encoder(
+    None, _json_default, _json_encoder.encode_basestring_ascii, None, ":", ",", False, False,
+    True))
+
+
+def _event_json(e: Row) -> str:
+    """``_JSON.encode(e)`` of an event dict (no cycles: not checked for)."""
+    return _JSON.encode(e) if _C_ENCODE is None else "".join(_C_ENCODE(e, 0))
+
 _EVENT_COPY = ("COPY events (seq, time_msc, kind, login, request_id, data) FROM STDIN "
                "(FORMAT BINARY)")
 _EVENT_SQL = ("INSERT INTO events (seq, time_msc, kind, login, request_id, data) "
@@ -487,7 +498,7 @@ def _event_tuple(e: Row, seq: int) -> tuple[Any, ...]:
     t, login, kind = e.get("time_msc"), e.get("login"), str(e.get("kind", ""))
     rid = e.get("request_id") if kind == "order_result" else None
     return (seq, None if t is None else int(t), kind, None if login is None else int(login),
-            int(rid) if rid else None, _JSON.encode(e))
+            int(rid) if rid else None, _event_json(e))
 
 
 def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
