@@ -187,7 +187,8 @@ class FastTable:
             self._sql[key] = got
         return got
 
-    def _run(self, conn: Connection, op: str, params: list[tuple[Any, ...]]) -> None:
+    def _run(self, conn: Connection, op: str, params: Any) -> None:
+        """``params``: a list of row tuples (an iterator of them for a PostgreSQL insert)."""
         if not params:
             return
         sql = self.sql(conn, op)
@@ -286,9 +287,13 @@ class FastTable:
                 self._run_inline(conn, op, blocks, lits)
                 return
         cols = self._columns(blocks, op == "upsert", lazy=True)
-        if op == "upsert" and conn.dialect.name == "postgresql" and self._all_new(conn, cols):
+        pg = conn.dialect.name == "postgresql"
+        if op == "upsert" and pg and self._all_new(conn, cols):
             op = "insert"  # every key past the table's last one: no row to update (COPY)
-        self._run(conn, op, list(zip(*cols, strict=True)))
+        rows = zip(*cols, strict=True)
+        # PostgreSQL's COPY takes the rows as they are zipped: the server stores the first
+        # ones while the later ones are built
+        self._run(conn, op, rows if pg and op == "insert" else list(rows))
 
     def _all_new(self, conn: Connection, cols: list[Any]) -> bool:
         """Whether every key of ``cols`` (many rows, an integer key) is greater than the
@@ -511,7 +516,7 @@ def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
         # the JSON column's text as SQLAlchemy's JSON type writes it (the engine's
         # json_serializer), bound by the driver (executemany; PostgreSQL: COPY, where
         # json's binary form is its text): no per-row SQLAlchemy work
-        rows = [_event_tuple(e, seq) for e in effects.events]
+        rows = (_event_tuple(e, seq) for e in effects.events)
         cur = conn.connection.cursor()
         try:
             if conn.dialect.name == "postgresql":
@@ -520,7 +525,7 @@ def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
                     for row in rows:
                         copy.write_row(row)
             else:
-                cur.executemany(_EVENT_SQL, rows)
+                cur.executemany(_EVENT_SQL, list(rows))
         finally:
             cur.close()
     elif effects.events:
