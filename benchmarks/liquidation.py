@@ -185,30 +185,28 @@ def bench_cascade(spec: BookSpec, factor: float, effects: bool, check: bool) -> 
 
 # ------------------------------------------------------------------ durable cascade
 def _fill_query_tables(store, eng, chunk: int = 500_000) -> float:
-    """The store's query tables as the book stands (accounts and open positions), written
-    in bulk as a store kept since the book's first command would hold them; seconds."""
+    """The store's query tables as the book stands (its accounts; open positions have no
+    table), written in bulk as a store kept since the book's first command would hold
+    them; seconds."""
     from cfd import bulk_rows
-    from cfd.store.writes import ACCOUNTS, POSITIONS
+    from cfd.store.writes import ACCOUNTS
 
     t0 = time.perf_counter()
     n_acc = len(eng.accounts)
-    slots = np.flatnonzero(eng.positions.cols.active[:eng.positions.cols.size])
     with store.engine.begin() as conn:
         for a in range(0, n_acc, chunk):
             ACCOUNTS.insert_block(conn, bulk_rows.accounts(eng, np.arange(a, min(a + chunk,
                                                                                  n_acc))))
-        for p in range(0, len(slots), chunk):
-            POSITIONS.insert_block(conn, bulk_rows.positions(eng, slots[p:p + chunk]))
     return time.perf_counter() - t0
 
 
 def bench_durable_cascade(spec: BookSpec, factor: float, url: str | None = None,
                           fill: bool = True) -> dict:
     """The crash cascade of :func:`bench_cascade`, durable: the shocked quotes journaled as
-    a ``Ticks`` command and every deal, order, posting, closed position, account and
+    a ``Ticks`` command and every deal, order, posting, account and
     stop-out event written to the store's query tables in the same transaction, timed
-    from the quotes to the commit. ``fill``: the query tables first hold the book's
-    accounts and open positions (untimed), as in a store kept from the first command."""
+    from the quotes to the commit. ``fill``: the accounts table first holds the book's
+    accounts (untimed), as in a store kept from the first command."""
     import tempfile
 
     from benchmarks.durable import scratch_url
@@ -268,7 +266,7 @@ def _table_counts(store) -> dict:
 
     with store.engine.connect() as conn:
         return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
-                for t in ("deals", "orders", "postings", "positions", "accounts", "events")}
+                for t in ("deals", "orders", "postings", "accounts", "events")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shock", type=float, default=-30.0, help="percent")
     p.add_argument("--url", default=None, help="store URL (default: a scratch SQLite file)")
     p.add_argument("--no-fill", action="store_true",
-                   help="start from empty query tables (no accounts or positions rows)")
+                   help="start from empty query tables (no accounts rows)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     acc = max(1, args.positions // args.positions_per_account)

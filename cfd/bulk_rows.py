@@ -2,7 +2,7 @@
 straight from the engine's struct-of-arrays state: no dict and no Python object per row
 until the store binds them. Columns are copies, never views of the engine's arrays (the
 store may write them while the engine goes on). The same rows as ``Engine.deal_row``, ``order_row``,
-``account_row``, ``position_row`` and ``Ledger.row`` (``tests/test_bulk_rows.py`` holds
+``account_row`` and ``Ledger.row`` (``tests/test_bulk_rows.py`` holds
 them equal)."""
 
 from __future__ import annotations
@@ -100,25 +100,3 @@ def accounts(eng: Any, accs: np.ndarray) -> Block:
         "balance": ac.balance[accs], "credit": ac.credit[accs],
         "currency": eng.config.currency, "trade_mode": ac.trade_mode[accs],
         "updated_msc": eng.now_msc})
-
-
-def positions(eng: Any, slots: np.ndarray) -> Block:
-    """The open positions in slots ``slots``."""
-    pc = eng.positions.cols
-    v = pc.volume[slots]
-    com, ext = eng.positions.comments, eng.positions.external_ids
-    s = slots.tolist()
-    cols: dict[str, Any] = {"ticket": pc.ticket[slots],
-                            "login": eng.accounts.cols.login[pc.acc[slots]],
-                            "symbol": _names(eng, pc.sym[slots].astype(np.int64))}
-    for k in ("time_msc", "time_update_msc"):
-        cols[k] = getattr(pc, k)[slots]
-    cols["type"] = (v < 0).astype(np.int64)
-    for k in ("magic", "identifier", "reason"):
-        cols[k] = getattr(pc, k)[slots]
-    cols["volume"] = np.abs(v)
-    for k in ("price_open", "sl", "tp", "swap"):
-        cols[k] = getattr(pc, k)[slots]
-    cols["comment"] = [com[i] for i in s]
-    cols["external_id"] = [ext[i] for i in s]
-    return Block(len(slots), cols)

@@ -12,7 +12,8 @@ Row shapes (plain dicts, keys below):
   margin_so_call, margin_so_so, balance, credit, currency, trade_mode, updated_msc
 * ``positions`` (upsert by ticket): ticket, login, symbol, time_msc, time_update_msc, type,
   magic, identifier, reason, volume, price_open, sl, tp, swap, comment, external_id
-* ``closed_positions``: tickets (int) of positions that no longer exist (delete them)
+* ``closed_positions``: tickets (int) of positions that no longer exist
+  (the store keeps no table of open positions: it writes neither of these two)
 * ``orders`` (upsert by ticket; active while state is PLACED/STARTED/PARTIAL): ticket, login,
   symbol, time_setup_msc, time_done_msc, time_expiration, type, type_time, type_filling,
   state, magic, position_id, position_by_id, reason, volume_initial, volume_current,

@@ -15,11 +15,11 @@ from cfd.effects import Block, Effects
 from cfd.store import JournalEntry, Store, writes
 from cfd.store import models as m
 from cfd.trading import stopout
-from tests.store_fixtures import store_url  # noqa: F401 - a fixture
+from tests.store_fixtures import entry, store_url  # noqa: F401 - store_url: a fixture
 
 SPEC = BookSpec(positions=3_000, accounts=300, symbols=20, long_frac=0.7, seed=5)
 TABLES = {"deals": "ticket", "orders": "ticket", "postings": "id", "accounts": "login",
-          "positions": "ticket", "events": "id"}
+          "events": "id"}
 
 
 def crashed():
@@ -45,9 +45,6 @@ def test_blocks_hold_the_rows_built_one_at_a_time() -> None:
         eng.ledger.row(i, logins) for i in range(*b.postings)]
     assert list(bulk_rows.accounts(eng, b.accs).rows()) == [
         eng.account_row(a) for a in b.accs.tolist()]
-    slots = np.flatnonzero(eng.positions.cols.active[:eng.positions.cols.size])[::7]
-    assert list(bulk_rows.positions(eng, slots).rows()) == [
-        eng.position_row(p) for p in slots.tolist()]
 
 
 def test_newer_dict_rows_win_over_blocks_and_blocks_over_older_ones() -> None:
@@ -83,19 +80,13 @@ def _dump(url: str) -> dict[str, list[tuple]]:
 
 def _durable(url: str, as_blocks: bool) -> dict[str, list[tuple]]:
     """The crash's effects written by the store, as columns or as a dict per row, after
-    query tables holding the book (accounts and positions, written as columns)."""
+    query tables holding the book (its accounts, written as columns)."""
     eng, booked = crashed()
     st = Store.open(url)
     try:
         with st.engine.begin() as conn:
-            ACCOUNTS, POSITIONS = writes.ACCOUNTS, writes.POSITIONS  # noqa: N806
-            ACCOUNTS.insert_block(conn, bulk_rows.accounts(eng, np.arange(len(eng.accounts))))
-            cols = eng.positions.cols
-            live = np.flatnonzero(cols.active[:cols.size])
-            POSITIONS.insert_block(conn, bulk_rows.positions(eng, live))
-            POSITIONS.insert_block(conn, Block(len(booked.closed_tickets), {
-                "ticket": booked.closed_tickets, "login": 0, "symbol": "X", "time_msc": 0,
-                "type": 0, "volume": 1, "price_open": 1}))  # the positions it closed
+            writes.ACCOUNTS.insert_block(
+                conn, bulk_rows.accounts(eng, np.arange(len(eng.accounts))))
         if as_blocks:
             stopout.emit_effects(eng, booked)
             eff = eng.take_effects()
@@ -124,3 +115,93 @@ def test_the_store_holds_the_same_rows_either_way(store_url: str, tmp_path,  # n
     as_dicts = _durable(f"sqlite:///{tmp_path / 'dicts.sqlite'}", False)
     assert len(as_blocks["deals"]) > 100 and len(as_blocks["events"]) > 10
     assert as_blocks == as_dicts
+
+
+def _typed_rows(url: str, table: str, key: str) -> list[tuple]:
+    st = Store.open(url, read_only=True)
+    try:
+        with st.engine.connect() as conn:
+            names = [c.name for c in m.Base.metadata.tables[table].columns]
+            sel = ", ".join(f'"{c}", typeof("{c}")' for c in names)
+            return [tuple(r) for r in conn.execute(text(
+                f"SELECT {sel} FROM {table} ORDER BY {key}"))]
+    finally:
+        st.close()
+
+
+def test_constant_columns_written_inline_store_what_binding_does(tmp_path,
+                                                                  monkeypatch) -> None:
+    """SQLite writes a column with one value in every row as a literal: the stored values
+    and their types are those the bound rows give (text with a quote, NULL, an int at the
+    edge of int64, floats stay bound)."""
+    n = 300
+    deals = Block(n, {"ticket": np.arange(1, n + 1), "order": np.full(n, 7),
+                      "login": np.full(n, (1 << 63) - 1), "symbol": "O'Neil",
+                      "time_msc": np.full(n, -5), "type": np.arange(n) % 2,
+                      "comment": ["it's"] * n, "external_id": None, "volume": [3] * n,
+                      "commission": 0, "swap": np.zeros(n, np.int32), "profit": [1] * n,
+                      "fee": np.int64(0).item()})
+    accounts = Block(n, {"login": np.arange(1, n + 1), "name": [""] * n,
+                         "group": ["g"] * (n - 1) + [None], "margin_so_call": np.full(n, 0.1),
+                         "margin_so_so": 50.0, "balance": np.full(n, 10), "credit": 0,
+                         "leverage": np.full(n, 5, np.uint32)})
+    got = {}
+    inline = writes.FastTable._run_inline
+    calls = []
+    monkeypatch.setattr(writes.FastTable, "_run_inline",
+                        lambda self, *a: calls.append(self.table.name) or inline(self, *a))
+    for limit in (1, 10 ** 9):
+        monkeypatch.setattr(writes, "_INLINE_ROWS", limit)
+        url = f"sqlite:///{tmp_path / f'inline{limit}.sqlite'}"
+        eff = Effects()
+        eff.add_block("deals", deals)
+        eff.add_block("accounts", accounts)
+        st = Store.open(url)
+        try:
+            st.append_batch([JournalEntry(kind="Ticks", payload=b"-", time_msc=1)], eff)
+        finally:
+            st.close()
+        got[limit] = (_typed_rows(url, "deals", "ticket"),
+                      _typed_rows(url, "accounts", "login"))
+    assert sorted(calls) == ["accounts", "deals"]  # inline once, bound once
+    assert got[1] == got[10 ** 9]
+    assert got[1][0][0][:8] == (1, "integer", 7, "integer", (1 << 63) - 1, "integer",
+                                "O'Neil", "text")
+
+
+def test_order_blocks_upsert_after_new_rows_went_in(store_url: str,  # noqa: F811
+                                                    monkeypatch) -> None:
+    """Many orders as columns: brand-new tickets go in (PostgreSQL: by COPY once every
+    ticket is past the table's last), then a block that also updates stored tickets
+    updates them (and inserts the rest)."""
+    monkeypatch.setattr(writes, "_STAGE_ROWS", 10)
+    monkeypatch.setattr(writes, "_INLINE_ROWS", 10)
+    first = {"login": np.full(50, 1001), "symbol": "AAPL", "time_setup_msc": np.full(50, 5),
+             "type": np.zeros(50, np.int64), "state": np.full(50, 1),
+             "volume_initial": np.full(50, 100), "volume_current": np.full(50, 100)}
+    st = Store.open(store_url)
+    try:
+        for i, (tickets, state) in enumerate(((np.arange(100, 150), 1),
+                                              (np.arange(125, 175), 4))):
+            eff = Effects()
+            eff.add_block("orders", Block(50, {**first, "ticket": tickets,
+                                               "state": np.full(50, state)}))
+            st.append_batch([entry(i)], eff)
+        with st.engine.connect() as conn:
+            rows = conn.execute(text("SELECT ticket, state FROM orders ORDER BY ticket")).all()
+    finally:
+        st.close()
+    assert [tuple(r) for r in rows] == [(t, 1) for t in range(100, 125)] + [
+        (t, 4) for t in range(125, 175)]
+
+
+def test_event_json_is_the_encoders_text() -> None:
+    events = [{"kind": "stop_out", "login": 7, "margin_level": 31.25, "equity": -5,
+               "debt": float("inf")},
+              {"kind": "admin", "note": "naïve \"quoted\"\n", "arr": [1.5, 2],
+               "n": np.int64(4), "x": np.float64(0.1), "nested": {"a": [1, None, True]},
+               "raw": b"\x01\xff"}]
+    for e in events:
+        assert writes._event_json(e) == writes._JSON.encode(e)
+    assert writes._event_json(events[0]) == (
+        '{"kind":"stop_out","login":7,"margin_level":31.25,"equity":-5,"debt":Infinity}')

@@ -64,9 +64,9 @@ def _check(url: str, last_acked: int) -> int:
         for a in range(len(engine.accounts)):
             row = engine.account_row(a)
             assert store.account(row["login"])["balance"] == row["balance"]
-        pc = engine.positions.cols
-        n_open = int(pc.active[: pc.size].sum())
-        assert len(store.open_positions()) == n_open
+        with store.engine.connect() as conn:
+            n_deals = conn.exec_driver_sql("SELECT count(*) FROM deals").scalar_one()
+        assert n_deals == engine.deals.total
         return store.head_seq
     finally:
         store.close()

@@ -16,11 +16,16 @@ from sqlalchemy import JSON, BigInteger, Float, Index, Integer, LargeBinary, Str
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Database schema version: the Alembic head revision this code expects.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 
 class Base(DeclarativeBase):
     pass
+
+
+#: A history table's key: ``bigint`` on PostgreSQL; on SQLite ``INTEGER PRIMARY KEY``, the
+#: table's own rowid (no separate unique index to update on every insert).
+RowKey = BigInteger().with_variant(Integer, "sqlite")
 
 
 class JournalRow(Base):
@@ -79,7 +84,7 @@ class SnapshotChunk(Base):
 class Account(Base):
     __tablename__ = "accounts"
 
-    login: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    login: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
     name: Mapped[str | None] = mapped_column(String(255))
     group: Mapped[str | None] = mapped_column(String(255))
     leverage: Mapped[int | None] = mapped_column(BigInteger)
@@ -94,41 +99,16 @@ class Account(Base):
     updated_msc: Mapped[int | None] = mapped_column(BigInteger)
 
 
-class Position(Base):
-    """Open positions only: a closed position's row is deleted (its deals stay)."""
-
-    __tablename__ = "positions"
-    __table_args__ = (Index("ix_positions_login", "login"),)
-
-    ticket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    login: Mapped[int] = mapped_column(BigInteger)
-    symbol: Mapped[str] = mapped_column(String(64))
-    time_msc: Mapped[int] = mapped_column(BigInteger)
-    time_update_msc: Mapped[int | None] = mapped_column(BigInteger)
-    type: Mapped[int] = mapped_column(Integer)
-    magic: Mapped[int | None] = mapped_column(BigInteger)
-    identifier: Mapped[int | None] = mapped_column(BigInteger)
-    reason: Mapped[int | None] = mapped_column(Integer)
-    volume: Mapped[int] = mapped_column(BigInteger)
-    price_open: Mapped[int] = mapped_column(BigInteger)
-    sl: Mapped[int | None] = mapped_column(BigInteger)
-    tp: Mapped[int | None] = mapped_column(BigInteger)
-    swap: Mapped[int | None] = mapped_column(BigInteger)
-    comment: Mapped[str | None] = mapped_column(String(255))
-    external_id: Mapped[str | None] = mapped_column(String(255))
-
-
 class Order(Base):
     """Every order, active and finished (``state`` tells which)."""
 
     __tablename__ = "orders"
     __table_args__ = (
         Index("ix_orders_login_time_setup", "login", "time_setup_msc"),
-        Index("ix_orders_login_state", "login", "state"),
         Index("ix_orders_position_id", "position_id"),
     )
 
-    ticket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ticket: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
     login: Mapped[int] = mapped_column(BigInteger)
     symbol: Mapped[str] = mapped_column(String(64))
     time_setup_msc: Mapped[int] = mapped_column(BigInteger)
@@ -161,7 +141,7 @@ class Deal(Base):
         Index("ix_deals_order", "order"),
     )
 
-    ticket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ticket: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
     order: Mapped[int | None] = mapped_column(BigInteger)
     login: Mapped[int] = mapped_column(BigInteger)
     symbol: Mapped[str | None] = mapped_column(String(64))
@@ -187,10 +167,9 @@ class Posting(Base):
     __tablename__ = "postings"
     __table_args__ = (
         Index("ix_postings_login_time", "login", "time_msc"),
-        Index("ix_postings_deal", "deal"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(RowKey, primary_key=True, autoincrement=False)
     time_msc: Mapped[int] = mapped_column(BigInteger)
     debit: Mapped[str] = mapped_column(String(64))
     credit: Mapped[str] = mapped_column(String(64))

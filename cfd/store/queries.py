@@ -1,4 +1,4 @@
-"""The query side: history, open positions and orders, ledger statements.
+"""The query side: history, open orders, ledger statements.
 
 All served from the query tables, as plain dict rows (the API turns them into MT5 records).
 Time ranges are inclusive at both ends, in milliseconds, as MT5's ``*_get(date_from,
@@ -88,17 +88,6 @@ def orders_by_position(conn: Connection, position_id: int) -> list[Row]:
     stmt = (select(t).where(t.c.position_id == position_id, t.c.state.not_in(_ACTIVE))
             .order_by(t.c.time_setup_msc, t.c.ticket))
     return _rows(conn, stmt)
-
-
-def open_positions(conn: Connection, login: int | None = None, symbol: str | None = None,
-                   group: str | None = None) -> list[Row]:
-    t = m.Position.__table__
-    stmt = select(t).order_by(t.c.time_msc, t.c.ticket)
-    if login is not None:
-        stmt = stmt.where(t.c.login == login)
-    if symbol is not None:
-        stmt = stmt.where(t.c.symbol == symbol)
-    return _rows(conn, stmt, group)
 
 
 def open_orders(conn: Connection, login: int | None = None, symbol: str | None = None,

@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from cfd.store.checkpoint import BACKSTOP_PAGES
 from cfd.store.errors import StoreSchemaMismatch
 from cfd.store.models import SCHEMA_REVISION
 
@@ -62,6 +63,8 @@ def make_engine(url: str, *, writer: bool) -> Engine:
             cur = dbapi_conn.cursor()
             if sqlite_file(eng) is not None:
                 cur.execute("PRAGMA journal_mode=WAL")
+                if writer:  # its checkpoints: cfd.store.checkpoint, beside its commits
+                    cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             cur.execute("PRAGMA synchronous=FULL")
             # a writer's batches touch index pages all over growing tables: keep them cached
             cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")

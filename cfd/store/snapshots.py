@@ -81,6 +81,9 @@ class SnapshotStore:
     def _check_writer(self) -> None:  # pragma: no cover - the store's
         raise NotImplementedError
 
+    def _committed(self) -> None:
+        """After a write transaction committed (the store wakes its WAL checkpointer)."""
+
     def snapshot_dir(self) -> Path | None:
         """Where a SQLite store keeps big snapshot blobs (``<db>.snapshots/``), else None."""
         path = schema.sqlite_file(self.engine)
@@ -154,6 +157,7 @@ class SnapshotStore:
             if file is not None:
                 file.unlink(missing_ok=True)
             raise
+        self._committed()
         return snap_id
 
     def _snapshot_arrays(self, conn: Connection, row: Any) -> dict[str, np.ndarray]:
@@ -418,6 +422,7 @@ class SnapshotStore:
                         files.append(self._file_ref(bytes(data[:4096])))
                 conn.execute(delete(c).where(c.c.snapshot_id.in_(ids)))
                 conn.execute(delete(s).where(s.c.id.in_(ids)))
+        self._committed()
         for f in files:
             if f is not None:
                 f.unlink(missing_ok=True)

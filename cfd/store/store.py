@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from cfd.effects import Effects
 from cfd.store import headmark, lease, queries, schema
 from cfd.store import models as m
+from cfd.store.checkpoint import Checkpointer
 from cfd.store.errors import (
     StoreCorrupted,
     StoreError,
@@ -66,6 +67,7 @@ class Store(SnapshotStore):
         self._head_hash = GENESIS_HASH
         self._pin: tuple[int, str] | None = None  # a read-only view's fixed head (pin())
         self._mark: headmark.HeadMark | None = None
+        self._checkpointer: Checkpointer | None = None
         if not read_only:
             self._head_seq, self._head_hash = self.head()
             try:  # refuse a journal shorter than what was acknowledged (a lost -wal)
@@ -75,6 +77,9 @@ class Store(SnapshotStore):
                     lock.release()
                 engine.dispose()
                 raise
+            path = schema.sqlite_file(engine)
+            if path is not None:
+                self._checkpointer = Checkpointer(path)
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -110,6 +115,9 @@ class Store(SnapshotStore):
 
     def close(self) -> None:
         """Give up the lease (if writing) and the connections."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         if not self.read_only and self.owner is not None:
             try:
                 with self.engine.begin() as conn:
@@ -188,7 +196,12 @@ class Store(SnapshotStore):
         self._head_seq, self._head_hash = seq, prev
         if self._mark is not None:
             self._mark.record(seq, prev)
+        self._committed()
         return stored
+
+    def _committed(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
 
     def heartbeat(self) -> None:
         """Tell a standby this writer lives (between batches, which do it themselves); raises
@@ -372,10 +385,6 @@ class Store(SnapshotStore):
 
     def ledger_sums(self) -> dict[str, int]:
         return self._query(queries.ledger_sums)
-
-    def open_positions(self, login: int | None = None, symbol: str | None = None,
-                       group: str | None = None) -> list[dict[str, Any]]:
-        return self._query(queries.open_positions, login, symbol, group)
 
     def open_orders(self, login: int | None = None, symbol: str | None = None,
                     group: str | None = None) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from itertools import repeat
+from json import encoder as _json_encoder
 from operator import itemgetter
 from typing import Any
 
@@ -29,6 +30,8 @@ from cfd.store.schema import _json_default
 
 _CHUNK = 500  # rows per IN (...) list
 _STAGE_ROWS = 2_000  # PostgreSQL: more upserts than this are staged by COPY
+_INLINE_ROWS = 256  # SQLite: blocks of this many rows or more write constant columns inline
+_INT64 = (-(1 << 63), 1 << 63)
 
 
 def _int(v: Any) -> int:
@@ -184,7 +187,8 @@ class FastTable:
             self._sql[key] = got
         return got
 
-    def _run(self, conn: Connection, op: str, params: list[tuple[Any, ...]]) -> None:
+    def _run(self, conn: Connection, op: str, params: Any) -> None:
+        """``params``: a list of row tuples (an iterator of them for a PostgreSQL insert)."""
         if not params:
             return
         sql = self.sql(conn, op)
@@ -235,15 +239,19 @@ class FastTable:
         cur.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT "
                     f"({', '.join(q(k) for k in self.pk)}) DO UPDATE SET {sets}")
 
-    def _columns(self, blocks: list[Block], dedupe: bool, lazy: bool = False) -> list[Any]:
+    def _columns(self, blocks: list[Block], dedupe: bool, lazy: bool = False,
+                 skip: tuple[Any, ...] | None = None) -> list[Any]:
         """The table's columns (in ``keys`` order) of ``blocks`` joined, as plain Python
         values (a missing key: None); ``dedupe``: only the last row of each key; ``lazy``:
-        a value every row has may come as an iterator repeating it (for ``zip``)."""
+        a value every row has may come as an iterator repeating it (for ``zip``); ``skip``:
+        the columns whose item is not None are left out (dropped from the result)."""
         n = sum(b.n for b in blocks)
         cols: list[Any] = []
-        for key in self.keys:
+        for i, key in enumerate(self.keys):
             name = self.rename.get(key, key)
-            if lazy and all(not isinstance(b.cols.get(name), (list, np.ndarray))
+            if skip is not None and skip[i] is not None:
+                cols.append(None)
+            elif lazy and all(not isinstance(b.cols.get(name), (list, np.ndarray))
                             and b.cols.get(name) == blocks[0].cols.get(name) for b in blocks):
                 cols.append(repeat(blocks[0].cols.get(name), n))
             elif len(blocks) == 1:
@@ -258,17 +266,77 @@ class FastTable:
             last = {k: i for i, k in enumerate(pk)}
             if len(last) < n:
                 keep = sorted(last.values())
-                cols = [[c[i] for i in keep] for c in (list(c) for c in cols)]
-        return cols
+                cols = [None if c is None else [c[i] for i in keep]
+                        for c in (None if c is None else list(c) for c in cols)]
+        return cols if skip is None else [c for c in cols if c is not None]
 
     def write_blocks(self, conn: Connection, op: str, blocks: list[Block]) -> None:
         """Insert (``op`` "insert") or upsert ("upsert") rows given as columns, as tuples
-        zipped from the columns (SQLite: ``executemany``; PostgreSQL: ``COPY``)."""
+        zipped from the columns (SQLite: ``executemany``; PostgreSQL: ``COPY``).
+
+        SQLite, many rows: a column holding one integer, NULL or text value in every row
+        is written as a literal of the statement, not bound row by row (the same stored
+        value; a stop-out's deals and orders have about half their columns constant)."""
         blocks = [b for b in blocks if b.n]
         if not blocks:
             return
+        if conn.dialect.name == "sqlite" and sum(b.n for b in blocks) >= _INLINE_ROWS:
+            lits = tuple(None if k in self.pk else _literal(blocks, self.rename.get(k, k))
+                         for k in self.keys)
+            if any(v is not None for v in lits):
+                self._run_inline(conn, op, blocks, lits)
+                return
         cols = self._columns(blocks, op == "upsert", lazy=True)
-        self._run(conn, op, list(zip(*cols, strict=True)))
+        pg = conn.dialect.name == "postgresql"
+        if op == "upsert" and pg and self._all_new(conn, cols):
+            op = "insert"  # every key past the table's last one: no row to update (COPY)
+        rows = zip(*cols, strict=True)
+        # PostgreSQL's COPY takes the rows as they are zipped: the server stores the first
+        # ones while the later ones are built
+        self._run(conn, op, rows if pg and op == "insert" else list(rows))
+
+    def _all_new(self, conn: Connection, cols: list[Any]) -> bool:
+        """Whether every key of ``cols`` (many rows, an integer key) is greater than the
+        largest key stored (one probe of the primary key's index). The writer holds the
+        lease: no other session inserts meanwhile."""
+        keys = cols[self.keys.index(self.pk[0])]
+        if len(self.pk) != 1 or not isinstance(keys, list) or len(keys) <= _STAGE_ROWS:
+            return False
+        if len(set(keys)) != len(keys) or not all(type(k) is int for k in keys):
+            return False
+        q = conn.dialect.identifier_preparer.quote
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(f"SELECT max({q(self.pk[0])}) FROM {q(self.table.name)}")
+            top = cur.fetchone()[0]
+        finally:
+            cur.close()
+        return top is None or min(keys) > top
+
+    def _run_inline(self, conn: Connection, op: str, blocks: list[Block],
+                    lits: tuple[str | None, ...]) -> None:
+        """SQLite: ``executemany`` binding only the columns without a literal in ``lits``."""
+        key = ("sqlite-inline", op, lits)
+        sql = self._sql.get(key)
+        if sql is None:
+            q = conn.dialect.identifier_preparer.quote
+            cols = ", ".join(q(k) for k in self.keys)
+            values = ", ".join("?" if v is None else v for v in lits)
+            sql = f"INSERT INTO {q(self.table.name)} ({cols}) VALUES ({values})"
+            if op == "upsert":
+                sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys
+                                 if k not in self.pk)
+                sql += (f" ON CONFLICT ({', '.join(q(k) for k in self.pk)}) "
+                        f"DO UPDATE SET {sets}")
+            elif op != "insert":
+                raise ValueError(f"no inline statement for {op!r}")
+            self._sql[key] = sql
+        bound = self._columns(blocks, op == "upsert", lazy=True, skip=lits)
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(sql, list(zip(*bound, strict=True)))
+        finally:
+            cur.close()
 
     def insert_block(self, conn: Connection, block: Block) -> None:
         self.write_blocks(conn, "insert", [block])
@@ -286,6 +354,51 @@ class FastTable:
         self._run(conn, "delete", [(int(k),) for k in keys])
 
 
+def _sql_literal(v: Any) -> str | None:
+    """``v`` as an SQLite literal that stores what binding it would (an int in int64, None,
+    or printable text), else None."""
+    if v is None:
+        return "NULL"
+    if type(v) is int:
+        return repr(v) if _INT64[0] <= v < _INT64[1] else None
+    if type(v) is str and v.isprintable():
+        return "'" + v.replace("'", "''") + "'"
+    return None
+
+
+_NOT_CONSTANT = object()
+
+
+def _block_constant(b: Block, name: str) -> Any:
+    """The one value ``name`` has in every row of ``b`` (ints, None or text only), else
+    ``_NOT_CONSTANT``."""
+    if name not in b.cols:
+        return None
+    v = b.cols[name]
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind in "iu" and v.ndim == 1 and v.min() == v.max():
+            return int(v[0])
+        return _NOT_CONSTANT
+    if isinstance(v, list):
+        first = v[0]
+        if (first is None or type(first) is str) and v.count(first) == len(v):
+            return first
+        return _NOT_CONSTANT
+    return v
+
+
+def _literal(blocks: list[Block], name: str) -> str | None:
+    """The SQLite literal of the value ``name`` has in every row of ``blocks``, or None."""
+    first = _block_constant(blocks[0], name)
+    if first is _NOT_CONSTANT:
+        return None
+    for b in blocks[1:]:
+        other = _block_constant(b, name)
+        if other is _NOT_CONSTANT or type(other) is not type(first) or other != first:
+            return None
+    return _sql_literal(first)
+
+
 def fast_supported(conn: Connection) -> bool:
     """SQLite through the stdlib driver, PostgreSQL through psycopg 3 (COPY, arrays)."""
     d = conn.dialect
@@ -295,7 +408,6 @@ def fast_supported(conn: Connection) -> bool:
 
 JOURNAL = FastTable(m.JournalRow.__table__)
 ACCOUNTS = FastTable(m.Account.__table__)
-POSITIONS = FastTable(m.Position.__table__)
 ORDERS = FastTable(m.Order.__table__)
 DEALS = FastTable(m.Deal.__table__)
 POSTINGS = FastTable(m.Posting.__table__)
@@ -351,7 +463,8 @@ def _postings_tuples(rows: list[Row]) -> list[tuple[Any, ...]]:
 
 
 def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
-    """Write ``effects`` (those of the batch ending at journal ``seq``)."""
+    """Write ``effects`` (those of the batch ending at journal ``seq``). Open positions
+    (``positions``, ``closed_positions``) have no table: the engine answers for them."""
     if not fast_supported(conn):
         _apply_effects_portable(conn, effects, seq)
         return
@@ -360,10 +473,6 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
             fast.write_blocks(conn, op, effects.blocks[table])
     if effects.accounts:
         ACCOUNTS.upsert(conn, effects.accounts.values())
-    if effects.closed_positions:
-        POSITIONS.delete(conn, sorted(effects.closed_positions))
-    if effects.positions:
-        POSITIONS.upsert(conn, effects.positions.values())
     if effects.orders:
         ORDERS.upsert(conn, effects.orders.values())
     if effects.deals:
@@ -374,6 +483,16 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
 
 
 _JSON = json.JSONEncoder(default=_json_default, separators=(",", ":"))  # as schema._dumps
+# the C encoder behind _JSON.encode, built once (encode builds it again for every call)
+_C_ENCODE = (None if _json_encoder.c_make_encoder is None else _json_encoder.c_make_encoder(
+    None, _json_default, _json_encoder.encode_basestring_ascii, None, ":", ",", False, False,
+    True))
+
+
+def _event_json(e: Row) -> str:
+    """``_JSON.encode(e)`` of an event dict (no cycles: not checked for)."""
+    return _JSON.encode(e) if _C_ENCODE is None else "".join(_C_ENCODE(e, 0))
+
 _EVENT_COPY = ("COPY events (seq, time_msc, kind, login, request_id, data) FROM STDIN "
                "(FORMAT BINARY)")
 _EVENT_SQL = ("INSERT INTO events (seq, time_msc, kind, login, request_id, data) "
@@ -384,7 +503,7 @@ def _event_tuple(e: Row, seq: int) -> tuple[Any, ...]:
     t, login, kind = e.get("time_msc"), e.get("login"), str(e.get("kind", ""))
     rid = e.get("request_id") if kind == "order_result" else None
     return (seq, None if t is None else int(t), kind, None if login is None else int(login),
-            int(rid) if rid else None, _JSON.encode(e))
+            int(rid) if rid else None, _event_json(e))
 
 
 def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
@@ -397,7 +516,7 @@ def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
         # the JSON column's text as SQLAlchemy's JSON type writes it (the engine's
         # json_serializer), bound by the driver (executemany; PostgreSQL: COPY, where
         # json's binary form is its text): no per-row SQLAlchemy work
-        rows = [_event_tuple(e, seq) for e in effects.events]
+        rows = (_event_tuple(e, seq) for e in effects.events)
         cur = conn.connection.cursor()
         try:
             if conn.dialect.name == "postgresql":
@@ -406,7 +525,7 @@ def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
                     for row in rows:
                         copy.write_row(row)
             else:
-                cur.executemany(_EVENT_SQL, rows)
+                cur.executemany(_EVENT_SQL, list(rows))
         finally:
             cur.close()
     elif effects.events:
@@ -427,7 +546,6 @@ def _apply_rare(conn: Connection, effects: Effects, seq: int) -> None:
 def _apply_effects_portable(conn: Connection, effects: Effects, seq: int) -> None:
     """Through SQLAlchemy Core (any dialect)."""
     t_acc = m.Account.__table__
-    t_pos = m.Position.__table__
     t_ord = m.Order.__table__
     for table, fast, op in _BLOCK_WRITES:  # before the dicts: theirs are the newer rows
         for b in effects.blocks.get(table, ()):
@@ -438,10 +556,6 @@ def _apply_effects_portable(conn: Connection, effects: Effects, seq: int) -> Non
             elif rows:
                 conn.execute(insert(fast.table), rows)
     upsert(conn, t_acc, [normalize(t_acc, r) for r in effects.accounts.values()])
-    if effects.closed_positions:
-        for chunk in _chunks(sorted(effects.closed_positions)):
-            conn.execute(delete(t_pos).where(t_pos.c.ticket.in_(chunk)))
-    upsert(conn, t_pos, [normalize(t_pos, r) for r in effects.positions.values()])
     upsert(conn, t_ord, [normalize(t_ord, r) for r in effects.orders.values()])
     if effects.deals:
         table = m.Deal.__table__
