@@ -37,9 +37,6 @@ def _batch(first: int, size: int) -> tuple[list[JournalEntry], Effects]:
                           "time_msc": t, "type": 0, "entry": 0, "position_id": i,
                           "volume": 10_000, "price": 150_000_000, "commission": -5,
                           "swap": 0, "profit": 0, "fee": 0})
-        eff.position_upsert({"ticket": i, "login": login, "symbol": "AAPL", "time_msc": t,
-                             "type": 0, "identifier": i, "volume": 10_000,
-                             "price_open": 150_000_000})
         eff.accounts[login] = {"login": login, "balance": 1_000_000 - i, "credit": 0}
         eff.postings.append({"id": 2 * i, "time_msc": t, "debit": f"client:{login}",
                              "credit": "broker_pl", "amount": 5, "kind": "commission",

@@ -10,10 +10,6 @@ Row shapes (plain dicts, keys below):
 
 * ``accounts`` (upsert by login): login, name, group, leverage, margin_mode, margin_so_mode,
   margin_so_call, margin_so_so, balance, credit, currency, trade_mode, updated_msc
-* ``positions`` (upsert by ticket): ticket, login, symbol, time_msc, time_update_msc, type,
-  magic, identifier, reason, volume, price_open, sl, tp, swap, comment, external_id
-* ``closed_positions``: tickets (int) of positions that no longer exist
-  (the store keeps no table of open positions: it writes neither of these two)
 * ``orders`` (upsert by ticket; active while state is PLACED/STARTED/PARTIAL): ticket, login,
   symbol, time_setup_msc, time_done_msc, time_expiration, type, type_time, type_filling,
   state, magic, position_id, position_by_id, reason, volume_initial, volume_current,
@@ -78,8 +74,6 @@ class Block:
 @dataclass
 class Effects:
     accounts: dict[int, Row] = field(default_factory=dict)
-    positions: dict[int, Row] = field(default_factory=dict)
-    closed_positions: set[int] = field(default_factory=set)
     orders: dict[int, Row] = field(default_factory=dict)
     deals: list[Row] = field(default_factory=list)
     postings: list[Row] = field(default_factory=list)
@@ -91,7 +85,7 @@ class Effects:
 
     def is_empty(self) -> bool:
         return not (
-            self.accounts or self.positions or self.closed_positions or self.orders
+            self.accounts or self.orders
             or self.deals or self.postings or self.ticks or self.symbols or self.events
             or self.blocks
         )
@@ -135,11 +129,3 @@ class Effects:
         for b in self.blocks.get("orders", ()):
             yield from b.rows()
         yield from self.orders.values()
-
-    def position_upsert(self, row: Row) -> None:
-        self.closed_positions.discard(row["ticket"])
-        self.positions[row["ticket"]] = row
-
-    def position_closed(self, ticket: int) -> None:
-        self.positions.pop(ticket, None)
-        self.closed_positions.add(ticket)

@@ -187,22 +187,6 @@ class EngineQueries:
             "external_id": self.positions.external_ids[p],
         }
 
-    def position_rows(self, slots: np.ndarray) -> list[dict]:
-        """``position_row(p)`` for many slots, built column-wise (bulk bookings)."""
-        pc = self.positions.cols
-        names = [s.name for s in self.symbols.specs]
-        logins = self.accounts.cols.login[pc.acc[slots]].tolist()
-        cols = [getattr(pc, k)[slots].tolist() for k in (
-            "ticket", "sym", "time_msc", "time_update_msc", "magic", "identifier", "reason",
-            "volume", "price_open", "sl", "tp", "swap")]
-        com, ext = self.positions.comments, self.positions.external_ids
-        return [{"ticket": tk, "login": lg, "symbol": names[s], "time_msc": t,
-                 "time_update_msc": tu, "type": 0 if v > 0 else 1, "magic": mg,
-                 "identifier": ident, "reason": rs, "volume": abs(v), "price_open": po,
-                 "sl": sl, "tp": tp, "swap": sw, "comment": com[p], "external_id": ext[p]}
-                for p, lg, tk, s, t, tu, mg, ident, rs, v, po, sl, tp, sw in zip(
-                    slots.tolist(), logins, *cols, strict=True)]
-
     def deal_rows(self, i0: int, i1: int) -> list[dict]:
         """``deal_row(i)`` for deals ``i0 .. i1 - 1``, built column-wise (bulk bookings)."""
         c = self.deals.cols

@@ -76,13 +76,6 @@ def order(ticket: int, login: int, time_msc: int, *, state: int = 4, position_id
             "external_id": ""}
 
 
-def position(ticket: int, login: int, *, symbol: str = "AAPL") -> dict[str, Any]:
-    return {"ticket": ticket, "login": login, "symbol": symbol, "time_msc": 1_000,
-            "time_update_msc": 1_000, "type": 0, "magic": 0, "identifier": ticket,
-            "reason": 0, "volume": 10_000, "price_open": 150_000_000, "sl": 0, "tp": 0,
-            "swap": 0, "comment": "", "external_id": ""}
-
-
 def account(login: int, balance: int) -> dict[str, Any]:
     return {"login": login, "name": f"client {login}", "group": "retail", "leverage": 5,
             "margin_mode": 2, "margin_so_mode": 0, "margin_so_call": 100.0,

@@ -93,7 +93,6 @@ def _durable(url: str, as_blocks: bool) -> dict[str, list[tuple]]:
             assert eff.blocks and not eff.deals
         else:
             eff = Effects()
-            eff.closed_positions.update(booked.closed_tickets.tolist())
             eff.events.extend(booked.events)
             logins = eng.accounts.cols.login
             eff.deals.extend(eng.deal_row(i) for i in range(*booked.deals))

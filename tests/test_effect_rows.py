@@ -1,5 +1,5 @@
 """The effect rows a trade collects (built from the values it books) equal the rows read
-back from the engine's columns (``deal_row``, ``order_row``, ``position_row``), value and
+back from the engine's columns (``deal_row``, ``order_row``), value and
 type, on every kind of market order."""
 
 from cfd.constants import Retcode
@@ -23,11 +23,6 @@ def _check(book: Book) -> int:
     for ticket, row in eff.orders.items():
         if ticket in eng.orders.by_ticket:
             _exact(row, eng.order_row(eng.orders.by_ticket[ticket]))
-            n += 1
-    for ticket, row in eff.positions.items():
-        p = eng.positions.by_ticket.get(ticket)
-        if p is not None:
-            _exact(row, eng.position_row(p))
             n += 1
     return n
 
@@ -60,7 +55,7 @@ def test_effect_rows_equal_the_rows_read_back():
     r = book.send(1001, action=10, position=a, position_by=b)
     assert r.retcode == Retcode.DONE, r.comment
     compared += _check(book)
-    assert compared >= 25
+    assert compared >= 20  # a deal and an order row (at least) per trade
 
 
 def test_records_name_each_column_by_its_own_name() -> None:

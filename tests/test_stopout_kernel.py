@@ -42,8 +42,7 @@ def comparable(eff) -> dict:
     return {"deals": sorted(eff.table_rows("deals"), key=lambda r: r["ticket"]),
             "postings": sorted(eff.table_rows("postings"), key=lambda r: r["id"]),
             "orders": eff.table_rows("orders"), "accounts": eff.table_rows("accounts"),
-            "closed": sorted(eff.closed_positions),
-            "positions": eff.positions, "events": eff.events}
+            "events": eff.events}
 
 
 class Twin:

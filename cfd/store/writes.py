@@ -464,7 +464,7 @@ def _postings_tuples(rows: list[Row]) -> list[tuple[Any, ...]]:
 
 def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
     """Write ``effects`` (those of the batch ending at journal ``seq``). Open positions
-    (``positions``, ``closed_positions``) have no table: the engine answers for them."""
+    have no table: the engine answers for them."""
     if not fast_supported(conn):
         _apply_effects_portable(conn, effects, seq)
         return

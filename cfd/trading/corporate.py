@@ -246,7 +246,7 @@ class CorporateActions:
         house = np.where(d_type == DealType.TAX, TAX_WITHHELD, CORPORATE_ACTIONS)
         p0 = self._post(client, house, d_profit, PostingKind.CORPORATE_ACTION, tickets, label)
         touched[acc] = True
-        self._emit(i0, p0, acc, None)
+        self._emit(i0, p0, acc)
         return {"positions": n_div, "paid_to_longs": int(gross[long].sum()),
                 "charged_to_shorts": int(gross[~long].sum()), "withheld": int(tax.sum()),
                 "broker_net": int(gross[~long].sum() - gross[long].sum())}
@@ -316,7 +316,7 @@ class CorporateActions:
         eng.hygiene.rescale(s, m / n, bid1 / PRICE_SCALE, ask1 / PRICE_SCALE)
         touched[acc] = True
         eng.recompute_all()
-        self._emit(i0, p0, acc, slots)
+        self._emit(i0, p0, acc)
         eng._effects.events.append({"kind": "split", "symbol": spec.name, "ratio": a["ratio"],
                                     "price_factor": m / n, "digits": spec.digits,
                                     "time_msc": eng.now_msc})
@@ -509,10 +509,9 @@ class CorporateActions:
         eng.accounts.cols.balance[accs] = led.balance[client]
         return first
 
-    def _emit(self, deal0: int, post0: int, acc: np.ndarray, slots: np.ndarray | None
-              ) -> None:
-        """The store's rows for the deals from ``deal0``, the postings from ``post0``, the
-        accounts ``acc`` and the positions ``slots``."""
+    def _emit(self, deal0: int, post0: int, acc: np.ndarray) -> None:
+        """The store's rows for the deals from ``deal0``, the postings from ``post0`` and
+        the accounts ``acc``."""
         eng = self.eng
         if not eng.collect_effects:
             return
@@ -522,9 +521,6 @@ class CorporateActions:
                                             eng.accounts.cols.login))
         accs = np.unique(acc)
         eff.accounts.update((r["login"], r) for r in eng.account_rows(accs))
-        if slots is not None:
-            for r in eng.position_rows(slots):
-                eff.position_upsert(r)
 
     # ------------------------------------------------------------------ queries
     def upcoming(self) -> list[dict]:

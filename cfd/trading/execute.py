@@ -153,13 +153,6 @@ class TradeHandlers:
                 v, po = int(leg.new_volume), int(leg.new_price)
                 sl, tp, p_reason = int(plan.sl), int(plan.tp), min(reason, 3)
                 p = pos.open(a, s, v, po, order, t, sl, tp, magic, p_reason, comment)
-                if collect:  # ``position_row(p)``, from the values just written
-                    self._effects.position_upsert({
-                        "ticket": order, "login": login, "symbol": name, "time_msc": t,
-                        "time_update_msc": t, "type": 0 if v > 0 else 1, "magic": magic,
-                        "identifier": order, "reason": p_reason, "volume": abs(v),
-                        "price_open": po, "sl": sl, "tp": tp, "swap": 0, "comment": comment,
-                        "external_id": ""})
             else:
                 p = leg.slot
             swap = 0
@@ -204,7 +197,6 @@ class TradeHandlers:
             ticket = int(pc.ticket[p])
             self.closed_tickets[ticket] = int(pc.acc[p])
             pos.close(p)
-            self._effects.position_closed(ticket)
             return
         old_ticket = int(pc.ticket[p])
         pos.set_volume(p, leg.new_volume, leg.new_price)
@@ -218,9 +210,6 @@ class TradeHandlers:
         if leg.action == market.REVERSE:
             pos.retick(p, order)
             self.closed_tickets[old_ticket] = int(pc.acc[p])
-            self._effects.position_closed(old_ticket)
-        if self.collect_effects:
-            self._effects.position_upsert(self.position_row(p))
 
     def _book(self, a: int, amount: int, kind: PostingKind, deal: int) -> None:
         """Signed amount to the client from the broker (negative: to the broker)."""

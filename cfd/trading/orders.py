@@ -278,8 +278,6 @@ class PendingOrders:
             pc.sl[p], pc.tp[p] = sl, tp
             eng.positions.mark_stops(int(pc.sym[p]))
             pc.time_update_msc[p] = eng.now_msc
-            if eng.collect_effects:
-                eng._effects.position_upsert(eng.position_row(p))
             res = eng._send_result(Retcode.DONE, "Request executed", cmd)
             return Result(Retcode.DONE, res.comment, res)
         return None

@@ -452,14 +452,9 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
 
 
 def emit_effects(eng: Engine, booked: Booked, rows: bool = True) -> None:
-    """The effects of a :func:`bulk_close`, as the store takes them: closed positions and
-    events, and (``rows``; not while replaying) the deal, posting, order and account rows."""
+    """The effects of a :func:`bulk_close`, as the store takes them: its events, and
+    (``rows``; not while replaying) the deal, posting, order and account rows."""
     eff = eng._effects
-    tl = booked.closed_tickets.tolist()
-    if eff.positions:
-        for tk in tl:
-            eff.positions.pop(tk, None)
-    eff.closed_positions.update(tl)
     eff.events.extend(booked.events)
     if not rows:
         return
