@@ -57,6 +57,16 @@ def tiered_anywhere(tiers, s):
 
 
 @nb.njit(cache=True)
+def uses_leverage(sym_mode):
+    """Whether any symbol of ``sym_mode`` is CFDLEVERAGE (``lev_any`` of
+    :func:`account_sums`)."""
+    hit = False
+    for s in range(len(sym_mode)):
+        hit |= sym_mode[s] == CALC_CFDLEVERAGE
+    return hit
+
+
+@nb.njit(cache=True)
 def pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
     """:func:`pack_rows` of every tier set of ``tiers`` (tier sets): ``[set, symbol, 8]``;
     an account reads the rows of its set."""
@@ -128,15 +138,17 @@ def _sym_row_nb(syms, tiers, s, v):
 
 
 @nb.njit(cache=True, inline="always")
-def position_margins(fv, po, close, km, kmm, mode, lev):
+def position_margins(fv, po, close, km, kmm, mode, lev, lev_any=True):
     """``(margin, maintenance margin, tier measure base)`` of one position of ``fv`` volume
     units opened at ``po`` and closing at ``close``: ``|v| * P * k`` with ``P`` the margin
     price (``formulas.margin_price``), divided by the leverage for CFDLEVERAGE; the last is
-    ``|v| * P`` (the notional before the symbol's factors)."""
+    ``|v| * P`` (the notional before the symbol's factors). ``lev_any`` False (a constant:
+    :func:`uses_leverage`) leaves the division out: the compiler computes a conditional
+    division whether or not it is taken, and it costs more than the rest of the position."""
     base_m = abs(fv) * (close if mode == CALC_EXCH_STOCKS else po)
     m = base_m * km
     mm = base_m * kmm
-    if mode == CALC_CFDLEVERAGE:
+    if lev_any and mode == CALC_CFDLEVERAGE:
         m = m / lev
         mm = mm / lev
     return m, mm, base_m
@@ -181,7 +193,8 @@ def scratch():
 
 
 @nb.njit(cache=True, inline="always")
-def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage, work):
+def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage, work,
+                 lev_any=True):
     """``(profit, margin, margin_maint, margin_at_market, delta)`` of the positions
     ``pool[start : start + n]`` of one account: floating profit, initial and maintenance
     margin (tiers applied), the part of the margin margined at the market (EXCH_STOCKS,
@@ -197,10 +210,26 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     aggregates are added after the untiered positions, in the order of their first
     position. The callers that need fewer figures drop the rest (inlined, the compiler
     removes the unused sums). A book without tiers (an empty tier table) takes the loop
-    without the list (:func:`_untiered_sums`), the same sums."""
+    without the list (:func:`_untiered_sums`), the same sums. ``lev_any`` False when no
+    symbol is CFDLEVERAGE (:func:`uses_leverage`): the loops without the leverage's
+    division (:func:`position_margins`), the same sums."""
     if tiers[2][0, 1] == 0.0:
+        if lev_any:
+            return _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers,
+                                  leverage, True)
         return _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers,
-                              leverage)
+                              leverage, False)
+    if lev_any:
+        return _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers,
+                            leverage, work, True)
+    return _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage,
+                        work, False)
+
+
+@nb.njit(cache=True, inline="always")
+def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage, work,
+                 lev_any):
+    """:func:`account_sums` of a book with tiers."""
     profit = 0.0
     margin = 0.0
     maint = 0.0
@@ -220,7 +249,7 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
         po = float(pos_price[p])
         profit += (close - po) * fv * kp
         delta += close * fv * kp
-        m, mm, base_m = position_margins(fv, po, close, km, kmm, mode, lev)
+        m, mm, base_m = position_margins(fv, po, close, km, kmm, mode, lev, lev_any)
         t = tier != 0.0
         ex = 1.0 if mode == CALC_EXCH_STOCKS else 0.0
         u = 0.0 if t else 1.0
@@ -257,7 +286,8 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
 
 
 @nb.njit(cache=True, inline="always")
-def _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage):
+def _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage,
+                   lev_any):
     """:func:`account_sums` of a book without tiers."""
     profit = 0.0
     margin = 0.0
@@ -274,7 +304,7 @@ def _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev
         po = float(pos_price[p])
         profit += (close - po) * fv * kp
         delta += close * fv * kp
-        m, mm, _ = position_margins(fv, po, close, km, kmm, mode, lev)
+        m, mm, _ = position_margins(fv, po, close, km, kmm, mode, lev, lev_any)
         margin += m
         maint += mm
         if mode == CALC_EXCH_STOCKS:
