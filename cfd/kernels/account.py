@@ -35,7 +35,7 @@ from cfd.kernels.formulas import CALC_CFDLEVERAGE, CALC_EXCH_STOCKS
 BID, ASK, KP, KM, KMM, MODE, TIER, KX = 0, 1, 2, 3, 4, 5, 6, 7
 
 #: ``tier`` of :func:`sym_row`: ``first row * TIER_ROWS + rows``, 0 for an untiered symbol
-#: (``tiers.MAX_TIERS`` brackets at most).
+#: (``tiers.MAX_TIERS`` brackets at most; ``tier_factor_at`` shifts by its log2, 7).
 TIER_ROWS = 128
 
 
@@ -159,18 +159,19 @@ def tier_factor(table, off, n, x):
     """``margin(X) / (X * rate_1)`` for an aggregate ``x`` (measure units, > 0) by the
     schedule ``table[off : off + n]`` (``tiers.tier_rows``): ``rate_k / rate_1 - (ded_k /
     rate_1) / x`` for the last bracket ``k`` with ``floor_k <= x`` (floors rise: the
-    brackets below ``x`` are counted, without a branch)."""
-    k = off
-    for j in range(off + 1, off + n):
-        k += np.intp(table[j, 0] <= x)
+    brackets below ``x`` are counted, without a branch). Rows are indexed unsigned (no
+    negative-index wrap-around to compute)."""
+    k = np.uintp(off)
+    for j in range(np.uintp(off) + np.uintp(1), np.uintp(off) + np.uintp(n)):
+        k += np.uintp(table[j, 0] <= x)
     return table[k, 1] - table[k, 2] / x
 
 
 @nb.njit(cache=True, inline="always")
 def tier_factor_at(table, tier, x):
     """:func:`tier_factor` of the schedule at ``tier`` (:func:`sym_row`)."""
-    c = np.intp(tier)
-    return tier_factor(table, c // TIER_ROWS, c % TIER_ROWS, x)
+    c = np.uintp(np.intp(tier))
+    return tier_factor(table, c >> np.uintp(7), c & np.uintp(TIER_ROWS - 1), x)
 
 
 #: Work rows of :func:`account_sums` (:func:`scratch`): the list of an account's tiered
@@ -241,8 +242,8 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     twice = np.uint64(0)
     last = GROUPS + GROUPS - 1
     for k in range(start, start + n):
-        p = pool[k]
-        s = pos_sym[p]
+        p = np.uintp(pool[np.uintp(k)])
+        s = np.uintp(pos_sym[p])
         v = pos_vol[p]
         close, kp, km, kmm, mode, tier, kx = sym_row(syms, tiers, s, v)
         fv = float(v)
@@ -256,14 +257,14 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
         margin += m * u
         maint += mm * u
         at_market += m * u * ex
-        r = min(GROUPS + nt, last)
+        r = np.uintp(min(GROUPS + nt, last))
         work[r, 0] = s
         work[r, 1] = m
         work[r, 2] = mm
         work[r, 3] = abs(fv) if kx == 0.0 else base_m * kx
         work[r, 4] = ex
         work[r, 5] = tier
-        bit = (np.uint64(1) << np.uint64(s & 63)) * np.uint64(t)
+        bit = (np.uint64(1) << (s & np.uint64(63))) * np.uint64(t)
         twice |= seen & bit
         seen |= bit
         nt += np.intp(t)
@@ -272,12 +273,13 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     if nt <= GROUPS and (twice == 0 or _distinct(work, nt)):
         table = tiers[2]
         for i in range(GROUPS, GROUPS + nt):
-            x = work[i, 3]
+            r = np.uintp(i)
+            x = work[r, 3]
             if x > 0.0:
-                f = tier_factor_at(table, work[i, 5], x)
-                margin += work[i, 1] * f
-                maint += work[i, 2] * f
-                at_market += work[i, 1] * f * work[i, 4]
+                f = tier_factor_at(table, work[r, 5], x)
+                margin += work[r, 1] * f
+                maint += work[r, 2] * f
+                at_market += work[r, 1] * f * work[r, 4]
         return profit, margin, maint, at_market, delta
     margin, maint, at_market = _tiered_grouped(pool, start, n, pos_sym, pos_vol, pos_price,
                                                syms, tiers, lev, work, margin, maint,
