@@ -187,7 +187,7 @@ def scratch():
     ``GROUPS`` rows of the table, per tiered symbol ``(symbol, margin, maintenance margin,
     aggregate, row of the k-th symbol)``, symbol -1: free (left free again by each call);
     then ``GROUPS`` rows of the list, per tiered position ``(symbol, margin, maintenance
-    margin, measure, margined at the market, tier)``."""
+    margin, measure, tier)``."""
     w = np.zeros((2 * GROUPS, 6))
     w[:GROUPS, 0] = -1.0
     return w
@@ -238,8 +238,6 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     delta = 0.0
     lev = float(leverage)
     nt = 0
-    seen = np.uint64(0)
-    twice = np.uint64(0)
     last = GROUPS + GROUPS - 1
     for k in range(start, start + n):
         p = np.uintp(pool[np.uintp(k)])
@@ -252,35 +250,41 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
         delta += close * fv * kp
         m, mm, base_m = position_margins(fv, po, close, km, kmm, mode, lev, lev_any)
         t = tier != 0.0
-        ex = 1.0 if mode == CALC_EXCH_STOCKS else 0.0
         u = 0.0 if t else 1.0
         margin += m * u
         maint += mm * u
-        at_market += m * u * ex
+        if mode == CALC_EXCH_STOCKS:
+            at_market += m * u
         r = np.uintp(min(GROUPS + nt, last))
         work[r, 0] = s
         work[r, 1] = m
         work[r, 2] = mm
         work[r, 3] = abs(fv) if kx == 0.0 else base_m * kx
-        work[r, 4] = ex
-        work[r, 5] = tier
-        bit = (np.uint64(1) << (s & np.uint64(63))) * np.uint64(t)
-        twice |= seen & bit
-        seen |= bit
+        work[r, 4] = tier
         nt += np.intp(t)
     if nt == 0:
         return profit, margin, maint, at_market, delta
-    if nt <= GROUPS and (twice == 0 or _distinct(work, nt)):
+    if nt <= GROUPS:
         table = tiers[2]
+        m0, mm0, am0 = margin, maint, at_market
+        seen = np.uint64(0)
+        twice = np.uint64(0)
         for i in range(GROUPS, GROUPS + nt):
             r = np.uintp(i)
+            s = np.uintp(np.intp(work[r, 0]))
+            bit = np.uint64(1) << (s & np.uint64(63))
+            twice |= seen & bit
+            seen |= bit
             x = work[r, 3]
             if x > 0.0:
-                f = tier_factor_at(table, work[r, 5], x)
+                f = tier_factor_at(table, work[r, 4], x)
                 margin += work[r, 1] * f
                 maint += work[r, 2] * f
-                at_market += work[r, 1] * f * work[r, 4]
-        return profit, margin, maint, at_market, delta
+                if sym_row(syms, tiers, s, 1)[4] == CALC_EXCH_STOCKS:
+                    at_market += work[r, 1] * f
+        if twice == 0 or _distinct(work, nt):
+            return profit, margin, maint, at_market, delta
+        margin, maint, at_market = m0, mm0, am0
     margin, maint, at_market = _tiered_grouped(pool, start, n, pos_sym, pos_vol, pos_price,
                                                syms, tiers, lev, work, margin, maint,
                                                at_market)
