@@ -266,7 +266,6 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
         return profit, margin, maint, at_market, delta
     if nt <= GROUPS:
         table = tiers[2]
-        m0, mm0, am0 = margin, maint, at_market
         seen = np.uint64(0)
         twice = np.uint64(0)
         for i in range(GROUPS, GROUPS + nt):
@@ -284,10 +283,10 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
                     at_market += work[r, 1] * f
         if twice == 0 or _distinct(work, nt):
             return profit, margin, maint, at_market, delta
-        margin, maint, at_market = m0, mm0, am0
+    # (the figures summed again from the start: the loop's own sums flow only to the
+    # return above, so a caller that drops one has it left out of the loop)
     margin, maint, at_market = _tiered_grouped(pool, start, n, pos_sym, pos_vol, pos_price,
-                                               syms, tiers, lev, work, margin, maint,
-                                               at_market)
+                                               syms, tiers, lev, work)
     return profit, margin, maint, at_market, delta
 
 
@@ -329,12 +328,24 @@ def _distinct(work, nt):
 
 
 @nb.njit(cache=True)
-def _tiered_grouped(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, work,
-                    margin, maint, at_market):
-    """The tiered part of :func:`account_sums` for an account holding a tiered symbol more
-    than once: the positions summed per symbol in the table rows of ``work``, scaled by
-    their aggregate's factor and added in the order of their first position; ``(margin,
-    maint, at_market)`` with them added."""
+def _tiered_grouped(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, work):
+    """``(margin, maint, at_market)`` of :func:`account_sums` for an account holding a
+    tiered symbol more than once: the untiered positions summed as the account loop sums
+    them, then the tiered ones summed per symbol in the table rows of ``work``, scaled by
+    their aggregate's factor and added in the order of their first position."""
+    margin = 0.0
+    maint = 0.0
+    at_market = 0.0
+    for k in range(start, start + n):
+        p = pool[k]
+        v = pos_vol[p]
+        close, _, km, kmm, mode, tn, _ = sym_row(syms, tiers, pos_sym[p], v)
+        m, mm, _ = position_margins(float(v), float(pos_price[p]), close, km, kmm, mode, lev)
+        u = 0.0 if tn != 0.0 else 1.0
+        margin += m * u
+        maint += mm * u
+        if mode == CALC_EXCH_STOCKS:
+            at_market += m * u
     ng = 0
     overflow = False
     for k in range(start, start + n):
