@@ -301,8 +301,8 @@ def _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev
     delta = 0.0
     lev = float(leverage)
     for k in range(start, start + n):
-        p = pool[k]
-        s = pos_sym[p]
+        p = np.uintp(pool[np.uintp(k)])
+        s = np.uintp(pos_sym[p])
         v = pos_vol[p]
         close, kp, km, kmm, mode, _, _ = sym_row(syms, tiers, s, v)
         fv = float(v)
