@@ -68,23 +68,56 @@ def uses_leverage(sym_mode):
 
 @nb.njit(cache=True)
 def pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
-    """:func:`pack_rows` of every tier set of ``tiers`` (tier sets): ``[set, symbol, 8]``;
-    an account reads the rows of its set."""
+    """:func:`pack_rows` of every tier set of ``tiers`` (tier sets), then the rows of the
+    schedules (:func:`pack_schedules`): ``[set, symbol + schedule row, 8]``; an account
+    reads the rows of its set."""
     n_sets = tiers[0].shape[0]
-    t = np.empty((n_sets, len(sym_bid), 8))
+    n = len(sym_bid)
+    sched, place = pack_schedules(tiers)
+    t = np.empty((n_sets, n + len(sched), 8))
     for k in range(n_sets):
-        t[k] = pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
-                         (tiers[0][k], tiers[1][k], tiers[2]))
+        t[k, :n] = pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
+                             (tiers[0][k], tiers[1][k], tiers[2]), place + n)
+        t[k, n:] = sched
     return t
 
 
 @nb.njit(cache=True)
-def pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
+def pack_schedules(tiers):
+    """The schedules of the tier sets ``tiers`` as rows of the packed table, for the
+    bracket search of the full recompute (:func:`factor`): each schedule's rows ``(floor,
+    rate, deduction, k_x)`` (``tiers.tier_rows``) followed by rows whose floor is NaN (at
+    most no measure) up to a multiple of four rows, so that the search reads a schedule's
+    first four floors without a test of its length. Returns ``(rows, place)``, ``place[r]``
+    the first of these rows for the schedule at row ``r`` of the tier table (-1: none)."""
+    tier_n, tier_off, table = tiers[0], tiers[1], tiers[2]
+    size = np.zeros(len(table), np.int64)
+    for k in range(tier_n.shape[0]):
+        for s in range(tier_n.shape[1]):
+            if tier_n[k, s]:
+                size[tier_off[k, s]] = tier_n[k, s]
+    place = np.full(len(table), -1, np.int64)
+    total = 0
+    for r in range(len(table)):
+        if size[r]:
+            place[r] = total
+            total += (size[r] + 3) // 4 * 4
+    rows = np.zeros((total, 8))
+    for r in range(len(table)):
+        for j in range(size[r]):
+            rows[place[r] + j, :4] = table[r + j]
+        for j in range(size[r], (size[r] + 3) // 4 * 4):
+            rows[place[r] + j, 0] = np.nan
+    return rows, place
+
+
+@nb.njit(cache=True)
+def pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers, place):
     """One row per symbol holding all the full recompute reads of it (bid, ask, k_profit,
-    k_margin, k_margin_maint, calc mode, the tier schedule's place (:data:`TIER_ROWS`) and
-    the tier measure's ``k_x`` (``tiers.tier_rows``); 64 bytes), so a position costs one
-    cache line of symbol data instead of six. Prices, modes and row numbers are integers
-    below 2**53 and pass through float64 exactly."""
+    k_margin, k_margin_maint, calc mode, the tier schedule's place (:data:`TIER_ROWS`; its
+    first row ``place[tier_off]``) and the tier measure's ``k_x`` (``tiers.tier_rows``);
+    64 bytes), so a position costs one cache line of symbol data instead of six. Prices,
+    modes and row numbers are integers below 2**53 and pass through float64 exactly."""
     tier_n, tier_off, table = tiers
     n = len(sym_bid)
     t = np.empty((n, 8))
@@ -96,7 +129,7 @@ def pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
         t[s, KMM] = sym_kmm[s]
         t[s, MODE] = sym_mode[s]
         tn = tier_n[s] if s < len(tier_n) else 0
-        t[s, TIER] = tier_off[s] * TIER_ROWS + tn if tn else 0
+        t[s, TIER] = place[tier_off[s]] * TIER_ROWS + tn if tn else 0
         t[s, KX] = table[tier_off[s], 3] if tn else 0.0
     return t
 
@@ -172,6 +205,32 @@ def tier_factor_at(table, tier, x):
     """:func:`tier_factor` of the schedule at ``tier`` (:func:`sym_row`)."""
     c = np.uintp(np.intp(tier))
     return tier_factor(table, c >> np.uintp(7), c & np.uintp(TIER_ROWS - 1), x)
+
+
+def factor(syms, tiers, tier, x):
+    """:func:`tier_factor` of the schedule at ``tier`` (:func:`sym_row`) for a measure
+    ``x``: from the rows of :func:`pack_schedules` in a packed table (its first four floors
+    read without a test), else from the tier table of ``tiers``."""
+    return tier_factor_at(tiers[2], tier, x)
+
+
+@overload(factor)
+def _factor_nb(syms, tiers, tier, x):
+    if isinstance(syms, types.Array):
+        def packed(syms, tiers, tier, x):
+            c = np.uintp(np.intp(tier))
+            o = c >> np.uintp(7)
+            k = o
+            for j in range(1, 4):
+                k += np.uintp(syms[o + np.uintp(j), 0] <= x)
+            for j in range(o + np.uintp(4), o + (c & np.uintp(TIER_ROWS - 1))):
+                k += np.uintp(syms[j, 0] <= x)
+            return syms[k, 1] - syms[k, 2] / x
+        return packed
+
+    def columns(syms, tiers, tier, x):
+        return tier_factor_at(tiers[2], tier, x)
+    return columns
 
 
 #: Work rows of :func:`account_sums` (:func:`scratch`): the list of an account's tiered
@@ -265,7 +324,6 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     if nt == 0:
         return profit, margin, maint, at_market, delta
     if nt <= GROUPS:
-        table = tiers[2]
         seen = np.uint64(0)
         twice = np.uint64(0)
         for i in range(GROUPS, GROUPS + nt):
@@ -276,7 +334,7 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
             seen |= bit
             x = work[r, 3]
             if x > 0.0:
-                f = tier_factor_at(table, work[r, 4], x)
+                f = factor(syms, tiers, work[r, 4], x)
                 margin += work[r, 1] * f
                 maint += work[r, 2] * f
                 if sym_row(syms, tiers, s, 1)[4] == CALC_EXCH_STOCKS:
