@@ -308,7 +308,7 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
         profit += (close - po) * fv * kp
         delta += close * fv * kp
         m, mm, base_m = position_margins(fv, po, close, km, kmm, mode, lev, lev_any)
-        t = tier != 0.0
+        t = tier > 0.0  # (a place is never negative: the plainer test)
         u = 0.0 if t else 1.0
         margin += m * u
         maint += mm * u
