@@ -7,13 +7,13 @@ per-account recompute (``margin.recompute_account``), the full recompute and det
 (``sweep.sweep_account``) and the risk CLI (``risk.kernels.account_figures``).
 
 Symbols are read either from the packed table of :func:`pack_symbols` (one 64-byte row per
-symbol: the full recompute's layout) or from the symbol columns as a tuple ``(bid, ask,
-k_profit, k_margin, k_margin_maint, calc_mode)`` (the per-account callers: no table to
-build); :func:`sym_row` reads both, to the same floats. Tiers come as the tuple ``(tier_n,
-tier_off, table)`` of one tier set (:func:`tiers_of`); the kernels over many accounts take
-the tier sets ``(tier_n, tier_off, table, set of each account)``, ``tier_n`` and
-``tier_off`` one row per set (``cfd.trading.margin_tiers.tier_sets``: the symbols' own,
-then one per group overriding them).
+symbol, then the tier schedules: the full recompute's layout) or from the symbol columns as
+a tuple ``(bid, ask, k_profit, k_margin, k_margin_maint, calc_mode)`` (the per-account
+callers: no table to build); :func:`sym_row` reads both, to the same floats. Tiers come as
+the tuple ``(tier_n, tier_off, table)`` of one tier set (:func:`tiers_of`); the kernels over
+many accounts take the tier sets ``(tier_n, tier_off, table, set of each account)``,
+``tier_n`` and ``tier_off`` one row per set (``cfd.trading.margin_tiers.tier_sets``: the
+symbols' own, then one per group overriding them).
 
 Per position, the figures of ``formulas``: profit ``(close - open) * volume * k_profit``,
 margin ``|volume| * margin price * k_margin`` (divided by the leverage for CFDLEVERAGE).
@@ -262,11 +262,12 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
 
     One pass without a branch on the symbol: an untiered position's margins are added (a
     tiered one's times 0.0, which adds nothing), and every position is written to the list
-    rows of ``work`` (:func:`scratch`), the next row taken only by a tiered one. A 64-bit
-    mask of the tiered symbols (by ``symbol % 64``) tells whether one may be held twice; if
-    not (checked exactly when the mask says maybe), each listed position is its symbol's
-    aggregate and is scaled by its bracket's factor (:func:`tier_factor`); else the tiered
-    positions are summed per symbol first (:func:`_tiered_grouped`). Either way the
+    rows of ``work`` (:func:`scratch`), the next row taken only by a tiered one. Each listed
+    position is then taken as its symbol's aggregate and scaled by its bracket's factor
+    (:func:`factor`), while a 64-bit mask of the listed symbols (by ``symbol % 64``) tells
+    whether one may be held twice; if one is (checked exactly when the mask says maybe),
+    the account is summed again with the tiered positions summed per symbol first
+    (:func:`_tiered_grouped`). Either way the
     aggregates are added after the untiered positions, in the order of their first
     position. The callers that need fewer figures drop the rest (inlined, the compiler
     removes the unused sums). A book without tiers (an empty tier table) takes the loop
