@@ -5,8 +5,10 @@ aggregates (their margin is not linear in the price), against the same symbol un
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -52,3 +54,33 @@ def bench_tiered_tick(spec: BookSpec, target: int, repeats: int) -> dict:
         out[name] = _engine_tick(eng, L.nearest_symbol(eng, target), repeats)
         del eng
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.tiers``: the full recompute + detection of one book untiered
+    and with a share of its symbols tiered, each checked against the references and timed
+    against the bandwidth floor in the same process (the suite's book at that size)."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.tiers",
+                                description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--positions", type=int, default=1_000_000)
+    p.add_argument("--share", type=float, default=0.5, help="share of symbols with tiers")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--python-sample", type=int, default=1_000)
+    a = p.parse_args(argv)
+    spec = L.book_spec(a.positions, SimpleNamespace(
+        positions_per_account=10, positions_per_symbol=2_000, symbols=0, long_frac=0.7,
+        leverage=5.0, seed=1, level_lo=110.0, level_hi=400.0))
+    print(f"full recompute + detection, {spec.positions:,} positions / {spec.accounts:,} "
+          f"accounts / {spec.symbols:,} symbols (median [min-max])")
+    for share in (0.0, a.share):
+        r = bench_tiered_recompute(spec, share, a.repeats, a.python_sample)
+        k, f = r["numba"], r["floor"]
+        print(f"  {share:4.0%} tiered: kernel {k['median_s'] * 1e3:.1f} ms "
+              f"[{k['min_s'] * 1e3:.1f}-{k['max_s'] * 1e3:.1f}], floor "
+              f"{f['median_s'] * 1e3:.1f} ms: {r['x_floor']:.2f}x floor "
+              f"(checked: {r['checked']})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

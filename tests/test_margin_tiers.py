@@ -346,3 +346,36 @@ def test_symbols_with_the_same_ladder_share_its_rows() -> None:
     assert n.tolist() == [2, 0, 2, 2] and off.tolist() == [0, 0, 2, 0] and len(table) == 4
     many = [(Decimal(i), Decimal("0.1")) for i in range(MAX_TIERS + 1)]
     assert "at most" in check_tiers(many, Decimal("0.1"))
+
+
+@SETTINGS
+@given(lengths=st.lists(st.integers(0, 9), min_size=1, max_size=6),
+       picks=st.lists(st.tuples(st.integers(0, 5), st.integers(1, 200)), min_size=1,
+                      max_size=30))
+def test_the_packed_bracket_search_equals_the_table_scan(lengths, picks) -> None:
+    """The full recompute's bracket search in the packed table (the schedules padded to
+    four rows) picks the bracket and factor of the tier table's scan, to the bit, for
+    schedules of any length and measures on, between and past the floors."""
+    import numba as nb
+
+    from cfd.instruments.tiers import tier_table
+    from cfd.kernels.account import TIER, factor, pack_symbols, tier_factor
+
+    @nb.njit
+    def both(symtab, tiers, tier, off, n, x):
+        return factor(symtab, tiers, tier, x), tier_factor(tiers[2], off, n, x)
+
+    scheds = [[(10.0 * j, 1.0 + 0.5 * j, 3.0 * j, 0.0) for j in range(k)] for k in lengths]
+    tier_n, tier_off, table = tier_table(scheds)
+    z = np.zeros(len(scheds), np.int64)
+    sets = (tier_n.reshape(1, -1), tier_off.reshape(1, -1), table)
+    symtab = pack_symbols(z, z, z.astype(float), z.astype(float), z.astype(float), z, sets)[0]
+    for s, v in picks:
+        s %= len(scheds)
+        if not tier_n[s]:
+            assert symtab[s, TIER] == 0.0
+            continue
+        x = 10.0 * (v // 2) if v % 2 == 0 else 5.0 * v + 1.25  # on a floor or between
+        got, want = both(symtab, (tier_n, tier_off, table), symtab[s, TIER],
+                         tier_off[s], tier_n[s], x)
+        assert got == want

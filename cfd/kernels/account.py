@@ -7,13 +7,13 @@ per-account recompute (``margin.recompute_account``), the full recompute and det
 (``sweep.sweep_account``) and the risk CLI (``risk.kernels.account_figures``).
 
 Symbols are read either from the packed table of :func:`pack_symbols` (one 64-byte row per
-symbol: the full recompute's layout) or from the symbol columns as a tuple ``(bid, ask,
-k_profit, k_margin, k_margin_maint, calc_mode)`` (the per-account callers: no table to
-build); :func:`sym_row` reads both, to the same floats. Tiers come as the tuple ``(tier_n,
-tier_off, table)`` of one tier set (:func:`tiers_of`); the kernels over many accounts take
-the tier sets ``(tier_n, tier_off, table, set of each account)``, ``tier_n`` and
-``tier_off`` one row per set (``cfd.trading.margin_tiers.tier_sets``: the symbols' own,
-then one per group overriding them).
+symbol, then the tier schedules: the full recompute's layout) or from the symbol columns as
+a tuple ``(bid, ask, k_profit, k_margin, k_margin_maint, calc_mode)`` (the per-account
+callers: no table to build); :func:`sym_row` reads both, to the same floats. Tiers come as
+the tuple ``(tier_n, tier_off, table)`` of one tier set (:func:`tiers_of`); the kernels over
+many accounts take the tier sets ``(tier_n, tier_off, table, set of each account)``,
+``tier_n`` and ``tier_off`` one row per set (``cfd.trading.margin_tiers.tier_sets``: the
+symbols' own, then one per group overriding them).
 
 Per position, the figures of ``formulas``: profit ``(close - open) * volume * k_profit``,
 margin ``|volume| * margin price * k_margin`` (divided by the leverage for CFDLEVERAGE).
@@ -35,7 +35,7 @@ from cfd.kernels.formulas import CALC_CFDLEVERAGE, CALC_EXCH_STOCKS
 BID, ASK, KP, KM, KMM, MODE, TIER, KX = 0, 1, 2, 3, 4, 5, 6, 7
 
 #: ``tier`` of :func:`sym_row`: ``first row * TIER_ROWS + rows``, 0 for an untiered symbol
-#: (``tiers.MAX_TIERS`` brackets at most).
+#: (``tiers.MAX_TIERS`` brackets at most; ``tier_factor_at`` shifts by its log2, 7).
 TIER_ROWS = 128
 
 
@@ -57,24 +57,67 @@ def tiered_anywhere(tiers, s):
 
 
 @nb.njit(cache=True)
+def uses_leverage(sym_mode):
+    """Whether any symbol of ``sym_mode`` is CFDLEVERAGE (``lev_any`` of
+    :func:`account_sums`)."""
+    hit = False
+    for s in range(len(sym_mode)):
+        hit |= sym_mode[s] == CALC_CFDLEVERAGE
+    return hit
+
+
+@nb.njit(cache=True)
 def pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
-    """:func:`pack_rows` of every tier set of ``tiers`` (tier sets): ``[set, symbol, 8]``;
-    an account reads the rows of its set."""
+    """:func:`pack_rows` of every tier set of ``tiers`` (tier sets), then the rows of the
+    schedules (:func:`pack_schedules`): ``[set, symbol + schedule row, 8]``; an account
+    reads the rows of its set."""
     n_sets = tiers[0].shape[0]
-    t = np.empty((n_sets, len(sym_bid), 8))
+    n = len(sym_bid)
+    sched, place = pack_schedules(tiers)
+    t = np.empty((n_sets, n + len(sched), 8))
     for k in range(n_sets):
-        t[k] = pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
-                         (tiers[0][k], tiers[1][k], tiers[2]))
+        t[k, :n] = pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode,
+                             (tiers[0][k], tiers[1][k], tiers[2]), place + n)
+        t[k, n:] = sched
     return t
 
 
 @nb.njit(cache=True)
-def pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
+def pack_schedules(tiers):
+    """The schedules of the tier sets ``tiers`` as rows of the packed table, for the
+    bracket search of the full recompute (:func:`factor`): each schedule's rows ``(floor,
+    rate, deduction, k_x)`` (``tiers.tier_rows``) followed by rows whose floor is NaN (at
+    most no measure) up to a multiple of four rows, so that the search reads a schedule's
+    first four floors without a test of its length. Returns ``(rows, place)``, ``place[r]``
+    the first of these rows for the schedule at row ``r`` of the tier table (-1: none)."""
+    tier_n, tier_off, table = tiers[0], tiers[1], tiers[2]
+    size = np.zeros(len(table), np.int64)
+    for k in range(tier_n.shape[0]):
+        for s in range(tier_n.shape[1]):
+            if tier_n[k, s]:
+                size[tier_off[k, s]] = tier_n[k, s]
+    place = np.full(len(table), -1, np.int64)
+    total = 0
+    for r in range(len(table)):
+        if size[r]:
+            place[r] = total
+            total += (size[r] + 3) // 4 * 4
+    rows = np.zeros((total, 8))
+    for r in range(len(table)):
+        for j in range(size[r]):
+            rows[place[r] + j, :4] = table[r + j]
+        for j in range(size[r], (size[r] + 3) // 4 * 4):
+            rows[place[r] + j, 0] = np.nan
+    return rows, place
+
+
+@nb.njit(cache=True)
+def pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers, place):
     """One row per symbol holding all the full recompute reads of it (bid, ask, k_profit,
-    k_margin, k_margin_maint, calc mode, the tier schedule's place (:data:`TIER_ROWS`) and
-    the tier measure's ``k_x`` (``tiers.tier_rows``); 64 bytes), so a position costs one
-    cache line of symbol data instead of six. Prices, modes and row numbers are integers
-    below 2**53 and pass through float64 exactly."""
+    k_margin, k_margin_maint, calc mode, the tier schedule's place (:data:`TIER_ROWS`; its
+    first row ``place[tier_off]``) and the tier measure's ``k_x`` (``tiers.tier_rows``);
+    64 bytes), so a position costs one cache line of symbol data instead of six. Prices,
+    modes and row numbers are integers below 2**53 and pass through float64 exactly."""
     tier_n, tier_off, table = tiers
     n = len(sym_bid)
     t = np.empty((n, 8))
@@ -86,7 +129,7 @@ def pack_rows(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers):
         t[s, KMM] = sym_kmm[s]
         t[s, MODE] = sym_mode[s]
         tn = tier_n[s] if s < len(tier_n) else 0
-        t[s, TIER] = tier_off[s] * TIER_ROWS + tn if tn else 0
+        t[s, TIER] = place[tier_off[s]] * TIER_ROWS + tn if tn else 0
         t[s, KX] = table[tier_off[s], 3] if tn else 0.0
     return t
 
@@ -128,15 +171,17 @@ def _sym_row_nb(syms, tiers, s, v):
 
 
 @nb.njit(cache=True, inline="always")
-def position_margins(fv, po, close, km, kmm, mode, lev):
+def position_margins(fv, po, close, km, kmm, mode, lev, lev_any=True):
     """``(margin, maintenance margin, tier measure base)`` of one position of ``fv`` volume
     units opened at ``po`` and closing at ``close``: ``|v| * P * k`` with ``P`` the margin
     price (``formulas.margin_price``), divided by the leverage for CFDLEVERAGE; the last is
-    ``|v| * P`` (the notional before the symbol's factors)."""
+    ``|v| * P`` (the notional before the symbol's factors). ``lev_any`` False (a constant:
+    :func:`uses_leverage`) leaves the division out: the compiler computes a conditional
+    division whether or not it is taken, and it costs more than the rest of the position."""
     base_m = abs(fv) * (close if mode == CALC_EXCH_STOCKS else po)
     m = base_m * km
     mm = base_m * kmm
-    if mode == CALC_CFDLEVERAGE:
+    if lev_any and mode == CALC_CFDLEVERAGE:
         m = m / lev
         mm = mm / lev
     return m, mm, base_m
@@ -147,18 +192,45 @@ def tier_factor(table, off, n, x):
     """``margin(X) / (X * rate_1)`` for an aggregate ``x`` (measure units, > 0) by the
     schedule ``table[off : off + n]`` (``tiers.tier_rows``): ``rate_k / rate_1 - (ded_k /
     rate_1) / x`` for the last bracket ``k`` with ``floor_k <= x`` (floors rise: the
-    brackets below ``x`` are counted, without a branch)."""
-    k = off
-    for j in range(off + 1, off + n):
-        k += np.intp(table[j, 0] <= x)
+    brackets below ``x`` are counted, without a branch). Rows are indexed unsigned (no
+    negative-index wrap-around to compute)."""
+    k = np.uintp(off)
+    for j in range(np.uintp(off) + np.uintp(1), np.uintp(off) + np.uintp(n)):
+        k += np.uintp(table[j, 0] <= x)
     return table[k, 1] - table[k, 2] / x
 
 
 @nb.njit(cache=True, inline="always")
 def tier_factor_at(table, tier, x):
     """:func:`tier_factor` of the schedule at ``tier`` (:func:`sym_row`)."""
-    c = np.intp(tier)
-    return tier_factor(table, c // TIER_ROWS, c % TIER_ROWS, x)
+    c = np.uintp(np.intp(tier))
+    return tier_factor(table, c >> np.uintp(7), c & np.uintp(TIER_ROWS - 1), x)
+
+
+def factor(syms, tiers, tier, x):
+    """:func:`tier_factor` of the schedule at ``tier`` (:func:`sym_row`) for a measure
+    ``x``: from the rows of :func:`pack_schedules` in a packed table (its first four floors
+    read without a test), else from the tier table of ``tiers``."""
+    return tier_factor_at(tiers[2], tier, x)
+
+
+@overload(factor)
+def _factor_nb(syms, tiers, tier, x):
+    if isinstance(syms, types.Array):
+        def packed(syms, tiers, tier, x):
+            c = np.uintp(np.intp(tier))
+            o = c >> np.uintp(7)
+            k = o
+            for j in range(1, 4):
+                k += np.uintp(syms[o + np.uintp(j), 0] <= x)
+            for j in range(o + np.uintp(4), o + (c & np.uintp(TIER_ROWS - 1))):
+                k += np.uintp(syms[j, 0] <= x)
+            return syms[k, 1] - syms[k, 2] / x
+        return packed
+
+    def columns(syms, tiers, tier, x):
+        return tier_factor_at(tiers[2], tier, x)
+    return columns
 
 
 #: Work rows of :func:`account_sums` (:func:`scratch`): the list of an account's tiered
@@ -174,14 +246,15 @@ def scratch():
     ``GROUPS`` rows of the table, per tiered symbol ``(symbol, margin, maintenance margin,
     aggregate, row of the k-th symbol)``, symbol -1: free (left free again by each call);
     then ``GROUPS`` rows of the list, per tiered position ``(symbol, margin, maintenance
-    margin, measure, margined at the market, tier)``."""
+    margin, measure, tier)``."""
     w = np.zeros((2 * GROUPS, 6))
     w[:GROUPS, 0] = -1.0
     return w
 
 
 @nb.njit(cache=True, inline="always")
-def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage, work):
+def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage, work,
+                 lev_any=True):
     """``(profit, margin, margin_maint, margin_at_market, delta)`` of the positions
     ``pool[start : start + n]`` of one account: floating profit, initial and maintenance
     margin (tiers applied), the part of the margin margined at the market (EXCH_STOCKS,
@@ -189,18 +262,35 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
 
     One pass without a branch on the symbol: an untiered position's margins are added (a
     tiered one's times 0.0, which adds nothing), and every position is written to the list
-    rows of ``work`` (:func:`scratch`), the next row taken only by a tiered one. A 64-bit
-    mask of the tiered symbols (by ``symbol % 64``) tells whether one may be held twice; if
-    not (checked exactly when the mask says maybe), each listed position is its symbol's
-    aggregate and is scaled by its bracket's factor (:func:`tier_factor`); else the tiered
-    positions are summed per symbol first (:func:`_tiered_grouped`). Either way the
+    rows of ``work`` (:func:`scratch`), the next row taken only by a tiered one. Each listed
+    position is then taken as its symbol's aggregate and scaled by its bracket's factor
+    (:func:`factor`), while a 64-bit mask of the listed symbols (by ``symbol % 64``) tells
+    whether one may be held twice; if one is (checked exactly when the mask says maybe),
+    the account is summed again with the tiered positions summed per symbol first
+    (:func:`_tiered_grouped`). Either way the
     aggregates are added after the untiered positions, in the order of their first
     position. The callers that need fewer figures drop the rest (inlined, the compiler
     removes the unused sums). A book without tiers (an empty tier table) takes the loop
-    without the list (:func:`_untiered_sums`), the same sums."""
+    without the list (:func:`_untiered_sums`), the same sums. ``lev_any`` False when no
+    symbol is CFDLEVERAGE (:func:`uses_leverage`): the loops without the leverage's
+    division (:func:`position_margins`), the same sums."""
     if tiers[2][0, 1] == 0.0:
+        if lev_any:
+            return _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers,
+                                  leverage, True)
         return _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers,
-                              leverage)
+                              leverage, False)
+    if lev_any:
+        return _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers,
+                            leverage, work, True)
+    return _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage,
+                        work, False)
+
+
+@nb.njit(cache=True, inline="always")
+def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage, work,
+                 lev_any):
+    """:func:`account_sums` of a book with tiers."""
     profit = 0.0
     margin = 0.0
     maint = 0.0
@@ -208,56 +298,60 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     delta = 0.0
     lev = float(leverage)
     nt = 0
-    seen = np.uint64(0)
-    twice = np.uint64(0)
     last = GROUPS + GROUPS - 1
     for k in range(start, start + n):
-        p = pool[k]
-        s = pos_sym[p]
+        p = np.uintp(pool[np.uintp(k)])
+        s = np.uintp(pos_sym[p])
         v = pos_vol[p]
         close, kp, km, kmm, mode, tier, kx = sym_row(syms, tiers, s, v)
         fv = float(v)
         po = float(pos_price[p])
         profit += (close - po) * fv * kp
         delta += close * fv * kp
-        m, mm, base_m = position_margins(fv, po, close, km, kmm, mode, lev)
-        t = tier != 0.0
-        ex = 1.0 if mode == CALC_EXCH_STOCKS else 0.0
+        m, mm, base_m = position_margins(fv, po, close, km, kmm, mode, lev, lev_any)
+        t = tier > 0.0  # (a place is never negative: the plainer test)
         u = 0.0 if t else 1.0
         margin += m * u
         maint += mm * u
-        at_market += m * u * ex
-        r = min(GROUPS + nt, last)
+        if mode == CALC_EXCH_STOCKS:
+            at_market += m * u
+        r = np.uintp(min(GROUPS + nt, last))
         work[r, 0] = s
         work[r, 1] = m
         work[r, 2] = mm
         work[r, 3] = abs(fv) if kx == 0.0 else base_m * kx
-        work[r, 4] = ex
-        work[r, 5] = tier
-        bit = (np.uint64(1) << np.uint64(s & 63)) * np.uint64(t)
-        twice |= seen & bit
-        seen |= bit
+        work[r, 4] = tier
         nt += np.intp(t)
     if nt == 0:
         return profit, margin, maint, at_market, delta
-    if nt <= GROUPS and (twice == 0 or _distinct(work, nt)):
-        table = tiers[2]
+    if nt <= GROUPS:
+        seen = np.uint64(0)
+        twice = np.uint64(0)
         for i in range(GROUPS, GROUPS + nt):
-            x = work[i, 3]
+            r = np.uintp(i)
+            s = np.uintp(np.intp(work[r, 0]))
+            bit = np.uint64(1) << (s & np.uint64(63))
+            twice |= seen & bit
+            seen |= bit
+            x = work[r, 3]
             if x > 0.0:
-                f = tier_factor_at(table, work[i, 5], x)
-                margin += work[i, 1] * f
-                maint += work[i, 2] * f
-                at_market += work[i, 1] * f * work[i, 4]
-        return profit, margin, maint, at_market, delta
+                f = factor(syms, tiers, work[r, 4], x)
+                margin += work[r, 1] * f
+                maint += work[r, 2] * f
+                if sym_row(syms, tiers, s, 1)[4] == CALC_EXCH_STOCKS:
+                    at_market += work[r, 1] * f
+        if twice == 0 or _distinct(work, nt):
+            return profit, margin, maint, at_market, delta
+    # (the figures summed again from the start: the loop's own sums flow only to the
+    # return above, so a caller that drops one has it left out of the loop)
     margin, maint, at_market = _tiered_grouped(pool, start, n, pos_sym, pos_vol, pos_price,
-                                               syms, tiers, lev, work, margin, maint,
-                                               at_market)
+                                               syms, tiers, lev, work)
     return profit, margin, maint, at_market, delta
 
 
 @nb.njit(cache=True, inline="always")
-def _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage):
+def _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, leverage,
+                   lev_any):
     """:func:`account_sums` of a book without tiers."""
     profit = 0.0
     margin = 0.0
@@ -266,15 +360,15 @@ def _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev
     delta = 0.0
     lev = float(leverage)
     for k in range(start, start + n):
-        p = pool[k]
-        s = pos_sym[p]
+        p = np.uintp(pool[np.uintp(k)])
+        s = np.uintp(pos_sym[p])
         v = pos_vol[p]
         close, kp, km, kmm, mode, _, _ = sym_row(syms, tiers, s, v)
         fv = float(v)
         po = float(pos_price[p])
         profit += (close - po) * fv * kp
         delta += close * fv * kp
-        m, mm, _ = position_margins(fv, po, close, km, kmm, mode, lev)
+        m, mm, _ = position_margins(fv, po, close, km, kmm, mode, lev, lev_any)
         margin += m
         maint += mm
         if mode == CALC_EXCH_STOCKS:
@@ -293,12 +387,24 @@ def _distinct(work, nt):
 
 
 @nb.njit(cache=True)
-def _tiered_grouped(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, work,
-                    margin, maint, at_market):
-    """The tiered part of :func:`account_sums` for an account holding a tiered symbol more
-    than once: the positions summed per symbol in the table rows of ``work``, scaled by
-    their aggregate's factor and added in the order of their first position; ``(margin,
-    maint, at_market)`` with them added."""
+def _tiered_grouped(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev, work):
+    """``(margin, maint, at_market)`` of :func:`account_sums` for an account holding a
+    tiered symbol more than once: the untiered positions summed as the account loop sums
+    them, then the tiered ones summed per symbol in the table rows of ``work``, scaled by
+    their aggregate's factor and added in the order of their first position."""
+    margin = 0.0
+    maint = 0.0
+    at_market = 0.0
+    for k in range(start, start + n):
+        p = pool[k]
+        v = pos_vol[p]
+        close, _, km, kmm, mode, tn, _ = sym_row(syms, tiers, pos_sym[p], v)
+        m, mm, _ = position_margins(float(v), float(pos_price[p]), close, km, kmm, mode, lev)
+        u = 0.0 if tn != 0.0 else 1.0
+        margin += m * u
+        maint += mm * u
+        if mode == CALC_EXCH_STOCKS:
+            at_market += m * u
     ng = 0
     overflow = False
     for k in range(start, start + n):

@@ -11,6 +11,7 @@ from cfd.kernels.account import (
     tier_factor,
     tiered_anywhere,
     tiers_of,
+    uses_leverage,
 )
 from cfd.kernels.formulas import (
     CALC_EXCH_STOCKS,
@@ -44,6 +45,7 @@ def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
     """Full recompute: each task owns whole accounts, :data:`CHUNK` at a time (no shared-slot
     reductions); the symbols are read from one packed row each (``account.pack_symbols``)."""
     symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers)
+    lev_any = uses_leverage(sym_mode)
     for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
         work = scratch()
         k = 0  # the tier set whose views are at hand (made again only when it changes)
@@ -53,7 +55,7 @@ def recompute_all(n_acc, acc_off, acc_cnt, pool, pos_sym, pos_vol, pos_price, sy
                 k = tiers[3][a]
                 rows, tt = symtab[k], tiers_of(tiers, a)
             pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                           pos_price, rows, tt, acc_lev[a], work)
+                                           pos_price, rows, tt, acc_lev[a], work, lev_any)
             out_profit[a] = pr
             out_margin[a] = m
             out_margin_maint[a] = mm
@@ -299,6 +301,7 @@ def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vo
     task owns :data:`CHUNK` accounts). Returns the number of accounts at or below
     stop-out."""
     symtab = pack_symbols(sym_bid, sym_ask, sym_kp, sym_km, sym_kmm, sym_mode, tiers)
+    lev_any = uses_leverage(sym_mode)
     n_so = 0
     for c in nb.prange((n_acc + CHUNK - 1) // CHUNK):
         work = scratch()
@@ -310,7 +313,7 @@ def recompute_detect(n_acc, minor_scale, acc_off, acc_cnt, pool, pos_sym, pos_vo
                 k = tiers[3][a]
                 rows, tt = symtab[k], tiers_of(tiers, a)
             pr, m, mm, _, _ = account_sums(pool, acc_off[a], acc_cnt[a], pos_sym, pos_vol,
-                                           pos_price, rows, tt, acc_lev[a], work)
+                                           pos_price, rows, tt, acc_lev[a], work, lev_any)
             out_profit[a] = pr
             out_margin[a] = m
             out_margin_maint[a] = mm
