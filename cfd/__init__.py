@@ -6,3 +6,7 @@ numbers (enums, retcodes, record fields).
 """
 
 __version__ = "0.1.0"
+
+from cfd.kernel_cache import drop_stale as _drop_stale
+
+_drop_stale()  # numba's cached kernels compiled from other sources are not used
