@@ -115,7 +115,7 @@ def test_the_margin_mode_changes_only_on_an_empty_book() -> None:
     (PRO, {"margin_call": 40, "stop_out": 50}, "above the margin-call"),
     (PRO, {"margin_mode": 1}, "netting"),
     (PRO, {"so_mode": True}, "percent"),
-    (PRO, {"leverage": 0}, "integer"),
+    (PRO, {"leverage": 10}, "unknown group setting"),  # an account's, not a group's
     (PRO, {"esma": "yes"}, "true or false"),
     (PRO, {"blocked_countries": "US"}, "alpha-2"),
     (PRO, {"blocked_countries": ["XX"]}, "ISO 3166"),

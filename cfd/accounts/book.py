@@ -60,7 +60,6 @@ class AccountGroup:
     stop_out: float = 50.0
     esma: bool = False  # close out when equity < 50% of initial margin
     stop_out_end: float = 0.0  # hysteresis end level (0: none, stop once above stop_out)
-    leverage: int = 1  # used by CFDLEVERAGE symbols only
     limit_orders: int = 200
     # overnight financing: the markup (percent a year) over a symbol's benchmark rate, and
     # whether swaps are booked to the balance every night instead of accruing on positions

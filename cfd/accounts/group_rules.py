@@ -124,8 +124,6 @@ def _value(field: str, value: object) -> object:
         if isinstance(value, bool) or value not in (StopOutMode.PERCENT, StopOutMode.MONEY):
             raise _bad(field, value, "0 (percent) or 1 (money)")
         return int(value)
-    if field == "leverage":
-        return _int(field, value, 1, 1000)
     if field == "limit_orders":
         return _int(field, value, 0, 10**6)
     if field == "financing_markup":
