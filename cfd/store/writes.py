@@ -151,14 +151,19 @@ class FastTable:
             return "bytea"
         raise NotImplementedError(f"{self.table.name}.{key}: {t!r}")
 
-    def sql(self, conn: Connection, op: str) -> str:
-        """The statement for ``op`` on this connection's dialect (cached).
+    def sql(self, conn: Connection, op: str, lits: tuple[str | None, ...] | None = None
+            ) -> str:
+        """The statement for ``op`` ("insert" or "upsert") on this connection's dialect
+        (cached).
 
-        SQLite: one ``executemany`` of a row statement. PostgreSQL: ``COPY`` for inserts,
-        one ``INSERT ... SELECT FROM unnest(arrays)`` per upsert and ``= ANY(array)`` for
-        deletes (one round trip each)."""
+        SQLite: one ``executemany`` of a row statement; ``lits``: per column, a literal
+        written in the statement instead of a bound value (None: bound). PostgreSQL:
+        ``COPY`` for inserts, one ``INSERT ... SELECT FROM unnest(arrays)`` per upsert (one
+        round trip each)."""
+        if op not in ("insert", "upsert"):
+            raise ValueError(f"no statement for {op!r}")
         dialect = conn.dialect
-        key = (dialect.name, op)
+        key = (dialect.name, op, lits)
         got = self._sql.get(key)
         if got is None:
             q = dialect.identifier_preparer.quote
@@ -166,19 +171,16 @@ class FastTable:
             mark = "?" if dialect.paramstyle == "qmark" else "%s"
             cols = ", ".join(q(k) for k in self.keys)
             name = q(self.table.name)
-            if op == "delete":
-                got = (f"DELETE FROM {name} WHERE {q(self.pk[0])} = ANY(%b::"
-                       f"{self._pg_type(self.pk[0])}[])" if pg
-                       else f"DELETE FROM {name} WHERE {q(self.pk[0])} = {mark}")
-            elif op == "insert" and pg:
+            if op == "insert" and pg:
                 got = f"COPY {name} ({cols}) FROM STDIN (FORMAT BINARY)"
             else:
                 if pg:
                     arrays = ", ".join(f"%b::{self._pg_type(k)}[]" for k in self.keys)
                     got = f"INSERT INTO {name} ({cols}) SELECT * FROM unnest({arrays})"
                 else:
-                    got = (f"INSERT INTO {name} ({cols}) "
-                           f"VALUES ({', '.join([mark] * len(self.keys))})")
+                    values = ", ".join(mark if v is None else v
+                                       for v in (lits or (None,) * len(self.keys)))
+                    got = f"INSERT INTO {name} ({cols}) VALUES ({values})"
                 if op == "upsert":
                     sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys
                                      if k not in self.pk)
@@ -202,15 +204,8 @@ class FastTable:
                     write = copy.write_row
                     for row in params:
                         write(row)
-            elif op == "delete" and len(params) > _STAGE_ROWS:
-                # the keys as one array literal, parsed by the server (the driver dumps a
-                # list value by value); = ANY probes the primary key's index
-                text_sql = sql.replace("%b::", "%s::")
-                cur.execute(text_sql, ("{" + ",".join(str(int(r[0])) for r in params) + "}",))
             elif len(params) > _STAGE_ROWS:
                 self._staged(conn, cur, op, params)
-            elif op == "delete":
-                cur.execute(sql, ([r[0] for r in params],))
             else:
                 cur.execute(sql, [list(col) for col in zip(*params, strict=True)])
         finally:
@@ -316,21 +311,7 @@ class FastTable:
     def _run_inline(self, conn: Connection, op: str, blocks: list[Block],
                     lits: tuple[str | None, ...]) -> None:
         """SQLite: ``executemany`` binding only the columns without a literal in ``lits``."""
-        key = ("sqlite-inline", op, lits)
-        sql = self._sql.get(key)
-        if sql is None:
-            q = conn.dialect.identifier_preparer.quote
-            cols = ", ".join(q(k) for k in self.keys)
-            values = ", ".join("?" if v is None else v for v in lits)
-            sql = f"INSERT INTO {q(self.table.name)} ({cols}) VALUES ({values})"
-            if op == "upsert":
-                sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys
-                                 if k not in self.pk)
-                sql += (f" ON CONFLICT ({', '.join(q(k) for k in self.pk)}) "
-                        f"DO UPDATE SET {sets}")
-            elif op != "insert":
-                raise ValueError(f"no inline statement for {op!r}")
-            self._sql[key] = sql
+        sql = self.sql(conn, op, lits)
         bound = self._columns(blocks, op == "upsert", lazy=True, skip=lits)
         cur = conn.connection.cursor()
         try:
@@ -349,9 +330,6 @@ class FastTable:
 
     def upsert(self, conn: Connection, rows: Iterable[Row]) -> None:
         self._run(conn, "upsert", list(map(self.to_tuple, rows)))
-
-    def delete(self, conn: Connection, keys: Iterable[Any]) -> None:
-        self._run(conn, "delete", [(int(k),) for k in keys])
 
 
 def _sql_literal(v: Any) -> str | None:
