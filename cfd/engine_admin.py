@@ -119,10 +119,12 @@ class AdminHandlers:
         self.config = replace(self.config, groups=groups)
         self.groups_set.add(cmd.group)
         ac = self.accounts.cols
-        for a in members.tolist():
-            if old is None or group.margin_mode != old.margin_mode:
+        mode = old is None or group.margin_mode != old.margin_mode
+        levels = old is None or bool(group_rules.STOP_OUT_FIELDS & set(cmd.changes))
+        for a in members.tolist() if mode or levels else ():  # their rows change
+            if mode:
                 ac.margin_mode[a] = group.margin_mode
-            if old is None or group_rules.STOP_OUT_FIELDS & set(cmd.changes):
+            if levels:
                 ac.so_mode[a] = group.so_mode
                 ac.so_rule[a] = group.rule_for(int(ac.category[a]))
                 ac.so_call[a], ac.so_so[a] = group.margin_call, group.stop_out
@@ -147,8 +149,9 @@ class AdminHandlers:
                        "accounts": len(members), "nonconforming": nonconforming}, events)
 
     def _holds_anything(self, a: int) -> bool:
-        held = a < self.positions.by_acc.n_groups and self.positions.by_acc.cnt[a] > 0
-        return bool(held) or bool(self.pending.orders_of(a))
+        """Whether account ``a`` holds a position or a pending order."""
+        return any(a < idx.n_groups and idx.cnt[a] > 0
+                   for idx in (self.positions.by_acc, self.pending.by_acc))
 
     def _set_symbol(self, cmd: C.SetSymbol) -> Result:
         if not isinstance(cmd.name, str) or not isinstance(cmd.changes, dict) \

@@ -97,6 +97,11 @@ def test_the_margin_mode_changes_only_on_an_empty_book() -> None:
     assert res.retcode == Retcode.INVALID and "account 1 does" in res.comment
     assert b.eng.state_hash() == before
     b.account(2, 0, group="demo\\usdt")
+    b3 = book()  # a pending order holds it too
+    b3.account(1, 10_000_000)
+    assert b3.send(1, action=5, symbol="FLAT", volume=1.0, type=2, price=90.0).ok
+    assert "account 1 does" in b3.apply(C.SetGroup, group="demo\\usdt",
+                                        changes={"margin_mode": 0}).comment
     b2 = book()
     b2.account(1, 0)
     assert b2.apply(C.SetGroup, group="demo\\usdt", changes={"margin_mode": 0}).ok
