@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 #: The layout of the engine's state arrays (2: positions no longer store a floating profit;
 #: 4: accounts carry a client category and country; 5: deals, orders and postings hold the
 #: recent window only, with the count, digest and ledger sums of the rows trimmed before).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _strings(values: list[str]) -> np.ndarray:
@@ -66,6 +66,16 @@ def _active_by_ticket(active: np.ndarray, tickets: np.ndarray) -> np.ndarray | s
     return active[np.argsort(at, kind="stable")]
 
 
+def commanded(eng: Engine) -> dict[str, Any]:
+    """The configuration that commands have set, JSON-able: the currency conversion rates, the
+    book-wide caps (SetExposureLimit) and the account groups created or changed by
+    SetGroup."""
+    return {"rates": {k: str(v) for k, v in eng.symbols.rates.items()},
+            "exposure_limits": {k: str(v) for k, v in eng.config.exposure_limits.items()},
+            "groups": {k: group_rules.to_dict(eng.config.groups[k])
+                       for k in sorted(eng.groups_set)}}
+
+
 def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
     """Booked state only, in a canonical order (positions sorted by ticket)."""
     ac = eng.accounts.cols
@@ -92,6 +102,11 @@ def canonical_arrays(eng: Engine) -> Iterator[tuple[str, np.ndarray]]:
         yield f"sym.{k}", getattr(sc, k)[:ns]
     specs = json.dumps([s.to_dict() for s in eng.symbols.specs], sort_keys=True)
     yield "sym.specs", np.frombuffer(specs.encode(), dtype=np.uint8)
+    # each account's group, and the rules commands have set (groups, book-wide caps,
+    # conversion rates): a standby that missed one of them differs from the writer
+    yield "acc.groups", _strings(eng.accounts.groups[:n])
+    yield "config.commanded", np.frombuffer(json.dumps(commanded(eng), sort_keys=True)
+                                            .encode(), dtype=np.uint8)
     for log_name, log in (("deal", eng.deals), ("order", eng.orders)):
         yield f"{log_name}.history", np.r_[np.array([log.total], dtype=np.uint64),
                                            log.history_digest()]
@@ -170,11 +185,7 @@ def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[st
         "next_posting": eng.ledger.next_id,
         "rejected_ticks": eng.rejected_ticks,
         "symbols": [s.to_dict() for s in eng.symbols.specs],
-        "rates": {k: str(v) for k, v in eng.symbols.rates.items()},
-        # book-wide caps as commands have set them (SetExposureLimit)
-        "exposure_limits": {k: str(v) for k, v in eng.config.exposure_limits.items()},
-        # account groups as commands have created or changed them (SetGroup)
-        "groups": {k: group_rules.to_dict(eng.config.groups[k]) for k in sorted(eng.groups_set)},
+        **commanded(eng),
         "state_hash": state_hash(eng),
     }
     for stage in (eng.pending, eng.day, eng.corporate, eng.weekend):

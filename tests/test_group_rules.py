@@ -164,6 +164,28 @@ def test_replay_and_snapshot_keep_the_groups() -> None:
     assert restored.order_calc_margin(0, "CMC", 100, 2.75, 3) == 137.50
 
 
+def test_the_state_hash_covers_group_rules_and_each_accounts_group() -> None:
+    """A standby that missed a SetGroup, or put an account in another group, shows it in
+    its state hash (and a snapshot still restores to the same hash)."""
+    def fresh() -> Book:
+        return book(Engine(specs=[spec("CMC", CMC), SymbolSpec(name="FLAT")]))
+
+    a, b = fresh(), fresh()
+    assert a.eng.state_hash() == b.eng.state_hash()
+    assert a.apply(C.SetGroup, group=PRO, changes={"stop_out": 30}).ok
+    assert a.eng.state_hash() != b.eng.state_hash()
+    assert b.apply(C.SetGroup, group=PRO, changes={"stop_out": 30}).ok
+    assert a.eng.state_hash() == b.eng.state_hash()
+    # the same login, balance and levels, in two groups that differ by name only
+    assert b.apply(C.SetGroup, group="pro2\\usdt", changes={"stop_out": 30}).ok
+    assert a.apply(C.SetGroup, group="pro2\\usdt", changes={"stop_out": 30}).ok
+    a.account(5, 1_000_000, group=PRO)
+    b.account(5, 1_000_000, group="pro2\\usdt")
+    assert a.eng.state_hash() != b.eng.state_hash()
+    restored = Engine.from_snapshot(*a.eng.snapshot())
+    assert restored.state_hash() == a.eng.state_hash()
+
+
 def test_the_risk_action_plays_the_same_command() -> None:
     act = A.set_group(PRO, {"stop_out": 30}, "officer")
     assert act.call == "set_group" and act.args == (PRO, {"stop_out": 30})

@@ -187,7 +187,7 @@ def test_snapshot_holds_the_window_and_restores_with_replay(tmp_path: Path) -> N
     workload(b)
     eng = b.durable.engine
     arrays, meta = eng.snapshot()
-    assert meta["schema_version"] == SCHEMA_VERSION == 5
+    assert meta["schema_version"] == SCHEMA_VERSION == 6
     assert len(arrays["deal.ticket"]) < 2 * WINDOW and len(arrays["posting.id"]) < 2 * WINDOW
     back = Engine.from_snapshot(arrays, meta, config())
     assert back.state_hash() == eng.state_hash() == b.plain.state_hash()
@@ -205,7 +205,7 @@ def test_an_old_snapshot_is_refused_with_the_clear_message() -> None:
     eng = Engine(specs(), config=config())
     arrays, meta = eng.snapshot()
     with pytest.raises(ValueError, match="replay the journal from the start"):
-        Engine.from_snapshot(arrays, {**meta, "schema_version": 4})
+        Engine.from_snapshot(arrays, {**meta, "schema_version": 5})
 
 
 def test_nothing_unjournaled_is_trimmed() -> None:
