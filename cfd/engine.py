@@ -76,6 +76,8 @@ __all__ = ["FIRST_DEAL_TICKET", "FIRST_ORDER_TICKET", "INSURANCE_FUND", "Engine"
 
 FIRST_ORDER_TICKET = 10_000_001
 FIRST_DEAL_TICKET = 50_000_001
+#: An account's row mark before any row of it was collected (``Engine._collect_account``).
+_UNKNOWN_ROW = np.iinfo(np.int64).min
 
 
 @dataclass
@@ -545,7 +547,34 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
                                       margin_tiers.tier_sets(self), int(ac.leverage[a]))
         ac.profit[a], ac.margin[a], ac.margin_maint[a] = pr, m, mm
         if self.collect_effects:
-            self._effects.accounts[int(ac.login[a])] = self.account_row(a)
+            self._collect_account(a)
+
+    def _collect_account(self, a: int, force: bool = False) -> None:
+        """Account ``a``'s store row for this batch's effects, unless the row collected
+        here last holds the same balance and credit: what trades and cash change (an
+        order that moves no money rewrites no account row). Its other stored fields
+        change only by admin commands, which collect with ``force``; rows written in bulk
+        elsewhere make the account's mark unknown (:meth:`_forget_account_rows`), so the
+        next change is collected whatever it is."""
+        ac = self.accounts.cols
+        bal, cr = int(ac.balance[a]), int(ac.credit[a])
+        marks = self.__dict__.get("_row_marks")
+        if marks is None or a >= len(marks):
+            grown = np.full((max(2 * a + 2, 1024), 2), _UNKNOWN_ROW, dtype=np.int64)
+            if marks is not None:
+                grown[:len(marks)] = marks
+            marks = self._row_marks = grown
+        if not force and marks[a, 0] == bal and marks[a, 1] == cr:
+            return
+        self._effects.accounts[int(ac.login[a])] = self.account_row(a)
+        marks[a, 0], marks[a, 1] = bal, cr
+
+    def _forget_account_rows(self, accs: np.ndarray) -> None:
+        """The rows of ``accs`` were collected in bulk: their marks become unknown."""
+        marks = self.__dict__.get("_row_marks")
+        if marks is not None:
+            accs = np.asarray(accs, dtype=np.int64)
+            marks[accs[accs < len(marks)]] = _UNKNOWN_ROW
 
     def was_position(self, acc: int, ticket: int) -> bool:
         if self.closed_tickets.get(ticket) == acc:

@@ -58,7 +58,7 @@ class AdminHandlers:
                                                f"client settings")
         ac.category[a], ac.country[a] = category, country
         ac.so_rule[a] = self.config.groups[self.accounts.groups[a]].rule_for(category)
-        self._effects.accounts[cmd.login] = self.account_row(a)
+        self._collect_account(a, force=True)
         self._effects.events.append({"kind": "set_client", "login": cmd.login,
                                      "category": rules.CATEGORIES[category],
                                      "country": rules.country_name(country),
@@ -129,7 +129,7 @@ class AdminHandlers:
                 ac.so_rule[a] = group.rule_for(int(ac.category[a]))
                 ac.so_call[a], ac.so_so[a] = group.margin_call, group.stop_out
                 ac.so_end[a] = group.stop_out_end
-            self._effects.accounts[int(ac.login[a])] = self.account_row(a)
+            self._collect_account(a, force=True)
         nonconforming = []
         for a in members.tolist():
             try:
@@ -243,7 +243,7 @@ class AdminHandlers:
                 ac.so_so[a] = so
             if cmd.stop_out_end is not None:
                 ac.so_end[a] = cmd.stop_out_end
-            self._effects.accounts[int(ac.login[a])] = self.account_row(a)
+            self._collect_account(a, force=True)
         self._effects.events.append({"kind": "set_levels", "login": cmd.login,
                                      "group": cmd.group, "margin_call": call, "stop_out": so,
                                      "stop_out_end": cmd.stop_out_end, "actor": cmd.actor,

@@ -70,3 +70,72 @@ def test_records_name_each_column_by_its_own_name() -> None:
                   if k not in ("acc", "sym")}
         expect.update(login=7, symbol="SYM", comment="c", external_id="")
         assert row == expect
+
+
+def _mirror(eng, table: dict) -> int:
+    """Apply the account rows of the effects collected so far to ``table`` as the store
+    does (blocks first, then the rows kept as dicts: theirs are newer); returns how many
+    rows there were."""
+    eff = eng.take_effects()
+    n = 0
+    for block in eff.blocks.get("accounts", []):
+        for row in block.rows():
+            table[row["login"]] = row
+            n += 1
+    for login, row in eff.accounts.items():
+        table[login] = row
+        n += 1
+    return n
+
+
+def _same_as_engine(eng, table: dict) -> None:
+    for a in range(len(eng.accounts)):
+        want = {k: v for k, v in eng.account_row(a).items() if k != "updated_msc"}
+        got = {k: table[want["login"]][k] for k in want}
+        assert got == want, (want["login"], got, want)
+
+
+def test_account_rows_are_written_when_their_money_changes_and_the_store_keeps_up():
+    """An order that moves no money writes no account row; whatever moves money or an
+    account's settings does, and the accounts as the store would hold them equal the
+    engine's after every command, across a bulk stop-out whose rows come as a block and a
+    deposit that puts the balance back where it was before it (what the row written last
+    holds, not the last value this account's own path saw, decides)."""
+    from cfd import commands as C
+
+    book = Book.two_accounts()
+    eng = book.eng
+    table: dict = {}
+    _mirror(eng, table)
+    _same_as_engine(eng, table)
+    book.account(3003, 100_000)  # 1,000.00
+    assert _mirror(eng, table) >= 1
+    _same_as_engine(eng, table)
+    for login in (1001, 2002, 3003):
+        assert book.buy(login, "AAPL", 1.0).retcode == Retcode.DONE
+    assert _mirror(eng, table) == 0  # opened: no commission, no money moved
+    _same_as_engine(eng, table)
+    before = int(eng.accounts.cols.balance[eng.accounts.find(3003)])
+    assert book.buy(3003, "AAPL", 19.0).retcode == Retcode.DONE
+    assert book.sell(1001, "AAPL", 1.0, position=book.positions(1001)[0]["ticket"]).ok
+    assert _mirror(eng, table) == 1  # 1001 closed at a loss (the spread): its row
+    _same_as_engine(eng, table)
+    # AAPL falls to 200: 3003 (20 AAPL bought at 230.10 on 1,000.00, 920.40 margin) is
+    # stopped out in bulk (the biggest loss first, until the level is back above; the
+    # feed's hygiene takes a fall that fast only once quoted again)
+    for bid in (215.0, 215.0, 205.0, 205.0, 200.0, 200.0):
+        book.quote(AAPL=(bid, bid + 0.1))
+    assert len(book.positions(3003)) < 2
+    assert eng.accounts.cols.balance[eng.accounts.find(3003)] < before
+    assert _mirror(eng, table) >= 1
+    _same_as_engine(eng, table)
+    lost = before - int(eng.accounts.cols.balance[eng.accounts.find(3003)])
+    assert book.apply(C.Deposit, login=3003, amount=lost).ok  # back to `before`
+    assert _mirror(eng, table) == 1
+    _same_as_engine(eng, table)
+    assert book.apply(C.SetAccountLevels, login=2002, stop_out=20.0).ok
+    assert _mirror(eng, table) == 1
+    _same_as_engine(eng, table)
+    assert book.apply(C.AdjustCredit, login=2002, amount=5_000).ok
+    assert _mirror(eng, table) == 1
+    _same_as_engine(eng, table)

@@ -521,6 +521,7 @@ class CorporateActions:
                                             eng.accounts.cols.login))
         accs = np.unique(acc)
         eff.accounts.update((r["login"], r) for r in eng.account_rows(accs))
+        eng._forget_account_rows(accs)
 
     # ------------------------------------------------------------------ queries
     def upcoming(self) -> list[dict]:

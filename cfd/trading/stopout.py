@@ -463,3 +463,4 @@ def emit_effects(eng: Engine, booked: Booked, rows: bool = True) -> None:
     eff.add_block("postings", bulk_rows.postings(eng, *booked.postings))
     eff.add_block("orders", bulk_rows.orders(eng, *booked.orders))
     eff.add_block("accounts", bulk_rows.accounts(eng, booked.accs))
+    eng._forget_account_rows(booked.accs)
