@@ -248,11 +248,12 @@ def create_gateway(writers: list[str], events: list[str], settings: Settings | N
         finally:
             await svc.stop()
 
+    from api.app import MeasureRequests, WsLimits, add_metrics_route, app_options
+
     local = FastAPI(title="CFD engine gateway", openapi_url=None, docs_url=None,
-                    redoc_url=None, lifespan=lifespan)
+                    redoc_url=None, lifespan=lifespan, **app_options())
     local.state.service = svc
     local.state.auth = auth
-    from api.app import MeasureRequests, WsLimits, add_metrics_route
 
     local.state.ws_limits = WsLimits(st.ws_max_connections, st.ws_max_symbols, st.ws_queue)
     local.include_router(streams.router)

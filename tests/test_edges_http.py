@@ -326,3 +326,21 @@ def test_openapi_declares_security_and_docs_are_local(client) -> None:
     assert "cdn" not in html.lower() and "https://" not in html
     js = client.get("/static-offline-docs/swagger-ui-bundle.js")
     assert js.status_code == 200 and len(js.content) > 100_000
+
+
+def test_fastapis_opentelemetry_hooks_are_off_unless_asked_for(rt, monkeypatch) -> None:
+    """Every request would ask whether an OpenTelemetry provider is configured; the apps
+    are built with the hooks off, and ``CFD_OTEL=1`` leaves FastAPI's defaults."""
+    import inspect
+
+    from fastapi import FastAPI
+
+    from api.app import app_options
+
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        assert app_options() == {}
+        return
+    assert app_options() == {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    assert rt.app._telemetry["tracing"] is False  # the app as the server builds it
+    monkeypatch.setenv("CFD_OTEL", "1")
+    assert app_options() == {}
