@@ -302,6 +302,28 @@ def test_standby_fences_the_old_writer_in_process(pg_url: str) -> None:
             old.close()
 
 
+def test_a_writers_kept_connection_that_died_is_replaced(pg_url: str) -> None:
+    """The writer keeps one connection for its batches; when the server ends it between
+    two batches (a restart, an operator), the next batch goes through on a new one,
+    written once."""
+    seed(pg_url)
+    w = open_durable(pg_url, snapshot_every=None)
+    try:
+        w.submit([C.Deposit(time_msc=300, actor="admin", login=LOGINS[0], amount=100)])
+        pid = w.store._wconn.connection.dbapi_connection.info.backend_pid
+        eng = create_engine(os.environ[PG_ENV], isolation_level="AUTOCOMMIT")
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        eng.dispose()
+        head = w.head_seq
+        res = w.submit([C.Deposit(time_msc=301, actor="admin", login=LOGINS[1], amount=7)])
+        assert res[0].ok and w.head_seq == head + 1
+        assert w.store._wconn.connection.dbapi_connection.info.backend_pid != pid
+        assert w.engine.state_hash() == replay_hash(pg_url, w.head_seq)
+    finally:
+        w.close()
+
+
 def test_standby_refuses_a_state_that_differs(pg_url: str) -> None:
     """At a snapshot whose recorded hash differs from its own state, the standby stops."""
     from cfd.store.errors import RecoveryMismatch

@@ -13,6 +13,7 @@ are in :mod:`cfd.store.snapshots`, the blob layout in :mod:`cfd.store.blobs`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from cfd.effects import Effects
 from cfd.store import headmark, lease, queries, schema
@@ -53,6 +55,20 @@ _MOVE_HEAD = ("UPDATE store_meta SET head_seq = {m}, head_hash = {m}, lease_hear
               "WHERE id = 1 AND head_seq = {m} AND lease_owner = {m}")
 
 
+def _disconnected(conn: Connection, exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection itself is gone (as the dialect tells it; raised
+    through SQLAlchemy or straight from the driver's cursor)."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    dbapi = conn.dialect.loaded_dbapi
+    if not isinstance(exc, dbapi.Error):
+        return False
+    try:
+        return bool(conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None))
+    except Exception:  # noqa: BLE001 - a connection too broken to ask
+        return True
+
+
 class Store(SnapshotStore):
     """Open with :meth:`open`; close with :meth:`close` (or use as a context manager)."""
 
@@ -68,6 +84,7 @@ class Store(SnapshotStore):
         self._pin: tuple[int, str] | None = None  # a read-only view's fixed head (pin())
         self._mark: headmark.HeadMark | None = None
         self._checkpointer: Checkpointer | None = None
+        self._wconn: Connection | None = None  # the batches' connection (_batch_connection)
         if not read_only:
             self._head_seq, self._head_hash = self.head()
             try:  # refuse a journal shorter than what was acknowledged (a lost -wal)
@@ -115,6 +132,7 @@ class Store(SnapshotStore):
 
     def close(self) -> None:
         """Give up the lease (if writing) and the connections."""
+        self._drop_batch_connection()
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
@@ -183,21 +201,57 @@ class Store(SnapshotStore):
             prev = chain_hash(prev, seq, int(e.time_msc), e.kind, actor, e.payload)
             rows.append((seq, int(e.time_msc), e.kind, actor, e.payload, prev))
             stored.append(JournalEntry(e.kind, e.payload, e.time_msc, actor, seq, prev))
-        with self.engine.begin() as conn:
-            if rows:
-                if fast_supported(conn):
-                    JOURNAL.insert_tuples(conn, rows)
-                else:
-                    conn.execute(insert(m.JournalRow.__table__),
-                                 [dict(zip(JOURNAL.keys, r, strict=True)) for r in rows])
-            if effects is not None and not effects.is_empty():
-                apply_effects(conn, effects, seq)
-            self._move_head(conn, seq, prev)
+        for attempt in (1, 2):
+            conn = self._batch_connection()
+            try:
+                trans = conn.begin()
+                if rows:
+                    if fast_supported(conn):
+                        JOURNAL.insert_tuples(conn, rows)
+                    else:
+                        conn.execute(insert(m.JournalRow.__table__),
+                                     [dict(zip(JOURNAL.keys, r, strict=True)) for r in rows])
+                if effects is not None and not effects.is_empty():
+                    apply_effects(conn, effects, seq)
+                self._move_head(conn, seq, prev)
+            except Exception as exc:
+                dead = _disconnected(conn, exc)
+                self._drop_batch_connection()
+                if attempt == 1 and dead:
+                    # the kept connection had died since the last batch (a server restart,
+                    # a standby ending this writer's sessions): its transaction is gone
+                    # with it, nothing of the batch was committed; once more on a new one
+                    continue
+                raise
+            except BaseException:  # (KeyboardInterrupt and the like)
+                self._drop_batch_connection()
+                raise
+            try:
+                trans.commit()
+            except BaseException:
+                self._drop_batch_connection()  # (a new one for the next batch, if any)
+                raise
+            break
         self._head_seq, self._head_hash = seq, prev
         if self._mark is not None:
             self._mark.record(seq, prev)
         self._committed()
         return stored
+
+    def _batch_connection(self) -> Connection:
+        """The writer's own connection for its batches, kept open between them: a batch of
+        a few orders paid more for checking a pooled connection out and back in (and the
+        objects around it) than for writing its rows."""
+        c = self._wconn
+        if c is None or c.closed or c.invalidated:
+            c = self._wconn = self.engine.connect()
+        return c
+
+    def _drop_batch_connection(self) -> None:
+        c, self._wconn = self._wconn, None
+        if c is not None:
+            with contextlib.suppress(Exception):  # (failing already: that error is raised)
+                c.close()
 
     def _committed(self) -> None:
         if self._checkpointer is not None:
