@@ -34,6 +34,29 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
             "runs": len(runs)}
 
 
+def timed_pair(fn: Callable[[], object], ref: Callable[[], object], repeats: int,
+               warmup: int = 1) -> tuple[dict, dict, float]:
+    """:func:`timed` of ``fn`` and of ``ref`` run in turns (fn, ref, fn, ref, ...), so a
+    machine that speeds up or slows down during the runs moves both alike; also the median
+    of the per-turn ratios ``fn / ref``."""
+    for _ in range(warmup):
+        fn()
+        ref()
+    a, b = [], []
+    for _ in range(repeats):
+        for f, out in ((fn, a), (ref, b)):
+            t0 = time.perf_counter()
+            f()
+            out.append(time.perf_counter() - t0)
+
+    def stats(runs: list[float]) -> dict:
+        x = np.array(runs)
+        return {"median_s": float(np.median(x)), "min_s": float(x.min()),
+                "max_s": float(x.max()), "runs": len(runs)}
+
+    return stats(a), stats(b), float(np.median(np.array(a) / np.array(b)))
+
+
 def book_spec(positions: int, args) -> BookSpec:
     accounts = max(1, positions // args.positions_per_account)
     symbols = args.symbols or min(5_000, max(1, positions // args.positions_per_symbol))
@@ -70,14 +93,7 @@ def bench_recompute(eng, repeats: int, py_sample: int) -> dict:
         raise AssertionError("kernel != pure Python reference")
     sample_pos = int(a["acc_cnt"][sample].sum())
     res = {"stop_out_accounts": int(n_so), "checked": "numpy (all), python (sample)"}
-    res["numba"] = timed(kernel, repeats)
-    res["numpy"] = timed(lambda: R.recompute_detect_numpy(**a, rows=rows), max(1, repeats // 3))
-    res["numpy_incl_gather"] = timed(lambda: R.recompute_detect_numpy(**a),
-                                     max(1, repeats // 3), warmup=0)
-    t = timed(lambda: R.recompute_detect_python(sample, **pa), 1, warmup=0)
-    scale = n_pos / max(sample_pos, 1)
-    res["python_scaled"] = {k: v * scale if k.endswith("_s") else v for k, v in t.items()}
-    res["python_scaled"]["sample_positions"] = sample_pos
+    # the kernel and the floor in turns (their ratio is what is reported)
     sb = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int8))
 
     def floor():
@@ -85,7 +101,14 @@ def bench_recompute(eng, repeats: int, py_sample: int) -> dict:
                       a["acc_off"], a["acc_cnt"], a["acc_lev"], a["acc_balance"],
                       a["acc_credit"], a["acc_rule"], a["acc_so"], a["acc_call"], *sb)
 
-    res["floor"] = timed(floor, repeats)
+    res["numba"], res["floor"], res["x_floor_turns"] = timed_pair(kernel, floor, repeats)
+    res["numpy"] = timed(lambda: R.recompute_detect_numpy(**a, rows=rows), max(1, repeats // 3))
+    res["numpy_incl_gather"] = timed(lambda: R.recompute_detect_numpy(**a),
+                                     max(1, repeats // 3), warmup=0)
+    t = timed(lambda: R.recompute_detect_python(sample, **pa), 1, warmup=0)
+    scale = n_pos / max(sample_pos, 1)
+    res["python_scaled"] = {k: v * scale if k.endswith("_s") else v for k, v in t.items()}
+    res["python_scaled"]["sample_positions"] = sample_pos
     moved = n_pos * (4 + 4 + 8 + 8) + n * (8 + 4 + 4 + 8 + 8 + 1 + 8 + 8 + 8 * 3 + 1)
     res["bytes"] = moved
     res["floor_gbps"] = moved / res["floor"]["median_s"] / 1e9

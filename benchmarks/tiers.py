@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         k, f = r["numba"], r["floor"]
         print(f"  {share:4.0%} tiered: kernel {k['median_s'] * 1e3:.1f} ms "
               f"[{k['min_s'] * 1e3:.1f}-{k['max_s'] * 1e3:.1f}], floor "
-              f"{f['median_s'] * 1e3:.1f} ms: {r['x_floor']:.2f}x floor "
+              f"{f['median_s'] * 1e3:.1f} ms (in turns): {r['x_floor']:.2f}x floor, "
+              f"{r['x_floor_turns']:.2f}x per turn "
               f"(checked: {r['checked']})", flush=True)
     return 0
 
