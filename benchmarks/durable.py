@@ -121,11 +121,12 @@ def run(n_orders: int = 100_000, url: str | None = None, *, n_accounts: int = 10
     "orders_per_s", "commands_per_s", "batch_ms_median", "batch_ms_p99", "engine_s",
     "store_s", "engine_us_per_order", "store_us_per_order", "retcodes", ...}``;
     ``batch_ms_*`` is the acknowledgement latency of a batch (from forming it to its
-    commit). ``pipeline``: 0 commits each batch before the
-    next is applied (``submit``); k > 0 lets the engine apply the next batch while up to k
-    batches commit in the journal writer thread (``submit_async``). ``profile``: write
-    cProfile stats of the timed loop there. The process's start-up heap is frozen
-    (``gc.freeze()``, as ``recover`` does) before the timed loop.
+    commit); ``cpu_us_per_order`` the process's CPU time per order. ``pipeline``: 0
+    commits each batch before the next is applied (``submit``); k > 0 lets the engine
+    apply the next batch while up to k batches commit in the journal writer thread
+    (``submit_async``). ``profile``: write cProfile stats of the timed loop there. The
+    process's start-up heap is frozen (``gc.freeze()``, as ``recover`` does) before the
+    timed loop.
     """
     from cfd.store import Store
     from cfd.store.runner import DurableEngine, EngineApi
@@ -152,7 +153,7 @@ def run(n_orders: int = 100_000, url: str | None = None, *, n_accounts: int = 10
             gc.collect()
             gc.freeze()  # as after recover(): start-up state is not rescanned by the GC
             durable.engine_seconds = durable.store_seconds = 0.0
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             i = 0
             inflight: list[tuple[float, Any]] = []
 
@@ -178,7 +179,7 @@ def run(n_orders: int = 100_000, url: str | None = None, *, n_accounts: int = 10
                         retcodes[r.retcode] = retcodes.get(r.retcode, 0) + 1
             for t_b, fut in inflight:
                 ack(fut, t_b)
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
             if prof is not None:
                 prof.disable()
                 prof.dump_stats(profile)
@@ -205,6 +206,9 @@ def run(n_orders: int = 100_000, url: str | None = None, *, n_accounts: int = 10
         # effect rows) and storing (journal rows, query tables, commit)
         "engine_us_per_order": 1e6 * eng_s / max(n_send, 1),
         "store_us_per_order": 1e6 * store_s / max(n_send, 1),
+        # the process's CPU (all its threads) per order: what another process on the same
+        # cores does not get; the wall figures above also hold the commits' fsync waits
+        "cpu_us_per_order": 1e6 * cpu / max(n_send, 1),
         "open_positions": n_pos,
         "retcodes": {str(k): v for k, v in sorted(retcodes.items())},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
