@@ -122,13 +122,15 @@ def test_packed_blocks_store_what_bound_rows_do(tmp_path, monkeypatch) -> None:
                         lambda self, sql, p: statements.append(sql.split()[2])
                         or submit(self, sql, p))
     got = {}
+    monkeypatch.setattr(writes, "_PACK_CHUNK", 15)  # three statements a table
     for limit in (10, 10 ** 9):
         monkeypatch.setattr(writes, "_PACK_ROWS", limit)
         url = f"sqlite:///{tmp_path / f'packed{limit}.sqlite'}"
         _write(url, _batches())
         got[limit] = _dump(url)
     # accounts have floats: bound, on the caller's thread, after the packed ones
-    assert statements == ["orders", "deals", "postings", "events"] * 2
+    assert statements == [t for t in ("orders", "deals", "postings", "events")
+                          for _ in range(3)] * 2
     assert got[10] == got[10 ** 9]
     rows = got[10]
     assert len(rows["orders"]) == N + N // 2 and len(rows["events"]) == 2 * N
@@ -152,6 +154,17 @@ def test_a_column_that_does_not_pack_is_bound(tmp_path, monkeypatch) -> None:
     rows = _dump(url)
     assert [r[32] for r in rows["deals"]] == deals.cols["comment"]
     assert len(rows["orders"]) == N
+    # rows that do not pack after some that did: the rest bound, after them
+    monkeypatch.setattr(writes, "_PACK_CHUNK", 15)
+    late = _batch(1, _orders(np.arange(100, 100 + N), 1))
+    late.blocks["deals"][0].cols["comment"] = ["ok"] * (N - 1) + ["naïve"]
+    late.events[-5]["kind"] = "stop_out_é"
+    url = f"sqlite:///{tmp_path / 'late.sqlite'}"
+    _write(url, [late])
+    rows = _dump(url)
+    assert [r[32] for r in rows["deals"]] == late.blocks["deals"][0].cols["comment"]
+    assert [(r[0], r[6]) for r in rows["events"]] == [
+        (i + 1, e["kind"]) for i, e in enumerate(late.events)]  # ids in order
     assert writes._pack([[1.5] * 3], 3) is None
     assert writes._pack([["a", b"b", "c"]], 3) is None
     assert writes._pack([[1, 1 << 63, 2]], 3) is None

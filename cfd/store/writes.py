@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
 from json import encoder as _json_encoder
 from operator import itemgetter
@@ -34,7 +34,8 @@ _CHUNK = 500  # rows per IN (...) list
 _STAGE_ROWS = 2_000  # PostgreSQL: more upserts than this are staged by COPY
 _INLINE_ROWS = 256  # SQLite: blocks of this many rows or more write constant columns inline
 _INT64 = (-(1 << 63), 1 << 63)
-_PACK_ROWS = 20_000  # SQLite: a block of this many rows or more goes as ONE statement
+_PACK_ROWS = 20_000  # SQLite: a block of this many rows or more goes as packed statements
+_PACK_CHUNK = 50_000  # rows per packed statement (the first goes while the next is packed)
 
 
 def _int(v: Any) -> int:
@@ -277,17 +278,22 @@ class FastTable:
         is written as a literal of the statement, not bound row by row (the same stored
         value; a stop-out's deals and orders have about half their columns constant).
         ``pipe`` (SQLite): one block of many rows whose columns pack (:func:`_pack`) goes
-        to it as one statement; else its earlier statements run first, then these rows
+        to it as packed statements; rows that do not go after its statements ran, bound
         here."""
         blocks = [b for b in blocks if b.n]
         if not blocks:
             return
         if pipe is not None:
-            job = self.packed(conn, op, blocks)
-            if job is not None:
+            done = False
+            for lo, job in self.packed(conn, op, blocks):
+                done = job is not None
+                if not done:  # a column that does not pack: these rows go bound
+                    blocks = [_rows_from(blocks[0], lo)]
+                    break
                 pipe.submit(*job)
+            if done:
                 return
-            pipe.drain()  # this table's rows go bound, on this thread
+            pipe.drain()  # the rows left go bound, on this thread
         if conn.dialect.name == "sqlite" and sum(b.n for b in blocks) >= _INLINE_ROWS:
             lits = tuple(None if k in self.pk else _literal(blocks, self.rename.get(k, k))
                          for k in self.keys)
@@ -304,13 +310,14 @@ class FastTable:
         self._run(conn, op, rows if pg and op == "insert" else list(rows))
 
     def packed(self, conn: Connection, op: str, blocks: list[Block]
-               ) -> tuple[str, list[Any]] | None:
-        """SQLite: the statement and parameters writing ``blocks`` (one block of at least
-        ``_PACK_ROWS`` rows) as ONE ``INSERT ... SELECT`` over packed columns (see
-        :func:`_pack`), or None (a column that does not pack: bind the rows)."""
+               ) -> Iterator[tuple[int, tuple[str, list[Any]] | None]]:
+        """SQLite, one block of at least ``_PACK_ROWS`` rows (else nothing): the rows from
+        ``lo`` on, ``_PACK_CHUNK`` at a time, as ``(lo, job)``: ``job`` the statement and
+        parameters of one ``INSERT ... SELECT`` over packed columns (see :func:`_pack`),
+        or None once a column does not pack (the rest go bound)."""
         if (conn.dialect.name != "sqlite" or len(blocks) != 1
                 or blocks[0].n < _PACK_ROWS):
-            return None
+            return
         b = blocks[0]
         names = [self.rename.get(k, k) for k in self.keys]
         lits = tuple(None if k in self.pk else _literal(blocks, name)
@@ -320,23 +327,28 @@ class FastTable:
             if lit is None:
                 v = b.cols.get(name)
                 if v is None or not isinstance(v, (list, np.ndarray)):
-                    return None  # one value in every row, not written as a literal
+                    yield 0, None  # one value in every row, not written as a literal
+                    return
                 cols.append(v)
-        got = _pack(cols, b.n)
-        if got is None:
-            return None
-        exprs, params = got
-        it = iter(exprs)
-        values = [next(it) if lit is None else lit for lit in lits]
         q = conn.dialect.identifier_preparer.quote
-        sql = (f"INSERT INTO {q(self.table.name)} ({', '.join(q(k) for k in self.keys)}) "
-               f"SELECT {', '.join(values)} FROM {_ROWS}")
+        head = f"INSERT INTO {q(self.table.name)} ({', '.join(q(k) for k in self.keys)}) "
+        tail = ""
         if op == "upsert":
             sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys
                              if k not in self.pk)
-            sql += (f" WHERE true ON CONFLICT ({', '.join(q(k) for k in self.pk)}) "
+            tail = (f" WHERE true ON CONFLICT ({', '.join(q(k) for k in self.pk)}) "
                     f"DO UPDATE SET {sets}")
-        return sql, [_row_keys(b.n), *params]
+        for lo in range(0, b.n, _PACK_CHUNK):
+            hi = min(lo + _PACK_CHUNK, b.n)
+            got = _pack([c[lo:hi] for c in cols], hi - lo)
+            if got is None:
+                yield lo, None
+                return
+            exprs, params = got
+            it = iter(exprs)
+            values = [next(it) if lit is None else lit for lit in lits]
+            yield lo, (f"{head}SELECT {', '.join(values)} FROM {_ROWS}{tail}",
+                       [_row_keys(hi - lo), *params])
 
     def _all_new(self, conn: Connection, cols: list[Any]) -> bool:
         """Whether every key of ``cols`` (many rows, an integer key) is greater than the
@@ -598,6 +610,12 @@ def _wants_pipe(conn: Connection, effects: Effects) -> bool:
         or any(b.n >= _PACK_ROWS for bl in effects.blocks.values() for b in bl))
 
 
+def _rows_from(b: Block, lo: int) -> Block:
+    """The rows of ``b`` from ``lo`` on."""
+    return Block(b.n - lo, {k: v[lo:] if isinstance(v, (list, np.ndarray)) else v
+                            for k, v in b.cols.items()})
+
+
 def fast_supported(conn: Connection) -> bool:
     """SQLite through the stdlib driver, PostgreSQL through psycopg 3 (COPY, arrays)."""
     d = conn.dialect
@@ -674,11 +692,14 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
             for table, fast, op in sorted(_BLOCK_WRITES, key=lambda w: w[0] == "accounts"):
                 if effects.blocks.get(table):
                     fast.write_blocks(conn, op, effects.blocks[table], pipe)
-                if table == "postings" and effects.events:
-                    job = _events_packed(effects.events, seq)
-                    if job is not None:
-                        pipe.submit(*job)
+                if table == "postings":
+                    for lo, job in _events_packed(effects.events, seq):
                         events = False
+                        if job is None:  # the rest bound, after those packed
+                            pipe.drain()
+                            _insert_events(conn, effects.events[lo:], seq)
+                            break
+                        pipe.submit(*job)
             pipe.drain()
     else:
         for table, fast, op in _BLOCK_WRITES:  # before the dicts: theirs are the newer rows
@@ -719,20 +740,39 @@ def _event_tuple(e: Row, seq: int) -> tuple[Any, ...]:
             int(rid) if rid else None, _event_json(e))
 
 
-def _events_packed(events: list[Row], seq: int) -> tuple[str, list[Any]] | None:
-    """SQLite: the statement and parameters inserting ``events`` (at least
-    ``_PACK_ROWS``) as one ``INSERT ... SELECT`` (see :func:`_pack`), in order (their
-    ids), or None."""
+def _events_packed(events: list[Row], seq: int
+                   ) -> Iterator[tuple[int, tuple[str, list[Any]] | None]]:
+    """SQLite, at least ``_PACK_ROWS`` events (else nothing): as :meth:`FastTable.packed`,
+    the events from ``lo`` on in order (their ids)."""
     if len(events) < _PACK_ROWS:
-        return None
-    cols = list(zip(*(_event_tuple(e, seq) for e in events), strict=True))
-    got = _pack([list(c) for c in cols[1:]], len(events))
-    if got is None:
-        return None
-    exprs, params = got
-    return (f"INSERT INTO events (seq, time_msc, kind, login, request_id, data) "
-            f"SELECT {int(seq)}, {', '.join(exprs)} FROM {_ROWS} ORDER BY r.key",
-            [_row_keys(len(events)), *params])
+        return
+    for lo in range(0, len(events), _PACK_CHUNK):
+        part = events[lo:lo + _PACK_CHUNK]
+        cols = list(zip(*(_event_tuple(e, seq) for e in part), strict=True))
+        got = _pack([list(c) for c in cols[1:]], len(part))
+        if got is None:
+            yield lo, None
+            return
+        exprs, params = got
+        yield lo, (f"INSERT INTO events (seq, time_msc, kind, login, request_id, data) "
+                   f"SELECT {int(seq)}, {', '.join(exprs)} FROM {_ROWS} ORDER BY r.key",
+                   [_row_keys(len(part)), *params])
+
+
+def _insert_events(conn: Connection, events: list[Row], seq: int) -> None:
+    """``events`` bound row by row (the fast drivers)."""
+    rows = (_event_tuple(e, seq) for e in events)
+    cur = conn.connection.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            with cur.copy(_EVENT_COPY) as copy:
+                copy.set_types(["int8", "int8", "text", "int8", "int8", "text"])
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cur.executemany(_EVENT_SQL, list(rows))
+    finally:
+        cur.close()
 
 
 def _apply_rare(conn: Connection, effects: Effects, seq: int, events: bool = True) -> None:
@@ -748,18 +788,7 @@ def _apply_rare(conn: Connection, effects: Effects, seq: int, events: bool = Tru
         # the JSON column's text as SQLAlchemy's JSON type writes it (the engine's
         # json_serializer), bound by the driver (executemany; PostgreSQL: COPY, where
         # json's binary form is its text): no per-row SQLAlchemy work
-        rows = (_event_tuple(e, seq) for e in effects.events)
-        cur = conn.connection.cursor()
-        try:
-            if conn.dialect.name == "postgresql":
-                with cur.copy(_EVENT_COPY) as copy:
-                    copy.set_types(["int8", "int8", "text", "int8", "int8", "text"])
-                    for row in rows:
-                        copy.write_row(row)
-            else:
-                cur.executemany(_EVENT_SQL, list(rows))
-        finally:
-            cur.close()
+        _insert_events(conn, effects.events, seq)
     elif effects.events:
         conn.execute(insert(m.Event.__table__), [
             {
