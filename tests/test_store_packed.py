@@ -198,3 +198,14 @@ def test_a_failure_mid_batch_stores_nothing_of_it(tmp_path, monkeypatch, where) 
         st.close()
     after = _dump(url)
     assert len(after["deals"]) == 2 * N and len(after["orders"]) == 2 * N
+
+
+def test_a_connection_kept_to_its_thread_writes_packed_blocks_itself(tmp_path,
+                                                                    monkeypatch) -> None:
+    """``check_same_thread``: the packed statements run on the caller's thread."""
+    monkeypatch.setattr(writes, "_PACK_ROWS", 10)
+    urls = [f"sqlite:///{tmp_path / 'shared.sqlite'}",
+            f"sqlite:///{tmp_path / 'own.sqlite'}?check_same_thread=true"]
+    for url in urls:
+        _write(url, _batches())
+    assert _dump(urls[0]) == _dump(urls[1])

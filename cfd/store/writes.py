@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
@@ -557,16 +558,28 @@ class _Pipe:
     SELECT`` over packed rows runs without the GIL from start to end). The caller's
     thread leaves the connection alone until :meth:`drain` returns. The first error
     skips the statements after it and is raised by ``drain`` or on leaving the ``with``
-    block (which waits for the worker: the caller's rollback then undoes all of it)."""
+    block (which waits for the worker: the caller's rollback then undoes all of it).
+    A connection that refuses other threads (``check_same_thread``) runs each statement
+    at once on the caller's thread."""
 
     def __init__(self, conn: Connection) -> None:
         self._cur = conn.connection.cursor()
         self._jobs: queue.Queue[tuple[str, list[Any]] | None] = queue.Queue()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="store-writer", daemon=True)
+        self._shared, probed = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(probed,),
+                                        name="store-writer", daemon=True)
         self._thread.start()
+        probed.wait()  # may the worker use this connection?
 
-    def _work(self) -> None:
+    def _work(self, probed: threading.Event) -> None:
+        try:
+            self._cur.execute("SELECT 1").fetchall()
+            self._shared.set()
+        except sqlite3.ProgrammingError:  # check_same_thread: the caller runs them
+            return
+        finally:
+            probed.set()
         while True:
             job = self._jobs.get()
             try:
@@ -581,7 +594,10 @@ class _Pipe:
 
     def submit(self, sql: str, params: list[Any]) -> None:
         self._raise()
-        self._jobs.put((sql, params))
+        if self._shared.is_set():
+            self._jobs.put((sql, params))
+        else:
+            self._cur.execute(sql, params)
 
     def drain(self) -> None:
         """Wait until every submitted statement ran (raise the first error)."""
@@ -596,7 +612,8 @@ class _Pipe:
         return self
 
     def __exit__(self, exc_type: Any, *exc: object) -> None:
-        self._jobs.put(None)
+        if self._shared.is_set():
+            self._jobs.put(None)
         self._thread.join()
         self._cur.close()
         if exc_type is None:
