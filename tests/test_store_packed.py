@@ -60,9 +60,11 @@ def _postings(first: int, n: int = N) -> Block:
 
 
 def _accounts(n: int = N) -> Block:
+    so = [0.1 + 0.2, 1e-300, 123456789.123, 5e22, 50.0, 2.0 ** 60]
     return Block(n, {"login": np.arange(1000, 1000 + n), "name": [f"n{k}" for k in range(n)],
                      "group": ["real"] * n, "leverage": np.full(n, 100, np.int32),
-                     "margin_so_call": np.full(n, 50.5), "margin_so_so": np.full(n, 0.1),
+                     "margin_so_call": np.full(n, 50.5),
+                     "margin_so_so": np.array([so[k % len(so)] for k in range(n)]),
                      "balance": np.arange(n) - 7, "credit": 0, "currency": "USD",
                      "updated_msc": 9})
 
@@ -128,8 +130,7 @@ def test_packed_blocks_store_what_bound_rows_do(tmp_path, monkeypatch) -> None:
         url = f"sqlite:///{tmp_path / f'packed{limit}.sqlite'}"
         _write(url, _batches())
         got[limit] = _dump(url)
-    # accounts have floats: bound, on the caller's thread, after the packed ones
-    assert statements == [t for t in ("orders", "deals", "postings", "events")
+    assert statements == [t for t in ("accounts", "orders", "deals", "postings", "events")
                           for _ in range(3)] * 2
     assert got[10] == got[10 ** 9]
     rows = got[10]
@@ -165,7 +166,11 @@ def test_a_column_that_does_not_pack_is_bound(tmp_path, monkeypatch) -> None:
     assert [r[32] for r in rows["deals"]] == late.blocks["deals"][0].cols["comment"]
     assert [(r[0], r[6]) for r in rows["events"]] == [
         (i + 1, e["kind"]) for i, e in enumerate(late.events)]  # ids in order
-    assert writes._pack([[1.5] * 3], 3) is None
+    many = np.arange(3 * writes._FLOAT_DISTINCT) / 7
+    assert writes._pack([many], len(many)) is None  # many distinct floats
+    for odd in (float("nan"), float("inf"), -0.0):
+        assert writes._pack([[1.5, odd, 2.5]], 3) is None
+    assert writes._pack([[1.5, 2, 2.5]], 3) is None  # an int among floats
     assert writes._pack([["a", b"b", "c"]], 3) is None
     assert writes._pack([[1, 1 << 63, 2]], 3) is None
     assert writes._pack([np.array([1, 1 << 63, 2], np.uint64)], 3) is None

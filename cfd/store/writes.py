@@ -470,6 +470,46 @@ def _digits(a: np.ndarray, null: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+_FLOAT_DISTINCT = 64  # SQLite: a float column with more distinct values goes bound
+_FLOAT_TEXT: dict[tuple[float, int], bool] = {}  # (value, width): SQLite reads it back?
+_FLOAT_CHECK = sqlite3.connect(":memory:", check_same_thread=False)
+_FLOAT_LOCK = threading.Lock()
+
+
+def _float_column(v: list[Any] | np.ndarray) -> np.ndarray | None:
+    """A column of a few distinct floats as fixed-width text (``repr``, space-padded),
+    each checked once to be read back by SQLite's ``CAST(... AS REAL)`` as the very
+    double binding it stores; else None (NaN, infinities, -0.0, many values)."""
+    if isinstance(v, np.ndarray):
+        if v.dtype != np.float64:
+            return None
+        a = v
+    else:
+        if set(map(type, v)) != {float}:
+            return None
+        a = np.array(v, np.float64)
+    if not np.isfinite(a).all() or (np.signbit(a) & (a == 0)).any():
+        return None
+    uniq, inv = np.unique(a, return_inverse=True)
+    if len(uniq) > _FLOAT_DISTINCT:
+        return None
+    texts = [repr(x) for x in uniq.tolist()]
+    width = max(map(len, texts))
+    with _FLOAT_LOCK:
+        if len(_FLOAT_TEXT) > 100_000:
+            _FLOAT_TEXT.clear()
+        for x, t in zip(uniq.tolist(), texts, strict=True):
+            ok = _FLOAT_TEXT.get((x, width))
+            if ok is None:
+                got = _FLOAT_CHECK.execute("SELECT CAST(CAST(? AS BLOB) AS REAL)",
+                                           (t.ljust(width),)).fetchone()[0]
+                ok = _FLOAT_TEXT[(x, width)] = type(got) is float and got == x
+            if not ok:
+                return None
+    table = np.array([t.ljust(width).encode("ascii") for t in texts], dtype=f"S{width}")
+    return table[inv.ravel()].view(np.uint8).reshape(len(a), width)
+
+
 def _int_column(v: list[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
     """A column of integers (None: NULL) as an int64 array and its NULL mask, or None when
     it holds anything else (or an integer beyond int64)."""
@@ -511,6 +551,11 @@ def _pack(cols: list[list[Any] | np.ndarray], n: int) -> tuple[list[str], list[A
             fields.append(_digits(*got))
             exprs.append(("int", len(fields) - 1, got[1] is not None))
             continue
+        floats = _float_column(v)
+        if floats is not None:
+            fields.append(floats)
+            exprs.append(("real", len(fields) - 1))
+            continue
         vals = v.tolist() if isinstance(v, np.ndarray) else v
         kinds = set(map(type, vals))
         if not kinds <= {str, type(None)}:
@@ -539,7 +584,9 @@ def _pack(cols: list[list[Any] | np.ndarray], n: int) -> tuple[list[str], list[A
 
     out = []
     for e in exprs:
-        if e[0] == "int":
+        if e[0] == "real":
+            sql = f"CAST({field(e[1])} AS REAL)"
+        elif e[0] == "int":
             sql = f"CAST({field(e[1])} AS INTEGER)"
             if e[2]:
                 sql = f"CASE WHEN {field(e[1], 1)} = x'4E' THEN NULL ELSE {sql} END"
@@ -705,8 +752,7 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
     events = True
     if _wants_pipe(conn, effects):
         with _Pipe(conn) as pipe:
-            # the bound tables (floats: the accounts) last: the worker is busy meanwhile
-            for table, fast, op in sorted(_BLOCK_WRITES, key=lambda w: w[0] == "accounts"):
+            for table, fast, op in _BLOCK_WRITES:
                 if effects.blocks.get(table):
                     fast.write_blocks(conn, op, effects.blocks[table], pipe)
                 if table == "postings":
