@@ -279,8 +279,8 @@ class FastTable:
         is written as a literal of the statement, not bound row by row (the same stored
         value; a stop-out's deals and orders have about half their columns constant).
         ``pipe`` (SQLite): one block of many rows whose columns pack (:func:`_pack`) goes
-        to it as packed statements; rows that do not go after its statements ran, bound
-        here."""
+        to it as packed statements; rows that do not pack go bound here, once its
+        statements ran."""
         blocks = [b for b in blocks if b.n]
         if not blocks:
             return
@@ -472,7 +472,7 @@ def _digits(a: np.ndarray, null: np.ndarray | None = None) -> np.ndarray:
 
 _FLOAT_DISTINCT = 64  # SQLite: a float column with more distinct values goes bound
 _FLOAT_TEXT: dict[tuple[float, int], bool] = {}  # (value, width): SQLite reads it back?
-_FLOAT_CHECK = sqlite3.connect(":memory:", check_same_thread=False)
+_FLOAT_CHECK: list[sqlite3.Connection] = []  # an in-memory database asked once opened
 _FLOAT_LOCK = threading.Lock()
 
 
@@ -501,8 +501,10 @@ def _float_column(v: list[Any] | np.ndarray) -> np.ndarray | None:
         for x, t in zip(uniq.tolist(), texts, strict=True):
             ok = _FLOAT_TEXT.get((x, width))
             if ok is None:
-                got = _FLOAT_CHECK.execute("SELECT CAST(CAST(? AS BLOB) AS REAL)",
-                                           (t.ljust(width),)).fetchone()[0]
+                if not _FLOAT_CHECK:
+                    _FLOAT_CHECK.append(sqlite3.connect(":memory:", check_same_thread=False))
+                got = _FLOAT_CHECK[0].execute("SELECT CAST(CAST(? AS BLOB) AS REAL)",
+                                              (t.ljust(width),)).fetchone()[0]
                 ok = _FLOAT_TEXT[(x, width)] = type(got) is float and got == x
             if not ok:
                 return None
@@ -532,7 +534,7 @@ def _int_column(v: list[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray | Non
 
 def _pack(cols: list[list[Any] | np.ndarray], n: int) -> tuple[list[str], list[Any]] | None:
     """SQLite: ``n`` rows of ``cols`` (integers, text, NULLs) as parameters of one
-    ``INSERT ... SELECT`` over the rows ``r.key`` of :data:`_ROWS` (``?1``: ``n``),
+    ``INSERT ... SELECT`` over the rows ``r.key`` of :data:`_ROWS` (``?1``: :func:`_row_keys`),
     and the SQL expression of each column; None when a column holds anything else
     (floats, blobs, non-ASCII text).
 
