@@ -55,17 +55,22 @@ for _k in PostingKind:
     _KINDS[int(_k)] = _k.name.lower()
 
 
-def _codes(ids: np.ndarray, logins: np.ndarray) -> np.ndarray:
+def _codes(logins: np.ndarray, *ids: np.ndarray) -> list[np.ndarray]:
     """Ledger account codes (``client:<login>``, ``client_credit:<login>``, house codes)
-    of ledger ids, as an object array (one string per distinct id)."""
-    uniq, inv = np.unique(ids, return_inverse=True)
+    of each array of ledger ids, as object arrays (one string per distinct id of them
+    all)."""
+    top = max(int(i.max()) for i in ids if i.size) if any(i.size for i in ids) else 0
+    seen = np.zeros(top + 1, np.bool_)
+    for i in ids:
+        seen[i] = True
+    uniq = np.flatnonzero(seen)  # the distinct ids, without sorting them all
     acc, credit = np.divmod(np.maximum(uniq - N_HOUSE, 0), 2)
     lg = logins[acc].tolist()
-    text = np.array([HOUSE_CODES[i] if i < N_HOUSE else
-                     (f"client_credit:{g}" if c else f"client:{g}")
-                     for i, g, c in zip(uniq.tolist(), lg, credit.tolist(), strict=True)],
-                    dtype=object)
-    return text[inv.ravel()]
+    text = np.empty(top + 1, dtype=object)
+    text[uniq] = [HOUSE_CODES[i] if i < N_HOUSE else
+                  (f"client_credit:{g}" if c else f"client:{g}")
+                  for i, g, c in zip(uniq.tolist(), lg, credit.tolist(), strict=True)]
+    return [text[i] for i in ids]
 
 
 def postings(eng: Any, i0: int, i1: int) -> Block:
@@ -80,8 +85,9 @@ def postings(eng: Any, i0: int, i1: int) -> Block:
     login[client < 0] = None
     deal = p.deal[sl].astype(object)
     deal[p.deal[sl] == 0] = None
+    codes = _codes(logins, src, dst)
     return Block(i1 - i0, {"id": p.id[sl].copy(), "time_msc": p.time_msc[sl].copy(),
-                           "src": _codes(src, logins), "dst": _codes(dst, logins),
+                           "src": codes[0], "dst": codes[1],
                            "amount": p.amount[sl].copy(), "kind": _KINDS[p.kind[sl]],
                            "login": login, "deal": deal,
                            "comment": list(eng.ledger.comments[i0:i1])})

@@ -114,10 +114,19 @@ def close_position(eng: Engine, a: int, p: int, comment: str) -> None:
 def protected(eng: Engine, accs: np.ndarray) -> np.ndarray:
     """Per account of ``accs``: negative balance protection (``AccountGroup.nbp_for`` its
     client category)."""
-    ac = eng.accounts.cols
-    groups = eng.config.groups
-    return np.array([groups[eng.accounts.groups[int(a)]].nbp_for(int(ac.category[a]))
-                     for a in accs], dtype=np.bool_)
+    groups, names = eng.config.groups, eng.accounts.groups
+    accs = np.asarray(accs, dtype=np.int64)
+    cats = eng.accounts.cols.category[accs].tolist()
+    memo: dict[tuple[str, int], bool] = {}  # per group and category: few of them
+
+    def nbp(key: tuple[str, int]) -> bool:
+        got = memo.get(key)
+        if got is None:
+            got = memo[key] = groups[key[0]].nbp_for(key[1])
+        return got
+
+    return np.fromiter(map(nbp, zip(map(names.__getitem__, accs.tolist()), cats,
+                                    strict=True)), np.bool_, len(accs))
 
 
 def debt(eng: Engine, a: int) -> int:
