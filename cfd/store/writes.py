@@ -296,8 +296,7 @@ class FastTable:
                 return
             pipe.drain()  # the rows left go bound, on this thread
         if conn.dialect.name == "sqlite" and sum(b.n for b in blocks) >= _INLINE_ROWS:
-            lits = tuple(None if k in self.pk else _literal(blocks, self.rename.get(k, k))
-                         for k in self.keys)
+            lits = self._literals(blocks)
             if any(v is not None for v in lits):
                 self._run_inline(conn, op, blocks, lits)
                 return
@@ -310,6 +309,12 @@ class FastTable:
         # ones while the later ones are built
         self._run(conn, op, rows if pg and op == "insert" else list(rows))
 
+    def _literals(self, blocks: list[Block]) -> tuple[str | None, ...]:
+        """Per column (``keys`` order): the SQLite literal of the one value every row of
+        ``blocks`` holds in it (:func:`_literal`), else None; None for the key."""
+        return tuple(None if k in self.pk else _literal(blocks, self.rename.get(k, k))
+                     for k in self.keys)
+
     def packed(self, conn: Connection, op: str, blocks: list[Block]
                ) -> Iterator[tuple[int, tuple[str, list[Any]] | None]]:
         """SQLite, one block of at least ``_PACK_ROWS`` rows (else nothing): the rows from
@@ -321,8 +326,7 @@ class FastTable:
             return
         b = blocks[0]
         names = [self.rename.get(k, k) for k in self.keys]
-        lits = tuple(None if k in self.pk else _literal(blocks, name)
-                     for k, name in zip(self.keys, names, strict=True))
+        lits = self._literals(blocks)
         cols = []
         for name, lit in zip(names, lits, strict=True):
             if lit is None:
