@@ -203,6 +203,7 @@ class Store(SnapshotStore):
             stored.append(JournalEntry(e.kind, e.payload, e.time_msc, actor, seq, prev))
         for attempt in (1, 2):
             conn = self._batch_connection()
+            committing = False
             try:
                 trans = conn.begin()
                 if rows:
@@ -214,22 +215,18 @@ class Store(SnapshotStore):
                 if effects is not None and not effects.is_empty():
                     apply_effects(conn, effects, seq)
                 self._move_head(conn, seq, prev)
-            except Exception as exc:
-                dead = _disconnected(conn, exc)
-                self._drop_batch_connection()
-                if attempt == 1 and dead:
-                    # the kept connection had died since the last batch (a server restart,
-                    # a standby ending this writer's sessions): its transaction is gone
-                    # with it, nothing of the batch was committed; once more on a new one
-                    continue
-                raise
-            except BaseException:  # (KeyboardInterrupt and the like)
-                self._drop_batch_connection()
-                raise
-            try:
+                committing = True
                 trans.commit()
-            except BaseException:
+            except BaseException as exc:
+                # the kept connection had died since the last batch (a server restart, a
+                # standby ending this writer's sessions): its transaction went with it and
+                # nothing of the batch was committed, so once more on a new one. Not once
+                # the commit was sent: whether it took is then unknown.
+                again = (attempt == 1 and not committing and isinstance(exc, Exception)
+                         and _disconnected(conn, exc))
                 self._drop_batch_connection()  # (a new one for the next batch, if any)
+                if again:
+                    continue
                 raise
             break
         self._head_seq, self._head_hash = seq, prev
