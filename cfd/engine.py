@@ -569,6 +569,13 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         self._effects.accounts[int(ac.login[a])] = self.account_row(a)
         marks[a, 0], marks[a, 1] = bal, cr
 
+    def _collect_accounts(self, accs: np.ndarray) -> None:
+        """The store rows of the accounts ``accs`` for this batch's effects, built in bulk
+        (bookings of many accounts at once), whatever their marks; the marks become
+        unknown (:meth:`_forget_account_rows`)."""
+        self._effects.accounts.update((r["login"], r) for r in self.account_rows(accs))
+        self._forget_account_rows(accs)
+
     def _forget_account_rows(self, accs: np.ndarray) -> None:
         """The rows of ``accs`` were collected in bulk: their marks become unknown."""
         marks = self.__dict__.get("_row_marks")

@@ -2,6 +2,8 @@
 back from the engine's columns (``deal_row``, ``order_row``), value and
 type, on every kind of market order."""
 
+import numpy as np
+
 from cfd.constants import Retcode
 from tests.helpers import Book
 
@@ -139,3 +141,19 @@ def test_account_rows_are_written_when_their_money_changes_and_the_store_keeps_u
     assert book.apply(C.AdjustCredit, login=2002, amount=5_000).ok
     assert _mirror(eng, table) == 1
     _same_as_engine(eng, table)
+
+
+def test_rows_collected_in_bulk_leave_the_accounts_mark_unknown():
+    """Rollover and corporate actions collect account rows in bulk
+    (``Engine._collect_accounts``): the next change of those accounts is collected even
+    when their balance is back at the value of the row collected one by one before."""
+    book = Book.two_accounts()
+    eng = book.eng
+    a = eng.accounts.find(1001)
+    eng.take_effects()
+    eng._collect_account(a)
+    assert not eng.take_effects().accounts  # unchanged since its last row
+    eng._collect_accounts(np.array([a]))
+    assert list(eng.take_effects().accounts) == [1001]
+    eng._collect_account(a)
+    assert list(eng.take_effects().accounts) == [1001]

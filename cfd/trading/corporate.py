@@ -519,9 +519,7 @@ class CorporateActions:
         eff.deals.extend(eng.deal_rows(deal0, len(eng.deals)))
         eff.postings.extend(eng.ledger.rows(post0, eng.ledger.postings.size,
                                             eng.accounts.cols.login))
-        accs = np.unique(acc)
-        eff.accounts.update((r["login"], r) for r in eng.account_rows(accs))
-        eng._forget_account_rows(accs)
+        eng._collect_accounts(np.unique(acc))
 
     # ------------------------------------------------------------------ queries
     def upcoming(self) -> list[dict]:

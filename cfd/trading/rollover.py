@@ -215,8 +215,7 @@ class TradingDay:
         if eng.collect_effects:
             eff = eng._effects
             eff.postings.extend(led.rows(i0, led.postings.size, ac.login))
-            eff.accounts.update((r["login"], r) for r in eng.account_rows(accs))
-            eng._forget_account_rows(accs)
+            eng._collect_accounts(accs)
         summary = self._summary(ch)
         self.log.append(summary)
         return summary
