@@ -145,10 +145,10 @@ def test_constant_columns_written_inline_store_what_binding_does(tmp_path,
                          "margin_so_so": 50.0, "balance": np.full(n, 10), "credit": 0,
                          "leverage": np.full(n, 5, np.uint32)})
     got = {}
-    inline = writes.FastTable._run_inline
+    bound = writes.FastTable.bound
     calls = []
-    monkeypatch.setattr(writes.FastTable, "_run_inline",
-                        lambda self, *a: calls.append(self.table.name) or inline(self, *a))
+    monkeypatch.setattr(writes.FastTable, "bound",
+                        lambda self, *a: calls.append(self.table.name) or bound(self, *a))
     for limit in (1, 10 ** 9):
         monkeypatch.setattr(writes, "_INLINE_ROWS", limit)
         url = f"sqlite:///{tmp_path / f'inline{limit}.sqlite'}"

@@ -33,10 +33,10 @@ from cfd.store.schema import _json_default
 
 _CHUNK = 500  # rows per IN (...) list
 _STAGE_ROWS = 2_000  # PostgreSQL: more upserts than this are staged by COPY
-_INLINE_ROWS = 256  # SQLite: blocks of this many rows or more write constant columns inline
+_INLINE_ROWS = 256  # SQLite: blocks of this many rows or more go as multi-row statements
 _INT64 = (-(1 << 63), 1 << 63)
-_PACK_ROWS = 20_000  # SQLite: a block of this many rows or more goes as packed statements
-_PACK_CHUNK = 50_000  # rows per packed statement (the first goes while the next is packed)
+_BULK_ROWS = 20_000  # SQLite: a batch with a block (or events) this big writes on a thread
+_BULK_CHUNK = 4_096  # SQLite: rows per multi-row statement at most (fewer past its bind limit)
 
 
 def _int(v: Any) -> int:
@@ -173,24 +173,40 @@ class FastTable:
         if got is None:
             q = dialect.identifier_preparer.quote
             pg = dialect.name == "postgresql"
-            mark = "?" if dialect.paramstyle == "qmark" else "%s"
             cols = ", ".join(q(k) for k in self.keys)
             name = q(self.table.name)
             if op == "insert" and pg:
                 got = f"COPY {name} ({cols}) FROM STDIN (FORMAT BINARY)"
+            elif pg:
+                arrays = ", ".join(f"%b::{self._pg_type(k)}[]" for k in self.keys)
+                got = (f"INSERT INTO {name} ({cols}) SELECT * FROM unnest({arrays})"
+                       f"{self._conflict(q, op)}")
             else:
-                if pg:
-                    arrays = ", ".join(f"%b::{self._pg_type(k)}[]" for k in self.keys)
-                    got = f"INSERT INTO {name} ({cols}) SELECT * FROM unnest({arrays})"
-                else:
-                    values = ", ".join(mark if v is None else v
-                                       for v in (lits or (None,) * len(self.keys)))
-                    got = f"INSERT INTO {name} ({cols}) VALUES ({values})"
-                if op == "upsert":
-                    sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys
-                                     if k not in self.pk)
-                    got += (f" ON CONFLICT ({', '.join(q(k) for k in self.pk)}) "
-                            f"DO UPDATE SET {sets}")
+                got = self.values_sql(conn, op, lits, 1)
+            self._sql[key] = got
+        return got
+
+    def _conflict(self, q: Callable[[str], str], op: str) -> str:
+        """The ``ON CONFLICT`` clause of ``op`` ("" for an insert)."""
+        if op != "upsert":
+            return ""
+        sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys if k not in self.pk)
+        return f" ON CONFLICT ({', '.join(q(k) for k in self.pk)}) DO UPDATE SET {sets}"
+
+    def values_sql(self, conn: Connection, op: str, lits: tuple[str | None, ...] | None,
+                   rows: int) -> str:
+        """SQLite: the statement writing ``rows`` rows in one ``VALUES`` list, each row
+        binding its values but for the literals of ``lits`` (None: every value bound)."""
+        key = ("values", op, lits, rows)
+        got = self._sql.get(key)
+        if got is None:
+            q = conn.dialect.identifier_preparer.quote
+            row = "(" + ", ".join("?" if v is None else v
+                                  for v in (lits or (None,) * len(self.keys))) + ")"
+            got = (f"INSERT INTO {q(self.table.name)} ({', '.join(q(k) for k in self.keys)})"
+                   f" VALUES {', '.join([row] * rows)}{self._conflict(q, op)}")
+            if len(self._sql) > 256:  # the odd sizes of last statements
+                self._sql.clear()
             self._sql[key] = got
         return got
 
@@ -272,34 +288,28 @@ class FastTable:
 
     def write_blocks(self, conn: Connection, op: str, blocks: list[Block],
                      pipe: _Pipe | None = None) -> None:
-        """Insert (``op`` "insert") or upsert ("upsert") rows given as columns, as tuples
-        zipped from the columns (SQLite: ``executemany``; PostgreSQL: ``COPY``).
+        """Insert (``op`` "insert") or upsert ("upsert") rows given as columns.
 
-        SQLite, many rows: a column holding one integer, NULL or text value in every row
-        is written as a literal of the statement, not bound row by row (the same stored
-        value; a stop-out's deals and orders have about half their columns constant).
-        ``pipe`` (SQLite): one block of many rows whose columns pack (:func:`_pack`) goes
-        to it as packed statements; rows that do not pack go bound here, once its
-        statements ran."""
+        SQLite: many rows (or any, with ``pipe``) as multi-row statements
+        (:meth:`bound`), run on ``pipe``'s thread when given, else here; a few rows as
+        tuples zipped from the columns (``executemany``). PostgreSQL: ``COPY``, or one
+        upsert over arrays (a staged ``COPY`` for many rows)."""
         blocks = [b for b in blocks if b.n]
         if not blocks:
             return
-        if pipe is not None:
-            done = False
-            for lo, job in self.packed(conn, op, blocks):
-                done = job is not None
-                if not done:  # a column that does not pack: these rows go bound
-                    blocks = [_rows_from(blocks[0], lo)]
-                    break
-                pipe.submit(*job)
-            if done:
+        if conn.dialect.name == "sqlite" and (
+                pipe is not None or sum(b.n for b in blocks) >= _INLINE_ROWS):
+            if pipe is not None:
+                for job in self.bound(conn, op, blocks):
+                    pipe.submit(*job)
                 return
-            pipe.drain()  # the rows left go bound, on this thread
-        if conn.dialect.name == "sqlite" and sum(b.n for b in blocks) >= _INLINE_ROWS:
-            lits = self._literals(blocks)
-            if any(v is not None for v in lits):
-                self._run_inline(conn, op, blocks, lits)
-                return
+            cur = conn.connection.cursor()
+            try:
+                for sql, params in self.bound(conn, op, blocks):
+                    cur.execute(sql, params)
+            finally:
+                cur.close()
+            return
         cols = self._columns(blocks, op == "upsert", lazy=True)
         pg = conn.dialect.name == "postgresql"
         if op == "upsert" and pg and self._all_new(conn, cols):
@@ -315,45 +325,41 @@ class FastTable:
         return tuple(None if k in self.pk else _literal(blocks, self.rename.get(k, k))
                      for k in self.keys)
 
-    def packed(self, conn: Connection, op: str, blocks: list[Block]
-               ) -> Iterator[tuple[int, tuple[str, list[Any]] | None]]:
-        """SQLite, one block of at least ``_PACK_ROWS`` rows (else nothing): the rows from
-        ``lo`` on, ``_PACK_CHUNK`` at a time, as ``(lo, job)``: ``job`` the statement and
-        parameters of one ``INSERT ... SELECT`` over packed columns (see :func:`_pack`),
-        or None once a column does not pack (the rest go bound)."""
-        if (conn.dialect.name != "sqlite" or len(blocks) != 1
-                or blocks[0].n < _PACK_ROWS):
-            return
-        b = blocks[0]
-        names = [self.rename.get(k, k) for k in self.keys]
+    def bound(self, conn: Connection, op: str, blocks: list[Block]
+              ) -> Iterator[tuple[str, list[Any]]]:
+        """SQLite: the rows of ``blocks`` (an upsert's last row of each key when there are
+        several blocks) as statements of up to ``_BULK_CHUNK`` rows in one ``VALUES``
+        list, ``(sql, params)``: a column holding one integer, NULL or text value in
+        every row is a literal of the statement (a stop-out's deals and orders have about
+        half their columns constant), the others are bound, ``params`` row after row.
+        The values stored are those of binding each row (``executemany``), at a fraction
+        of the cost: the driver binds them in one call and SQLite runs the whole
+        statement without Python's lock, while the next one is built."""
         lits = self._literals(blocks)
-        cols = []
-        for name, lit in zip(names, lits, strict=True):
-            if lit is None:
-                v = b.cols.get(name)
-                if v is None or not isinstance(v, (list, np.ndarray)):
-                    yield 0, None  # one value in every row, not written as a literal
-                    return
-                cols.append(v)
-        q = conn.dialect.identifier_preparer.quote
-        head = f"INSERT INTO {q(self.table.name)} ({', '.join(q(k) for k in self.keys)}) "
-        tail = ""
-        if op == "upsert":
-            sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in self.keys
-                             if k not in self.pk)
-            tail = (f" WHERE true ON CONFLICT ({', '.join(q(k) for k in self.pk)}) "
-                    f"DO UPDATE SET {sets}")
-        for lo in range(0, b.n, _PACK_CHUNK):
-            hi = min(lo + _PACK_CHUNK, b.n)
-            got = _pack([c[lo:hi] for c in cols], hi - lo)
-            if got is None:
-                yield lo, None
-                return
-            exprs, params = got
-            it = iter(exprs)
-            values = [next(it) if lit is None else lit for lit in lits]
-            yield lo, (f"{head}SELECT {', '.join(values)} FROM {_ROWS}{tail}",
-                       [_row_keys(hi - lo), *params])
+        if len(blocks) == 1:
+            b = blocks[0]
+            n = b.n
+            cols = [b.cols.get(self.rename.get(k, k))
+                    for k, lit in zip(self.keys, lits, strict=True) if lit is None]
+        else:
+            cols = self._columns(blocks, op == "upsert", skip=lits)
+            n = len(cols[0])
+        for c in cols:
+            if isinstance(c, (list, np.ndarray)) and len(c) != n:
+                raise ValueError(f"a column of {len(c)} values in a block of {n} rows")
+        k = len(cols)
+        per = max(1, min(_BULK_CHUNK, _bind_limit(conn) // k))
+        for lo in range(0, n, per):
+            rows = min(per, n - lo)
+            params: list[Any] = [None] * (rows * k)
+            for j, c in enumerate(cols):
+                if isinstance(c, np.ndarray):
+                    params[j::k] = c[lo:lo + rows].tolist()
+                elif isinstance(c, list):
+                    params[j::k] = c[lo:lo + rows]
+                elif c is not None:
+                    params[j::k] = [c] * rows
+            yield self.values_sql(conn, op, lits, rows), params
 
     def _all_new(self, conn: Connection, cols: list[Any]) -> bool:
         """Whether every key of ``cols`` (many rows, an integer key) is greater than the
@@ -372,17 +378,6 @@ class FastTable:
         finally:
             cur.close()
         return top is None or min(keys) > top
-
-    def _run_inline(self, conn: Connection, op: str, blocks: list[Block],
-                    lits: tuple[str | None, ...]) -> None:
-        """SQLite: ``executemany`` binding only the columns without a literal in ``lits``."""
-        sql = self.sql(conn, op, lits)
-        bound = self._columns(blocks, op == "upsert", lazy=True, skip=lits)
-        cur = conn.connection.cursor()
-        try:
-            cur.executemany(sql, list(zip(*bound, strict=True)))
-        finally:
-            cur.close()
 
     def insert_block(self, conn: Connection, block: Block) -> None:
         self.write_blocks(conn, "insert", [block])
@@ -442,173 +437,19 @@ def _literal(blocks: list[Block], name: str) -> str | None:
     return _sql_literal(first)
 
 
-_ROWS = "json_each(?1) AS r"  # the rows r.key = 0 .. n - 1 of a packed statement
-
-
-def _row_keys(n: int) -> str:
-    """``?1`` of a packed statement: a JSON array of ``n`` items (the cheapest row source
-    SQLite has built in: a recursive CTE costs eight times as much per row)."""
-    return "[" + "0," * (n - 1) + "0]"
-
-
-def _digits(a: np.ndarray, null: np.ndarray | None = None) -> np.ndarray:
-    """Integers (int64 range) as fixed-width ASCII decimal, one row each: a sign byte
-    (``-``, ``0``, or ``N`` where ``null``) then the digits, zero-padded; what SQLite's
-    ``CAST(... AS INTEGER)`` reads back exactly."""
-    a = a.astype(np.int64, copy=False)
-    neg = a < 0
-    u = np.where(neg, -a, a).astype(np.uint64)  # -(-2**63) wraps, and casts to 2**63
-    top = int(u.max())
-    if top < 1 << 32:
-        u = u.astype(np.uint32)
-    width = len(str(top)) + 1
-    out = np.empty((len(a), width), np.uint8)
-    for k in range(width - 1, 0, -1):
-        q = u // 10
-        out[:, k] = u - q * 10
-        u = q
-    out[:, 1:] += 48
-    out[:, 0] = np.where(neg, 45, 48)
-    if null is not None:
-        out[null, 0] = 78
-    return out
-
-
-_FLOAT_DISTINCT = 64  # SQLite: a float column with more distinct values goes bound
-_FLOAT_TEXT: dict[tuple[float, int], bool] = {}  # (value, width): SQLite reads it back?
-_FLOAT_CHECK: list[sqlite3.Connection] = []  # an in-memory database asked once opened
-_FLOAT_LOCK = threading.Lock()
-
-
-def _float_column(v: list[Any] | np.ndarray) -> np.ndarray | None:
-    """A column of a few distinct floats as fixed-width text (``repr``, space-padded),
-    each checked once to be read back by SQLite's ``CAST(... AS REAL)`` as the very
-    double binding it stores; else None (NaN, infinities, -0.0, many values)."""
-    if isinstance(v, np.ndarray):
-        if v.dtype != np.float64:
-            return None
-        a = v
-    else:
-        if set(map(type, v)) != {float}:
-            return None
-        a = np.array(v, np.float64)
-    if not np.isfinite(a).all() or (np.signbit(a) & (a == 0)).any():
-        return None
-    uniq, inv = np.unique(a, return_inverse=True)
-    if len(uniq) > _FLOAT_DISTINCT:
-        return None
-    texts = [repr(x) for x in uniq.tolist()]
-    width = max(map(len, texts))
-    with _FLOAT_LOCK:
-        if len(_FLOAT_TEXT) > 100_000:
-            _FLOAT_TEXT.clear()
-        for x, t in zip(uniq.tolist(), texts, strict=True):
-            ok = _FLOAT_TEXT.get((x, width))
-            if ok is None:
-                if not _FLOAT_CHECK:
-                    _FLOAT_CHECK.append(sqlite3.connect(":memory:", check_same_thread=False))
-                got = _FLOAT_CHECK[0].execute("SELECT CAST(CAST(? AS BLOB) AS REAL)",
-                                              (t.ljust(width),)).fetchone()[0]
-                ok = _FLOAT_TEXT[(x, width)] = type(got) is float and got == x
-            if not ok:
-                return None
-    table = np.array([t.ljust(width).encode("ascii") for t in texts], dtype=f"S{width}")
-    return table[inv.ravel()].view(np.uint8).reshape(len(a), width)
-
-
-def _int_column(v: list[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """A column of integers (None: NULL) as an int64 array and its NULL mask, or None when
-    it holds anything else (or an integer beyond int64)."""
-    if isinstance(v, np.ndarray) and v.dtype.kind in "iu":
-        if v.dtype.kind == "u" and v.size and int(v.max()) >= _INT64[1]:
-            return None
-        return v, None
-    vals = v.tolist() if isinstance(v, np.ndarray) else v
-    kinds = set(map(type, vals))
-    if not kinds <= {int, type(None)} or int not in kinds:
-        return None
-    null = None
-    if type(None) in kinds:
-        null = np.fromiter((x is None for x in vals), np.bool_, len(vals))
-        vals = [0 if x is None else x for x in vals]
-    if min(vals) < _INT64[0] or max(vals) >= _INT64[1]:
-        return None
-    return np.array(vals, np.int64), null
-
-
-def _pack(cols: list[list[Any] | np.ndarray], n: int) -> tuple[list[str], list[Any]] | None:
-    """SQLite: ``n`` rows of ``cols`` (integers, text, NULLs) as parameters of one
-    ``INSERT ... SELECT`` over the rows ``r.key`` of :data:`_ROWS` (``?1``: :func:`_row_keys`),
-    and the SQL expression of each column; None when a column holds anything else
-    (floats, blobs, non-ASCII text).
-
-    ``?2`` packs every row's integers as fixed-width decimal text (:func:`_digits`),
-    ``CAST`` back to the same integers; a text column is one ASCII blob (``?3``...) cut by
-    the offset and length its rows hold in ``?2``: the same values as binding each row
-    stores, but one statement runs through without the GIL (and binds nothing per row)."""
-    fields: list[np.ndarray] = []  # (n, width) digit blocks of ?2, in order
-    exprs: list[tuple[Any, ...]] = []
-    texts: list[bytes] = []
-    for v in cols:
-        if len(v) != n:
-            raise ValueError(f"a column of {len(v)} values in a block of {n} rows")
-        got = _int_column(v)
-        if got is not None:
-            fields.append(_digits(*got))
-            exprs.append(("int", len(fields) - 1, got[1] is not None))
-            continue
-        floats = _float_column(v)
-        if floats is not None:
-            fields.append(floats)
-            exprs.append(("real", len(fields) - 1))
-            continue
-        vals = v.tolist() if isinstance(v, np.ndarray) else v
-        kinds = set(map(type, vals))
-        if not kinds <= {str, type(None)}:
-            return None
-        if type(None) in kinds:
-            vals = [("", None) if x is None else (x, x) for x in vals]
-            lens = np.fromiter((-1 if x is None else len(s) for s, x in vals), np.int64, n)
-            vals = [s for s, _ in vals]
-        else:
-            lens = np.fromiter(map(len, vals), np.int64, n)
-        joined = "".join(vals)
-        if not joined.isascii() or "\x00" in joined:
-            return None
-        texts.append(joined.encode("ascii"))
-        offs = np.cumsum(lens.clip(0)) - lens.clip(0)
-        fields.append(_digits(offs))
-        fields.append(_digits(lens))
-        exprs.append(("text", len(fields) - 2, len(texts) + 2, bool((lens < 0).any())))
-    mat = np.concatenate(fields, axis=1) if fields else np.empty((n, 0), np.uint8)
-    width = mat.shape[1]
-    starts = np.cumsum([0] + [f.shape[1] for f in fields]).tolist()
-
-    def field(j: int, length: int | None = None) -> str:
-        n = fields[j].shape[1] if length is None else length
-        return f"substr(?2, r.key * {width} + {starts[j] + 1}, {n})"
-
-    out = []
-    for e in exprs:
-        if e[0] == "real":
-            sql = f"CAST({field(e[1])} AS REAL)"
-        elif e[0] == "int":
-            sql = f"CAST({field(e[1])} AS INTEGER)"
-            if e[2]:
-                sql = f"CASE WHEN {field(e[1], 1)} = x'4E' THEN NULL ELSE {sql} END"
-        else:
-            off, ln = (f"CAST({field(j)} AS INTEGER)" for j in (e[1], e[1] + 1))
-            sql = f"CAST(substr(?{e[2]}, {off} + 1, {ln}) AS TEXT)"
-            if e[3]:
-                sql = f"CASE WHEN {ln} < 0 THEN NULL ELSE {sql} END"
-        out.append(sql)
-    return out, [mat.tobytes(), *texts]
+def _bind_limit(conn: Connection) -> int:
+    """How many values one SQLite statement may bind on this connection."""
+    try:
+        return int(conn.connection.dbapi_connection.getlimit(
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    except (AttributeError, sqlite3.Error):
+        return 999  # SQLite's limit before 3.32
 
 
 class _Pipe:
     """SQLite: statements run in order on one worker thread, on the caller's connection
-    and in its transaction, while the caller builds the next ones (one ``INSERT ...
-    SELECT`` over packed rows runs without the GIL from start to end). The caller's
+    and in its transaction, while the caller builds the next ones (SQLite runs a
+    multi-row statement without the GIL once the driver has bound its values). The caller's
     thread leaves the connection alone until :meth:`drain` returns. The first error
     skips the statements after it and is raised by ``drain`` or on leaving the ``with``
     block (which waits for the worker: the caller's rollback then undoes all of it).
@@ -674,16 +515,10 @@ class _Pipe:
 
 
 def _wants_pipe(conn: Connection, effects: Effects) -> bool:
-    """SQLite and a block (or events) of at least ``_PACK_ROWS`` rows."""
+    """SQLite and a block (or events) of at least ``_BULK_ROWS`` rows."""
     return conn.dialect.name == "sqlite" and (
-        len(effects.events) >= _PACK_ROWS
-        or any(b.n >= _PACK_ROWS for bl in effects.blocks.values() for b in bl))
-
-
-def _rows_from(b: Block, lo: int) -> Block:
-    """The rows of ``b`` from ``lo`` on."""
-    return Block(b.n - lo, {k: v[lo:] if isinstance(v, (list, np.ndarray)) else v
-                            for k, v in b.cols.items()})
+        len(effects.events) >= _BULK_ROWS
+        or any(b.n >= _BULK_ROWS for bl in effects.blocks.values() for b in bl))
 
 
 def fast_supported(conn: Connection) -> bool:
@@ -761,13 +596,9 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
             for table, fast, op in _BLOCK_WRITES:
                 if effects.blocks.get(table):
                     fast.write_blocks(conn, op, effects.blocks[table], pipe)
-                if table == "postings":
-                    for lo, job in _events_packed(effects.events, seq):
-                        events = False
-                        if job is None:  # the rest bound, after those packed
-                            pipe.drain()
-                            _insert_events(conn, effects.events[lo:], seq)
-                            break
+                if table == "postings" and effects.events:
+                    events = False
+                    for job in _events_bound(effects.events, seq, _bind_limit(conn)):
                         pipe.submit(*job)
             pipe.drain()
     else:
@@ -798,8 +629,10 @@ def _event_json(e: Row) -> str:
 
 _EVENT_COPY = ("COPY events (seq, time_msc, kind, login, request_id, data) FROM STDIN "
                "(FORMAT BINARY)")
-_EVENT_SQL = ("INSERT INTO events (seq, time_msc, kind, login, request_id, data) "
-              "VALUES (?, ?, ?, ?, ?, ?)")
+_EVENT_SQL_HEAD = "INSERT INTO events (seq, time_msc, kind, login, request_id, data) VALUES "
+_EVENT_ROW = "(?, ?, ?, ?, ?, ?)"
+_EVENT_COLUMNS = 6
+_EVENT_SQL = _EVENT_SQL_HEAD + _EVENT_ROW
 
 
 def _event_tuple(e: Row, seq: int) -> tuple[Any, ...]:
@@ -809,23 +642,15 @@ def _event_tuple(e: Row, seq: int) -> tuple[Any, ...]:
             int(rid) if rid else None, _event_json(e))
 
 
-def _events_packed(events: list[Row], seq: int
-                   ) -> Iterator[tuple[int, tuple[str, list[Any]] | None]]:
-    """SQLite, at least ``_PACK_ROWS`` events (else nothing): as :meth:`FastTable.packed`,
-    the events from ``lo`` on in order (their ids)."""
-    if len(events) < _PACK_ROWS:
-        return
-    for lo in range(0, len(events), _PACK_CHUNK):
-        part = events[lo:lo + _PACK_CHUNK]
-        cols = list(zip(*(_event_tuple(e, seq) for e in part), strict=True))
-        got = _pack([list(c) for c in cols[1:]], len(part))
-        if got is None:
-            yield lo, None
-            return
-        exprs, params = got
-        yield lo, (f"INSERT INTO events (seq, time_msc, kind, login, request_id, data) "
-                   f"SELECT {int(seq)}, {', '.join(exprs)} FROM {_ROWS} ORDER BY r.key",
-                   [_row_keys(len(part)), *params])
+def _events_bound(events: list[Row], seq: int, limit: int
+                  ) -> Iterator[tuple[str, list[Any]]]:
+    """SQLite: ``events`` as multi-row statements (as :meth:`FastTable.bound`), in order
+    (their ids); ``limit`` the values a statement may bind."""
+    per = max(1, min(_BULK_CHUNK, limit // _EVENT_COLUMNS))
+    for lo in range(0, len(events), per):
+        part = events[lo:lo + per]
+        params = [v for e in part for v in _event_tuple(e, seq)]
+        yield _EVENT_SQL_HEAD + ", ".join([_EVENT_ROW] * len(part)), params
 
 
 def _insert_events(conn: Connection, events: list[Row], seq: int) -> None:

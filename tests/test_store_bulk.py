@@ -1,6 +1,6 @@
-"""SQLite writes big blocks as one ``INSERT ... SELECT`` over packed columns, on a writer
+"""SQLite writes big blocks as multi-row ``INSERT ... VALUES`` statements, on a writer
 thread inside the batch's transaction: the same rows (values and types) as binding them
-row by row, and a failure anywhere in the batch stores nothing of it."""
+row by row (``executemany``), and a failure anywhere in the batch stores nothing of it."""
 
 from __future__ import annotations
 
@@ -117,17 +117,17 @@ def _batches() -> list[Effects]:
             _batch(1 + N, _orders(np.arange(100 + N // 2, 100 + N // 2 + N), 4))]
 
 
-def test_packed_blocks_store_what_bound_rows_do(tmp_path, monkeypatch) -> None:
+def test_multi_row_statements_store_what_bound_rows_do(tmp_path, monkeypatch) -> None:
     statements = []
     submit = writes._Pipe.submit
     monkeypatch.setattr(writes._Pipe, "submit",
                         lambda self, sql, p: statements.append(sql.split()[2])
                         or submit(self, sql, p))
     got = {}
-    monkeypatch.setattr(writes, "_PACK_CHUNK", 15)  # three statements a table
-    for limit in (10, 10 ** 9):
-        monkeypatch.setattr(writes, "_PACK_ROWS", limit)
-        url = f"sqlite:///{tmp_path / f'packed{limit}.sqlite'}"
+    monkeypatch.setattr(writes, "_BULK_CHUNK", 15)  # three statements a table
+    for limit in (10, 10 ** 9):  # (the second: 40 rows a block, row by row)
+        monkeypatch.setattr(writes, "_BULK_ROWS", limit)
+        url = f"sqlite:///{tmp_path / f'bulk{limit}.sqlite'}"
         _write(url, _batches())
         got[limit] = _dump(url)
     assert statements == [t for t in ("accounts", "orders", "deals", "postings", "events")
@@ -142,38 +142,37 @@ def test_packed_blocks_store_what_bound_rows_do(tmp_path, monkeypatch) -> None:
     assert rows["postings"][0][16:18] == (None, "null")  # NULL comment
 
 
-def test_a_column_that_does_not_pack_is_bound(tmp_path, monkeypatch) -> None:
-    """Text beyond ASCII (or any value packing cannot carry exactly) goes bound."""
-    monkeypatch.setattr(writes, "_PACK_ROWS", 10)
-    deals = _deals(1)
-    deals.cols["comment"] = ["naïve"] * (N - 1) + ["ok"]
-    eff = Effects()
-    eff.add_block("deals", deals)
-    eff.add_block("orders", _orders(np.arange(100, 100 + N), 1))
-    url = f"sqlite:///{tmp_path / 'mixed.sqlite'}"
-    _write(url, [eff])
-    rows = _dump(url)
-    assert [r[32] for r in rows["deals"]] == deals.cols["comment"]
-    assert len(rows["orders"]) == N
-    # rows that do not pack after some that did: the rest bound, after them
-    monkeypatch.setattr(writes, "_PACK_CHUNK", 15)
-    late = _batch(1, _orders(np.arange(100, 100 + N), 1))
-    late.blocks["deals"][0].cols["comment"] = ["ok"] * (N - 1) + ["naïve"]
-    late.events[-5]["kind"] = "stop_out_é"
-    url = f"sqlite:///{tmp_path / 'late.sqlite'}"
-    _write(url, [late])
-    rows = _dump(url)
-    assert [r[32] for r in rows["deals"]] == late.blocks["deals"][0].cols["comment"]
-    assert [(r[0], r[6]) for r in rows["events"]] == [
-        (i + 1, e["kind"]) for i, e in enumerate(late.events)]  # ids in order
-    many = np.arange(3 * writes._FLOAT_DISTINCT) / 7
-    assert writes._pack([many], len(many)) is None  # many distinct floats
-    for odd in (float("nan"), float("inf"), -0.0):
-        assert writes._pack([[1.5, odd, 2.5]], 3) is None
-    assert writes._pack([[1.5, 2, 2.5]], 3) is None  # an int among floats
-    assert writes._pack([["a", b"b", "c"]], 3) is None
-    assert writes._pack([[1, 1 << 63, 2]], 3) is None
-    assert writes._pack([np.array([1, 1 << 63, 2], np.uint64)], 3) is None
+def test_values_of_any_kind_store_as_bound_and_statements_keep_to_the_bind_limit(
+        tmp_path, monkeypatch) -> None:
+    """Text beyond ASCII, quotes, many distinct floats, NaN, -0.0 and the int64 limits
+    store what binding row by row stores; a statement binds no more values than the
+    connection allows (here 100: 8 rows of 12 bound deal columns)."""
+    def batch() -> Effects:
+        eff = _batch(1, _orders(np.arange(100, 100 + N), 1))
+        eff.blocks["deals"][0].cols["comment"] = [f"naïve {k} 'q'" for k in range(N)]
+        acc = eff.blocks["accounts"][0]
+        acc.cols["margin_so_so"] = np.arange(N) / 7
+        acc.cols["margin_so_call"] = np.array([float("nan"), -0.0, 1e308, 5e-324] * (N // 4))
+        eff.events[-5]["kind"] = "stop_out_é"
+        return eff
+
+    sizes = []
+    submit = writes._Pipe.submit
+    monkeypatch.setattr(writes._Pipe, "submit",
+                        lambda self, sql, p: sizes.append((sql.split()[2], len(p)))
+                        or submit(self, sql, p))
+    monkeypatch.setattr(writes, "_bind_limit", lambda conn: 100)
+    got = {}
+    for limit in (10, 10 ** 9):
+        monkeypatch.setattr(writes, "_BULK_ROWS", limit)
+        url = f"sqlite:///{tmp_path / f'kinds{limit}.sqlite'}"
+        _write(url, [batch()])
+        got[limit] = _dump(url)
+    assert got[10] == got[10 ** 9]
+    assert [r[32] for r in got[10]["deals"]] == [f"naïve {k} 'q'" for k in range(N)]
+    assert [r[6] for r in got[10]["events"]][-5] == "stop_out_é"
+    assert max(n for _, n in sizes) <= 100
+    assert [n for t, n in sizes if t == "deals"] == [96] * 5  # 8 rows of 12 values
 
 
 @pytest.mark.parametrize("where", ["worker", "caller"])
@@ -181,7 +180,7 @@ def test_a_failure_mid_batch_stores_nothing_of_it(tmp_path, monkeypatch, where) 
     """The orders' statement ran on the worker, then the batch fails (a deal ticket
     already stored: the worker's statement fails; or a bad column while the caller packs
     the next table): nothing of the batch is stored, and the next batch goes in."""
-    monkeypatch.setattr(writes, "_PACK_ROWS", 10)
+    monkeypatch.setattr(writes, "_BULK_ROWS", 10)
     url = f"sqlite:///{tmp_path / 'fail.sqlite'}"
     _write(url, [_batch(1, _orders(np.arange(100, 100 + N), 1))])
     before = _dump(url)
@@ -205,10 +204,10 @@ def test_a_failure_mid_batch_stores_nothing_of_it(tmp_path, monkeypatch, where) 
     assert len(after["deals"]) == 2 * N and len(after["orders"]) == 2 * N
 
 
-def test_a_connection_kept_to_its_thread_writes_packed_blocks_itself(tmp_path,
+def test_a_connection_kept_to_its_thread_writes_big_blocks_itself(tmp_path,
                                                                     monkeypatch) -> None:
-    """``check_same_thread``: the packed statements run on the caller's thread."""
-    monkeypatch.setattr(writes, "_PACK_ROWS", 10)
+    """``check_same_thread``: the multi-row statements run on the caller's thread."""
+    monkeypatch.setattr(writes, "_BULK_ROWS", 10)
     urls = [f"sqlite:///{tmp_path / 'shared.sqlite'}",
             f"sqlite:///{tmp_path / 'own.sqlite'}?check_same_thread=true"]
     for url in urls:
