@@ -121,7 +121,7 @@ class Engine(CashHandlers, TradeHandlers, AdminHandlers, EngineQueries):
         self.positions.by_sym.ensure_groups(len(self.symbols))
         self.deals = RecordLog(DEAL_COLUMNS)
         self.orders = RecordLog(ORDER_COLUMNS)
-        self.closed_tickets: dict[int, int] = {}  # closed position ticket -> account index
+        self.closed_tickets = history.ClosedTickets()  # closed position ticket -> account
         self.closed_trimmed = 0  # closed_tickets entries trimmed away (trading.history)
         self.history_source: HistorySource | None = None  # old rows, once trimmed: the store
         self.next_order = FIRST_ORDER_TICKET

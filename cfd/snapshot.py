@@ -13,6 +13,7 @@ import numpy as np
 
 from cfd.accounts import group_rules
 from cfd.instruments.spec import SymbolSpec
+from cfd.trading.history import ClosedTickets, TicketIndex
 
 if TYPE_CHECKING:
     from cfd.engine import Engine, EngineConfig
@@ -164,8 +165,7 @@ def take(eng: Engine, copy: bool = True) -> tuple[dict[str, np.ndarray], dict[st
     arrays["deal.comments"] = _strings(eng.deals.comments)
     arrays["order.comments"] = _strings(eng.orders.comments)
     arrays["posting.comments"] = _strings(eng.ledger.comments)
-    arrays["closed_tickets"] = np.array(list(eng.closed_tickets.items()),
-                                        dtype=np.int64).reshape(-1, 2)
+    arrays["closed_tickets"] = np.stack(eng.closed_tickets.arrays(), axis=1)
     # what was trimmed before the window: row counts, digests, the postings' ledger sums
     arrays["history.trimmed"] = np.array([eng.deals.base, eng.orders.base, eng.ledger.base,
                                           eng.closed_trimmed], dtype=np.int64)
@@ -260,11 +260,11 @@ def restore(cls: type[Engine], arrays: dict[str, np.ndarray], meta: dict[str, An
         _load_columns(log.cols, arrays, log_name)
         n = log.cols.size
         log.comments = _unstrings(arrays[f"{log_name}.comments"], n)
-        log.by_ticket = dict(zip(log.cols.ticket[:n].tolist(), range(n), strict=True))
+        log.by_ticket = TicketIndex.of(log.cols.ticket[:n])
     eng.deals.base, eng.deals.digest = int(trimmed[0]), digests[0].copy()
     eng.orders.base, eng.orders.digest = int(trimmed[1]), digests[1].copy()
     closed = arrays["closed_tickets"].reshape(-1, 2)
-    eng.closed_tickets = dict(zip(closed[:, 0].tolist(), closed[:, 1].tolist(), strict=True))
+    eng.closed_tickets = ClosedTickets(closed[:, 0], closed[:, 1])
     eng.closed_trimmed = int(trimmed[3])
     eng.next_order, eng.next_deal = int(meta["next_order"]), int(meta["next_deal"])
     eng.seq, eng.now_msc = int(meta["seq"]), int(meta["now_msc"])

@@ -489,7 +489,8 @@ class CorporateActions:
             getattr(c, k)[i0:i0 + n] = v
         c.size = i0 + n
         dl.comments.extend(comments)
-        dl.by_ticket.update(zip(tickets.tolist(), range(i0, i0 + n), strict=True))
+        if n:
+            dl.by_ticket.add_run(int(tickets[0]), i0, n)
         return tickets, i0
 
     def _post(self, client: np.ndarray, house: np.ndarray, signed: np.ndarray, kind,

@@ -11,6 +11,8 @@ all of history (:func:`rows_digest`). Old rows are then read from the store thro
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
@@ -103,6 +105,138 @@ def order_record(values: tuple, login: int, symbol: str, comment: str) -> dict:
             "comment": comment, "external_id": ""}
 
 
+class TicketIndex:
+    """Ticket -> row of a :class:`RecordLog`: rows appended one at a time in a dict, rows
+    appended in bulk with consecutive tickets (a stop-out's deals and orders) as runs
+    ``(first ticket, first row, rows)`` found by bisection, so a bulk append costs nothing
+    per row. Tickets are unique: a run never overlaps another run or the dict."""
+
+    def __init__(self, items: dict[int, int] | None = None) -> None:
+        self._one: dict[int, int] = {} if items is None else items
+        self._first: list[int] = []  # the runs, by first ticket
+        self._runs: list[tuple[int, int]] = []  # (first row, rows) of each
+
+    @classmethod
+    def of(cls, tickets: np.ndarray) -> TicketIndex:
+        """The index of rows ``0 .. len(tickets) - 1`` holding ``tickets``."""
+        return cls(dict(zip(tickets.tolist(), range(len(tickets)), strict=True)))
+
+    def __len__(self) -> int:
+        return len(self._one) + sum(n for _, n in self._runs)
+
+    def __setitem__(self, ticket: int, row: int) -> None:
+        self._one[ticket] = row
+
+    def add_run(self, first_ticket: int, first_row: int, rows: int) -> None:
+        """Rows ``first_row ..`` hold tickets ``first_ticket ..``, ``rows`` of them."""
+        if rows > 0:
+            k = bisect_right(self._first, first_ticket)
+            self._first.insert(k, first_ticket)
+            self._runs.insert(k, (first_row, rows))
+
+    def get(self, ticket: int, default: int | None = None) -> int | None:
+        row = self._one.get(ticket)
+        if row is not None:
+            return row
+        k = bisect_right(self._first, ticket) - 1
+        if k >= 0:
+            first_row, rows = self._runs[k]
+            if ticket - self._first[k] < rows:
+                return first_row + ticket - self._first[k]
+        return default
+
+    def __getitem__(self, ticket: int) -> int:
+        row = self.get(ticket)
+        if row is None:
+            raise KeyError(ticket)
+        return row
+
+    def __contains__(self, ticket: object) -> bool:
+        return type(ticket) is int and self.get(ticket) is not None
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        """Every ``(ticket, row)``: the single ones, then each run's."""
+        yield from self._one.items()
+        for first, (row, n) in zip(self._first, self._runs, strict=True):
+            yield from zip(range(first, first + n), range(row, row + n), strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TicketIndex) and dict(self.items()) == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class ClosedTickets:
+    """Closed position tickets -> account index, in the order they closed (the oldest are
+    trimmed away, :func:`trim`): closes one at a time in dicts, a bulk close (a stop-out)
+    as its two arrays, looked up by a scan (only a refused request asks: which message it
+    gets), so a bulk close costs nothing per position."""
+
+    def __init__(self, tickets: np.ndarray | None = None, accs: np.ndarray | None = None
+                 ) -> None:
+        self._parts: list[dict[int, int] | tuple[np.ndarray, np.ndarray]] = []
+        if tickets is not None and accs is not None and len(tickets):
+            self.add_many(tickets, accs)
+
+    def __len__(self) -> int:
+        return sum(len(p) if isinstance(p, dict) else len(p[0]) for p in self._parts)
+
+    def __setitem__(self, ticket: int, acc: int) -> None:
+        if not self._parts or not isinstance(self._parts[-1], dict):
+            self._parts.append({})
+        last = self._parts[-1]
+        assert isinstance(last, dict)
+        last[ticket] = acc
+
+    def add_many(self, tickets: np.ndarray, accs: np.ndarray) -> None:
+        """Tickets closed together, in order, with their accounts."""
+        if len(tickets):
+            self._parts.append((np.array(tickets, np.int64), np.array(accs, np.int64)))
+
+    def get(self, ticket: int, default: int | None = None) -> int | None:
+        for part in reversed(self._parts):
+            if isinstance(part, dict):
+                acc = part.get(ticket)
+                if acc is not None:
+                    return acc
+            else:
+                hit = np.flatnonzero(part[0] == ticket)
+                if len(hit):
+                    return int(part[1][hit[-1]])
+        return default
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(tickets, accounts)`` in the order they closed."""
+        ts, accs = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        for part in self._parts:
+            if isinstance(part, dict):
+                ts.append(np.fromiter(part.keys(), np.int64, len(part)))
+                accs.append(np.fromiter(part.values(), np.int64, len(part)))
+            else:
+                ts.append(part[0])
+                accs.append(part[1])
+        return np.concatenate(ts), np.concatenate(accs)
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        t, a = self.arrays()
+        return zip(t.tolist(), a.tolist(), strict=True)
+
+    def trim(self, n: int) -> None:
+        """Forget the ``n`` oldest."""
+        while n > 0 and self._parts:
+            part = self._parts[0]
+            size = len(part) if isinstance(part, dict) else len(part[0])
+            if size <= n:
+                self._parts.pop(0)
+                n -= size
+            elif isinstance(part, dict):
+                self._parts[0] = dict(list(part.items())[n:])
+                n = 0
+            else:
+                self._parts[0] = (part[0][n:].copy(), part[1][n:].copy())
+                n = 0
+
+
 class RecordLog:
     """Append-only records with a comment per row and a ticket -> row index, of which the
     engine holds the most recent window (``len``: the rows held; ``total``: all rows)."""
@@ -111,7 +245,7 @@ class RecordLog:
                  hashed: tuple[str, ...] | None = None) -> None:
         self.cols = Columns(schema, capacity)
         self.comments: list[str] = []
-        self.by_ticket: dict[int, int] = {}
+        self.by_ticket = TicketIndex()
         self.base = 0  # rows trimmed away (the global index of row 0)
         self.digest = np.zeros(2, dtype=np.uint64)  # rows_digest of the trimmed rows
         self.hashed = tuple(schema) if hashed is None else hashed
@@ -141,7 +275,7 @@ class RecordLog:
         trim_columns(c, n)
         del self.comments[:n]
         self.base += n
-        self.by_ticket = dict(zip(c.ticket[: c.size].tolist(), range(c.size), strict=True))
+        self.by_ticket = TicketIndex.of(c.ticket[: c.size])
 
     def append(self, comment: str = "", **fields: int) -> int:
         c = self.cols
@@ -207,8 +341,8 @@ def trim(eng: Engine, durable: HistoryMarks, window: int) -> int:
     closed = eng.closed_tickets
     n = _cut(len(closed), eng.closed_trimmed, durable.closed, window)
     if n:
-        items = list(closed.items())
-        eng.closed_tickets = dict(items[n:])
+        closed.trim(n)
         eng.closed_trimmed += n
         gone += n
+    eng.positions.purge_tickets()  # closed in bulk: their tickets leave the index now
     return gone

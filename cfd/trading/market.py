@@ -221,7 +221,7 @@ def netting_average(v1: int, p1: int, v2: int, p2: int) -> int:
 
 
 def find_position(eng: Engine, acc: int, ticket: int, what: str = "position") -> int:
-    p = eng.positions.by_ticket.get(ticket)
+    p = eng.positions.slot_of(ticket)
     if p is not None and int(eng.positions.cols.acc[p]) == acc:
         return p
     if eng.was_position(acc, ticket):

@@ -45,7 +45,9 @@ class PositionTable:
         self.cols = Columns(POSITION_COLUMNS, capacity)
         self.by_acc = SegmentedIndex(0, capacity)
         self.by_sym = SegmentedIndex(0, capacity)
-        self.by_ticket: dict[int, int] = {}
+        self.by_ticket: dict[int, int] = {}  # ticket -> slot (and the stale, below)
+        self._stale: list[np.ndarray] = []  # tickets closed in bulk, still in by_ticket
+        self._n_stale = 0
         self.free: list[int] = []
         # symbols whose SL/TP bounds (kernels.triggers) must be recomputed
         self.stops_dirty = np.ones(64, dtype=np.bool_)
@@ -59,7 +61,35 @@ class PositionTable:
         self._seg_pool: np.ndarray | None = None  # the pool the copies follow
 
     def __len__(self) -> int:
-        return len(self.by_ticket)
+        return len(self.by_ticket) - self._n_stale
+
+    def slot_of(self, ticket: int) -> int | None:
+        """The slot of the open position ``ticket``, or None."""
+        p = self.by_ticket.get(ticket)
+        if p is None or (self._n_stale and not (self.cols.active[p]
+                                                and self.cols.ticket[p] == ticket)):
+            return None
+        return p
+
+    def forget_tickets(self, tickets: np.ndarray) -> None:
+        """Positions ``tickets``, closed in bulk (their slots freed by the caller), leave
+        the ticket index at the next :meth:`purge_tickets`: until then :meth:`slot_of`
+        checks the slot it finds (freed, or holding a newer position). A stop-out's
+        hundreds of thousands of deletes from a dict of millions of tickets, each a cache
+        miss, then come after its batch is durable, not before."""
+        if len(tickets):
+            self._stale.append(np.array(tickets, np.int64))
+            self._n_stale += len(tickets)
+
+    def purge_tickets(self) -> None:
+        """Delete the tickets :meth:`forget_tickets` left in the index."""
+        if self._stale:
+            pop = self.by_ticket.pop
+            for part in self._stale:
+                for t in part.tolist():
+                    pop(t, None)
+            self._stale.clear()
+            self._n_stale = 0
 
     def _slot(self) -> int:
         if self.free:

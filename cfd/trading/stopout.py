@@ -364,7 +364,7 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
                   commission=deal_col(-comm, 0), swap=deal_col(pc.swap[slot], 0),
                   profit=deal_col(profit, need[comp]), fee=deal_col(-fee, 0))
     dl.comments.extend(deal_comments)
-    dl.by_ticket.update(zip(deal_ticket.tolist(), range(i_d, i_d + n_deals), strict=True))
+    dl.by_ticket.add_run(d0, i_d, n_deals)
     ol = eng.orders
     i_o = _append(ol.cols, n_close, ticket=order_ticket, acc=acc_c, sym=sym_c,
                   time_setup_msc=t, time_done_msc=t, time_expiration=0, type=side, type_time=0,
@@ -373,7 +373,7 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
                   volume_current=0, price_open=price, sl=0, tp=0, price_current=price,
                   price_stoplimit=0)
     ol.comments.extend(comments)
-    ol.by_ticket.update(zip(order_ticket.tolist(), range(i_o, i_o + n_close), strict=True))
+    ol.by_ticket.add_run(o0, i_o, n_close)
     # postings: per close deal (profit, commission, fee), per compensation deal (fund, broker)
     client_c = client_ledger(0) + 2 * acc_c
     client_a = (client_ledger(0) + 2 * accs[comp]).astype(np.int64)
@@ -430,11 +430,9 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
     pc.volume[slot] = 0
     pos = eng.positions
     pos.touch_symbols(sym_c)
-    tl = tickets.tolist()
-    for tk in tl:
-        del pos.by_ticket[tk]
+    pos.forget_tickets(tickets)
     pos.free.extend(slot.tolist())
-    eng.closed_tickets.update(zip(tl, acc_c.tolist(), strict=True))
+    eng.closed_tickets.add_many(tickets, acc_c)
     # the accounts as the engine re-derives them
     ac.profit[accs] = out.acc_profit[which]
     ac.margin[accs] = out.acc_margin[which]
