@@ -76,7 +76,11 @@ class PositionTable:
         the ticket index at the next :meth:`purge_tickets`: until then :meth:`slot_of`
         checks the slot it finds (freed, or holding a newer position). A stop-out's
         hundreds of thousands of deletes from a dict of millions of tickets, each a cache
-        miss, then come after its batch is durable, not before."""
+        miss, then come after its batch is durable, not before. (Without history trims,
+        an engine with no store, the stale tickets go here once they outnumber the open
+        positions.)"""
+        if self._n_stale > max(len(self), 1 << 16):
+            self.purge_tickets()
         if len(tickets):
             self._stale.append(np.array(tickets, np.int64))
             self._n_stale += len(tickets)
