@@ -29,7 +29,9 @@ class Columns:
         while cap < n:
             cap *= 2
         for name, dtype in self._schema.items():
-            new = np.full(cap, self._fill.get(name, 0), dtype=dtype)
+            fill = self._fill.get(name, 0)
+            # zeros: the new rows' pages stay unmapped until rows are written there
+            new = np.zeros(cap, dtype=dtype) if fill == 0 else np.full(cap, fill, dtype=dtype)
             new[: self.capacity] = getattr(self, name)
             setattr(self, name, new)
         self.capacity = cap

@@ -278,13 +278,13 @@ def _put_fixed2(x, buf, row, pos):
     return pos + 3
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def format_so_comments(level, equity, margin, out_buf, out_ok):
     """``f"so: {level:.2f}%/{equity:.2f}/{margin:.2f}"`` into rows of ``out_buf`` (uint8,
     zero-filled; the caller cuts to the comment width); ``out_ok[i]`` False when a value
     is out of range (the caller formats that row in Python)."""
     w = out_buf.shape[1]
-    for i in range(len(level)):
+    for i in nb.prange(len(level)):  # (rows apart: in parallel)
         out_buf[i, 0] = 115  # 's'
         out_buf[i, 1] = 111  # 'o'
         out_buf[i, 2] = 58  # ':'

@@ -276,7 +276,7 @@ def so_comments(level: np.ndarray, equity: np.ndarray, margin: np.ndarray) -> li
     ok = np.zeros(n, np.bool_)
     K.format_so_comments(level, equity, margin, buf, ok)
     out = np.ascontiguousarray(buf[:, :COMMENT_WIDTH]).view(f"S{COMMENT_WIDTH}").ravel()
-    texts = out.astype(f"U{COMMENT_WIDTH}").tolist()
+    texts = [b.decode("ascii") for b in out.tolist()]  # (numpy's bytes: NULs cut)
     for i in np.nonzero(~ok)[0].tolist():
         texts[i] = so_comment(float(level[i]), float(equity[i]), float(margin[i]))
     return texts
@@ -439,21 +439,18 @@ def bulk_close(eng: Engine, out: SweepOut, which: np.ndarray) -> Booked:
     ac.margin_maint[accs] = out.acc_maint[which]
     # events
     first_row = out.base[which]
-    events = []
-    logins = ac.login[accs].tolist()
-    for lg, k, lv, eq, mg, left, nd, ow in zip(logins, n.tolist(),
-                                               out.level[first_row].tolist(),
-                                               out.equity[first_row].tolist(),
-                                               out.margin[first_row].tolist(),
-                                               out.left[which].tolist(), need.tolist(),
-                                               owed.tolist(), strict=True):
-        ev = {"kind": "stop_out", "login": lg, "time_msc": t, "positions_closed": k,
-              "margin_level": lv, "equity": eq, "margin": mg, "remaining": left}
-        if nd:
-            ev["compensation"] = nd
-        elif ow:
-            ev["debt"] = ow
-        events.append(ev)
+    events = [{"kind": "stop_out", "login": lg, "time_msc": t, "positions_closed": k,
+               "margin_level": lv, "equity": eq, "margin": mg, "remaining": left}
+              for lg, k, lv, eq, mg, left in zip(ac.login[accs].tolist(), n.tolist(),
+                                                 out.level[first_row].tolist(),
+                                                 out.equity[first_row].tolist(),
+                                                 out.margin[first_row].tolist(),
+                                                 out.left[which].tolist(), strict=True)]
+    for i in np.flatnonzero(need | owed).tolist():  # (few: accounts left below zero)
+        if need[i]:
+            events[i]["compensation"] = int(need[i])
+        else:
+            events[i]["debt"] = int(owed[i])
     return Booked((i_d, i_d + n_deals), (i_o, i_o + n_close), (i_p, i_p + n_post),
                   tickets, accs, events)
 
