@@ -213,3 +213,27 @@ def test_a_connection_kept_to_its_thread_writes_big_blocks_itself(tmp_path,
     for url in urls:
         _write(url, _batches())
     assert _dump(urls[0]) == _dump(urls[1])
+
+
+def test_many_rows_given_one_by_one_store_as_bound(tmp_path, monkeypatch) -> None:
+    """A batch's rows given as dicts (the order path), many of them: multi-row statements
+    store what binding each row stores, and an order upserted twice keeps its last row."""
+    def batch(first: int, orders: Block) -> Effects:
+        eff = Effects()
+        eff.orders = {r["ticket"]: r for r in orders.rows()}
+        eff.deals = list(_deals(first).rows())
+        eff.postings = list(_postings(first).rows())
+        eff.accounts = {r["login"]: r for r in _accounts().rows()}
+        eff.events.extend(_events())
+        return eff
+
+    got = {}
+    for limit in (10, 10 ** 9):
+        monkeypatch.setattr(writes, "_INLINE_ROWS", limit)
+        url = f"sqlite:///{tmp_path / f'dicts{limit}.sqlite'}"
+        _write(url, [batch(1, _orders(np.arange(100, 100 + N), 1)),
+                     batch(1 + N, _orders(np.arange(100 + N // 2, 100 + N // 2 + N), 4))])
+        got[limit] = _dump(url)
+    assert got[10] == got[10 ** 9]
+    assert len(got[10]["orders"]) == N + N // 2 and len(got[10]["events"]) == 2 * N
+    assert {r[18] for r in got[10]["orders"][N // 2:N]} == {4}  # updated: state FILLED

@@ -8,7 +8,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from itertools import repeat
+from itertools import chain, repeat
 from json import encoder as _json_encoder
 from operator import itemgetter
 from typing import Any
@@ -217,7 +217,13 @@ class FastTable:
         sql = self.sql(conn, op)
         cur = conn.connection.cursor()
         try:
-            if conn.dialect.name != "postgresql":
+            if conn.dialect.name != "postgresql" and len(params) >= _INLINE_ROWS:
+                per = max(1, min(_BULK_CHUNK, _bind_limit(conn) // len(self.keys)))
+                for lo in range(0, len(params), per):  # multi-row statements (bound)
+                    part = params[lo:lo + per]
+                    cur.execute(self.values_sql(conn, op, None, len(part)),
+                                list(chain.from_iterable(part)))
+            elif conn.dialect.name != "postgresql":
                 cur.executemany(sql, params)
             elif op == "insert":
                 with cur.copy(sql) as copy:
@@ -654,7 +660,8 @@ def _events_bound(events: list[Row], seq: int, limit: int
 
 
 def _insert_events(conn: Connection, events: list[Row], seq: int) -> None:
-    """``events`` bound row by row (the fast drivers)."""
+    """``events`` bound (the fast drivers): PostgreSQL by COPY, SQLite row by row or, for
+    many, in multi-row statements."""
     rows = (_event_tuple(e, seq) for e in events)
     cur = conn.connection.cursor()
     try:
@@ -663,6 +670,9 @@ def _insert_events(conn: Connection, events: list[Row], seq: int) -> None:
                 copy.set_types(["int8", "int8", "text", "int8", "int8", "text"])
                 for row in rows:
                     copy.write_row(row)
+        elif len(events) >= _INLINE_ROWS:
+            for sql, params in _events_bound(events, seq, _bind_limit(conn)):
+                cur.execute(sql, params)
         else:
             cur.executemany(_EVENT_SQL, list(rows))
     finally:
