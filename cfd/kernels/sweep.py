@@ -210,15 +210,22 @@ def detect(accs, force, minor_scale, acc_cnt, acc_balance, acc_credit, acc_profi
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def remove_positions(slots, pos_acc, pos_sym, acc_place, sym_place, acc_off, acc_cnt,
                      acc_pool, sym_off, sym_cnt, sym_pool):
     """Remove closed positions from the by-account and by-symbol indices, in order, exactly
-    as ``PositionTable.close`` does one at a time (the last item moves into the hole)."""
-    for j in range(len(slots)):
-        p = slots[j]
-        _swap_remove(acc_pool, acc_off, acc_cnt, acc_place, pos_acc[p], acc_place[p])
-        _swap_remove(sym_pool, sym_off, sym_cnt, sym_place, pos_sym[p], sym_place[p])
+    as ``PositionTable.close`` does one at a time (the last item moves into the hole).
+    A removal touches only its own account's (or symbol's) segment and places, so the
+    by-account index and the even and odd symbols' segments are three independent walks,
+    in parallel (each still in order): the by-symbol ones are cache misses at random
+    places of the book."""
+    for part in nb.prange(3):
+        for j in range(len(slots)):
+            p = slots[j]
+            if part == 0:
+                _swap_remove(acc_pool, acc_off, acc_cnt, acc_place, pos_acc[p], acc_place[p])
+            elif pos_sym[p] % 2 == part - 1:
+                _swap_remove(sym_pool, sym_off, sym_cnt, sym_place, pos_sym[p], sym_place[p])
 
 
 @nb.njit(cache=True, inline="always")
