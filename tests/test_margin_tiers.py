@@ -282,6 +282,41 @@ def test_an_account_with_more_tiered_symbols_than_the_work_table_holds() -> None
     assert (out[0][0], out[1][0], out[2][0]) == (ppr[0][0], ppr[1][0], ppr[2][0])
 
 
+@pytest.mark.parametrize("positions", [63, 64, 65, 150])
+def test_an_account_about_one_word_of_marks_long_equals_the_reference(positions) -> None:
+    """An account's tiered positions are marked in one 64-bit word; an account of more
+    positions than that is summed per symbol. Either side of the edge, the full recompute
+    and the per-account recompute give the references' figures to the bit."""
+    from cfd.kernels.account import LISTED
+
+    eng = build(BookSpec(positions=positions, accounts=1, symbols=400, seed=11,
+                         hedging_frac=1.0, esma_frac=0.0, tiered_frac=0.5))
+    slots = eng.positions.of_account(0)
+    assert len(slots) == positions and (positions > LISTED) == (positions in (65, 150))
+    # distinct symbols, untiered at the first position and tiered at the 65th (the bit a
+    # word of marks would share with the first), alternating elsewhere
+    tier_n = eng.symbols.tiers()[0]
+    tiered = [s for s in range(400) if tier_n[s]]
+    plain = [s for s in range(400) if not tier_n[s]]
+    for k, p in enumerate(slots):
+        use = tiered if k == LISTED or k % 2 else plain
+        eng.positions.cols.sym[p] = use.pop()
+    a = kernel_args(eng)
+    out = (np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, np.int8))
+    recompute_detect(**a, out_profit=out[0], out_margin=out[1], out_margin_maint=out[2],
+                     out_state=out[3])
+    sc = eng.symbols.cols
+    one = recompute_account(0, a["acc_off"], a["acc_cnt"], a["pool"], a["pos_sym"],
+                            a["pos_vol"], a["pos_price"], sc.bid, sc.ask, sc.k_profit,
+                            sc.k_margin, sc.k_margin_maint, sc.calc_mode, a["tiers"],
+                            int(a["acc_lev"][0]))
+    a.pop("n_acc")
+    ppr = R.recompute_detect_python([0], **a)
+    want = (ppr[0][0], ppr[1][0], ppr[2][0])
+    assert (out[0][0], out[1][0], out[2][0]) == want
+    assert one == want
+
+
 def test_the_work_table_is_left_free_for_the_next_account() -> None:
     from cfd.kernels.account import GROUPS, account_sums, pack_symbols, scratch
 

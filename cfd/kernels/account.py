@@ -27,6 +27,7 @@ and added after them.
 import numba as nb
 import numpy as np
 from numba import types
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
 from cfd.kernels.formulas import CALC_CFDLEVERAGE, CALC_EXCH_STOCKS
@@ -211,7 +212,10 @@ def factor(syms, tiers, tier, x):
     """:func:`tier_factor` of the schedule at ``tier`` (:func:`sym_row`) for a measure
     ``x``: from the rows of :func:`pack_schedules` in a packed table (its first four floors
     read without a test), else from the tier table of ``tiers``."""
-    return tier_factor_at(tiers[2], tier, x)
+    if isinstance(syms, tuple):
+        return tier_factor_at(tiers[2], tier, x)
+    c = int(tier)
+    return tier_factor(syms, c >> 7, c & (TIER_ROWS - 1), x)
 
 
 @overload(factor)
@@ -233,21 +237,37 @@ def _factor_nb(syms, tiers, tier, x):
     return columns
 
 
-#: Work rows of :func:`account_sums` (:func:`scratch`): the list of an account's tiered
-#: positions (rows ``GROUPS ..``), and a small open-addressed table of its tiered symbols
-#: (rows ``.. GROUPS``, a power of two) for an account holding a tiered symbol twice; past
-#: the list's length or half the table, :func:`_tiered_slow`.
+#: Work rows of :func:`account_sums` (:func:`scratch`): a small open-addressed table of an
+#: account's tiered symbols (a power of two) for an account holding a tiered symbol twice
+#: or holding more than :data:`LISTED` positions; past half the table, :func:`_tiered_slow`.
 GROUPS = 64
+
+
+#: Positions of an account whose tiered ones :func:`account_sums` marks in one 64-bit word
+#: (bit ``k`` for the account's ``k``-th position); a longer account is summed per symbol
+#: (:func:`_tiered_grouped`).
+LISTED = 64
+
+
+def low_bit(x):
+    """The index of the lowest set bit of ``x`` (an unsigned integer, not 0)."""
+    x = int(x)
+    return (x & -x).bit_length() - 1
+
+
+@overload(low_bit)
+def _low_bit_nb(x):
+    def count(x):
+        return trailing_zeros(x)
+    return count
 
 
 @nb.njit(cache=True)
 def scratch():
     """The work rows of :func:`account_sums` (one per thread or per chunk of accounts):
     ``GROUPS`` rows of the table, per tiered symbol ``(symbol, margin, maintenance margin,
-    aggregate, row of the k-th symbol)``, symbol -1: free (left free again by each call);
-    then ``GROUPS`` rows of the list, per tiered position ``(symbol, margin, maintenance
-    margin, measure, tier)``."""
-    w = np.zeros((2 * GROUPS, 6))
+    aggregate, row of the k-th symbol)``, symbol -1: free (left free again by each call)."""
+    w = np.zeros((GROUPS, 5))
     w[:GROUPS, 0] = -1.0
     return w
 
@@ -261,17 +281,18 @@ def account_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     which follows the price) and the signed notional ``sum(close * volume * k_profit)``.
 
     One pass without a branch on the symbol: an untiered position's margins are added (a
-    tiered one's times 0.0, which adds nothing), and every position is written to the list
-    rows of ``work`` (:func:`scratch`), the next row taken only by a tiered one. Each listed
-    position is then taken as its symbol's aggregate and scaled by its bracket's factor
-    (:func:`factor`), while a 64-bit mask of the listed symbols (by ``symbol % 64``) tells
-    whether one may be held twice; if one is (checked exactly when the mask says maybe),
-    the account is summed again with the tiered positions summed per symbol first
-    (:func:`_tiered_grouped`). Either way the
-    aggregates are added after the untiered positions, in the order of their first
+    tiered one's times 0.0, which adds nothing), and a tiered one sets the bit of its index
+    in the account in a 64-bit word (no store per position). The positions of the set bits
+    are then read again, lowest first (the account's order), each taken as its symbol's
+    aggregate and scaled by its bracket's factor (:func:`factor`), while a 64-bit mask of
+    their symbols (by ``symbol % 64``) tells whether one may be held twice; if one is
+    (checked exactly when the mask says maybe), or the account holds more than
+    :data:`LISTED` positions, it is summed again with the tiered positions summed per symbol
+    first in the rows of ``work`` (:func:`scratch`, :func:`_tiered_grouped`). Either way
+    the aggregates are added after the untiered positions, in the order of their first
     position. The callers that need fewer figures drop the rest (inlined, the compiler
     removes the unused sums). A book without tiers (an empty tier table) takes the loop
-    without the list (:func:`_untiered_sums`), the same sums. ``lev_any`` False when no
+    without the marks (:func:`_untiered_sums`), the same sums. ``lev_any`` False when no
     symbol is CFDLEVERAGE (:func:`uses_leverage`): the loops without the leverage's
     division (:func:`position_margins`), the same sums."""
     if tiers[2][0, 1] == 0.0:
@@ -297,50 +318,51 @@ def _tiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lever
     at_market = 0.0
     delta = 0.0
     lev = float(leverage)
-    nt = 0
-    last = GROUPS + GROUPS - 1
-    for k in range(start, start + n):
-        p = np.uintp(pool[np.uintp(k)])
+    listed = np.uint64(0)
+    for k in range(n):
+        p = np.uintp(pool[np.uintp(start + k)])
         s = np.uintp(pos_sym[p])
         v = pos_vol[p]
-        close, kp, km, kmm, mode, tier, kx = sym_row(syms, tiers, s, v)
+        close, kp, km, kmm, mode, tier, _ = sym_row(syms, tiers, s, v)
         fv = float(v)
         po = float(pos_price[p])
         profit += (close - po) * fv * kp
         delta += close * fv * kp
-        m, mm, base_m = position_margins(fv, po, close, km, kmm, mode, lev, lev_any)
+        m, mm, _ = position_margins(fv, po, close, km, kmm, mode, lev, lev_any)
         t = tier > 0.0  # (a place is never negative: the plainer test)
         u = 0.0 if t else 1.0
         margin += m * u
         maint += mm * u
         if mode == CALC_EXCH_STOCKS:
             at_market += m * u
-        r = np.uintp(min(GROUPS + nt, last))
-        work[r, 0] = s
-        work[r, 1] = m
-        work[r, 2] = mm
-        work[r, 3] = abs(fv) if kx == 0.0 else base_m * kx
-        work[r, 4] = tier
-        nt += np.intp(t)
-    if nt == 0:
+        listed |= np.uint64(t) << np.uint64(k & (LISTED - 1))
+    if listed == 0 and n <= LISTED:
         return profit, margin, maint, at_market, delta
-    if nt <= GROUPS:
+    if n <= LISTED:
         seen = np.uint64(0)
         twice = np.uint64(0)
-        for i in range(GROUPS, GROUPS + nt):
-            r = np.uintp(i)
-            s = np.uintp(np.intp(work[r, 0]))
+        rest = listed
+        while rest != 0:
+            k = low_bit(rest)
+            rest &= rest - np.uint64(1)
+            p = np.uintp(pool[np.uintp(start + k)])
+            s = np.uintp(pos_sym[p])
+            v = pos_vol[p]
             bit = np.uint64(1) << (s & np.uint64(63))
             twice |= seen & bit
             seen |= bit
-            x = work[r, 3]
+            close, _, km, kmm, mode, tier, kx = sym_row(syms, tiers, s, v)
+            fv = float(v)
+            m, mm, base_m = position_margins(fv, float(pos_price[p]), close, km, kmm, mode,
+                                             lev, lev_any)
+            x = abs(fv) if kx == 0.0 else base_m * kx
             if x > 0.0:
-                f = factor(syms, tiers, work[r, 4], x)
-                margin += work[r, 1] * f
-                maint += work[r, 2] * f
-                if sym_row(syms, tiers, s, 1)[4] == CALC_EXCH_STOCKS:
-                    at_market += work[r, 1] * f
-        if twice == 0 or _distinct(work, nt):
+                f = factor(syms, tiers, tier, x)
+                margin += m * f
+                maint += mm * f
+                if mode == CALC_EXCH_STOCKS:
+                    at_market += m * f
+        if twice == 0 or _distinct(pool, start, pos_sym, listed):
             return profit, margin, maint, at_market, delta
     # (the figures summed again from the start: the loop's own sums flow only to the
     # return above, so a caller that drops one has it left out of the loop)
@@ -377,11 +399,19 @@ def _untiered_sums(pool, start, n, pos_sym, pos_vol, pos_price, syms, tiers, lev
 
 
 @nb.njit(cache=True)
-def _distinct(work, nt):
-    """Whether the ``nt`` listed positions of :func:`account_sums` are of distinct symbols."""
-    for i in range(GROUPS + 1, GROUPS + nt):
-        for j in range(GROUPS, i):
-            if work[i, 0] == work[j, 0]:
+def _distinct(pool, start, pos_sym, listed):
+    """Whether the positions ``pool[start + k]`` for the bits ``k`` of ``listed`` are of
+    distinct symbols."""
+    rest = listed
+    while rest != 0:
+        k = low_bit(rest)
+        rest &= rest - np.uint64(1)
+        s = pos_sym[pool[start + k]]
+        later = rest
+        while later != 0:
+            j = low_bit(later)
+            later &= later - np.uint64(1)
+            if pos_sym[pool[start + j]] == s:
                 return False
     return True
 
