@@ -16,14 +16,16 @@ from tests.test_stopout_kernel import Twin
 def test_a_ticket_index_finds_single_rows_and_runs() -> None:
     ix = TicketIndex()
     ix[3] = 0
-    ix.add_run(100, 1, 5)  # tickets 100..104 in rows 1..5
-    ix[7] = 6
-    ix.add_run(10, 7, 3)  # an earlier run of tickets added later (a pending order's fill)
-    ix.add_run(50, 10, 0)  # nothing
-    want = {3: 0, 7: 6, **{100 + k: 1 + k for k in range(5)},
-            **{10 + k: 7 + k for k in range(3)}}
+    ix.add_run(1000, 1, 100)  # tickets 1000..1099 in rows 1..100
+    ix[7] = 101
+    ix.add_run(500, 102, 70)  # an earlier run of tickets added later
+    ix.add_run(300, 172, 5)  # a short one (into the dict)
+    ix.add_run(50, 177, 0)  # nothing
+    want = {3: 0, 7: 101, **{1000 + k: 1 + k for k in range(100)},
+            **{500 + k: 102 + k for k in range(70)}, **{300 + k: 172 + k for k in range(5)}}
     assert dict(ix.items()) == want and len(ix) == len(want)
-    for t in range(-2, 120):
+    assert len(ix._runs) == 2  # the long ones
+    for t in range(-2, 1200):
         assert ix.get(t) == want.get(t), t
         assert (t in ix) == (t in want)
     with pytest.raises(KeyError):
@@ -36,6 +38,7 @@ def test_closed_tickets_keep_their_order_through_bulk_closes_and_trims() -> None
     rng = np.random.default_rng(7)
     ref: list[tuple[int, int]] = []  # (ticket, account) in the order they closed
     closed = ClosedTickets()
+    saw_arrays = False
     ticket = 1
     for _ in range(300):
         r = rng.random()
@@ -44,21 +47,23 @@ def test_closed_tickets_keep_their_order_through_bulk_closes_and_trims() -> None
             ref.append((ticket, closed.get(ticket)))
             ticket += 1
         elif r < 0.75:
-            n = int(rng.integers(0, 6))
+            n = int(rng.choice([0, 1, 3, 5, 64, 70]))  # a few: into the dict; else arrays
             ts = ticket + rng.permutation(n)  # a stop-out closes in account order
             accs = rng.integers(0, 9, n)
             closed.add_many(ts, accs)
             ref.extend(zip(ts.tolist(), accs.tolist(), strict=True))
             ticket += n
         else:
-            n = int(rng.integers(0, 4))
+            n = int(rng.choice([0, 1, 3, 40, 100]))
             closed.trim(n)
             del ref[:n]
         assert len(closed) == len(ref)
         assert list(closed.items()) == ref
+        saw_arrays |= any(isinstance(p, tuple) for p in closed._parts)
         held = dict(ref)
         for t in rng.integers(0, ticket + 2, 5).tolist():
             assert closed.get(t) == held.get(t)
+    assert saw_arrays  # bulk closes were held as arrays, not only in dicts
     t, a = closed.arrays()
     again = ClosedTickets(t, a)
     assert list(again.items()) == ref

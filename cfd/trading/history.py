@@ -105,6 +105,9 @@ def order_record(values: tuple, login: int, symbol: str, comment: str) -> dict:
             "comment": comment, "external_id": ""}
 
 
+_BULK = 64  # a bulk append or close this long is kept whole (a run, two arrays)
+
+
 class TicketIndex:
     """Ticket -> row of a :class:`RecordLog`: rows appended one at a time in a dict, rows
     appended in bulk with consecutive tickets (a stop-out's deals and orders) as runs
@@ -128,8 +131,12 @@ class TicketIndex:
         self._one[ticket] = row
 
     def add_run(self, first_ticket: int, first_row: int, rows: int) -> None:
-        """Rows ``first_row ..`` hold tickets ``first_ticket ..``, ``rows`` of them."""
-        if rows > 0:
+        """Rows ``first_row ..`` hold tickets ``first_ticket ..``, ``rows`` of them (a
+        short run goes into the dict: the runs stay few)."""
+        if 0 < rows < _BULK:
+            self._one.update(zip(range(first_ticket, first_ticket + rows),
+                                 range(first_row, first_row + rows), strict=True))
+        elif rows > 0:
             k = bisect_right(self._first, first_ticket)
             self._first.insert(k, first_ticket)
             self._runs.insert(k, (first_row, rows))
@@ -175,23 +182,35 @@ class ClosedTickets:
     def __init__(self, tickets: np.ndarray | None = None, accs: np.ndarray | None = None
                  ) -> None:
         self._parts: list[dict[int, int] | tuple[np.ndarray, np.ndarray]] = []
+        self._n = 0
         if tickets is not None and accs is not None and len(tickets):
             self.add_many(tickets, accs)
 
     def __len__(self) -> int:
-        return sum(len(p) if isinstance(p, dict) else len(p[0]) for p in self._parts)
+        return self._n
+
+    def _last_dict(self) -> dict[int, int]:
+        last = self._parts[-1] if self._parts else None
+        if not isinstance(last, dict):
+            last = {}
+            self._parts.append(last)
+        return last
 
     def __setitem__(self, ticket: int, acc: int) -> None:
-        if not self._parts or not isinstance(self._parts[-1], dict):
-            self._parts.append({})
-        last = self._parts[-1]
-        assert isinstance(last, dict)
+        last = self._last_dict()
+        self._n += ticket not in last
         last[ticket] = acc
 
     def add_many(self, tickets: np.ndarray, accs: np.ndarray) -> None:
-        """Tickets closed together, in order, with their accounts."""
-        if len(tickets):
+        """Tickets closed together, in order, with their accounts (a few go into the
+        dict: the parts stay few)."""
+        if len(tickets) >= _BULK:
             self._parts.append((np.array(tickets, np.int64), np.array(accs, np.int64)))
+            self._n += len(tickets)
+        else:
+            for t, a in zip(np.asarray(tickets).tolist(), np.asarray(accs).tolist(),
+                            strict=True):
+                self[t] = a
 
     def get(self, ticket: int, default: int | None = None) -> int | None:
         for part in reversed(self._parts):
@@ -228,13 +247,15 @@ class ClosedTickets:
             size = len(part) if isinstance(part, dict) else len(part[0])
             if size <= n:
                 self._parts.pop(0)
-                n -= size
+                cut = size
             elif isinstance(part, dict):
                 self._parts[0] = dict(list(part.items())[n:])
-                n = 0
+                cut = n
             else:
                 self._parts[0] = (part[0][n:].copy(), part[1][n:].copy())
-                n = 0
+                cut = n
+            n -= cut
+            self._n -= cut
 
 
 class RecordLog:
