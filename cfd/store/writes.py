@@ -3,6 +3,7 @@ inside the caller's transaction)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import sqlite3
@@ -218,11 +219,10 @@ class FastTable:
         cur = conn.connection.cursor()
         try:
             if conn.dialect.name != "postgresql" and len(params) >= _INLINE_ROWS:
-                per = max(1, min(_BULK_CHUNK, _bind_limit(conn) // len(self.keys)))
-                for lo in range(0, len(params), per):  # multi-row statements (bound)
-                    part = params[lo:lo + per]
-                    cur.execute(self.values_sql(conn, op, None, len(part)),
-                                list(chain.from_iterable(part)))
+                for stmt in _row_statements(  # multi-row statements (bound)
+                        params, _rows_per_statement(conn, len(self.keys)),
+                        lambda n: self.values_sql(conn, op, None, n)):
+                    cur.execute(*stmt)
             elif conn.dialect.name != "postgresql":
                 cur.executemany(sql, params)
             elif op == "insert":
@@ -311,8 +311,8 @@ class FastTable:
                 return
             cur = conn.connection.cursor()
             try:
-                for sql, params in self.bound(conn, op, blocks):
-                    cur.execute(sql, params)
+                for job in self.bound(conn, op, blocks):
+                    cur.execute(*job)
             finally:
                 cur.close()
             return
@@ -354,7 +354,7 @@ class FastTable:
             if isinstance(c, (list, np.ndarray)) and len(c) != n:
                 raise ValueError(f"a column of {len(c)} values in a block of {n} rows")
         k = len(cols)
-        per = max(1, min(_BULK_CHUNK, _bind_limit(conn) // k))
+        per = _rows_per_statement(conn, k)
         for lo in range(0, n, per):
             rows = min(per, n - lo)
             params: list[Any] = [None] * (rows * k)
@@ -452,13 +452,27 @@ def _bind_limit(conn: Connection) -> int:
         return 999  # SQLite's limit before 3.32
 
 
+def _rows_per_statement(conn: Connection, values_per_row: int) -> int:
+    """SQLite: the rows of one multi-row statement: ``_BULK_CHUNK``, or fewer when their
+    values would pass :func:`_bind_limit`."""
+    return max(1, min(_BULK_CHUNK, _bind_limit(conn) // values_per_row))
+
+
+def _row_statements(rows: list[tuple[Any, ...]], per: int, sql: Callable[[int], str]
+                    ) -> Iterator[tuple[str, list[Any]]]:
+    """Row tuples as ``(sql(n), values)`` of ``per`` rows at most each."""
+    for lo in range(0, len(rows), per):
+        part = rows[lo:lo + per]
+        yield sql(len(part)), list(chain.from_iterable(part))
+
+
 class _Pipe:
     """SQLite: statements run in order on one worker thread, on the caller's connection
     and in its transaction, while the caller builds the next ones (SQLite runs a
     multi-row statement without the GIL once the driver has bound its values). The caller's
-    thread leaves the connection alone until :meth:`drain` returns. The first error
-    skips the statements after it and is raised by ``drain`` or on leaving the ``with``
-    block (which waits for the worker: the caller's rollback then undoes all of it).
+    thread leaves the connection alone until it leaves the ``with`` block, which waits for
+    the worker. The first error skips the statements after it and is raised by the next
+    :meth:`submit` or on leaving the block (the caller's rollback then undoes all of it).
     A connection that refuses other threads (``check_same_thread``) runs each statement
     at once on the caller's thread."""
 
@@ -480,17 +494,12 @@ class _Pipe:
             return
         finally:
             probed.set()
-        while True:
-            job = self._jobs.get()
+        while (job := self._jobs.get()) is not None:
             try:
-                if job is None:
-                    return
                 if self._error is None:
                     self._cur.execute(*job)
             except BaseException as e:  # noqa: BLE001 - raised on the caller's thread
                 self._error = e
-            finally:
-                self._jobs.task_done()
 
     def submit(self, sql: str, params: list[Any]) -> None:
         self._raise()
@@ -498,11 +507,6 @@ class _Pipe:
             self._jobs.put((sql, params))
         else:
             self._cur.execute(sql, params)
-
-    def drain(self) -> None:
-        """Wait until every submitted statement ran (raise the first error)."""
-        self._jobs.join()
-        self._raise()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -596,21 +600,14 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
     if not fast_supported(conn):
         _apply_effects_portable(conn, effects, seq)
         return
-    events = True
-    if _wants_pipe(conn, effects):
-        with _Pipe(conn) as pipe:
-            for table, fast, op in _BLOCK_WRITES:
-                if effects.blocks.get(table):
-                    fast.write_blocks(conn, op, effects.blocks[table], pipe)
-                if table == "postings" and effects.events:
-                    events = False
-                    for job in _events_bound(effects.events, seq, _bind_limit(conn)):
-                        pipe.submit(*job)
-            pipe.drain()
-    else:
+    piped = _wants_pipe(conn, effects)
+    with _Pipe(conn) if piped else contextlib.nullcontext() as pipe:
         for table, fast, op in _BLOCK_WRITES:  # before the dicts: theirs are the newer rows
             if effects.blocks.get(table):
-                fast.write_blocks(conn, op, effects.blocks[table])
+                fast.write_blocks(conn, op, effects.blocks[table], pipe)
+        if pipe is not None:  # the events too (on leaving, the worker has run them all)
+            for job in _events_bound(conn, effects.events, seq):
+                pipe.submit(*job)
     if effects.accounts:
         ACCOUNTS.upsert(conn, effects.accounts.values())
     if effects.orders:
@@ -619,7 +616,7 @@ def apply_effects(conn: Connection, effects: Effects, seq: int) -> None:
         DEALS.insert(conn, effects.deals)
     if effects.postings:
         POSTINGS.insert_tuples(conn, _postings_tuples(effects.postings))
-    _apply_rare(conn, effects, seq, events)
+    _apply_rare(conn, effects, seq, events=not piped)
 
 
 _JSON = json.JSONEncoder(default=_json_default, separators=(",", ":"))  # as schema._dumps
@@ -648,15 +645,13 @@ def _event_tuple(e: Row, seq: int) -> tuple[Any, ...]:
             int(rid) if rid else None, _event_json(e))
 
 
-def _events_bound(events: list[Row], seq: int, limit: int
+def _events_bound(conn: Connection, events: list[Row], seq: int
                   ) -> Iterator[tuple[str, list[Any]]]:
     """SQLite: ``events`` as multi-row statements (as :meth:`FastTable.bound`), in order
-    (their ids); ``limit`` the values a statement may bind."""
-    per = max(1, min(_BULK_CHUNK, limit // _EVENT_COLUMNS))
-    for lo in range(0, len(events), per):
-        part = events[lo:lo + per]
-        params = [v for e in part for v in _event_tuple(e, seq)]
-        yield _EVENT_SQL_HEAD + ", ".join([_EVENT_ROW] * len(part)), params
+    (their ids)."""
+    return _row_statements([_event_tuple(e, seq) for e in events],
+                           _rows_per_statement(conn, _EVENT_COLUMNS),
+                           lambda n: _EVENT_SQL_HEAD + ", ".join([_EVENT_ROW] * n))
 
 
 def _insert_events(conn: Connection, events: list[Row], seq: int) -> None:
@@ -671,8 +666,8 @@ def _insert_events(conn: Connection, events: list[Row], seq: int) -> None:
                 for row in rows:
                     copy.write_row(row)
         elif len(events) >= _INLINE_ROWS:
-            for sql, params in _events_bound(events, seq, _bind_limit(conn)):
-                cur.execute(sql, params)
+            for stmt in _events_bound(conn, events, seq):
+                cur.execute(*stmt)
         else:
             cur.executemany(_EVENT_SQL, list(rows))
     finally:
@@ -686,14 +681,15 @@ def _apply_rare(conn: Connection, effects: Effects, seq: int, events: bool = Tru
             {"name": str(name), "spec": dict(spec), "updated_seq": seq}
             for name, spec in effects.symbols.items()
         ])
-    if not events:
-        pass
-    elif effects.events and fast_supported(conn):
+    if not (events and effects.events):
+        return
+    if fast_supported(conn):
         # the JSON column's text as SQLAlchemy's JSON type writes it (the engine's
-        # json_serializer), bound by the driver (executemany; PostgreSQL: COPY, where
-        # json's binary form is its text): no per-row SQLAlchemy work
+        # json_serializer), bound by the driver (SQLite: row by row or multi-row
+        # statements; PostgreSQL: COPY, where json's binary form is its text): no per-row
+        # SQLAlchemy work
         _insert_events(conn, effects.events, seq)
-    elif effects.events:
+    else:
         conn.execute(insert(m.Event.__table__), [
             {
                 "seq": seq,
