@@ -29,6 +29,10 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
         t0 = time.perf_counter()
         fn()
         runs.append(time.perf_counter() - t0)
+    return _stats(runs)
+
+
+def _stats(runs: list[float]) -> dict:
     a = np.array(runs)
     return {"median_s": float(np.median(a)), "min_s": float(a.min()), "max_s": float(a.max()),
             "runs": len(runs)}
@@ -48,13 +52,7 @@ def timed_pair(fn: Callable[[], object], ref: Callable[[], object], repeats: int
             t0 = time.perf_counter()
             f()
             out.append(time.perf_counter() - t0)
-
-    def stats(runs: list[float]) -> dict:
-        x = np.array(runs)
-        return {"median_s": float(np.median(x)), "min_s": float(x.min()),
-                "max_s": float(x.max()), "runs": len(runs)}
-
-    return stats(a), stats(b), float(np.median(np.array(a) / np.array(b)))
+    return _stats(a), _stats(b), float(np.median(np.array(a) / np.array(b)))
 
 
 def book_spec(positions: int, args) -> BookSpec:
