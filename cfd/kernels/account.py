@@ -212,10 +212,7 @@ def factor(syms, tiers, tier, x):
     """:func:`tier_factor` of the schedule at ``tier`` (:func:`sym_row`) for a measure
     ``x``: from the rows of :func:`pack_schedules` in a packed table (its first four floors
     read without a test), else from the tier table of ``tiers``."""
-    if isinstance(syms, tuple):
-        return tier_factor_at(tiers[2], tier, x)
-    c = int(tier)
-    return tier_factor(syms, c >> 7, c & (TIER_ROWS - 1), x)
+    return tier_factor_at(tiers[2] if isinstance(syms, tuple) else syms, tier, x)
 
 
 @overload(factor)
