@@ -298,6 +298,9 @@ class EngineService(LocalAnswers):
                 # also under a stream of batches (refused commands commit nothing)
                 self._heartbeat()
                 beat = time.monotonic()
+            if self.runner.staged_pending and self.failed is None and self._q.empty():
+                self._index_staged()  # (idle: a bulk booking's staged history rows)
+                continue
             try:
                 item = self._q.get(timeout=self.heartbeat_s or None)
             except queue.Empty:
@@ -321,8 +324,21 @@ class EngineService(LocalAnswers):
                 log.exception("batch failed; the engine stops taking commands")
                 self.failed = exc
                 self._settle([(it, exc) for it in batch])
+            if self.runner.staged_pending and self.failed is None:
+                self._index_staged()  # (one transaction of them between batches)
             if stop:
                 return
+
+    def _index_staged(self) -> None:
+        """Write a transaction of staged history rows into their tables
+        (``cfd.store.staging``); a failure stops the service, as a failed batch does."""
+        try:
+            with self.lock:
+                self.runner.index_staged()
+        except BaseException as exc:
+            log.exception("writing staged history rows failed; the engine stops taking "
+                          "commands")
+            self.failed = exc
 
     def _heartbeat(self) -> None:
         """Tell the store this writer lives; a lease taken over stops the service."""

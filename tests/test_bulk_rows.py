@@ -3,7 +3,9 @@ builds one at a time, and the store's query tables hold the same rows either way
 
 from __future__ import annotations
 
+import datetime
 import json
+from enum import IntEnum
 
 import numpy as np
 import pytest
@@ -200,7 +202,35 @@ def test_event_json_is_the_encoders_text() -> None:
               {"kind": "admin", "note": "naïve \"quoted\"\n", "arr": [1.5, 2],
                "n": np.int64(4), "x": np.float64(0.1), "nested": {"a": [1, None, True]},
                "raw": b"\x01\xff"}]
+    events += [{"kind": "margin_call", "login": 3, "margin_level": 43.36573587040587,
+                "equity": 808.2079999999996, "remaining": 5},  # orjson's text, the same
+               {"kind": "k", "small": 1e-05, "big": 1e16, "neg": -2.5e-300},  # exponents
+               {"kind": "k", "nan": float("nan"), "none": None, "t": False},
+               {"kind": "k", "code": IntEnum("Code", "A B")(2), 1: "int key"},
+               {"kind": "k", "date": datetime.date(2026, 12, 2), "big": 2**70}]
     for e in events:
-        assert writes._event_json(e) == writes._JSON.encode(e)
+        try:
+            want = writes._JSON.encode(e)
+        except TypeError:  # (a date: neither writes it)
+            with pytest.raises(TypeError):
+                writes._event_json(e)
+            continue
+        assert writes._event_json(e) == want
     assert writes._event_json(events[0]) == (
         '{"kind":"stop_out","login":7,"margin_level":31.25,"equity":-5,"debt":Infinity}')
+
+
+def test_event_json_floats_of_every_magnitude() -> None:
+    """orjson's text is taken only where it is json's: floats from 1e-320 to 1e300, of
+    both signs, NaN and infinities, each alone and among other fields."""
+    rng = np.random.default_rng(7)
+    mags = 10.0 ** rng.uniform(-320, 300, 60_000)
+    values = [*(mags * rng.choice([-1.0, 1.0], mags.size)).tolist(),
+              *np.round(rng.uniform(-1e7, 1e7, 20_000), 2).tolist(),
+              0.0, -0.0, 1e-4, 1e-10, 1e16, float("nan"), float("inf"), -float("inf")]
+    taken = 0
+    for v in values:
+        e = {"kind": "stop_out", "login": 1, "margin_level": v, "equity": 808.2079999999996}
+        assert writes._event_json(e) == writes._JSON.encode(e), v
+        taken += writes._orjson_text(e) is not None
+    assert taken > 0.9 * len(values)  # (most floats of an event do take the fast path)

@@ -42,6 +42,10 @@ class StoreSchemaMismatch(StoreError):
     """The database's schema revision is not the one this code expects."""
 
 
+class StoreBusy(StoreError):
+    """A read waited too long for the writer to write staged history rows (retry)."""
+
+
 class StoreReadOnly(StoreError):
     """A write was attempted through a store opened read-only."""
 

@@ -16,7 +16,7 @@ from sqlalchemy import JSON, BigInteger, Float, Index, Integer, LargeBinary, Str
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Database schema version: the Alembic head revision this code expects.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 
 class Base(DeclarativeBase):
@@ -206,3 +206,17 @@ class Event(Base):
     login: Mapped[int | None] = mapped_column(BigInteger)
     request_id: Mapped[int | None] = mapped_column(BigInteger)  # of an order_result
     data: Mapped[Any] = mapped_column(JSON)
+
+
+class StagedRows(Base):
+    """A bulk booking's rows of one history table, durable as columns until the writer has
+    written them into the table (:mod:`cfd.store.staging`)."""
+
+    __tablename__ = "staged_rows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger)  # the batch's last journal seq
+    table_name: Mapped[str] = mapped_column(String(32))
+    n_rows: Mapped[int] = mapped_column(BigInteger)
+    done_rows: Mapped[int] = mapped_column(BigInteger)  # rows already in the table
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from time import perf_counter
 from typing import Any
 
-from cfd.store import verify
+from cfd.store import staging, verify
 from cfd.store.errors import RecoveryMismatch, StoreError
 from cfd.store.journal import JournalEntry
 from cfd.store.store import Store
@@ -99,6 +99,7 @@ class DurableEngine:
                                 else _engine_api()[3])
         self._since_snapshot = 0
         self._failed: BaseException | None = None
+        self._held_marks: Any = None  # history kept while staged rows wait (see submit)
         self.last_effects: Any = None  # the effects of the last batch ``submit`` committed
         self._writer: threading.Thread | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -156,9 +157,35 @@ class DurableEngine:
             raise
         self.last_effects = effects
         if marks is not None:
-            self.engine.trim_history(marks, self.history_window)
+            if self.staged_pending:  # rows the engine holds that are not yet in the tables
+                self._held_marks = marks
+            else:
+                self.engine.trim_history(marks, self.history_window)
         self._after_batch(len(entries))
         return results
+
+    @property
+    def staged_pending(self) -> bool:
+        """Whether a batch staged history rows not yet written into their tables
+        (:mod:`cfd.store.staging`): call :meth:`index_staged` between batches."""
+        return self.store is not None and self.store.staged_pending
+
+    def index_staged(self, max_rows: int | None = staging.INDEX_ROWS) -> int:
+        """Write up to about ``max_rows`` staged history rows into their tables (None:
+        all); once none is left, the history :meth:`submit` kept meanwhile is trimmed.
+        On the thread that calls :meth:`submit`, between its batches."""
+        if self.store is None:
+            return 0
+        try:
+            n = self.store.index_staged(max_rows)
+        except BaseException as exc:
+            if self._failed is None:
+                self._failed = exc
+            raise
+        if not self.store.staged_pending and self._held_marks is not None:
+            marks, self._held_marks = self._held_marks, None
+            self.engine.trim_history(marks, self.history_window)
+        return n
 
     def submit_async(self, commands: Sequence[Any], depth: int = 2) -> Future[list[Any]]:
         """Pipelined group commit: apply ``commands`` now, commit them in the journal
@@ -210,8 +237,22 @@ class DurableEngine:
                 fut.set_exception(exc)
             else:
                 fut.set_result(results)
+                self._index_between()
             finally:
                 self._queue.task_done()
+
+    def _index_between(self) -> None:
+        """The writer thread, after a committed batch: a transaction of staged history rows
+        (if any), then more while no batch waits."""
+        try:
+            if self.store.staged_pending and self._failed is None:
+                self.store.index_staged(staging.INDEX_ROWS)
+            while (self.store.staged_pending and self._failed is None
+                   and self._queue.empty()):
+                self.store.index_staged(staging.INDEX_ROWS)
+        except BaseException as exc:  # (the next batch fails with it)
+            if self._failed is None:
+                self._failed = exc
 
     def flush(self) -> None:
         """Wait until every batch handed to :meth:`submit_async` is committed (or failed)."""
@@ -229,6 +270,8 @@ class DurableEngine:
         """Trim the engine's history up to the last committed batch of
         :meth:`submit_async` (runs on the caller's thread, between batches)."""
         marks = None
+        if self.staged_pending:  # (trimmed once the staged rows are in their tables)
+            return
         while self._durable and self._durable[0][0].done():
             fut, m = self._durable.popleft()
             if fut.exception() is None:

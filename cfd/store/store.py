@@ -18,6 +18,7 @@ import hashlib
 import os
 import socket
 import struct
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +27,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from cfd.effects import Effects
-from cfd.store import headmark, lease, queries, schema
+from cfd.store import headmark, lease, queries, schema, staging
 from cfd.store import models as m
 from cfd.store.checkpoint import Checkpointer
 from cfd.store.errors import (
@@ -85,6 +86,12 @@ class Store(SnapshotStore):
         self._mark: headmark.HeadMark | None = None
         self._checkpointer: Checkpointer | None = None
         self._wconn: Connection | None = None  # the batches' connection (_batch_connection)
+        #: history blocks of at least this many rows are staged (cfd.store.staging; None:
+        #: every row is written at once)
+        self.stage_rows: int | None = staging.STAGE_ROWS
+        self._staged = False  # staged rows wait to be written (a writer's own knowledge)
+        self._staged_cache: dict[int, Any] = {}  # the staged block being written, decoded
+        self._writing = threading.RLock()  # batches and staged writes, one at a time
         if not read_only:
             self._head_seq, self._head_hash = self.head()
             try:  # refuse a journal shorter than what was acknowledged (a lost -wal)
@@ -128,7 +135,15 @@ class Store(SnapshotStore):
             lock.release()
             eng.dispose()
             raise
-        return cls(eng, safe_url, read_only=False, lock=lock, owner=owner)
+        store = cls(eng, safe_url, read_only=False, lock=lock, owner=owner)
+        try:  # rows a batch staged before the last writer stopped go into their tables
+            with eng.connect() as conn:
+                store._staged = staging.pending(conn)
+            store.index_staged()
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self) -> None:
         """Give up the lease (if writing) and the connections."""
@@ -188,7 +203,17 @@ class Store(SnapshotStore):
         Entries get contiguous seqs after the head and their chain hashes; returned as
         stored. When this returns, the batch is committed (WAL fsync on SQLite): the
         caller may acknowledge its results. On error nothing of the batch is stored.
+        A bulk booking's history rows may be staged (:mod:`cfd.store.staging`): durable
+        with the batch, written into their tables by :meth:`index_staged`.
         """
+        with self._writing:
+            if self._staged and effects is not None and (
+                    effects.orders or effects.blocks.get("orders")):
+                self.index_staged()  # (staged orders first: this batch's rows are newer)
+            return self._append(entries, effects)
+
+    def _append(self, entries: list[JournalEntry], effects: Effects | None
+                ) -> list[JournalEntry]:
         self._check_writer()
         seq, prev = self._head_seq, self._head_hash
         rows = []
@@ -212,8 +237,9 @@ class Store(SnapshotStore):
                     else:
                         conn.execute(insert(m.JournalRow.__table__),
                                      [dict(zip(JOURNAL.keys, r, strict=True)) for r in rows])
+                staged: set[str] = set()
                 if effects is not None and not effects.is_empty():
-                    apply_effects(conn, effects, seq)
+                    staged = apply_effects(conn, effects, seq, self.stage_rows)
                 self._move_head(conn, seq, prev)
                 committing = True
                 trans.commit()
@@ -230,10 +256,39 @@ class Store(SnapshotStore):
                 raise
             break
         self._head_seq, self._head_hash = seq, prev
+        self._staged = self._staged or bool(staged)
         if self._mark is not None:
             self._mark.record(seq, prev)
         self._committed()
         return stored
+
+    @property
+    def staged_pending(self) -> bool:
+        """Whether this writer has staged history rows not yet in their tables."""
+        return self._staged
+
+    def index_staged(self, max_rows: int | None = None) -> int:
+        """Write staged history rows into their tables (:mod:`cfd.store.staging`), oldest
+        first, :data:`~cfd.store.staging.INDEX_ROWS` per transaction, until about
+        ``max_rows`` are written (None: all); the rows written. Each transaction renews
+        the writer lease: a fenced writer raises :class:`StoreLeaseLost`, writing none."""
+        written = 0
+        with self._writing:
+            while self._staged and (max_rows is None or written < max_rows):
+                self._check_writer()
+                conn = self._batch_connection()
+                try:
+                    with conn.begin():
+                        n, self._staged = staging.write_next(conn, apply_effects,
+                                                             self._staged_cache)
+                        lease.heartbeat(conn, self.owner, self.url)
+                except BaseException:
+                    self._staged_cache.clear()
+                    self._drop_batch_connection()
+                    raise
+                written += n
+                self._committed()
+        return written
 
     def _batch_connection(self) -> Connection:
         """The writer's own connection for its batches, kept open between them: a batch of
@@ -402,51 +457,63 @@ class Store(SnapshotStore):
         with self.engine.connect() as conn:
             return fn(conn, *args, **kwargs)
 
+    def _history(self, fn: Any, *args: Any) -> Any:
+        """A read of deals, orders or postings, with every staged row in its table: the
+        writer writes them first; a read-only store waits for its writer to
+        (:func:`cfd.store.staging.wait_written`)."""
+        if not self.read_only:
+            if self._staged:
+                self.index_staged()
+            return self._query(fn, *args)
+        with self.engine.connect() as conn:
+            staging.wait_written(conn)
+            return fn(conn, *args)
+
     def history_deals(self, login: int, date_from_msc: int, date_to_msc: int,
                       group: str | None = None) -> list[dict[str, Any]]:
-        return self._query(queries.history_deals, login, date_from_msc, date_to_msc, group)
+        return self._history(queries.history_deals, login, date_from_msc, date_to_msc, group)
 
     def latest_deals(self, login: int, limit: int) -> list[dict[str, Any]]:
-        return self._query(queries.latest_deals, login, limit)
+        return self._history(queries.latest_deals, login, limit)
 
     def deals_by_ticket(self, ticket: int) -> list[dict[str, Any]]:
-        return self._query(queries.deals_by_ticket, ticket)
+        return self._history(queries.deals_by_ticket, ticket)
 
     def deals_by_order(self, order: int) -> list[dict[str, Any]]:
-        return self._query(queries.deals_by_order, order)
+        return self._history(queries.deals_by_order, order)
 
     def deals_by_position(self, position_id: int) -> list[dict[str, Any]]:
-        return self._query(queries.deals_by_position, position_id)
+        return self._history(queries.deals_by_position, position_id)
 
     def history_orders(self, login: int, date_from_msc: int, date_to_msc: int,
                        group: str | None = None) -> list[dict[str, Any]]:
-        return self._query(queries.history_orders, login, date_from_msc, date_to_msc, group)
+        return self._history(queries.history_orders, login, date_from_msc, date_to_msc, group)
 
     def orders_by_ticket(self, ticket: int) -> list[dict[str, Any]]:
-        return self._query(queries.orders_by_ticket, ticket)
+        return self._history(queries.orders_by_ticket, ticket)
 
     def orders_by_position(self, position_id: int) -> list[dict[str, Any]]:
-        return self._query(queries.orders_by_position, position_id)
+        return self._history(queries.orders_by_position, position_id)
 
     def closed_position_of(self, login: int, ticket: int) -> bool:
-        return self._query(queries.closed_position_of, login, ticket)
+        return self._history(queries.closed_position_of, login, ticket)
 
     def finished_order_state(self, login: int, ticket: int) -> int | None:
-        return self._query(queries.finished_order_state, login, ticket)
+        return self._history(queries.finished_order_state, login, ticket)
 
     def ledger_sums(self) -> dict[str, int]:
-        return self._query(queries.ledger_sums)
+        return self._history(queries.ledger_sums)
 
     def open_orders(self, login: int | None = None, symbol: str | None = None,
                     group: str | None = None) -> list[dict[str, Any]]:
-        return self._query(queries.open_orders, login, symbol, group)
+        return self._history(queries.open_orders, login, symbol, group)
 
     def account(self, login: int) -> dict[str, Any] | None:
         return self._query(queries.account, login)
 
     def ledger_statement(self, login: int, date_from_msc: int, date_to_msc: int
                          ) -> dict[str, Any]:
-        return self._query(queries.ledger_statement, login, date_from_msc, date_to_msc)
+        return self._history(queries.ledger_statement, login, date_from_msc, date_to_msc)
 
     def symbols(self) -> dict[str, dict[str, Any]]:
         return self._query(queries.symbols)
