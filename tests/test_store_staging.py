@@ -265,3 +265,21 @@ def test_the_server_writes_staged_rows_when_idle(tmp_path, monkeypatch) -> None:
             assert deals[1]["reason"] == 6 and deals[1]["comment"].startswith("so: ")
     finally:
         rt.close()
+
+
+def test_orders_are_staged_beside_order_rows_of_other_tickets_only(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'o.sqlite'}"
+    st, eng, eff = _staged_store(url, 50)
+    try:
+        tickets = eff.blocks["orders"][0].column("ticket")
+        with st.engine.begin() as conn:
+            other = Effects(orders={9_999_999: {"ticket": 9_999_999, "login": 1,
+                                                 "symbol": "X", "type": 2, "state": 2}},
+                            blocks={"orders": eff.blocks["orders"]})
+            assert staging.stage(conn, other, 1, 50) == {"orders"}
+            same = Effects(orders={tickets[3]: {"ticket": tickets[3], "state": 2}},
+                           blocks={"orders": eff.blocks["orders"]})
+            assert staging.stage(conn, same, 1, 50) == set()
+            conn.rollback()
+    finally:
+        st.close()

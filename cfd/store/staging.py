@@ -151,8 +151,9 @@ def stage(conn: Connection, effects: Effects, seq: int, min_rows: int | None = N
           ) -> set[str]:
     """Store the bulk blocks of ``effects`` worth staging as ``staged_rows`` (in
     ``conn``'s transaction); the names of the tables staged (their blocks are then not to
-    be written as rows now). Orders are staged only when the batch has no order rows
-    outside its blocks (those are newer, and must be written after them)."""
+    be written as rows now). Orders are staged only when the batch's order rows outside
+    its blocks (a stop-out's cancelled pending orders) are of other tickets: a row of the
+    same ticket would be newer, and must be written after the block's."""
     min_rows = STAGE_ROWS if min_rows is None else min_rows
     t = m.StagedRows.__table__
     done: set[str] = set()
@@ -160,12 +161,17 @@ def stage(conn: Connection, effects: Effects, seq: int, min_rows: int | None = N
         blocks = [b for b in effects.blocks.get(table, ()) if b.n]
         if not blocks or sum(b.n for b in blocks) < min_rows:
             continue
-        if table == "orders" and effects.orders:
+        if table == "orders" and effects.orders and _shares_keys(effects.orders, blocks):
             continue
         conn.execute(insert(t), [{"seq": seq, "table_name": table, "n_rows": b.n,
                                   "done_rows": 0, "data": encode(b)} for b in blocks])
         done.add(table)
     return done
+
+
+def _shares_keys(rows: dict[int, Any], blocks: list[Block]) -> bool:
+    keys = np.fromiter(rows, dtype=np.int64, count=len(rows))
+    return any(np.isin(keys, np.asarray(b.cols["ticket"])).any() for b in blocks)
 
 
 def pending(conn: Connection) -> bool:
