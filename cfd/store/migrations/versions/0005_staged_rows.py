@@ -26,6 +26,10 @@ def upgrade() -> None:
         sa.Column("done_rows", sa.BigInteger(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # stored as they come: a block is read once and deleted, and compressing tens of
+        # megabytes on the way in cost PostgreSQL 1.6 s of a cascade's 2.3 s of staging
+        op.execute("ALTER TABLE staged_rows ALTER COLUMN data SET STORAGE EXTERNAL")
 
 
 def downgrade() -> None:
