@@ -75,6 +75,15 @@ def _count(st: Store, table: str) -> int:
         return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
+@pytest.fixture
+def staged(tmp_path):
+    """A SQLite store staging blocks of 50 rows or more, the engine and the crash's
+    effects (closed afterwards)."""
+    st, eng, eff = _staged_store(f"sqlite:///{tmp_path / 's.sqlite'}", 50)
+    yield st, eng, eff
+    st.close()
+
+
 def test_staged_rows_end_as_the_rows_written_at_once(store_url: str, tmp_path,  # noqa: F811
                                                      monkeypatch) -> None:
     monkeypatch.setattr(staging, "INDEX_ROWS", 100)  # several transactions per block
@@ -154,40 +163,32 @@ def test_readers_wait_for_staged_rows(tmp_path, monkeypatch) -> None:
         st.close()
 
 
-def test_the_writer_reads_its_own_staged_rows_and_orders_stay_in_order(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
-    st, eng, eff = _staged_store(url, 50)
-    try:
-        ticket = int(eff.blocks["orders"][0].cols["ticket"][0])
-        _batch(st, eng, eff)
-        assert st.staged_pending
-        (row,) = st.orders_by_ticket(ticket)  # the writer writes them first
-        assert not st.staged_pending and row["state"] == 4
-        _batch(st, eng, Effects(blocks={"orders": eff.blocks["orders"]}))  # staged again
-        assert st.staged_pending
-        newer = Effects()
-        newer.orders[ticket] = {**row, "comment": "newer"}
-        st.stage_rows = None
-        _batch(st, eng, newer)  # an order upsert: the staged orders go in before it
-        assert not st.staged_pending
-        (row,) = st.orders_by_ticket(ticket)
-        assert row["comment"] == "newer"
-    finally:
-        st.close()
+def test_the_writer_reads_its_own_staged_rows_and_orders_stay_in_order(staged) -> None:
+    st, eng, eff = staged
+    ticket = int(eff.blocks["orders"][0].cols["ticket"][0])
+    _batch(st, eng, eff)
+    assert st.staged_pending
+    (row,) = st.orders_by_ticket(ticket)  # the writer writes them first
+    assert not st.staged_pending and row["state"] == 4
+    _batch(st, eng, Effects(blocks={"orders": eff.blocks["orders"]}))  # staged again
+    assert st.staged_pending
+    newer = Effects()
+    newer.orders[ticket] = {**row, "comment": "newer"}
+    st.stage_rows = None
+    _batch(st, eng, newer)  # an order upsert: the staged orders go in before it
+    assert not st.staged_pending
+    (row,) = st.orders_by_ticket(ticket)
+    assert row["comment"] == "newer"
 
 
-def test_a_fenced_writer_writes_no_staged_row(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'f.sqlite'}"
-    st, eng, eff = _staged_store(url, 50)
-    try:
-        _batch(st, eng, eff)
-        with st.engine.begin() as conn:  # another writer took the lease
-            conn.execute(text("UPDATE store_meta SET lease_owner = 'other' WHERE id = 1"))
-        with pytest.raises(StoreLeaseLost):
-            st.index_staged()
-        assert _count(st, "deals") == 0 and _count(st, "staged_rows") == 3
-    finally:
-        st.close()
+def test_a_fenced_writer_writes_no_staged_row(staged) -> None:
+    st, eng, eff = staged
+    _batch(st, eng, eff)
+    with st.engine.begin() as conn:  # another writer took the lease
+        conn.execute(text("UPDATE store_meta SET lease_owner = 'other' WHERE id = 1"))
+    with pytest.raises(StoreLeaseLost):
+        st.index_staged()
+    assert _count(st, "deals") == 0 and _count(st, "staged_rows") == 3
 
 
 def test_the_runner_keeps_history_until_the_staged_rows_are_written(tmp_path) -> None:
@@ -267,19 +268,15 @@ def test_the_server_writes_staged_rows_when_idle(tmp_path, monkeypatch) -> None:
         rt.close()
 
 
-def test_orders_are_staged_beside_order_rows_of_other_tickets_only(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'o.sqlite'}"
-    st, eng, eff = _staged_store(url, 50)
-    try:
-        tickets = eff.blocks["orders"][0].column("ticket")
-        with st.engine.begin() as conn:
-            other = Effects(orders={9_999_999: {"ticket": 9_999_999, "login": 1,
-                                                 "symbol": "X", "type": 2, "state": 2}},
-                            blocks={"orders": eff.blocks["orders"]})
-            assert staging.stage(conn, other, 1, 50) == {"orders"}
-            same = Effects(orders={tickets[3]: {"ticket": tickets[3], "state": 2}},
-                           blocks={"orders": eff.blocks["orders"]})
-            assert staging.stage(conn, same, 1, 50) == set()
-            conn.rollback()
-    finally:
-        st.close()
+def test_orders_are_staged_beside_order_rows_of_other_tickets_only(staged) -> None:
+    st, _, eff = staged
+    tickets = eff.blocks["orders"][0].column("ticket")
+    with st.engine.begin() as conn:
+        other = Effects(orders={9_999_999: {"ticket": 9_999_999, "login": 1, "symbol": "X",
+                                             "type": 2, "state": 2}},
+                        blocks={"orders": eff.blocks["orders"]})
+        assert staging.stage(conn, other, 1, 50) == {"orders"}
+        same = Effects(orders={tickets[3]: {"ticket": tickets[3], "state": 2}},
+                       blocks={"orders": eff.blocks["orders"]})
+        assert staging.stage(conn, same, 1, 50) == set()
+        conn.rollback()
