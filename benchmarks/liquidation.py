@@ -224,10 +224,12 @@ def _fill_query_tables(store, eng, chunk: int = 500_000) -> float:
 def bench_durable_cascade(spec: BookSpec, factor: float, url: str | None = None,
                           fill: bool = True) -> dict:
     """The crash cascade of :func:`bench_cascade`, durable: the shocked quotes journaled as
-    a ``Ticks`` command and every deal, order, posting, account and
-    stop-out event written to the store's query tables in the same transaction, timed
-    from the quotes to the commit. ``fill``: the accounts table first holds the book's
-    accounts (untimed), as in a store kept from the first command."""
+    a ``Ticks`` command and every deal, order, posting, account and stop-out event stored
+    in the same transaction (the history blocks staged as columns, see
+    :mod:`cfd.store.staging`), timed from the quotes to the commit; then, apart, the time
+    the writer takes to write the staged rows into their tables. ``fill``: the accounts
+    table first holds the book's accounts (untimed), as in a store kept from the first
+    command."""
     import tempfile
 
     from benchmarks.durable import scratch_url
