@@ -1,7 +1,9 @@
 """History reads (history_deals_* / history_orders_*): from the store's query tables.
 
 The store writes deals and orders in the same transaction as the batch that made them,
-before anyone is answered, so a read-only connection to it sees every acknowledged trade.
+before anyone is answered (a bulk booking's are staged in it and written just after; the
+store's reads wait for them: ``cfd.store.staging``), so a read-only connection to it sees
+every acknowledged trade.
 Answering from it (indexed by login and time, order, position) keeps history reads off the
 writer's lock and out of its memory. A server without a store (``in_memory``) answers from
 the engine's arrays, with the same records.
