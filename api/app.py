@@ -25,6 +25,7 @@ from api.service import EngineService, Retryable, ServiceStopped
 from api.settings import Settings
 from api.throttle import AuthRefused, LoginThrottle
 from api.web import router as web_router
+from cfd.store.errors import StoreBusy
 
 
 @dataclass
@@ -70,6 +71,11 @@ class MeasureRequests:
                     self.metrics.latency.labels(key[1]))
             series[0].inc()
             series[1].observe(time.perf_counter() - t0)
+
+
+async def store_busy(_: Request, exc: Exception) -> JSONResponse:
+    """A history read that waited too long for a bulk booking's staged rows: retry."""
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
 
 def app_options() -> dict[str, Any]:
@@ -138,6 +144,8 @@ def create_app(service: EngineService, demo: dict | None = None,
     async def retry_later(_: Request, exc: Retryable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503,
                             headers={"Retry-After": "1"})
+
+    app.add_exception_handler(StoreBusy, store_busy)
 
     @app.exception_handler(ServiceStopped)
     async def engine_stopped(_: Request, exc: ServiceStopped) -> JSONResponse:

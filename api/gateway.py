@@ -248,10 +248,12 @@ def create_gateway(writers: list[str], events: list[str], settings: Settings | N
         finally:
             await svc.stop()
 
-    from api.app import MeasureRequests, WsLimits, add_metrics_route, app_options
+    from api.app import MeasureRequests, WsLimits, add_metrics_route, app_options, store_busy
+    from cfd.store.errors import StoreBusy
 
     local = FastAPI(title="CFD engine gateway", openapi_url=None, docs_url=None,
                     redoc_url=None, lifespan=lifespan, **app_options())
+    local.add_exception_handler(StoreBusy, store_busy)
     local.state.service = svc
     local.state.auth = auth
 

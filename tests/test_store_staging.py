@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from cfd.effects import Block, Effects
 from cfd.store import JournalEntry, Store, staging, writes
+from cfd.store import models as m
 from cfd.store.errors import StoreBusy, StoreLeaseLost
 from cfd.store.runner import DurableEngine
 from cfd.trading import stopout
@@ -280,3 +281,28 @@ def test_orders_are_staged_beside_order_rows_of_other_tickets_only(staged) -> No
                        blocks={"orders": eff.blocks["orders"]})
         assert staging.stage(conn, same, 1, 50) == set()
         conn.rollback()
+
+
+def test_a_read_that_waits_too_long_is_answered_503(tmp_path, monkeypatch) -> None:
+    """A history read through the API while staged rows wait and no writer writes them
+    (the writer told not to): 503 with Retry-After, not a 500."""
+    from fastapi.testclient import TestClient
+
+    from tests.test_api_fixtures import headers, make_runtime
+
+    rt = make_runtime(in_memory=False, database_url=f"sqlite:///{tmp_path / 'cfd.sqlite'}")
+    try:
+        monkeypatch.setattr(staging, "WAIT_S", 0.1)
+        store = rt.service.runner.store
+        with store.engine.begin() as conn:  # a staged block, as a crash would leave one
+            conn.execute(m.StagedRows.__table__.insert().values(
+                seq=1, table_name="deals", n_rows=1, done_rows=0,
+                data=staging.encode(Block(1, {"ticket": np.array([99]), "login": 1}))))
+        monkeypatch.setattr(store, "_staged", False)  # (the writer does not know of it)
+        with TestClient(rt.app) as c:
+            r = c.get("/v1/history_deals_get", headers=headers(rt.demo["accounts"][0]),
+                      params={"date_from": 0, "date_to": 2**34})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        assert "staged_rows" in r.json()["detail"]
+    finally:
+        rt.close()

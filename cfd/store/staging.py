@@ -225,8 +225,10 @@ def write_next(conn: Connection, write: Callable[[Connection, Effects, int], Any
     return hi - row.done_rows, hi < row.n_rows or pending(conn)
 
 
-#: How long a read-only store's history read waits for staged rows to be written.
-WAIT_S = 120.0
+#: How long a read-only store's history read waits for staged rows to be written (the -30%
+#: cascade on the 10M book takes about 3 s on SQLite, 6.5 s on PostgreSQL); then
+#: :class:`StoreBusy` (the API answers 503 with Retry-After).
+WAIT_S = 20.0
 _POLL_S = 0.02
 
 
