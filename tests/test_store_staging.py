@@ -173,10 +173,14 @@ def test_the_writer_reads_its_own_staged_rows_and_orders_stay_in_order(staged) -
     assert not st.staged_pending and row["state"] == 4
     _batch(st, eng, Effects(blocks={"orders": eff.blocks["orders"]}))  # staged again
     assert st.staged_pending
+    st.stage_rows = None
+    later = Effects()
+    later.orders[ticket + 10**6] = {**row, "ticket": ticket + 10**6}  # a new order
+    _batch(st, eng, later)
+    assert st.staged_pending  # (another ticket: it did not wait for the staged rows)
     newer = Effects()
     newer.orders[ticket] = {**row, "comment": "newer"}
-    st.stage_rows = None
-    _batch(st, eng, newer)  # an order upsert: the staged orders go in before it
+    _batch(st, eng, newer)  # an upsert of a staged order: the staged go in before it
     assert not st.staged_pending
     (row,) = st.orders_by_ticket(ticket)
     assert row["comment"] == "newer"

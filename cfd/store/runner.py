@@ -160,6 +160,7 @@ class DurableEngine:
             if self.staged_pending:  # rows the engine holds that are not yet in the tables
                 self._held_marks = marks
             else:
+                self._held_marks = None
                 self.engine.trim_history(marks, self.history_window)
         self._after_batch(len(entries))
         return results

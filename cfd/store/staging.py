@@ -169,6 +169,28 @@ def stage(conn: Connection, effects: Effects, seq: int, min_rows: int | None = N
     return done
 
 
+def ticket_span(blocks: list[Block], span: tuple[int, int] | None = None
+                ) -> tuple[int, int]:
+    """The smallest and largest ticket of the order ``blocks`` (and of ``span``)."""
+    lo, hi = span if span is not None else (np.iinfo(np.int64).max, np.iinfo(np.int64).min)
+    for b in blocks:
+        t = np.asarray(b.cols["ticket"])
+        if len(t):
+            lo, hi = min(lo, int(t.min())), max(hi, int(t.max()))
+    return lo, hi
+
+
+def orders_within(effects: Effects, lo: int, hi: int) -> bool:
+    """Whether ``effects`` write an order whose ticket lies in ``[lo, hi]`` (those of
+    staged orders: such a batch must wait until they are in their table). A bulk close's
+    orders are new and finished; later batches write orders of other tickets (new ones,
+    above them, and older pending ones, below), so they need not wait."""
+    if any(lo <= k <= hi for k in effects.orders):
+        return True
+    return any(s[0] <= hi and s[1] >= lo
+               for s in (ticket_span([b]) for b in effects.blocks.get("orders", ()) if b.n))
+
+
 def _shares_keys(rows: dict[int, Any], blocks: list[Block]) -> bool:
     keys = np.fromiter(rows, dtype=np.int64, count=len(rows))
     return any(np.isin(keys, np.asarray(b.cols["ticket"])).any() for b in blocks)

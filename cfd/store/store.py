@@ -90,6 +90,7 @@ class Store(SnapshotStore):
         #: every row is written at once)
         self.stage_rows: int | None = staging.STAGE_ROWS
         self._staged = False  # staged rows wait to be written (a writer's own knowledge)
+        self._staged_orders: tuple[int, int] | None = None  # their orders' tickets, lo-hi
         self._staged_cache: dict[int, Any] = {}  # the staged block being written, decoded
         self._writing = threading.RLock()  # batches and staged writes, one at a time
         if not read_only:
@@ -207,8 +208,8 @@ class Store(SnapshotStore):
         with the batch, written into their tables by :meth:`index_staged`.
         """
         with self._writing:
-            if self._staged and effects is not None and (
-                    effects.orders or effects.blocks.get("orders")):
+            if (self._staged_orders is not None and effects is not None
+                    and staging.orders_within(effects, *self._staged_orders)):
                 self.index_staged()  # (staged orders first: this batch's rows are newer)
             return self._append(entries, effects)
 
@@ -256,7 +257,11 @@ class Store(SnapshotStore):
                 raise
             break
         self._head_seq, self._head_hash = seq, prev
-        self._staged = self._staged or bool(staged)
+        if staged:
+            self._staged = True
+            if "orders" in staged:
+                self._staged_orders = staging.ticket_span(effects.blocks["orders"],
+                                                          self._staged_orders)
         if self._mark is not None:
             self._mark.record(seq, prev)
         self._committed()
@@ -279,13 +284,16 @@ class Store(SnapshotStore):
                 conn = self._batch_connection()
                 try:
                     with conn.begin():
-                        n, self._staged = staging.write_next(conn, apply_effects,
-                                                             self._staged_cache)
                         lease.heartbeat(conn, self.owner, self.url)
+                        n, more = staging.write_next(conn, apply_effects,
+                                                     self._staged_cache)
                 except BaseException:
                     self._staged_cache.clear()
                     self._drop_batch_connection()
                     raise
+                self._staged = more
+                if not more:
+                    self._staged_orders = None
                 written += n
                 self._committed()
         return written
