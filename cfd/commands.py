@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 import orjson
 
+from cfd.jsontext import fast_text
+
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
@@ -49,8 +51,12 @@ class Command:
         names = _NAMES.get(type(self))
         if names is None:
             names = _NAMES[type(self)] = tuple(f.name for f in fields(self))
+        d = {k: getattr(self, k) for k in names}
+        out = fast_text(d, sort_keys=True)  # (the same bytes, where orjson's are json's)
+        if out is not None:
+            return out
         try:
-            return _JSON.encode({k: getattr(self, k) for k in names}).encode()
+            return _JSON.encode(d).encode()
         except TypeError:
             return _JSON.encode(asdict(self)).encode()
 

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import json
 import queue
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +16,6 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
-import orjson
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -32,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cfd.effects import Block, Effects, Row
+from cfd.jsontext import fast_text
 from cfd.store import models as m
 from cfd.store import staging
 from cfd.store.schema import _json_default
@@ -638,37 +637,11 @@ _C_ENCODE = (None if _json_encoder.c_make_encoder is None else _json_encoder.c_m
     True))
 
 
-# orjson writes the same text as _JSON for most events in a sixth of the time. Where it
-# does not, its text is not used: NaN and infinities (orjson writes null; None too, which
-# is then encoded again, the same), floats in (1e-10, 1e-4) (orjson writes 0.00001 or
-# 2e-7, json 1e-05 and 2e-07), text beyond ASCII (json escapes it), and any value either
-# one hands to ``default`` (a numpy scalar, bytes; subclasses of int, str, dict, list).
-_ORJSON_OPTS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-                | orjson.OPT_PASSTHROUGH_SUBCLASS)
-_SHORT_EXPONENT = re.compile(rb"e-[0-9](?![0-9])")
-
-
-def _no_default(value: Any) -> Any:
-    raise TypeError(type(value).__name__)
-
-
-def _orjson_text(e: Row) -> str | None:
-    """``e`` as orjson writes it, where that is _JSON's text; else None."""
-    try:
-        out = orjson.dumps(e, default=_no_default, option=_ORJSON_OPTS)
-    except TypeError:  # (also a key that is not text, an integer past 64 bits)
-        return None
-    if (b"null" in out or b"0.0000" in out or not out.isascii()
-            or (b"e-" in out and _SHORT_EXPONENT.search(out))):
-        return None
-    return out.decode()
-
-
 def _event_json(e: Row) -> str:
     """``_JSON.encode(e)`` of an event dict (no cycles: not checked for)."""
-    out = _orjson_text(e)
+    out = fast_text(e)
     if out is not None:
-        return out
+        return out.decode()
     return _JSON.encode(e) if _C_ENCODE is None else "".join(_C_ENCODE(e, 0))
 
 _EVENT_COPY = ("COPY events (seq, time_msc, kind, login, request_id, data) FROM STDIN "
