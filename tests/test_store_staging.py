@@ -49,6 +49,8 @@ def test_columns_come_back_as_they_went() -> None:
     f = back.cols["f"]
     assert np.array_equal(f, cols["f"], equal_nan=True)
     assert np.signbit(f[1])
+    with pytest.raises(ValueError):  # (stage() then writes such a block as rows)
+        staging.encode(Block(1, {"odd": [object()]}))
     part = staging.rows_of(back, 2, 5)
     assert part.n == 3 and part.column("run") == [102, 103, 104]
     assert part.column("lit") == ["USDT"] * 3
@@ -284,6 +286,9 @@ def test_orders_are_staged_beside_order_rows_of_other_tickets_only(staged) -> No
         same = Effects(orders={tickets[3]: {"ticket": tickets[3], "state": 2}},
                        blocks={"orders": eff.blocks["orders"]})
         assert staging.stage(conn, same, 1, 50) == set()
+        b = eff.blocks["deals"][0]
+        odd = Block(b.n, {**b.cols, "comment": [object()] * b.n})  # not marshal's
+        assert staging.stage(conn, Effects(blocks={"deals": [odd]}), 1, 50) == set()
         conn.rollback()
 
 

@@ -163,8 +163,13 @@ def stage(conn: Connection, effects: Effects, seq: int, min_rows: int | None = N
             continue
         if table == "orders" and effects.orders and _shares_keys(effects.orders, blocks):
             continue
+        try:
+            data = [encode(b) for b in blocks]
+        except (TypeError, ValueError):  # a value marshal does not take: written as rows
+            continue
         conn.execute(insert(t), [{"seq": seq, "table_name": table, "n_rows": b.n,
-                                  "done_rows": 0, "data": encode(b)} for b in blocks])
+                                  "done_rows": 0, "data": d}
+                                 for b, d in zip(blocks, data, strict=True)])
         done.add(table)
     return done
 
