@@ -27,6 +27,9 @@ class Metrics:
         self.margin_calls = Counter("cfd_margin_calls", "margin-call events", registry=r)
         self.rejected_ticks = Gauge("cfd_rejected_ticks", "ticks the engine rejected "
                                     "(NaN, crossed, non-positive, unknown symbol)", registry=r)
+        self.history_staged = Gauge(
+            "cfd_history_staged", "1 while a bulk booking's staged history rows wait to be "
+            "written into their tables (history reads wait meanwhile)", registry=r)
         self.too_many = Counter("cfd_rate_limited", "trade requests answered 10024",
                                 registry=r)
         self.writer_unavailable = Counter(

@@ -335,6 +335,7 @@ class EngineService(LocalAnswers):
         try:
             with self.lock:
                 self.runner.index_staged()
+                self.metrics.history_staged.set(int(self.runner.staged_pending))
         except BaseException as exc:
             log.exception("writing staged history rows failed; the engine stops taking "
                           "commands")
@@ -392,6 +393,7 @@ class EngineService(LocalAnswers):
                 if res.ok and it.after is not None:
                     it.after(res)
             m.rejected_ticks.set(self.engine.rejected_ticks)
+            m.history_staged.set(int(self.runner.staged_pending))
         m.cycle.observe(time.perf_counter() - t_start)
         m.batch_size.observe(len(batch))
         self._settle(done)

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 from sqlalchemy import text
 
 from cfd.effects import Block, Effects
@@ -247,6 +248,13 @@ def test_the_server_writes_staged_rows_when_idle(tmp_path, monkeypatch) -> None:
         staged: list[set[str]] = []
         stage = staging.stage
         monkeypatch.setattr(staging, "stage", lambda *a: staged.append(stage(*a)) or staged[-1])
+        gauge: list[str] = []  # /metrics' cfd_history_staged each time the writer writes some
+        index = rt.service.runner.index_staged
+
+        def index_seen(*a):
+            gauge.append(generate_latest(rt.service.metrics.registry).decode())
+            return index(*a)
+        monkeypatch.setattr(rt.service.runner, "index_staged", index_seen)
         acc = rt.demo["accounts"][0]
         h = headers(acc)
         with TestClient(rt.app) as c:
@@ -267,6 +275,8 @@ def test_the_server_writes_staged_rows_when_idle(tmp_path, monkeypatch) -> None:
                 time.sleep(0.02)
             assert not rt.service.runner.staged_pending
             assert {"deals", "postings"} <= set().union(*staged)
+            assert gauge and "cfd_history_staged 1.0" in gauge[0]  # (pending, before)
+            assert "cfd_history_staged 0.0" in c.get("/metrics").text
             deals = c.get("/v1/history_deals_get", headers=h,
                           params={"position": buy["order"]}).json()
             assert [d["entry"] for d in deals] == [0, 1]
