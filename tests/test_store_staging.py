@@ -227,11 +227,23 @@ def test_the_runner_keeps_history_until_the_staged_rows_are_written(tmp_path) ->
                                "to_payload": lambda self: b"-"})()
         durable.submit([cmd])
         assert durable.staged_pending and trims == []
+        durable.index_staged(max_rows=1)
+        assert durable.staged_pending and trims == []
         while durable.staged_pending:
             durable.index_staged()
         assert trims == ["marks"]
+        durable.submit([cmd])  # (staged again, the same rows: this time left at close)
+        assert durable.staged_pending
+        with st.engine.begin() as conn:  # (the first rows gone, so they go in again)
+            for t in ("orders", "deals", "postings"):
+                conn.execute(text(f"DELETE FROM {t}"))
     finally:
         durable.close()
+    ro = Store.open(url, read_only=True)  # a clean close wrote them: no writer needed
+    try:
+        assert _count(ro, "staged_rows") == 0 and _count(ro, "deals") > 100
+    finally:
+        ro.close()
 
 
 def test_the_server_writes_staged_rows_when_idle(tmp_path, monkeypatch) -> None:

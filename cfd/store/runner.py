@@ -310,13 +310,18 @@ class DurableEngine:
         return snap_id
 
     def close(self) -> None:
-        """Commit what is in flight, stop the writer thread, close the store."""
+        """Commit what is in flight, stop the writer thread, write any staged history rows
+        into their tables (so readers of the store need no writer), close the store."""
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join()
             self._writer = None
         if self.store is not None:
-            self.store.close()
+            try:
+                if self._failed is None and self.store.staged_pending:
+                    self.store.index_staged()
+            finally:
+                self.store.close()
 
 
 def state_hash_of(engine: Any) -> str:
