@@ -13,8 +13,9 @@ The writer then moves the staged rows into their tables in transactions of
 :data:`INDEX_ROWS` rows (:meth:`cfd.store.Store.index_staged`), between batches and when it
 is idle, oldest first, each transaction also recording how far it got. Until a block is
 fully written, the history reads wait for it (``Store`` queries on deals, orders and
-postings): a reader never sees a batch's history half there. A batch that upserts orders
-waits for every staged block first, so no older staged row overwrites a newer one.
+postings): a reader never sees a batch's history half there. A batch that writes an order
+among the staged orders' tickets waits for them first (:func:`orders_within`), so no older
+staged row overwrites a newer one.
 
 The encoding is plain: a JSON header naming each column as a numpy array (dtype, bytes),
 a list, or one value every row has; the arrays' bytes follow the header, then the lists
@@ -152,8 +153,8 @@ def stage(conn: Connection, effects: Effects, seq: int, min_rows: int | None = N
     """Store the bulk blocks of ``effects`` worth staging as ``staged_rows`` (in
     ``conn``'s transaction); the names of the tables staged (their blocks are then not to
     be written as rows now). Orders are staged only when the batch's order rows outside
-    its blocks (a stop-out's cancelled pending orders) are of other tickets: a row of the
-    same ticket would be newer, and must be written after the block's."""
+    its blocks (a stop-out's cancelled pending orders) lie outside the blocks' tickets: a
+    row of the same ticket would be newer, and must be written after the block's."""
     min_rows = STAGE_ROWS if min_rows is None else min_rows
     t = m.StagedRows.__table__
     done: set[str] = set()
@@ -161,7 +162,7 @@ def stage(conn: Connection, effects: Effects, seq: int, min_rows: int | None = N
         blocks = [b for b in effects.blocks.get(table, ()) if b.n]
         if not blocks or sum(b.n for b in blocks) < min_rows:
             continue
-        if table == "orders" and effects.orders and _shares_keys(effects.orders, blocks):
+        if table == "orders" and _keys_within(effects.orders, *ticket_span(blocks)):
             continue
         try:
             data = [encode(b) for b in blocks]
@@ -190,15 +191,13 @@ def orders_within(effects: Effects, lo: int, hi: int) -> bool:
     staged orders: such a batch must wait until they are in their table). A bulk close's
     orders are new and finished; later batches write orders of other tickets (new ones,
     above them, and older pending ones, below), so they need not wait."""
-    if any(lo <= k <= hi for k in effects.orders):
-        return True
-    return any(s[0] <= hi and s[1] >= lo
-               for s in (ticket_span([b]) for b in effects.blocks.get("orders", ()) if b.n))
+    return _keys_within(effects.orders, lo, hi) or any(
+        s[0] <= hi and s[1] >= lo
+        for s in (ticket_span([b]) for b in effects.blocks.get("orders", ()) if b.n))
 
 
-def _shares_keys(rows: dict[int, Any], blocks: list[Block]) -> bool:
-    keys = np.fromiter(rows, dtype=np.int64, count=len(rows))
-    return any(np.isin(keys, np.asarray(b.cols["ticket"])).any() for b in blocks)
+def _keys_within(keys: dict[int, Any], lo: int, hi: int) -> bool:
+    return any(lo <= k <= hi for k in keys)
 
 
 def pending(conn: Connection) -> bool:
