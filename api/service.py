@@ -298,9 +298,6 @@ class EngineService(LocalAnswers):
                 # also under a stream of batches (refused commands commit nothing)
                 self._heartbeat()
                 beat = time.monotonic()
-            if self.runner.staged_pending and self.failed is None and self._q.empty():
-                self._index_staged()  # (idle: a bulk booking's staged history rows)
-                continue
             try:
                 item = self._q.get(timeout=self.heartbeat_s or None)
             except queue.Empty:
@@ -325,17 +322,21 @@ class EngineService(LocalAnswers):
                 self.failed = exc
                 self._settle([(it, exc) for it in batch])
             if self.runner.staged_pending and self.failed is None:
-                self._index_staged()  # (one transaction of them between batches)
+                self._index_staged()  # (a bulk booking's: between batches, and while idle)
             if stop:
                 return
 
     def _index_staged(self) -> None:
-        """Write a transaction of staged history rows into their tables
-        (``cfd.store.staging``); a failure stops the service, as a failed batch does."""
+        """Write staged history rows into their tables (``cfd.store.staging``), a
+        transaction at a time under the lock, until none is left or a command waits; a
+        failure stops the service, as a failed batch does."""
         try:
-            with self.lock:
-                self.runner.index_staged()
-                self.metrics.history_staged.set(int(self.runner.staged_pending))
+            while self.runner.staged_pending:
+                with self.lock:
+                    self.runner.index_staged()
+                    self.metrics.history_staged.set(int(self.runner.staged_pending))
+                if not self._q.empty():
+                    return
         except BaseException as exc:
             log.exception("writing staged history rows failed; the engine stops taking "
                           "commands")

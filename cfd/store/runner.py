@@ -246,11 +246,10 @@ class DurableEngine:
         """The writer thread, after a committed batch: a transaction of staged history rows
         (if any), then more while no batch waits."""
         try:
-            if self.store.staged_pending and self._failed is None:
+            while self.store.staged_pending and self._failed is None:
                 self.store.index_staged(staging.INDEX_ROWS)
-            while (self.store.staged_pending and self._failed is None
-                   and self._queue.empty()):
-                self.store.index_staged(staging.INDEX_ROWS)
+                if not self._queue.empty():
+                    return
         except BaseException as exc:  # (the next batch fails with it)
             if self._failed is None:
                 self._failed = exc
