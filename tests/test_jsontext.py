@@ -41,3 +41,11 @@ def test_a_plain_order_takes_the_fast_path() -> None:
         c = C.SendOrder(time_msc=1, login=1, request={"price": odd})
         assert fast_text(asdict(c), sort_keys=True) is None
         assert c.to_payload() == _json(c)
+
+
+def test_every_ascii_character_is_written_as_json_writes_it() -> None:
+    """DEL (0x7f) is the one ASCII character json escapes and orjson does not."""
+    for code in range(0x80):
+        cmd = C.SendOrder(time_msc=1, login=1, request={"comment": f"a{chr(code)}b"})
+        assert cmd.to_payload() == _json(cmd), hex(code)
+
