@@ -362,8 +362,7 @@ class EngineService(LocalAnswers):
             for it in items:
                 t = max(self.clock(), self._last_t)
                 self._last_t = t
-                cmds.append(it.cmd if it.cmd.time_msc else dataclasses.replace(it.cmd,
-                                                                              time_msc=t))
+                cmds.append(it.cmd if it.cmd.time_msc else it.cmd.stamped(t))
 
             def extra_events(cmds: Any, results: list[Result]) -> list[dict]:
                 """Events stored with the batch: those of event-only items, those of

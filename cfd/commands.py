@@ -64,6 +64,15 @@ class Command:
     def from_payload(cls, payload: bytes) -> Command:
         return cls(**_loads(payload))
 
+    def stamped(self, time_msc: int) -> Command:
+        """This command with ``time_msc`` set (what ``dataclasses.replace`` gives: the
+        fields copied as they are, no ``__init__`` run again, about a tenth of its cost)."""
+        out = object.__new__(type(self))
+        d = out.__dict__
+        d.update(self.__dict__)
+        d["time_msc"] = time_msc
+        return out
+
 
 @dataclass(frozen=True)
 class CreateAccount(Command):

@@ -49,3 +49,26 @@ def test_every_ascii_character_is_written_as_json_writes_it() -> None:
         cmd = C.SendOrder(time_msc=1, login=1, request={"comment": f"a{chr(code)}b"})
         assert cmd.to_payload() == _json(cmd), hex(code)
 
+
+def test_a_stamped_command_is_the_replaced_one() -> None:
+    """``Command.stamped`` (the service's time stamp) gives what ``dataclasses.replace``
+    gives, for every command class: equal, same payload, the original untouched."""
+    from dataclasses import fields, replace
+
+    def subclasses(cls: type) -> list[type]:
+        out = []
+        for sub in cls.__subclasses__():
+            out += [sub, *subclasses(sub)]
+        return out
+
+    classes = [c for c in subclasses(C.Command) if c.kind]
+    assert len(classes) > 10
+    for cls in classes:
+        if any(f.name == "login" for f in fields(cls)):
+            cmd = cls(time_msc=0, actor="admin", login=1001)
+        else:
+            cmd = cls(time_msc=0, actor="admin")
+        got = cmd.stamped(1_700_000_000_123)
+        want = replace(cmd, time_msc=1_700_000_000_123)
+        assert type(got) is cls and got == want and vars(got) == vars(want)
+        assert cmd.time_msc == 0
