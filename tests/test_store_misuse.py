@@ -168,3 +168,27 @@ def test_newer_schema_refused(store_url: str) -> None:
     eng.dispose()
     with pytest.raises(StoreSchemaMismatch, match="newer than this code"):
         Store.open(store_url)
+
+
+def test_a_released_writer_lock_is_free_at_once(store_url: str) -> None:
+    """A writer that closes lets the next one in at once: on PostgreSQL the advisory lock is
+    unlocked, not left to its session (which its engine's pool may keep open, and which
+    lets its locks go only when its server process exits)."""
+    from cfd.store import schema
+    from cfd.store.lock import WriterLock
+
+    Store.open(store_url).close()
+    first_eng = schema.make_engine(store_url, writer=True)
+    other_eng = schema.make_engine(store_url, writer=True)
+    try:
+        first, second = WriterLock(first_eng), WriterLock(other_eng)
+        assert first.acquire("first")
+        assert not second.acquire("second")
+        first.release()  # (its engine is not disposed: the pool keeps the session)
+        assert second.acquire("second")
+        second.release()
+        assert first.acquire("first again")
+        first.release()
+    finally:
+        first_eng.dispose()
+        other_eng.dispose()

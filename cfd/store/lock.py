@@ -36,6 +36,7 @@ class WriterLock:
         self._eng = eng
         self._fd: int | None = None
         self._conn: Connection | None = None
+        self._key = 0
         self.description = "none"
 
     @property
@@ -70,7 +71,7 @@ class WriterLock:
             if not got:
                 conn.close()
                 return False
-            self._conn = conn
+            self._conn, self._key = conn, key
             return True
         return True
 
@@ -80,8 +81,17 @@ class WriterLock:
             os.close(self._fd)
             self._fd = None
         if self._conn is not None:
-            self._conn.close()  # closing the session drops its advisory locks
-            self._conn = None
+            # unlocked here and now: closing the connection only hands it back to the pool,
+            # and even a closed session lets its locks go when its server process exits,
+            # a moment later (a writer opened again at once could find the lock held)
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+                self._conn.commit()
+            except Exception:  # the session is gone (and its lock with it)
+                self._conn.invalidate()
+            finally:
+                self._conn.close()
+                self._conn = None
 
 
 def readable_msc(msc: Any, now_msc: int | None = None) -> str:
